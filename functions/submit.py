@@ -1,0 +1,41 @@
+"""Blob trigger: a training config dropped into the config container."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions import app_setting
+from shared import runtime
+from shared.config.loader import MAX_CONFIG_BYTES
+from shared.services.submit import submit_config
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+CONFIG_CONTAINER = app_setting("AUTOPILOT_CONFIG_CONTAINER")
+
+
+@bp.function_name("submit")
+@bp.blob_trigger(
+    arg_name="blob",
+    path=f"{CONFIG_CONTAINER}/{{name}}",
+    connection="AzureWebJobsStorage",
+    source=func.BlobSource.EVENT_GRID
+    if app_setting("AUTOPILOT_BLOB_SOURCE").lower() == "eventgrid"
+    else func.BlobSource.LOGS_AND_CONTAINER_SCAN,
+)
+def submit(blob: func.InputStream) -> None:
+    container, _, blob_name = (blob.name or "").partition("/")
+    # Read one byte past the limit so an oversized file is rejected without reading all of it.
+    content = blob.read(MAX_CONFIG_BYTES + 1)
+    props = getattr(blob, "blob_properties", None) or {}
+    etag = props.get("ETag") or props.get("Etag") if isinstance(props, dict) else None
+    s = runtime.settings()
+    record = submit_config(
+        container=container or CONFIG_CONTAINER, blob_name=blob_name, content=content, etag=etag,
+        store=runtime.run_store(), platform=runtime.platform(), data_root=s.data_root,
+    )
+    if record is not None:
+        log.info("config %s: run %s is %s", blob_name, record.run_id, record.state.value)

@@ -1,0 +1,35 @@
+"""Timers: reconcile unfinished runs; delete idle endpoints."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions import app_setting
+from shared import runtime
+from shared.services.cleanup import cleanup as cleanup_service
+from shared.services.reconcile import reconcile as reconcile_service
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+@bp.function_name("reconcile")
+@bp.timer_trigger(arg_name="timer", schedule=app_setting("AUTOPILOT_RECONCILE_SCHEDULE"), run_on_startup=False)
+def reconcile(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.info("reconcile: timer is past due; running now")
+    outcomes = reconcile_service(runtime.run_store(), runtime.platform(), deploy_timeout=runtime.deploy_timeout())
+    for o in outcomes:
+        if o.before != o.after or o.error:
+            log.info("reconcile: run %s %s -> %s%s", o.run_id, o.before, o.after, f" ({o.error})" if o.error else "")
+
+
+@bp.function_name("cleanup")
+@bp.timer_trigger(arg_name="timer", schedule=app_setting("AUTOPILOT_CLEANUP_SCHEDULE"), run_on_startup=False)
+def cleanup(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        log.info("cleanup: timer is past due; running now")
+    for d in cleanup_service(runtime.run_store(), runtime.platform()):
+        log.info("cleanup: endpoint %s: %s (%s)", d.endpoint, d.action, d.reason)

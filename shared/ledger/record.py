@@ -1,0 +1,59 @@
+"""A run as the ledger stores it. Plain data; no storage SDK here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.states import RunState
+
+
+@dataclass
+class RunRecord:
+    """Everything known about one run. ``etag`` is the storage version this copy was read at."""
+
+    run_id: str
+    state: RunState
+    config_blob: str
+    config_name: str
+    created_at: datetime
+    updated_at: datetime
+    config_etag: str | None = None
+    config_sha256: str | None = None
+    platform: str | None = None
+    config: dict[str, Any] | None = None  # the validated config, normalised (JSON-ready)
+    effective_params: dict[str, dict[str, Any]] | None = None  # {name: {"value", "source"}}
+    notes: list[str] = field(default_factory=list)
+    job_name: str | None = None
+    experiment_name: str | None = None
+    job_status: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    endpoint_name: str | None = None
+    deployment_name: str | None = None
+    inference_instance_type: str | None = None
+    scoring_uri: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    smoke_test: dict[str, Any] | None = None
+    timeline: dict[str, str] = field(default_factory=dict)  # state -> ISO time first entered
+    errors: list[dict[str, str]] = field(default_factory=list)  # [{"path", "message"}] of the last failure
+    last_error_code: str | None = None
+    attempts: dict[str, int] = field(default_factory=dict)  # step -> tries, for bounded retries
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["created_at"] = self.created_at.isoformat()
+        data["updated_at"] = self.updated_at.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        values = dict(data)
+        values["state"] = RunState(values["state"])
+        values["created_at"] = datetime.fromisoformat(values["created_at"])
+        values["updated_at"] = datetime.fromisoformat(values["updated_at"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,92 @@
+"""Names derived from the run id, so every retry addresses the same job, model version and endpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+
+from shared.exceptions import FieldIssue, RejectedError
+
+TAG_RUN_ID = "autopilot.run_id"
+TAG_MANAGED = "autopilot.managed"
+TAG_CONFIG = "autopilot.config"
+TAG_IDLE_MINUTES = "autopilot.idle_after_minutes"
+TAG_KEEP = "autopilot.keep"
+
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+_SAFE_BLOB_RE = re.compile(r"^[A-Za-z0-9._/ -]+$")
+
+
+def check_blob_name(blob_name: str) -> None:
+    """Refuse blob names that could escape a prefix or smuggle control characters."""
+    problems = []
+    parts = blob_name.split("/")
+    if not blob_name or len(blob_name) > 512:
+        problems.append("must be 1-512 characters")
+    if any(p in {"", ".", ".."} for p in parts):
+        problems.append("must not contain empty, '.' or '..' path segments")
+    if "\\" in blob_name or not _SAFE_BLOB_RE.match(blob_name):
+        problems.append("may contain only letters, digits, '.', '_', '-', ' ' and '/'")
+    if problems:
+        raise RejectedError([FieldIssue("blob", f"name {blob_name[:80]!r} {p}") for p in problems])
+
+
+def config_name(blob_name: str) -> str:
+    """``team-a/Phi3 Chat.yaml`` -> ``team-a-phi3-chat``: the blob path without suffix, made id-safe."""
+    stem = blob_name
+    for suffix in _CONFIG_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    return (slug or "config")[:40].strip("-")
+
+
+def run_id(container: str, blob_name: str, content: bytes) -> str:
+    """``<config name>-<8 hex>``: the same bytes at the same path are the same run."""
+    content_hash = hashlib.sha256(content).hexdigest()
+    digest = hashlib.sha256(f"{container}/{blob_name}\n{content_hash}".encode()).hexdigest()
+    return f"{config_name(blob_name)}-{digest[:8]}"
+
+
+def run_hash(run: str) -> str:
+    return run.rsplit("-", 1)[-1]
+
+
+def status_blob_name(blob_name: str) -> str:
+    """Where the status mirror of a config lives in the status container."""
+    stem, _ = posixpath.splitext(blob_name)
+    return f"{stem or blob_name}.json"
+
+
+def _endpointish(prefix: str, run: str, max_len: int = 32) -> str:
+    h = run_hash(run)
+    base = re.sub(r"-+", "-", run[: -len(h) - 1] if run.endswith(h) else run).strip("-")
+    room = max_len - len(prefix) - len(h) - 1
+    base = base[:room].rstrip("-")
+    name = f"{prefix}{base}-{h}" if base else f"{prefix}{h}"
+    return name
+
+
+def endpoint_name(run: str) -> str:
+    """3-32 chars, a letter first: ``ft-<config>-<hash>``, stable for the run."""
+    return _endpointish("ft-", run)
+
+
+def deployment_name(run: str) -> str:
+    return f"d-{run_hash(run)}"
+
+
+def model_name(foundation_model: str, config: str) -> str:
+    name = f"{foundation_model}-{config}".replace("/", "-")
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:128]
+
+
+def app_tags(run: str, config_blob: str) -> dict[str, str]:
+    """Tags on everything the app creates; the app never touches a resource without them."""
+    return {TAG_RUN_ID: run, TAG_MANAGED: "true", TAG_CONFIG: config_blob[:256]}
+
+
+def is_managed(tags: dict[str, str] | None) -> bool:
+    return bool(tags) and tags.get(TAG_MANAGED) == "true" and bool(tags.get(TAG_RUN_ID))  # type: ignore[union-attr]

@@ -1,0 +1,213 @@
+"""The ML platform port: the one interface the services use. Adapters: ``local`` (embedded) and ``azureml``.
+
+Contract every adapter keeps:
+- every create is idempotent and keyed by names the caller derives from the run id (a retry finds the
+  thing it made before and returns it; a foreign thing with the same name is an error, never adopted);
+- nothing blocks on a long-running operation: deployment and deletion are started and inspected later;
+- every resource it creates carries the tags passed in (``autopilot.run_id``, ``autopilot.managed``), and it
+  refuses to delete or change endpoints without them (``NotManagedError``);
+- failures the user must fix raise ``RejectedError`` (with field paths), retryable ones
+  ``TransientPlatformError``, missing things ``NotFoundError``; no secret ever appears in a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class FoundationModel:
+    """A model to fine-tune, with the registry's tags (allow lists and ``model_specific_defaults``)."""
+
+    name: str
+    version: str
+    id: str  # the asset id passed to the pipeline (``azureml://registries/.../models/<name>/versions/<v>``)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComputeRequest:
+    """The compute the config asks for (``cluster`` is a cluster name, ``serverless`` or ``local-cpu``)."""
+
+    cluster: str
+    instance_type: str | None
+    gpus_per_node: int | None  # None: read it from the SKU
+    nodes: int = 1
+
+
+@dataclass(frozen=True)
+class ComputeInfo:
+    """The validated compute: the SKU it runs on and its GPUs per node."""
+
+    cluster: str
+    size: str
+    gpus_per_node: int
+    notes: tuple[str, ...] = ()
+
+
+class JobStatus(StrEnum):
+    """Azure ML run statuses the app acts on (others map to the nearest)."""
+
+    NOT_STARTED = "NotStarted"
+    QUEUED = "Queued"
+    PREPARING = "Preparing"
+    RUNNING = "Running"
+    FINALIZING = "Finalizing"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything needed to submit the fine-tuning pipeline job; ``name`` is the run id."""
+
+    name: str
+    experiment_name: str
+    display_name: str
+    foundation_model: FoundationModel
+    compute: ComputeInfo
+    params: dict[str, Any]  # effective component parameters, typed (see shared.config.params)
+    train_data: str
+    validation_data: str | None
+    test_data: str | None
+    tags: dict[str, str]
+    component_name: str = "chat_completion_pipeline"
+    component_version: str = "latest"
+    # Compute for the non-finetune steps; the adapter may use ``compute`` for all.
+    instance_type: str | None = None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    name: str
+    status: JobStatus
+    tags: dict[str, str] = field(default_factory=dict)
+    error: str | None = None  # why it failed, when it did
+    metrics: dict[str, float] = field(default_factory=dict)  # e.g. eval_loss_before/after, train tokens/s
+    progress: str | None = None  # one line for `autopilot status`
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    job_name: str
+    model_name: str
+    description: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    endpoint_name: str
+    deployment_name: str
+    model: ModelRef
+    instance_type: str
+    instance_count: int
+    request_timeout_ms: int
+    liveness_initial_delay_s: int
+    max_concurrent_requests: int
+    description: str
+    tags: dict[str, str]  # app tags plus the idle policy (autopilot.idle_after_minutes, autopilot.keep)
+
+
+class DeploymentState(StrEnum):
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+    MISSING = "Missing"  # neither endpoint nor deployment exists
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    endpoint_name: str
+    deployment_name: str
+    state: DeploymentState
+    error_code: str | None = None  # OutOfQuota, ImageBuildFailure, ResourceNotReady, ...
+    error_message: str | None = None
+    scoring_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    name: str
+    tags: dict[str, str]
+    created_at: datetime | None
+    scoring_uri: str | None = None
+    state: str | None = None  # provisioning state as the platform reports it
+    healthy: bool | None = None  # None: unknown
+
+
+@dataclass(frozen=True)
+class EndpointActivity:
+    """Requests seen by an endpoint: ``last_request_at`` None means none in the window looked at."""
+
+    last_request_at: datetime | None
+    request_count: int
+
+
+class MLPlatform(Protocol):
+    """The interface the services drive. See the module docstring for the contract."""
+
+    name: str  # "local" or "azureml"
+
+    def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:
+        """The model and its tags. Unknown model: ``RejectedError`` listing the available ones."""
+
+    def check_compute(self, request: ComputeRequest, allow_list: list[str] | None) -> ComputeInfo:
+        """Validate fine-tune compute as the seed does (exists, not failed, SKU allowed, GPU count)."""
+
+    def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
+        """Validate the inference SKU against the allow list; returns the SKU to use."""
+
+    def check_data(self, paths: dict[str, str]) -> dict[str, str]:
+        """Validate/resolve data inputs ({"train": ..., ...}); returns what the job should read."""
+
+    def submit_job(self, request: JobRequest) -> JobInfo:
+        """Submit, or find the job already submitted under ``request.name`` with the same run id tag."""
+
+    def get_job(self, name: str) -> JobInfo:
+        """Status of a job; ``NotFoundError`` when there is none."""
+
+    def register_model(self, request: RegisterRequest) -> ModelRef:
+        """Register the job's model output; a retry returns the version registered before."""
+
+    def get_model(self, name: str, version: str) -> ModelRef:
+        """A registered model version with its tags."""
+
+    def begin_deploy(self, request: DeployRequest) -> None:
+        """Start creating endpoint + deployment (idempotent); returns without waiting."""
+
+    def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
+        """Provisioning state of a deployment (``MISSING`` if neither exists)."""
+
+    def set_traffic(self, endpoint_name: str, traffic: dict[str, int]) -> None:
+        """Route traffic (percent per deployment)."""
+
+    def invoke(self, endpoint_name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:
+        """Send a scoring request (the Azure ML chat payload) and return the decoded answer."""
+
+    def list_endpoints(self) -> list[EndpointInfo]:
+        """Endpoints carrying the app's tags (``autopilot.managed=true``)."""
+
+    def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
+        """Requests to the endpoint since ``since``."""
+
+    def begin_delete_endpoint(self, endpoint_name: str) -> None:
+        """Start deleting an app-managed endpoint and its deployments; missing is success."""

@@ -1,0 +1,120 @@
+"""Moving runs through the state machine: ledger write with ETag retry, then the status blob mirror.
+
+This is the only place that changes a run's state, so the state machine is enforced once: an illegal or
+backward move is a logged no-op, a concurrent writer makes us re-read and re-decide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from shared.exceptions import AlreadyExistsError, ConcurrencyError, FieldIssue
+from shared.ledger.port import Ledger
+from shared.ledger.record import RunRecord
+from shared.states import RunState, can_move
+from shared.status import StatusStore, mirror
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Mutation = Callable[[RunRecord], None]
+MAX_CONFLICT_RETRIES = 20
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def issues_to_errors(issues: Iterable[FieldIssue]) -> list[dict[str, str]]:
+    return [{"path": i.path, "message": i.message} for i in issues]
+
+
+class RunStore:
+    """The ledger plus its status-blob mirror, with the state machine applied on every write."""
+
+    def __init__(self, ledger: Ledger, status: StatusStore, clock: Clock = utc_now) -> None:
+        self.ledger = ledger
+        self.status = status
+        self.clock = clock
+
+    def get(self, run_id: str) -> RunRecord | None:
+        return self.ledger.get(run_id)
+
+    def list(self, states: Iterable[RunState] | None = None) -> list[RunRecord]:
+        return self.ledger.list(states)
+
+    def create(self, run_id: str, *, config_blob: str, config_name: str, content: bytes,
+               config_etag: str | None, platform: str) -> tuple[RunRecord, bool]:
+        """The run in state ``received``; returns (record, created). An existing run is returned as is."""
+        now = self.clock()
+        record = RunRecord(
+            run_id=run_id,
+            state=RunState.RECEIVED,
+            config_blob=config_blob,
+            config_name=config_name,
+            created_at=now,
+            updated_at=now,
+            config_etag=config_etag,
+            config_sha256=hashlib.sha256(content).hexdigest(),
+            platform=platform,
+            timeline={RunState.RECEIVED.value: now.isoformat()},
+        )
+        try:
+            stored = self.ledger.create(record)
+        except AlreadyExistsError:
+            existing = self.ledger.get(run_id)
+            assert existing is not None
+            return existing, False
+        self._mirror(stored)
+        return stored, True
+
+    def advance(self, run_id: str, target: RunState, mutate: Mutation | None = None) -> RunRecord | None:
+        """Move the run to ``target`` and apply ``mutate``; None (and a log line) if the move is not legal."""
+        return self._write(run_id, target, mutate)
+
+    def update(self, run_id: str, mutate: Mutation) -> RunRecord | None:
+        """Change fields without changing state."""
+        return self._write(run_id, None, mutate)
+
+    def _write(self, run_id: str, target: RunState | None, mutate: Mutation | None) -> RunRecord | None:
+        for _ in range(MAX_CONFLICT_RETRIES):
+            record = self.ledger.get(run_id)
+            if record is None:
+                log.warning("run %s: not in the ledger; nothing to update", run_id)
+                return None
+            if target is not None:
+                if record.state == target:
+                    log.info("run %s: already %s; duplicate ignored", run_id, target.value)
+                    return None
+                if not can_move(record.state, target):
+                    log.info(
+                        "run %s: %s -> %s is not a legal move; ignored", run_id, record.state.value, target.value
+                    )
+                    return None
+            now = self.clock()
+            if mutate is not None:
+                mutate(record)
+            if target is not None:
+                record.state = target
+                record.timeline.setdefault(target.value, now.isoformat())
+            record.updated_at = now
+            try:
+                stored = self.ledger.replace(record)
+            except ConcurrencyError:
+                log.info("run %s: changed by another writer; re-reading", run_id)
+                continue
+            if target is not None:
+                log.info("run %s: state %s", run_id, target.value, extra={"run_id": run_id, "state": target.value})
+            self._mirror(stored)
+            return stored
+        raise ConcurrencyError(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} conflicting writes")
+
+    def _mirror(self, record: RunRecord) -> None:
+        # The ledger is the truth; a status blob that failed to write is rewritten by the next change.
+        try:
+            mirror(self.status, record)
+        except Exception:
+            log.warning("run %s: status blob not written", record.run_id, exc_info=True)

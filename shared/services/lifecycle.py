@@ -1,0 +1,217 @@
+"""Services driven by the platform's events (and by the reconcile timer when events are lost).
+
+Each step reads the run, checks it is in the state the step starts from, does an idempotent platform call
+keyed by names derived from the run id, then advances the ledger. Re-running a step after a crash, a
+duplicate event or an out-of-order event ends in the same state with no second job, model or endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.config.model import TrainingConfig
+from shared.events import AzureMLEvent, ModelRegisteredEvent, RunEvent, topic_matches
+from shared.exceptions import FieldIssue, NotFoundError, RejectedError
+from shared.ledger.record import RunRecord
+from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID, app_tags, is_managed
+from shared.platform.port import DeployRequest, JobInfo, JobStatus, MLPlatform, ModelRef, RegisterRequest
+from shared.runs import RunStore, issues_to_errors
+from shared.states import RunState
+
+log = logging.getLogger(__name__)
+
+_RUNNING = {JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.PREPARING, JobStatus.RUNNING, JobStatus.FINALIZING}
+
+
+def _job_status(value: str) -> JobStatus | None:
+    for status in JobStatus:
+        if status.value.lower() == value.lower():
+            return status
+    if value.lower() in {"starting", "provisioning"}:
+        return JobStatus.PREPARING
+    if value.lower() in {"cancelrequested"}:
+        return JobStatus.RUNNING
+    return None
+
+
+def _fail_with(message: str, code: str, path: str = "job") -> Any:
+    def fill(record: RunRecord) -> None:
+        record.errors = [{"path": path, "message": message}]
+        record.last_error_code = code
+
+    return fill
+
+
+def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, job: JobInfo) -> RunRecord | None:
+    """Move the run to match the job's status; a completed job is registered right away."""
+    run = record.run_id
+    if job.status in _RUNNING:
+        if record.state == RunState.SUBMITTED:
+            return store.advance(run, RunState.RUNNING, lambda r: setattr(r, "job_status", job.status.value))
+        if record.state == RunState.RUNNING and record.job_status != job.status.value:
+            return store.update(run, lambda r: setattr(r, "job_status", job.status.value))
+        return None
+    if job.status == JobStatus.FAILED:
+        error = job.error
+        if error is None:
+            try:
+                error = platform.get_job(job.name).error
+            except NotFoundError:
+                error = None
+        return store.advance(run, RunState.FAILED, _fail_with(error or "the job failed (no reason given)", "JobFailed"))
+    if job.status == JobStatus.CANCELED:
+        return store.advance(run, RunState.CANCELED, _fail_with("the job was canceled", "JobCanceled"))
+
+    # Completed: record metrics (the event carries none; ask the platform), then register.
+    metrics = dict(job.metrics)
+    if not metrics:
+        try:
+            metrics = dict(platform.get_job(job.name).metrics)
+        except NotFoundError:
+            metrics = {}
+
+    def completed(r: RunRecord) -> None:
+        r.job_status = JobStatus.COMPLETED.value
+        r.metrics = {**r.metrics, **metrics}
+
+    store.advance(run, RunState.COMPLETED, completed)
+    return register(store, platform, run)
+
+
+def on_run_event(store: RunStore, platform: MLPlatform, event: RunEvent, expected_topic: str = "") -> str:
+    """RunCompleted / RunStatusChanged. Returns what was done, for the log."""
+    if not topic_matches(event, expected_topic):
+        return f"ignored: topic {event.topic!r} is not this workspace"
+    if event.is_child_run:
+        return f"ignored: child step {event.run_id} ({event.run_type})"
+    tags = event.run_tags
+    if not is_managed(tags):
+        return f"ignored: run {event.run_id} is not managed by the app"
+    record = store.get(tags[TAG_RUN_ID])
+    if record is None:
+        return f"ignored: run {tags[TAG_RUN_ID]} is not in the ledger"
+    if record.job_name != event.run_id:
+        return f"ignored: {event.run_id} is not the job of run {record.run_id}"
+    status = _job_status(event.run_status)
+    if status is None:
+        return f"ignored: unknown run status {event.run_status!r}"
+    apply_job_status(store, platform, record, JobInfo(name=event.run_id, status=status, tags=tags))
+    after = store.get(record.run_id)
+    return f"run {record.run_id}: {event.run_status} -> {after.state.value if after else '?'}"
+
+
+def register(store: RunStore, platform: MLPlatform, run: str) -> RunRecord | None:
+    """completed -> registered: register the job's MLflow output (idempotent on the platform side)."""
+    record = store.get(run)
+    if record is None or record.state != RunState.COMPLETED:
+        return None
+    assert record.job_name and record.model_name
+    config = _config(record)
+    description = (config.registration.description if config else None) or (
+        f"{config.model.name if config else 'model'} fine-tuned by Fine-tune Autopilot (run {run})"
+    )
+    tags = {**(config.registration.tags if config else {}), **app_tags(run, record.config_blob)}
+    try:
+        model = platform.register_model(
+            RegisterRequest(job_name=record.job_name, model_name=record.model_name, description=description, tags=tags)
+        )
+    except (RejectedError, NotFoundError) as exc:
+        return store.advance(run, RunState.FAILED, _fail_with(f"registration failed: {exc}", "RegistrationFailed"))
+
+    def fill(r: RunRecord) -> None:
+        r.model_name = model.name
+        r.model_version = model.version
+
+    return store.advance(run, RunState.REGISTERED, fill)
+
+
+def on_model_registered(
+    store: RunStore, platform: MLPlatform, event: ModelRegisteredEvent, expected_topic: str = ""
+) -> str:
+    """ModelRegistered: start the deployment of the app's model versions."""
+    if not topic_matches(event, expected_topic):
+        return f"ignored: topic {event.topic!r} is not this workspace"
+    tags = event.model_tags
+    if not is_managed(tags):
+        return f"ignored: model {event.model_name}:{event.model_version} is not managed by the app"
+    record = store.get(tags[TAG_RUN_ID])
+    if record is None:
+        return f"ignored: run {tags[TAG_RUN_ID]} is not in the ledger"
+    if record.state == RunState.COMPLETED:
+        # The register handler died after registering but before its ledger write: finish it here.
+        register(store, platform, record.run_id)
+    deploy(store, platform, record.run_id)
+    after = store.get(record.run_id)
+    return f"run {record.run_id}: model {event.model_name}:{event.model_version} -> {after.state.value if after else '?'}"
+
+
+def _config(record: RunRecord) -> TrainingConfig | None:
+    return TrainingConfig.model_validate(record.config) if record.config else None
+
+
+def quality_gate_failure(record: RunRecord, config: TrainingConfig) -> str | None:
+    gate = config.deployment.quality_gate
+    if gate is None:
+        return None
+    after = record.metrics.get("eval_loss_after")
+    before = record.metrics.get("eval_loss_before")
+    if gate.max_eval_loss is not None:
+        if after is None:
+            return "quality gate: the job reported no eval_loss_after"
+        if after > gate.max_eval_loss:
+            return f"quality gate: eval loss {after:.4f} is above max_eval_loss {gate.max_eval_loss}"
+    if gate.require_improvement:
+        if after is None or before is None:
+            return "quality gate: the job reported no eval loss before/after"
+        if after >= before:
+            return f"quality gate: eval loss did not improve ({before:.4f} -> {after:.4f})"
+    return None
+
+
+def deploy(store: RunStore, platform: MLPlatform, run: str) -> RunRecord | None:
+    """registered -> deploying: start endpoint + deployment creation, without waiting."""
+    record = store.get(run)
+    if record is None or record.state != RunState.REGISTERED:
+        return None
+    config = _config(record)
+    if config is None or not config.deployment.enabled:
+        log.info("run %s: deployment disabled; run ends registered", run)
+        return None
+    gate = quality_gate_failure(record, config)
+    if gate:
+        return store.advance(run, RunState.DEPLOY_FAILED, _fail_with(gate, "QualityGate", "deployment.quality_gate"))
+    assert record.endpoint_name and record.deployment_name and record.model_name and record.model_version
+    model = platform.get_model(record.model_name, record.model_version)
+    platform.begin_deploy(deploy_request(record, config, model))
+    return store.advance(run, RunState.DEPLOYING)
+
+
+def deploy_request(record: RunRecord, config: TrainingConfig, model: ModelRef) -> DeployRequest:
+    assert record.endpoint_name and record.deployment_name
+    dep = config.deployment
+    tags = {
+        **app_tags(record.run_id, record.config_blob),
+        TAG_IDLE_MINUTES: str(config.cleanup.idle_after_minutes),
+        TAG_KEEP: "true" if config.cleanup.keep else "false",
+    }
+    return DeployRequest(
+        endpoint_name=record.endpoint_name,
+        deployment_name=record.deployment_name,
+        model=model,
+        instance_type=record.inference_instance_type or dep.instance_type or "",
+        instance_count=dep.instance_count,
+        request_timeout_ms=dep.request_timeout_ms,
+        liveness_initial_delay_s=dep.liveness_initial_delay_s,
+        max_concurrent_requests=dep.max_concurrent_requests,
+        description=f"Online endpoint for {model.name}:{model.version}, fine-tuned by Fine-tune Autopilot",
+        tags=tags,
+    )
+
+
+def ignore_reason(event: AzureMLEvent) -> str:
+    return f"ignored: {event.event_type} is not handled here"
+
+
+def rejected_issues(exc: RejectedError) -> list[dict[str, str]]:
+    return issues_to_errors(exc.issues or [FieldIssue("", str(exc))])

@@ -1,0 +1,195 @@
+"""What a submit would do: resolve the model, check compute and data, merge parameters, build the job request.
+
+Shared by the ``submit`` service and ``autopilot plan``, so the plan a user previews is the job that runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.config.model import TrainingConfig
+from shared.config.model_tags import (
+    FINETUNE_ALLOW_LIST,
+    INFERENCE_ALLOW_LIST,
+    parse_model_defaults,
+    parse_sku_list,
+)
+from shared.config.params import EffectiveParams, resolve
+from shared.exceptions import FieldIssue, ModelTagError, RejectedError
+from shared.naming import app_tags, deployment_name, endpoint_name, model_name
+from shared.platform.port import ComputeInfo, ComputeRequest, FoundationModel, JobRequest, MLPlatform
+
+DEFAULT_SMOKE_MESSAGES = [{"role": "user", "content": "Hello! In two sentences, what can you help me with?"}]
+
+
+@dataclass(frozen=True)
+class SubmissionPlan:
+    run_id: str
+    config: TrainingConfig
+    foundation_model: FoundationModel
+    compute: ComputeInfo
+    params: EffectiveParams
+    job: JobRequest
+    model_name: str
+    endpoint_name: str
+    deployment_name: str
+    inference_instance_type: str | None
+    smoke_request: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+
+
+def display_name(model: str, dataset_label: str, params: dict[str, Any], gpus_per_node: int) -> str:
+    """The seed notebook's pipeline display name formula."""
+    batch = (
+        int(params.get("per_device_train_batch_size", 1))
+        * int(params.get("gradient_accumulation_steps", 1))
+        * int(gpus_per_node)
+        * int(params.get("num_nodes_finetune", 1))
+    )
+    ds = f"ds{params.get('deepspeed_stage', 2)}" if params.get("apply_deepspeed") else "nods"
+    lora = "lora" if params.get("apply_lora") else "nolora"
+    return (
+        f"{model}-{dataset_label}-bs{batch}-{params.get('lr_scheduler_type', 'linear')}-{ds}-{lora}"
+        f"-save_limit{params.get('save_total_limit', -1)}-seqlen{params.get('max_seq_length', -1)}"
+    )
+
+
+def _read_sample(path: Path, index: int) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as handle:
+        for i, line in enumerate(handle):
+            if i == index:
+                row = json.loads(line)
+                messages = row.get("messages") if isinstance(row, dict) else None
+                if not isinstance(messages, list) or not messages:
+                    raise ValueError(f"row {index} has no messages list")
+                return [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+    raise ValueError(f"the file has fewer than {index + 1} rows")
+
+
+def smoke_request(config: TrainingConfig, data_root: Path) -> dict[str, Any] | None:
+    """The scoring payload sent after deployment, in the seed's format; None when the smoke test is off."""
+    smoke = config.deployment.smoke_test
+    if not config.deployment.enabled or not smoke.enabled:
+        return None
+    if smoke.messages is not None:
+        messages = [m.model_dump() for m in smoke.messages]
+    elif smoke.sample_file is not None:
+        path = (data_root / smoke.sample_file).resolve()
+        if not path.is_relative_to(data_root):
+            raise RejectedError([FieldIssue("deployment.smoke_test.sample_file", "must be under the data root")])
+        try:
+            messages = _read_sample(path, smoke.sample_index)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RejectedError(
+                [FieldIssue("deployment.smoke_test.sample_file", f"cannot read a test conversation: {exc}")]
+            ) from None
+    else:
+        messages = list(DEFAULT_SMOKE_MESSAGES)
+    # The seed sends test_gen rows whole; the answer is what we want generated, so trailing assistant
+    # turns are dropped.
+    while messages and messages[-1]["role"] == "assistant":
+        messages.pop()
+    if not messages:
+        raise RejectedError([FieldIssue("deployment.smoke_test", "the test conversation has no user turn")])
+    return {
+        "input_data": {"input_string": [messages], "parameters": smoke.parameters.model_dump()},
+        "params": {},
+    }
+
+
+def build_plan(
+    config: TrainingConfig, *, run_id: str, config_blob: str, config_name: str, platform: MLPlatform,
+    data_root: Path,
+) -> SubmissionPlan:
+    """Everything a submit needs, checked. Raises ``RejectedError`` listing every problem found."""
+    issues: list[FieldIssue] = []
+    notes: list[str] = []
+    model = platform.get_foundation_model(config.model.name, config.model.version, config.model.registry)
+
+    def tag_guard(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ModelTagError as exc:
+            issues.extend(exc.issues)
+            return None
+
+    finetune_allow = tag_guard(parse_sku_list, model.tags, FINETUNE_ALLOW_LIST)
+    inference_allow = tag_guard(parse_sku_list, model.tags, INFERENCE_ALLOW_LIST)
+    model_defaults = tag_guard(parse_model_defaults, model.tags) or {}
+    params: EffectiveParams | None = None
+    try:
+        params = resolve(config, model_defaults)
+    except ModelTagError as exc:
+        issues.extend(exc.issues)
+    if params is not None and params.ignored_model_defaults:
+        notes.append("model defaults not used by the component: " + ", ".join(params.ignored_model_defaults))
+
+    compute: ComputeInfo | None = None
+    gpus = None if config.compute.gpus_per_node == "auto" else int(config.compute.gpus_per_node)
+    try:
+        compute = platform.check_compute(
+            ComputeRequest(config.compute.cluster, config.compute.instance_type, gpus, config.compute.nodes or 1),
+            finetune_allow,
+        )
+    except RejectedError as exc:
+        issues.extend(exc.issues)
+
+    inference_sku: str | None = None
+    if config.deployment.enabled:
+        try:
+            inference_sku = platform.check_inference_compute(config.deployment.instance_type or "", inference_allow)
+        except RejectedError as exc:
+            issues.extend(exc.issues)
+
+    data_paths = {k: v for k, v in config.data.model_dump().items() if v is not None}
+    resolved_data: dict[str, str] = {}
+    try:
+        resolved_data = platform.check_data(data_paths)
+    except RejectedError as exc:
+        issues.extend(exc.issues)
+
+    smoke: dict[str, Any] | None = None
+    try:
+        smoke = smoke_request(config, data_root)
+    except RejectedError as exc:
+        issues.extend(exc.issues)
+
+    if issues or params is None or compute is None:
+        raise RejectedError(issues)
+    notes.extend(compute.notes)
+
+    values = params.values()
+    name_of_config = config.name or config_name
+    tags = app_tags(run_id, config_blob)
+    job = JobRequest(
+        name=run_id,
+        experiment_name=config.experiment_name or f"chat_completion_{config.model.name}".replace("/", "-"),
+        display_name=display_name(config.model.name, config.dataset_label, values, compute.gpus_per_node),
+        foundation_model=model,
+        compute=compute,
+        params=values,
+        train_data=resolved_data["train"],
+        validation_data=resolved_data.get("validation"),
+        test_data=resolved_data.get("test"),
+        tags=tags,
+        component_name=config.component.name,
+        component_version=config.component.version,
+        instance_type=config.compute.instance_type,
+    )
+    return SubmissionPlan(
+        run_id=run_id,
+        config=config,
+        foundation_model=model,
+        compute=compute,
+        params=params,
+        job=job,
+        model_name=config.registration.model_name or model_name(config.model.name, name_of_config),
+        endpoint_name=config.deployment.endpoint_name or endpoint_name(run_id),
+        deployment_name=config.deployment.deployment_name or deployment_name(run_id),
+        inference_instance_type=inference_sku,
+        smoke_request=smoke,
+        notes=notes,
+    )

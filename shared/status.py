@@ -1,0 +1,89 @@
+"""The status blob: ``training-status/<config path>.json`` mirrors the run for the person who dropped it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from shared.ledger.record import RunRecord
+from shared.naming import status_blob_name
+
+
+class StatusStore(Protocol):
+    def write(self, blob_name: str, document: dict[str, Any]) -> None:
+        """Write (overwrite) the status document at ``blob_name``."""
+
+    def read(self, blob_name: str) -> dict[str, Any] | None:
+        """The document, or None."""
+
+
+def status_document(record: RunRecord) -> dict[str, Any]:
+    """What the person who dropped the config sees. Built from the ledger; holds no key or URL with a key."""
+    return {
+        "run_id": record.run_id,
+        "config": record.config_blob,
+        "state": record.state.value,
+        "updated_at": record.updated_at.isoformat(),
+        "timeline": record.timeline,
+        "errors": record.errors,
+        "error_code": record.last_error_code,
+        "platform": record.platform,
+        "job": {"name": record.job_name, "status": record.job_status, "experiment": record.experiment_name},
+        "model": {"name": record.model_name, "version": record.model_version} if record.model_name else None,
+        "endpoint": (
+            {"name": record.endpoint_name, "deployment": record.deployment_name, "scoring_uri": record.scoring_uri}
+            if record.endpoint_name
+            else None
+        ),
+        "metrics": record.metrics,
+        "smoke_test": record.smoke_test,
+        "effective_params": record.effective_params,
+        "notes": record.notes,
+    }
+
+
+class BlobStatusStore:
+    """``StatusStore`` on a blob container (Azurite locally); the container is created on first use."""
+
+    def __init__(self, connection_string: str, container: str) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        self._service = BlobServiceClient.from_connection_string(connection_string)
+        self._container = self._service.get_container_client(container)
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                self._container.create_container()
+            except ResourceExistsError:
+                pass
+            self._ready = True
+
+    def write(self, blob_name: str, document: dict[str, Any]) -> None:
+        from azure.storage.blob import ContentSettings
+
+        self._ensure()
+        self._container.upload_blob(
+            blob_name,
+            json.dumps(document, indent=2, sort_keys=True, default=str).encode(),
+            overwrite=True,
+            content_settings=ContentSettings(content_type="application/json"),
+        )
+
+    def read(self, blob_name: str) -> dict[str, Any] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._ensure()
+        try:
+            data = self._container.download_blob(blob_name).readall()
+        except ResourceNotFoundError:
+            return None
+        result: dict[str, Any] = json.loads(data)
+        return result
+
+
+def mirror(store: StatusStore, record: RunRecord) -> None:
+    store.write(status_blob_name(record.config_blob), status_document(record))
