@@ -8,7 +8,6 @@ import azure.functions as func
 
 from shared import runtime
 from shared.events import EventError, ModelRegisteredEvent, RunEvent, from_function_event
-from shared.services.lifecycle import on_model_registered, on_run_event
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -26,6 +25,8 @@ def register(event: func.EventGridEvent) -> None:
     if not isinstance(wrapped, RunEvent):
         log.info("event %s: %s is not a run event; ignored", wrapped.id, wrapped.event_type)
         return
+    from shared.services.lifecycle import on_run_event  # services (and pydantic models) load on first use
+
     s = runtime.settings()
     log.info("event %s: %s", wrapped.id, on_run_event(runtime.run_store(), runtime.platform(), wrapped, s.workspace_topic))
 
@@ -41,6 +42,8 @@ def deploy(event: func.EventGridEvent) -> None:
     if not isinstance(wrapped, ModelRegisteredEvent):
         log.info("event %s: %s is not a model registration; ignored", wrapped.id, wrapped.event_type)
         return
+    from shared.services.lifecycle import on_model_registered
+
     s = runtime.settings()
     outcome = on_model_registered(runtime.run_store(), runtime.platform(), wrapped, s.workspace_topic)
     log.info("event %s: %s", wrapped.id, outcome)

@@ -8,8 +8,7 @@ import azure.functions as func
 
 from functions import app_setting
 from shared import runtime
-from shared.config.loader import MAX_CONFIG_BYTES
-from shared.services.submit import submit_config
+from shared.config.limits import MAX_CONFIG_BYTES
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -32,6 +31,8 @@ def submit(blob: func.InputStream) -> None:
     content = blob.read(MAX_CONFIG_BYTES + 1)
     props = getattr(blob, "blob_properties", None) or {}
     etag = props.get("ETag") or props.get("Etag") if isinstance(props, dict) else None
+    from shared.services.submit import submit_config  # services (and pydantic models) load on first use
+
     s = runtime.settings()
     record = submit_config(
         container=container or CONFIG_CONTAINER, blob_name=blob_name, content=content, etag=etag,

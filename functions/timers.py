@@ -8,8 +8,6 @@ import azure.functions as func
 
 from functions import app_setting
 from shared import runtime
-from shared.services.cleanup import cleanup as cleanup_service
-from shared.services.reconcile import reconcile as reconcile_service
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -20,6 +18,8 @@ bp = func.Blueprint()
 def reconcile(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("reconcile: timer is past due; running now")
+    from shared.services.reconcile import reconcile as reconcile_service  # loads on first use
+
     outcomes = reconcile_service(runtime.run_store(), runtime.platform(), deploy_timeout=runtime.deploy_timeout())
     for o in outcomes:
         if o.before != o.after or o.error:
@@ -31,5 +31,7 @@ def reconcile(timer: func.TimerRequest) -> None:
 def cleanup(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("cleanup: timer is past due; running now")
+    from shared.services.cleanup import cleanup as cleanup_service
+
     for d in cleanup_service(runtime.run_store(), runtime.platform()):
         log.info("cleanup: endpoint %s: %s (%s)", d.endpoint, d.action, d.reason)

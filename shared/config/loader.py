@@ -13,10 +13,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from shared.config.limits import MAX_CONFIG_BYTES
 from shared.config.model import TrainingConfig
 from shared.exceptions import ConfigError, FieldIssue
 
-MAX_CONFIG_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 
 

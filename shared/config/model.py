@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # Azure ML online endpoint and deployment names: 3-32 chars, a letter first, no trailing hyphen.
 ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
@@ -84,7 +84,8 @@ class ComputeSection(Strict):
         default="serverless", description="Compute cluster name, `serverless`, or `local-cpu`/`local-cuda` locally."
     )
     instance_type: str | None = Field(
-        default=None, description="SKU for serverless compute (e.g. Standard_NC24ads_A100_v4)."
+        default=None, validate_default=True,
+        description="SKU for serverless compute (e.g. Standard_NC24ads_A100_v4).",
     )
     nodes: PositiveInt | None = Field(default=None, le=64, description="num_nodes_finetune.")
     gpus_per_node: PositiveInt | Literal["auto"] = Field(
@@ -101,16 +102,12 @@ class ComputeSection(Strict):
 
     @field_validator("instance_type")
     @classmethod
-    def _sku(cls, value: str | None) -> str | None:
+    def _sku(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("cluster") == "serverless":
+            raise ValueError("required when cluster is `serverless` (e.g. Standard_NC24ads_A100_v4)")
         if value is not None and not _SKU_RE.match(value):
             raise ValueError("must be an Azure VM SKU such as Standard_NC24ads_A100_v4")
         return value
-
-    @model_validator(mode="after")
-    def _serverless_needs_sku(self) -> ComputeSection:
-        if self.cluster == "serverless" and self.instance_type is None:
-            raise ValueError("instance_type is required when cluster is `serverless`")
-        return self
 
 
 class TrainingSection(Strict):
@@ -250,6 +247,8 @@ class SmokeTestSection(Strict):
     def _one_source(self) -> SmokeTestSection:
         if self.messages is not None and self.sample_file is not None:
             raise ValueError("give either messages or sample_file, not both")
+        if self.sample_file is not None and ("://" in self.sample_file or ".." in self.sample_file.split("/")):
+            raise ValueError("sample_file must be a path under the data root (no URIs, no '..')")
         if self.messages is not None and self.messages[-1].role != "user":
             raise ValueError("messages must end with a user turn")
         return self

@@ -21,7 +21,8 @@ from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
-_RUNNING = {JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.PREPARING, JobStatus.RUNNING, JobStatus.FINALIZING}
+_WAITING = {JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.PREPARING}
+_RUNNING = {JobStatus.RUNNING, JobStatus.FINALIZING}
 
 
 def _job_status(value: str) -> JobStatus | None:
@@ -46,6 +47,10 @@ def _fail_with(message: str, code: str, path: str = "job") -> Any:
 def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, job: JobInfo) -> RunRecord | None:
     """Move the run to match the job's status; a completed job is registered right away."""
     run = record.run_id
+    if job.status in _WAITING:
+        if record.state == RunState.SUBMITTED and record.job_status != job.status.value:
+            return store.update(run, lambda r: setattr(r, "job_status", job.status.value))
+        return None
     if job.status in _RUNNING:
         if record.state == RunState.SUBMITTED:
             return store.advance(run, RunState.RUNNING, lambda r: setattr(r, "job_status", job.status.value))

@@ -35,7 +35,8 @@ class ReconcileOutcome:
 def _answer_text(answer: Any) -> str:
     """The generated text out of a scoring answer (Azure returns a list or {"output": ...})."""
     if isinstance(answer, dict):
-        for key in ("output", "generated_text", "text", "answer"):
+        # Azure ML chat models answer [{"0": text}] (one key per conversation) or {"output": text}.
+        for key in ("0", "output", "generated_text", "text", "answer"):
             if isinstance(answer.get(key), str):
                 return str(answer[key])
     if isinstance(answer, list) and answer:
@@ -103,6 +104,16 @@ def finish_deployment(store: RunStore, platform: MLPlatform, record: RunRecord, 
 
 def reconcile_run(store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime,
                   deploy_timeout: timedelta) -> None:
+    """Step the run forward as far as it can go now (a finished job goes on to register and deploy)."""
+    for _ in range(len(RunState)):
+        _step(store, platform, record, now, deploy_timeout)
+        after = store.get(record.run_id)
+        if after is None or after.state == record.state:
+            return
+        record = after
+
+
+def _step(store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta) -> None:
     if record.state in (RunState.SUBMITTED, RunState.RUNNING) and record.job_name:
         apply_job_status(store, platform, record, platform.get_job(record.job_name))
     elif record.state == RunState.COMPLETED:

@@ -1,0 +1,220 @@
+"""``autopilot validate | submit | status``: the config and run commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from shared.config.loader import MAX_CONFIG_BYTES, load_config
+from shared.exceptions import ConfigError, FieldIssue
+from shared.ledger.record import RunRecord
+from shared.states import TERMINAL, RunState
+
+FOLLOW_INTERVAL_S = 2.0
+# A run that reaches one of these has nothing more to show unless cleanup comes later.
+FOLLOW_DONE = TERMINAL | {RunState.DEPLOYED}
+
+
+def _read_limited(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(MAX_CONFIG_BYTES + 1)
+
+
+def read_config_file(path: Path) -> tuple[bytes | None, list[FieldIssue]]:
+    """The file's bytes and its problems; a missing or unreadable file is a problem, not a traceback."""
+    try:
+        data = _read_limited(path)
+    except FileNotFoundError:
+        return None, [FieldIssue("", f"no such file: {path}")]
+    except IsADirectoryError:
+        return None, [FieldIssue("", f"{path} is a directory")]
+    except OSError as exc:
+        return None, [FieldIssue("", f"cannot read {path}: {exc.strerror}")]
+    try:
+        load_config(data)
+    except ConfigError as exc:
+        return data, exc.issues
+    return data, []
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    _, issues = read_config_file(path)
+    if issues:
+        for issue in issues:
+            print(f"{issue.path or '(file)'}: {issue.message}")
+        return 1
+    print(f"{path}: valid")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from shared import runtime
+    from shared.naming import check_blob_name, run_id
+    from shared.storage import upload_config
+
+    path = Path(args.file)
+    data, issues = read_config_file(path)
+    if data is None or (issues and not args.force):
+        for issue in issues:
+            print(f"{issue.path or '(file)'}: {issue.message}", file=sys.stderr)
+        print("not submitted (fix the config, or --force to let the app reject it)", file=sys.stderr)
+        return 1
+    blob_name = args.name or path.name
+    try:
+        check_blob_name(blob_name)
+    except Exception as exc:
+        print(f"--name: {exc}", file=sys.stderr)
+        return 1
+    settings = runtime.settings()
+    try:
+        upload_config(settings.storage_connection, settings.config_container, blob_name, data)
+    except Exception as exc:
+        print(f"cannot upload to storage ({type(exc).__name__}); is it running? (`autopilot up`)", file=sys.stderr)
+        return 1
+    run = run_id(settings.config_container, blob_name, data)
+    print(f"uploaded {settings.config_container}/{blob_name}")
+    print(f"run id: {run}   (follow it: autopilot status {run} --follow)")
+    return 0
+
+
+def _find(records: list[RunRecord], key: str) -> RunRecord | None:
+    exact = [r for r in records if r.run_id == key]
+    if exact:
+        return exact[0]
+    by_config = [r for r in records if r.config_name == key or r.config_blob == key]
+    if by_config:
+        return max(by_config, key=lambda r: r.created_at)
+    prefixed = [r for r in records if r.run_id.startswith(key)]
+    return max(prefixed, key=lambda r: r.created_at) if prefixed else None
+
+
+def _summary_row(r: RunRecord) -> str:
+    endpoint = r.endpoint_name if r.state in (RunState.DEPLOYING, RunState.DEPLOYED) else ""
+    model = f"{r.model_name}:{r.model_version}" if r.model_version else ""
+    return f"{r.run_id:<40} {r.state.value:<14} {r.updated_at:%Y-%m-%d %H:%M:%S} {model:<40} {endpoint}"
+
+
+def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
+    lines = [f"run {r.run_id}  ({r.config_blob})", f"  state: {r.state.value}"]
+    for state, at in r.timeline.items():
+        lines.append(f"    {state:<14} {at}")
+    if r.job_name:
+        lines.append(f"  job: {r.job_name} ({r.job_status or '-'})" + (f"  {progress}" if progress else ""))
+    if r.metrics:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()) if isinstance(v, int | float))
+        lines.append(f"  metrics: {shown}")
+    if r.model_version:
+        lines.append(f"  model: {r.model_name}:{r.model_version}")
+    if r.endpoint_name:
+        lines.append(f"  endpoint: {r.endpoint_name} / {r.deployment_name}  {r.scoring_uri or ''}")
+    if r.smoke_test and r.smoke_test.get("answer"):
+        lines.append(f"  smoke test answer: {r.smoke_test['answer'][:300]}")
+    for err in r.errors:
+        lines.append(f"  error: {err['path'] + ': ' if err.get('path') else ''}{err['message']}")
+    for note in r.notes:
+        lines.append(f"  note: {note}")
+    return lines
+
+
+def _progress(record: RunRecord) -> str | None:
+    if record.state not in (RunState.SUBMITTED, RunState.RUNNING) or not record.job_name:
+        return None
+    from shared import runtime
+
+    try:
+        return runtime.platform().get_job(record.job_name).progress
+    except Exception:
+        return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from shared import runtime
+    from shared.status import status_document
+
+    store = runtime.run_store()
+    try:
+        records = store.list()
+    except Exception as exc:
+        print(f"cannot read the run ledger ({type(exc).__name__}); is storage running? (`autopilot up`)", file=sys.stderr)
+        return 1
+    if not args.run:
+        if args.json:
+            print(json.dumps([status_document(r) for r in records], indent=2, default=str))
+        elif not records:
+            print("no runs yet (drop a config: autopilot submit FILE)")
+        else:
+            for r in records:
+                print(_summary_row(r))
+        return 0
+    record = _find(records, args.run)
+    if record is None:
+        print(f"no run matches {args.run!r}", file=sys.stderr)
+        return 1
+    if not args.follow:
+        if args.json:
+            print(json.dumps(status_document(record), indent=2, default=str))
+        else:
+            print("\n".join(_detail_lines(record, _progress(record))))
+        return 0
+    return follow(record.run_id, as_json=args.json)
+
+
+def follow(run: str, *, as_json: bool = False, until: frozenset[RunState] = FOLLOW_DONE,
+           timeout_s: float | None = None, out: Any = None) -> int:
+    """Print state changes and job progress until the run reaches ``until``. Returns 0, or 1 on failure."""
+    from shared import runtime
+    from shared.status import status_document
+
+    out = out or sys.stdout
+    store = runtime.run_store()
+    seen_state: str | None = None
+    seen_progress: str | None = None
+    started = time.monotonic()
+    while True:
+        record = store.get(run)
+        if record is None:
+            print(f"run {run} is not in the ledger", file=out)
+            return 1
+        if record.state.value != seen_state:
+            seen_state = record.state.value
+            if as_json:
+                print(json.dumps(status_document(record), default=str), file=out)
+            else:
+                print(f"{time.strftime('%H:%M:%S')}  {record.run_id}: {record.state.value}", file=out)
+                for err in record.errors:
+                    print(f"    error: {err.get('path') + ': ' if err.get('path') else ''}{err['message']}", file=out)
+        progress = _progress(record)
+        if progress and progress != seen_progress and not as_json:
+            seen_progress = progress
+            print(f"{time.strftime('%H:%M:%S')}    {progress}", file=out)
+        out.flush()
+        if record.state in until:
+            bad = {RunState.REJECTED, RunState.FAILED, RunState.CANCELED, RunState.DEPLOY_FAILED}
+            return 1 if record.state in bad else 0
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            print(f"gave up following after {timeout_s:.0f} s (state {record.state.value})", file=out)
+            return 1
+        time.sleep(FOLLOW_INTERVAL_S)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("validate", help="check a training config; one line per error")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("submit", help="upload a training config to the config container")
+    p.add_argument("file")
+    p.add_argument("--name", help="blob name in the container (default: the file name)")
+    p.add_argument("--force", action="store_true", help="upload even if it does not validate")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="runs and their state")
+    p.add_argument("run", nargs="?", help="run id, config name, or a prefix of a run id")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--follow", action="store_true", help="print changes until the run finishes or deploys")
+    p.set_defaults(func=cmd_status)

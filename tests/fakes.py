@@ -1,0 +1,323 @@
+"""Test doubles with state: an in-memory ledger and status store, a fake ML platform, a clock you move.
+
+The fake platform keeps jobs, models and endpoints like a workspace would, enforces the port's contract
+(idempotent creates keyed by name, app tags required for deletes) and counts what it created, so tests
+assert on state ("exactly one endpoint") rather than on call lists.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.exceptions import (
+    AlreadyExistsError,
+    ConcurrencyError,
+    FieldIssue,
+    NotFoundError,
+    NotManagedError,
+    PlatformError,
+    RejectedError,
+    TransientPlatformError,
+)
+from shared.ledger.record import RunRecord
+from shared.naming import TAG_RUN_ID, is_managed
+from shared.platform.port import (
+    ComputeInfo,
+    ComputeRequest,
+    DeploymentInfo,
+    DeploymentState,
+    DeployRequest,
+    EndpointActivity,
+    EndpointInfo,
+    FoundationModel,
+    JobInfo,
+    JobRequest,
+    JobStatus,
+    ModelRef,
+    RegisterRequest,
+)
+from shared.runs import RunStore
+from shared.states import RunState
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+class InMemoryLedger:
+    """``Ledger`` with ETags; ``fail_next_replace`` simulates a concurrent writer."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._etags = itertools.count(1)
+        self.concurrent_writes = 0
+
+    def _etag(self) -> str:
+        return f'W/"{next(self._etags)}"'
+
+    def get(self, run_id: str) -> RunRecord | None:
+        row = self._rows.get(run_id)
+        if row is None:
+            return None
+        record = RunRecord.from_dict(copy.deepcopy(row[1]))
+        record.etag = row[0]
+        return record
+
+    def create(self, record: RunRecord) -> RunRecord:
+        if record.run_id in self._rows:
+            raise AlreadyExistsError(record.run_id)
+        self._rows[record.run_id] = (self._etag(), record.to_dict())
+        stored = self.get(record.run_id)
+        assert stored is not None
+        return stored
+
+    def replace(self, record: RunRecord) -> RunRecord:
+        current = self._rows.get(record.run_id)
+        if current is None or current[0] != record.etag:
+            raise ConcurrencyError(record.run_id)
+        if self.concurrent_writes:
+            # Someone else wrote in between: bump the ETag and make this writer re-read.
+            self.concurrent_writes -= 1
+            self._rows[record.run_id] = (self._etag(), current[1])
+            raise ConcurrencyError(record.run_id)
+        etag = self._etag()
+        self._rows[record.run_id] = (etag, record.to_dict())
+        record.etag = etag
+        return record
+
+    def list(self, states: Iterable[RunState] | None = None) -> list[RunRecord]:
+        wanted = set(states) if states is not None else None
+        out = [self.get(k) for k in self._rows]
+        return [r for r in out if r is not None and (wanted is None or r.state in wanted)]
+
+
+class InMemoryStatusStore:
+    def __init__(self) -> None:
+        self.blobs: dict[str, dict[str, Any]] = {}
+
+    def write(self, blob_name: str, document: dict[str, Any]) -> None:
+        self.blobs[blob_name] = copy.deepcopy(document)
+
+    def read(self, blob_name: str) -> dict[str, Any] | None:
+        return self.blobs.get(blob_name)
+
+
+PHI3_TAGS = {
+    "finetune_compute_allow_list": "['Standard_NC24rs_v3', 'Standard_NC24ads_A100_v4', 'Standard_ND96asr_v4']",
+    "inference_compute_allow_list": "['Standard_NC24ads_A100_v4', 'Standard_NC48ads_A100_v4']",
+    "model_specific_defaults": "{'apply_deepspeed': 'true', 'apply_lora': 'true', 'precision': '16'}",
+}
+
+
+@dataclass
+class FakeJob:
+    request: JobRequest
+    status: JobStatus = JobStatus.QUEUED
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FakeEndpoint:
+    name: str
+    tags: dict[str, str]
+    created_at: datetime
+    deployments: dict[str, DeploymentState] = field(default_factory=dict)
+    traffic: dict[str, int] = field(default_factory=dict)
+    last_request_at: datetime | None = None
+    requests: int = 0
+    healthy: bool = True
+    error_code: str | None = None
+
+
+class FakePlatform:
+    """A workspace in memory. Knobs: ``fail_next`` (method -> exception), ``deployment_outcome``."""
+
+    name = "fake"
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock()
+        self.models = {"Phi-3-mini-4k-instruct": FoundationModel(
+            "Phi-3-mini-4k-instruct", "7", "azureml://registries/azureml/models/Phi-3-mini-4k-instruct/versions/7",
+            dict(PHI3_TAGS),
+        )}
+        self.clusters = {"gpu-cluster": ("Standard_NC24ads_A100_v4", "Succeeded"), "broken": ("Standard_NC24ads_A100_v4", "Failed")}
+        self.gpus = {"standard_nc24ads_a100_v4": 1, "standard_nc24rs_v3": 4}
+        self.jobs: dict[str, FakeJob] = {}
+        self.registered: dict[tuple[str, str], ModelRef] = {}
+        self.endpoints: dict[str, FakeEndpoint] = {}
+        self.deleted_endpoints: list[str] = []
+        self.fail_next: dict[str, Exception] = {}
+        self.deployment_outcome = DeploymentState.SUCCEEDED
+        self.deployment_error_code: str | None = None
+        self.invoke_answer: Any = [{"0": "Here is a packing list."}]
+        self.invocations: list[dict[str, Any]] = []
+        self.submit_calls = 0
+
+    def _maybe_fail(self, method: str) -> None:
+        exc = self.fail_next.pop(method, None)
+        if exc is not None:
+            raise exc
+
+    # -- models, compute, data
+    def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:
+        self._maybe_fail("get_foundation_model")
+        if name not in self.models:
+            raise RejectedError([FieldIssue("model.name", f"no model {name!r}; available: {sorted(self.models)}")])
+        return self.models[name]
+
+    def check_compute(self, request: ComputeRequest, allow_list: list[str] | None) -> ComputeInfo:
+        if request.cluster == "serverless":
+            size = request.instance_type or ""
+        elif request.cluster not in self.clusters:
+            raise RejectedError([FieldIssue("compute.cluster", f"no compute {request.cluster!r} in the workspace")])
+        else:
+            size, state = self.clusters[request.cluster]
+            if state.lower() == "failed":
+                raise RejectedError([FieldIssue("compute.cluster", f"provisioning failed for {request.cluster!r}")])
+        if allow_list is not None and size.lower() not in {a.lower() for a in allow_list}:
+            raise RejectedError([FieldIssue("compute.cluster", f"VM size {size} is not in the allow list {allow_list}")])
+        gpus = self.gpus.get(size.lower())
+        if gpus is None:
+            raise RejectedError([FieldIssue("compute.cluster", f"GPU count for {size} not found")])
+        return ComputeInfo(request.cluster, size, request.gpus_per_node or gpus)
+
+    def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
+        sku = instance_type or "Standard_NC24ads_A100_v4"
+        if allow_list is not None and sku not in allow_list:
+            raise RejectedError([FieldIssue("deployment.instance_type", f"{sku} not in {allow_list}")])
+        return sku
+
+    def check_data(self, paths: dict[str, str]) -> dict[str, str]:
+        return dict(paths)
+
+    # -- jobs
+    def submit_job(self, request: JobRequest) -> JobInfo:
+        self.submit_calls += 1
+        self._maybe_fail("submit_job")
+        existing = self.jobs.get(request.name)
+        if existing is not None:
+            if existing.request.tags.get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
+                raise PlatformError(f"job {request.name} exists and belongs to another run")
+        else:
+            self.jobs[request.name] = FakeJob(request)
+        return self.get_job(request.name)
+
+    def get_job(self, name: str) -> JobInfo:
+        job = self.jobs.get(name)
+        if job is None:
+            raise NotFoundError(f"no job {name}")
+        return JobInfo(name, job.status, dict(job.request.tags), job.error, dict(job.metrics))
+
+    def finish_job(self, name: str, status: JobStatus = JobStatus.COMPLETED, error: str | None = None) -> None:
+        self.jobs[name].status = status
+        self.jobs[name].error = error
+        if status == JobStatus.COMPLETED:
+            self.jobs[name].metrics = {"eval_loss_before": 2.0, "eval_loss_after": 1.5}
+
+    # -- models
+    def register_model(self, request: RegisterRequest) -> ModelRef:
+        self._maybe_fail("register_model")
+        if request.job_name not in self.jobs:
+            raise NotFoundError(f"no job {request.job_name}")
+        for ref in self.registered.values():
+            if ref.name == request.model_name and ref.tags.get(TAG_RUN_ID) == request.tags.get(TAG_RUN_ID):
+                return ref
+        version = str(1 + sum(1 for (n, _) in self.registered if n == request.model_name))
+        ref = ModelRef(request.model_name, version, f"models:/{request.model_name}/{version}", dict(request.tags))
+        self.registered[(request.model_name, version)] = ref
+        return ref
+
+    def get_model(self, name: str, version: str) -> ModelRef:
+        try:
+            return self.registered[(name, version)]
+        except KeyError:
+            raise NotFoundError(f"no model {name}:{version}") from None
+
+    # -- endpoints
+    def begin_deploy(self, request: DeployRequest) -> None:
+        self._maybe_fail("begin_deploy")
+        ep = self.endpoints.get(request.endpoint_name)
+        if ep is None:
+            ep = FakeEndpoint(request.endpoint_name, dict(request.tags), self.clock())
+            self.endpoints[request.endpoint_name] = ep
+        elif ep.tags.get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
+            raise PlatformError(f"endpoint {request.endpoint_name} belongs to another run")
+        ep.deployments.setdefault(request.deployment_name, DeploymentState.CREATING)
+
+    def complete_deployments(self) -> None:
+        """The platform finishes provisioning (what the LRO would do in Azure)."""
+        for ep in self.endpoints.values():
+            for dep, state in ep.deployments.items():
+                if state == DeploymentState.CREATING:
+                    ep.deployments[dep] = self.deployment_outcome
+                    ep.error_code = self.deployment_error_code
+
+    def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
+        ep = self.endpoints.get(endpoint_name)
+        if ep is None or deployment_name not in ep.deployments:
+            return DeploymentInfo(endpoint_name, deployment_name, DeploymentState.MISSING)
+        state = ep.deployments[deployment_name]
+        failed = state == DeploymentState.FAILED
+        return DeploymentInfo(
+            endpoint_name, deployment_name, state,
+            error_code=ep.error_code if failed else None,
+            error_message="not enough quota" if failed else None,
+            scoring_uri=f"https://{endpoint_name}.example/score",
+        )
+
+    def set_traffic(self, endpoint_name: str, traffic: dict[str, int]) -> None:
+        self.endpoints[endpoint_name].traffic = dict(traffic)
+
+    def invoke(self, endpoint_name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:
+        self._maybe_fail("invoke")
+        ep = self.endpoints[endpoint_name]
+        ep.requests += 1
+        ep.last_request_at = self.clock()
+        self.invocations.append(payload)
+        return self.invoke_answer
+
+    def list_endpoints(self) -> list[EndpointInfo]:
+        return [
+            EndpointInfo(ep.name, dict(ep.tags), ep.created_at, f"https://{ep.name}.example/score", healthy=ep.healthy)
+            for ep in self.endpoints.values()
+            if is_managed(ep.tags)
+        ]
+
+    def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
+        ep = self.endpoints[endpoint_name]
+        last = ep.last_request_at if ep.last_request_at and ep.last_request_at >= since else None
+        return EndpointActivity(last, ep.requests if last else 0)
+
+    def begin_delete_endpoint(self, endpoint_name: str) -> None:
+        ep = self.endpoints.get(endpoint_name)
+        if ep is None:
+            return
+        if not is_managed(ep.tags):
+            raise NotManagedError(f"endpoint {endpoint_name} is not managed by the app")
+        del self.endpoints[endpoint_name]
+        self.deleted_endpoints.append(endpoint_name)
+
+
+def make_store(clock: FakeClock | None = None) -> tuple[RunStore, InMemoryLedger, InMemoryStatusStore]:
+    ledger, status = InMemoryLedger(), InMemoryStatusStore()
+    return RunStore(ledger, status, clock or FakeClock()), ledger, status
+
+
+def transient(message: str = "throttled") -> TransientPlatformError:
+    return TransientPlatformError(message, code="429")
+
+
+__all__ = ["FakeClock", "FakePlatform", "InMemoryLedger", "InMemoryStatusStore", "make_store", "replace", "transient"]
