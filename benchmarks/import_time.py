@@ -30,9 +30,16 @@ def main() -> int:
     app = [time_import("import function_app") for _ in range(REPEATS)]
     heavy = [time_import("import azure.ai.ml, mlflow") for _ in range(REPEATS)]
     leaked = subprocess.run(
-        [sys.executable, "-c", "import sys, function_app; print(sorted(m for m in "
-         "('azure.ai.ml', 'mlflow', 'torch', 'transformers') if m in sys.modules))"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, function_app; print(sorted(m for m in "
+            "('azure.ai.ml', 'mlflow', 'torch', 'transformers') if m in sys.modules))",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     a, h = statistics.median(app), statistics.median(heavy)
     print(f"import function_app          median {a:.3f} s  (runs: {', '.join(f'{x:.2f}' for x in app)})")

@@ -28,7 +28,11 @@ def register(event: func.EventGridEvent) -> None:
     from shared.services.lifecycle import on_run_event  # services (and pydantic models) load on first use
 
     s = runtime.settings()
-    log.info("event %s: %s", wrapped.id, on_run_event(runtime.run_store(), runtime.platform(), wrapped, s.workspace_topic))
+    log.info(
+        "event %s: %s",
+        wrapped.id,
+        on_run_event(runtime.run_store(), runtime.platform(), wrapped, s.workspace_topic),
+    )
 
 
 @bp.function_name("deploy")

@@ -35,8 +35,13 @@ def submit(blob: func.InputStream) -> None:
 
     s = runtime.settings()
     record = submit_config(
-        container=container or CONFIG_CONTAINER, blob_name=blob_name, content=content, etag=etag,
-        store=runtime.run_store(), platform=runtime.platform(), data_root=s.data_root,
+        container=container or CONFIG_CONTAINER,
+        blob_name=blob_name,
+        content=content,
+        etag=etag,
+        store=runtime.run_store(),
+        platform=runtime.platform(),
+        data_root=s.data_root,
     )
     if record is not None:
         log.info("config %s: run %s is %s", blob_name, record.run_id, record.state.value)

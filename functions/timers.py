@@ -23,7 +23,13 @@ def reconcile(timer: func.TimerRequest) -> None:
     outcomes = reconcile_service(runtime.run_store(), runtime.platform(), deploy_timeout=runtime.deploy_timeout())
     for o in outcomes:
         if o.before != o.after or o.error:
-            log.info("reconcile: run %s %s -> %s%s", o.run_id, o.before, o.after, f" ({o.error})" if o.error else "")
+            log.info(
+                "reconcile: run %s %s -> %s%s",
+                o.run_id,
+                o.before,
+                o.after,
+                f" ({o.error})" if o.error else "",
+            )
 
 
 @bp.function_name("cleanup")

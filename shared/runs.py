@@ -46,8 +46,16 @@ class RunStore:
     def list(self, states: Iterable[RunState] | None = None) -> list[RunRecord]:
         return self.ledger.list(states)
 
-    def create(self, run_id: str, *, config_blob: str, config_name: str, content: bytes,
-               config_etag: str | None, platform: str) -> tuple[RunRecord, bool]:
+    def create(
+        self,
+        run_id: str,
+        *,
+        config_blob: str,
+        config_name: str,
+        content: bytes,
+        config_etag: str | None,
+        platform: str,
+    ) -> tuple[RunRecord, bool]:
         """The run in state ``received``; returns (record, created). An existing run is returned as is."""
         now = self.clock()
         record = RunRecord(
@@ -91,7 +99,10 @@ class RunStore:
                     return None
                 if not can_move(record.state, target):
                     log.info(
-                        "run %s: %s -> %s is not a legal move; ignored", run_id, record.state.value, target.value
+                        "run %s: %s -> %s is not a legal move; ignored",
+                        run_id,
+                        record.state.value,
+                        target.value,
                     )
                     return None
             now = self.clock()

@@ -36,7 +36,10 @@ def run_store() -> RunStore:
     from shared.status import BlobStatusStore
 
     s = settings()
-    return RunStore(TableLedger(s.storage_connection, s.ledger_table), BlobStatusStore(s.storage_connection, s.status_container))
+    return RunStore(
+        TableLedger(s.storage_connection, s.ledger_table),
+        BlobStatusStore(s.storage_connection, s.status_container),
+    )
 
 
 def build_platform(s: Settings) -> MLPlatform:

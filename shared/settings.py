@@ -83,7 +83,9 @@ class Settings:
 
     def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
         shown = ", ".join(
-            f"{f.name}=***" if f.name in {"storage_connection", "webhook_key"} else f"{f.name}={getattr(self, f.name)!r}"
+            f"{f.name}=***"
+            if f.name in {"storage_connection", "webhook_key"}
+            else f"{f.name}={getattr(self, f.name)!r}"
             for f in fields(self)
         )
         return f"Settings({shown})"

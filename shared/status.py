@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, Protocol
 
@@ -31,7 +32,11 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         "job": {"name": record.job_name, "status": record.job_status, "experiment": record.experiment_name},
         "model": {"name": record.model_name, "version": record.model_version} if record.model_name else None,
         "endpoint": (
-            {"name": record.endpoint_name, "deployment": record.deployment_name, "scoring_uri": record.scoring_uri}
+            {
+                "name": record.endpoint_name,
+                "deployment": record.deployment_name,
+                "scoring_uri": record.scoring_uri,
+            }
             if record.endpoint_name
             else None
         ),
@@ -56,10 +61,8 @@ class BlobStatusStore:
         if not self._ready:
             from azure.core.exceptions import ResourceExistsError
 
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 self._container.create_container()
-            except ResourceExistsError:
-                pass
             self._ready = True
 
     def write(self, blob_name: str, document: dict[str, Any]) -> None:

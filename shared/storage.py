@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 
 def upload_config(connection_string: str, container: str, blob_name: str, data: bytes) -> None:
     """Upload (overwrite) a config blob, creating the container if needed."""
@@ -10,8 +12,6 @@ def upload_config(connection_string: str, container: str, blob_name: str, data: 
 
     service = BlobServiceClient.from_connection_string(connection_string)
     client = service.get_container_client(container)
-    try:
+    with contextlib.suppress(ResourceExistsError):
         client.create_container()
-    except ResourceExistsError:
-        pass
     client.upload_blob(blob_name, data, overwrite=True)

@@ -14,7 +14,7 @@ WORKSPACE_TOPIC = (
 
 
 def load_event(name: str, **placeholders: str) -> dict[str, Any]:
-    """``load_event("run_completed_pascal", RUN_ID="x-1234abcd")``; data keys may be overridden via ``data=``."""
+    """``load_event("run_completed_pascal", RUN_ID="x-1234abcd")``: the payload with placeholders replaced."""
     text = (EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8")
     for key, value in placeholders.items():
         text = text.replace(key, value)

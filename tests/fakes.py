@@ -149,11 +149,18 @@ class FakePlatform:
 
     def __init__(self, clock: FakeClock | None = None) -> None:
         self.clock = clock or FakeClock()
-        self.models = {"Phi-3-mini-4k-instruct": FoundationModel(
-            "Phi-3-mini-4k-instruct", "7", "azureml://registries/azureml/models/Phi-3-mini-4k-instruct/versions/7",
-            dict(PHI3_TAGS),
-        )}
-        self.clusters = {"gpu-cluster": ("Standard_NC24ads_A100_v4", "Succeeded"), "broken": ("Standard_NC24ads_A100_v4", "Failed")}
+        self.models = {
+            "Phi-3-mini-4k-instruct": FoundationModel(
+                "Phi-3-mini-4k-instruct",
+                "7",
+                "azureml://registries/azureml/models/Phi-3-mini-4k-instruct/versions/7",
+                dict(PHI3_TAGS),
+            )
+        }
+        self.clusters = {
+            "gpu-cluster": ("Standard_NC24ads_A100_v4", "Succeeded"),
+            "broken": ("Standard_NC24ads_A100_v4", "Failed"),
+        }
         self.gpus = {"standard_nc24ads_a100_v4": 1, "standard_nc24rs_v3": 4}
         self.jobs: dict[str, FakeJob] = {}
         self.registered: dict[tuple[str, str], ModelRef] = {}
@@ -188,7 +195,9 @@ class FakePlatform:
             if state.lower() == "failed":
                 raise RejectedError([FieldIssue("compute.cluster", f"provisioning failed for {request.cluster!r}")])
         if allow_list is not None and size.lower() not in {a.lower() for a in allow_list}:
-            raise RejectedError([FieldIssue("compute.cluster", f"VM size {size} is not in the allow list {allow_list}")])
+            raise RejectedError(
+                [FieldIssue("compute.cluster", f"VM size {size} is not in the allow list {allow_list}")]
+            )
         gpus = self.gpus.get(size.lower())
         if gpus is None:
             raise RejectedError([FieldIssue("compute.cluster", f"GPU count for {size} not found")])
@@ -272,7 +281,9 @@ class FakePlatform:
         state = ep.deployments[deployment_name]
         failed = state == DeploymentState.FAILED
         return DeploymentInfo(
-            endpoint_name, deployment_name, state,
+            endpoint_name,
+            deployment_name,
+            state,
             error_code=ep.error_code if failed else None,
             error_message="not enough quota" if failed else None,
             scoring_uri=f"https://{endpoint_name}.example/score",
@@ -320,4 +331,12 @@ def transient(message: str = "throttled") -> TransientPlatformError:
     return TransientPlatformError(message, code="429")
 
 
-__all__ = ["FakeClock", "FakePlatform", "InMemoryLedger", "InMemoryStatusStore", "make_store", "replace", "transient"]
+__all__ = [
+    "FakeClock",
+    "FakePlatform",
+    "InMemoryLedger",
+    "InMemoryStatusStore",
+    "make_store",
+    "replace",
+    "transient",
+]

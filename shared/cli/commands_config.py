@@ -74,7 +74,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     try:
         upload_config(settings.storage_connection, settings.config_container, blob_name, data)
     except Exception as exc:
-        print(f"cannot upload to storage ({type(exc).__name__}); is it running? (`autopilot up`)", file=sys.stderr)
+        print(
+            f"cannot upload to storage ({type(exc).__name__}); is it running? (`autopilot up`)",
+            file=sys.stderr,
+        )
         return 1
     run = run_id(settings.config_container, blob_name, data)
     print(f"uploaded {settings.config_container}/{blob_name}")
@@ -140,7 +143,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         records = store.list()
     except Exception as exc:
-        print(f"cannot read the run ledger ({type(exc).__name__}); is storage running? (`autopilot up`)", file=sys.stderr)
+        print(
+            f"cannot read the run ledger ({type(exc).__name__}); is storage running? (`autopilot up`)",
+            file=sys.stderr,
+        )
         return 1
     if not args.run:
         if args.json:
@@ -164,8 +170,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return follow(record.run_id, as_json=args.json)
 
 
-def follow(run: str, *, as_json: bool = False, until: frozenset[RunState] = FOLLOW_DONE,
-           timeout_s: float | None = None, out: Any = None) -> int:
+def follow(
+    run: str,
+    *,
+    as_json: bool = False,
+    until: frozenset[RunState] = FOLLOW_DONE,
+    timeout_s: float | None = None,
+    out: Any = None,
+) -> int:
     """Print state changes and job progress until the run reaches ``until``. Returns 0, or 1 on failure."""
     from shared import runtime
     from shared.status import status_document
@@ -187,7 +199,8 @@ def follow(run: str, *, as_json: bool = False, until: frozenset[RunState] = FOLL
             else:
                 print(f"{time.strftime('%H:%M:%S')}  {record.run_id}: {record.state.value}", file=out)
                 for err in record.errors:
-                    print(f"    error: {err.get('path') + ': ' if err.get('path') else ''}{err['message']}", file=out)
+                    where = f"{err['path']}: " if err.get("path") else ""
+                    print(f"    error: {where}{err['message']}", file=out)
         progress = _progress(record)
         if progress and progress != seen_progress and not as_json:
             seen_progress = progress

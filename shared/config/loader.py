@@ -48,9 +48,7 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, list | dict):
                 raise yaml.constructor.ConstructorError(None, None, "mapping keys must be scalars", key_node.start_mark)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -109,7 +107,9 @@ def parse_document(data: bytes) -> Any:
         try:
             return json.loads(text, object_pairs_hook=_json_pairs)
         except json.JSONDecodeError as exc:
-            raise ConfigError([FieldIssue("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]) from None
+            raise ConfigError(
+                [FieldIssue("", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
+            ) from None
         except ValueError as exc:
             raise ConfigError([FieldIssue("", f"invalid JSON: {exc}")]) from None
     try:
@@ -134,7 +134,7 @@ def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown key (check the spelling; see schemas/training-config.schema.json)"

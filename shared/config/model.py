@@ -44,14 +44,23 @@ class ModelSection(Strict):
     """The foundation model to fine-tune."""
 
     name: str = Field(
-        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", description="Model name in the registry."
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Model name in the registry.",
     )
     version: str = Field(
-        default="latest", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+        default="latest",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
         description="A version, or `latest` for the registry's latest label.",
     )
     registry: str = Field(
-        default="azureml", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+        default="azureml",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
         description="Registry holding the model (Azure ML system registry `azureml`; ignored locally).",
     )
 
@@ -81,10 +90,12 @@ class ComputeSection(Strict):
     """Where the fine-tune runs. `cluster: serverless` picks `instance_type`; otherwise a named cluster."""
 
     cluster: str = Field(
-        default="serverless", description="Compute cluster name, `serverless`, or `local-cpu`/`local-cuda` locally."
+        default="serverless",
+        description="Compute cluster name, `serverless`, or `local-cpu`/`local-cuda` locally.",
     )
     instance_type: str | None = Field(
-        default=None, validate_default=True,
+        default=None,
+        validate_default=True,
         description="SKU for serverless compute (e.g. Standard_NC24ads_A100_v4).",
     )
     nodes: PositiveInt | None = Field(default=None, le=64, description="num_nodes_finetune.")
@@ -194,7 +205,9 @@ class RegistrationSection(Strict):
     """How the fine-tuned model is registered."""
 
     model_name: str | None = Field(
-        default=None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        default=None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Registered model name; default `<foundation model>-<config name>`.",
     )
     description: str | None = Field(default=None, max_length=1000)
@@ -317,11 +330,14 @@ class TrainingConfig(Strict):
     )
 
     name: str | None = Field(
-        default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
         description="Short name for the run (default: the config file's name).",
     )
     experiment_name: str | None = Field(
-        default=None, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        default=None,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Default: chat_completion_<model name>.",
     )
     model: ModelSection
@@ -334,6 +350,7 @@ class TrainingConfig(Strict):
     cleanup: CleanupSection = Field(default_factory=CleanupSection)
     component: ComponentSection = Field(default_factory=ComponentSection)
     dataset_label: str = Field(
-        default="ultrachat", pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        default="ultrachat",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
         description="Dataset label in the pipeline display name (the seed writes `ultrachat`).",
     )

@@ -18,7 +18,14 @@ PARTITION = "run"
 # Table string properties hold at most 64 KiB (32K UTF-16 characters); JSON columns are checked against it.
 MAX_PROPERTY_CHARS = 32_000
 _JSON_FIELDS = (
-    "config", "effective_params", "notes", "metrics", "smoke_test", "timeline", "errors", "attempts",
+    "config",
+    "effective_params",
+    "notes",
+    "metrics",
+    "smoke_test",
+    "timeline",
+    "errors",
+    "attempts",
 )
 
 
@@ -30,7 +37,9 @@ def _to_entity(record: RunRecord) -> dict[str, Any]:
         if key in _JSON_FIELDS:
             text = json.dumps(value, separators=(",", ":"), sort_keys=True)
             if len(text) > MAX_PROPERTY_CHARS:
-                raise ValueError(f"ledger field {key} is {len(text)} characters; the table limit is {MAX_PROPERTY_CHARS}")
+                raise ValueError(
+                    f"ledger field {key} is {len(text)} characters; the table limit is {MAX_PROPERTY_CHARS}"
+                )
             entity[key] = text
         elif value is not None:
             entity[key] = value
@@ -86,7 +95,9 @@ class TableLedger:
             raise ConcurrencyError(f"run {record.run_id} has no ETag: read it before writing")
         try:
             meta = self.table.update_entity(
-                _to_entity(record), mode=UpdateMode.REPLACE, etag=record.etag,
+                _to_entity(record),
+                mode=UpdateMode.REPLACE,
+                etag=record.etag,
                 match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:

@@ -57,7 +57,10 @@ def decide(store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: d
         return CleanupDecision(endpoint.name, run, "skip", f"deployed {started.isoformat()}, not idle long enough")
     last = activity.last_request_at.isoformat() if activity.last_request_at else "never"
     return CleanupDecision(
-        endpoint.name, run, "delete", f"idle for over {int(idle.total_seconds() // 60)} min (last request: {last})"
+        endpoint.name,
+        run,
+        "delete",
+        f"idle for over {int(idle.total_seconds() // 60)} min (last request: {last})",
     )
 
 
@@ -80,7 +83,8 @@ def cleanup(store: RunStore, platform: MLPlatform, *, dry_run: bool = False) -> 
         if decision.run_id:
             reason = decision.reason
             store.advance(
-                decision.run_id, RunState.DELETED,
+                decision.run_id,
+                RunState.DELETED,
                 lambda r, reason=reason: r.notes.append(f"endpoint deleted: {reason}"),  # type: ignore[misc]
             )
     return decisions

@@ -11,12 +11,12 @@ import logging
 from typing import Any
 
 from shared.config.model import TrainingConfig
-from shared.events import AzureMLEvent, ModelRegisteredEvent, RunEvent, topic_matches
-from shared.exceptions import FieldIssue, NotFoundError, RejectedError
+from shared.events import ModelRegisteredEvent, RunEvent, topic_matches
+from shared.exceptions import NotFoundError, RejectedError
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID, app_tags, is_managed
 from shared.platform.port import DeployRequest, JobInfo, JobStatus, MLPlatform, ModelRef, RegisterRequest
-from shared.runs import RunStore, issues_to_errors
+from shared.runs import RunStore
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,9 @@ def on_model_registered(
         register(store, platform, record.run_id)
     deploy(store, platform, record.run_id)
     after = store.get(record.run_id)
-    return f"run {record.run_id}: model {event.model_name}:{event.model_version} -> {after.state.value if after else '?'}"
+    return (
+        f"run {record.run_id}: model {event.model_name}:{event.model_version} -> {after.state.value if after else '?'}"
+    )
 
 
 def _config(record: RunRecord) -> TrainingConfig | None:
@@ -212,11 +214,3 @@ def deploy_request(record: RunRecord, config: TrainingConfig, model: ModelRef) -
         description=f"Online endpoint for {model.name}:{model.version}, fine-tuned by Fine-tune Autopilot",
         tags=tags,
     )
-
-
-def ignore_reason(event: AzureMLEvent) -> str:
-    return f"ignored: {event.event_type} is not handled here"
-
-
-def rejected_issues(exc: RejectedError) -> list[dict[str, str]]:
-    return issues_to_errors(exc.issues or [FieldIssue("", str(exc))])

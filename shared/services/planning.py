@@ -101,7 +101,12 @@ def smoke_request(config: TrainingConfig, data_root: Path) -> dict[str, Any] | N
 
 
 def build_plan(
-    config: TrainingConfig, *, run_id: str, config_blob: str, config_name: str, platform: MLPlatform,
+    config: TrainingConfig,
+    *,
+    run_id: str,
+    config_blob: str,
+    config_name: str,
+    platform: MLPlatform,
     data_root: Path,
 ) -> SubmissionPlan:
     """Everything a submit needs, checked. Raises ``RejectedError`` listing every problem found."""

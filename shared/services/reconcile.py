@@ -9,6 +9,7 @@ One run's failure is logged and does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,15 +47,14 @@ def _answer_text(answer: Any) -> str:
 
 def _delete_and_fail(store: RunStore, platform: MLPlatform, record: RunRecord, message: str, code: str) -> None:
     assert record.endpoint_name
-    try:
+    with contextlib.suppress(NotFoundError):
         platform.begin_delete_endpoint(record.endpoint_name)
-    except NotFoundError:
-        pass
     store.advance(record.run_id, RunState.DEPLOY_FAILED, _fail_with(message, code, "deployment"))
 
 
-def finish_deployment(store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime,
-                      deploy_timeout: timedelta) -> None:
+def finish_deployment(
+    store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta
+) -> None:
     """One look at a deploying run; never waits."""
     assert record.endpoint_name and record.deployment_name
     info = platform.get_deployment(record.endpoint_name, record.deployment_name)
@@ -77,7 +77,9 @@ def finish_deployment(store: RunStore, platform: MLPlatform, record: RunRecord, 
         started = datetime.fromisoformat(record.timeline.get(RunState.DEPLOYING.value, now.isoformat()))
         if now - started > deploy_timeout:
             _delete_and_fail(
-                store, platform, record,
+                store,
+                platform,
+                record,
                 f"deployment still {info.state.value} after {int(deploy_timeout.total_seconds() // 60)} minutes",
                 "DeploymentTimeout",
             )
@@ -102,8 +104,9 @@ def finish_deployment(store: RunStore, platform: MLPlatform, record: RunRecord, 
     store.advance(record.run_id, RunState.DEPLOYED, fill)
 
 
-def reconcile_run(store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime,
-                  deploy_timeout: timedelta) -> None:
+def reconcile_run(
+    store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta
+) -> None:
     """Step the run forward as far as it can go now (a finished job goes on to register and deploy)."""
     for _ in range(len(RunState)):
         _step(store, platform, record, now, deploy_timeout)
@@ -129,7 +132,11 @@ def reconcile(store: RunStore, platform: MLPlatform, *, deploy_timeout: timedelt
     outcomes: list[ReconcileOutcome] = []
     now = store.clock()
     active = (
-        RunState.SUBMITTED, RunState.RUNNING, RunState.COMPLETED, RunState.REGISTERED, RunState.DEPLOYING,
+        RunState.SUBMITTED,
+        RunState.RUNNING,
+        RunState.COMPLETED,
+        RunState.REGISTERED,
+        RunState.DEPLOYING,
     )
     for record in store.list(active):
         error = None
@@ -139,7 +146,5 @@ def reconcile(store: RunStore, platform: MLPlatform, *, deploy_timeout: timedelt
             error = f"{type(exc).__name__}: {exc}"
             log.warning("run %s: reconcile failed: %s", record.run_id, error)
         after = store.get(record.run_id)
-        outcomes.append(
-            ReconcileOutcome(record.run_id, record.state.value, after.state.value if after else "?", error)
-        )
+        outcomes.append(ReconcileOutcome(record.run_id, record.state.value, after.state.value if after else "?", error))
     return outcomes

@@ -32,14 +32,25 @@ def _reject(store: RunStore, run: str, issues: list[FieldIssue], code: str) -> R
 
 
 def submit_config(
-    *, container: str, blob_name: str, content: bytes, etag: str | None, store: RunStore,
-    platform: MLPlatform, data_root: Path,
+    *,
+    container: str,
+    blob_name: str,
+    content: bytes,
+    etag: str | None,
+    store: RunStore,
+    platform: MLPlatform,
+    data_root: Path,
 ) -> RunRecord | None:
     """Handle one delivery of a config blob. Raises only for transient platform failures (retry later)."""
     name = config_name(blob_name)
     run = run_id(container, blob_name, content)
     record, created = store.create(
-        run, config_blob=blob_name, config_name=name, content=content, config_etag=etag, platform=platform.name
+        run,
+        config_blob=blob_name,
+        config_name=name,
+        content=content,
+        config_etag=etag,
+        platform=platform.name,
     )
     if record.state != RunState.RECEIVED:
         log.info("run %s: already %s; delivery ignored", run, record.state.value)
@@ -57,7 +68,12 @@ def submit_config(
 
     try:
         plan = build_plan(
-            config, run_id=run, config_blob=blob_name, config_name=name, platform=platform, data_root=data_root
+            config,
+            run_id=run,
+            config_blob=blob_name,
+            config_name=name,
+            platform=platform,
+            data_root=data_root,
         )
     except RejectedError as exc:
         return _reject(store, run, exc.issues, "Rejected")

@@ -31,7 +31,7 @@ def user_function(name: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def wired(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    store, ledger, status = make_store()
+    store, _, status = make_store()
     platform = FakePlatform(store.clock)  # type: ignore[arg-type]
     settings = Settings.from_env({"AUTOPILOT_PLATFORM": "local"})
     monkeypatch.setattr(runtime, "run_store", lambda: store)
@@ -42,8 +42,13 @@ def wired(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 def grid_event(raw: dict) -> func.EventGridEvent:  # type: ignore[type-arg]
     return func.EventGridEvent(
-        id=raw["id"], data=raw["data"], topic=raw["topic"], subject=raw["subject"], event_type=raw["eventType"],
-        event_time=datetime.fromisoformat(raw["eventTime"].replace("0000000Z", "+00:00")), data_version="2",
+        id=raw["id"],
+        data=raw["data"],
+        topic=raw["topic"],
+        subject=raw["subject"],
+        event_type=raw["eventType"],
+        event_time=datetime.fromisoformat(raw["eventTime"].replace("0000000Z", "+00:00")),
+        data_version="2",
     )
 
 
@@ -61,7 +66,11 @@ def test_schedules_and_containers_come_from_settings() -> None:
         "import function_app; fs = {f.get_function_name(): f.get_trigger().get_dict_repr() "
         "for f in function_app.app.get_functions()}; print(fs['submit']['path'], fs['cleanup']['schedule'])"
     )
-    env = {"AUTOPILOT_CONFIG_CONTAINER": "my-configs", "AUTOPILOT_CLEANUP_SCHEDULE": "0 0 * * * *", "PATH": ""}
+    env = {
+        "AUTOPILOT_CONFIG_CONTAINER": "my-configs",
+        "AUTOPILOT_CLEANUP_SCHEDULE": "0 0 * * * *",
+        "PATH": "",
+    }
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["my-configs/{name}", "0", "0", "*", "*", "*", "*"]
 
@@ -86,7 +95,7 @@ def test_blob_trigger_submits(wired) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_blob_trigger_rejects_bad_bytes_without_raising(wired) -> None:  # type: ignore[no-untyped-def]
-    store, platform, _ = wired
+    store, _, _ = wired
     data = b"\xff\xfe not yaml"
     user_function("submit")(InputStream(data=data, name="training-configs/bad.yaml", uri="u", length=len(data)))
     (record,) = store.list()
@@ -102,8 +111,12 @@ def test_event_functions_drive_the_flow(wired) -> None:  # type: ignore[no-untyp
     user_function("register")(grid_event(load_event("run_completed_pascal", RUN_ID=record.run_id)))
     registered = store.get(record.run_id)
     assert registered.state == RunState.REGISTERED
-    model_raw = load_event("model_registered_camel", RUN_ID=record.run_id, MODEL_NAME=registered.model_name,
-                           MODEL_VERSION=registered.model_version)
+    model_raw = load_event(
+        "model_registered_camel",
+        RUN_ID=record.run_id,
+        MODEL_NAME=registered.model_name,
+        MODEL_VERSION=registered.model_version,
+    )
     # The register function ignores model events; the deploy function acts on them.
     user_function("register")(grid_event(model_raw))
     assert store.get(record.run_id).state == RunState.REGISTERED

@@ -57,8 +57,13 @@ class World:
 
     def drop(self, content: bytes | None = None, name: str = "phi3.yaml"):
         return submit_config(
-            container="training-configs", blob_name=name, content=content or config_bytes(), etag='"0x1"',
-            store=self.store, platform=self.platform, data_root=Path("."),
+            container="training-configs",
+            blob_name=name,
+            content=content or config_bytes(),
+            etag='"0x1"',
+            store=self.store,
+            platform=self.platform,
+            data_root=Path("."),
         )
 
     def run_event(self, fixture: str, run: str, **data: object) -> str:
@@ -69,8 +74,12 @@ class World:
     def model_event(self, run: str) -> str:
         record = self.store.get(run)
         assert record is not None and record.model_version
-        raw = load_event("model_registered_camel", RUN_ID=run, MODEL_NAME=record.model_name or "",
-                         MODEL_VERSION=record.model_version)
+        raw = load_event(
+            "model_registered_camel",
+            RUN_ID=run,
+            MODEL_NAME=record.model_name or "",
+            MODEL_VERSION=record.model_version,
+        )
         return on_model_registered(self.store, self.platform, parse_event(raw), WORKSPACE_TOPIC)  # type: ignore[arg-type]
 
     def reconcile(self) -> None:
@@ -205,7 +214,15 @@ def test_happy_path_to_deployed(world: World) -> None:
     assert sent["input_string"] == [[{"role": "user", "content": "Pack for a hike?"}]]
     assert sent["parameters"]["max_new_tokens"] == 200
     assert world.status.blobs["phi3.json"]["state"] == "deployed"
-    assert list(record.timeline) == ["received", "submitted", "running", "completed", "registered", "deploying", "deployed"]
+    assert list(record.timeline) == [
+        "received",
+        "submitted",
+        "running",
+        "completed",
+        "registered",
+        "deploying",
+        "deployed",
+    ]
 
 
 def test_events_twice_and_shuffled_give_one_of_everything(world: World) -> None:
@@ -233,7 +250,9 @@ def test_events_twice_and_shuffled_give_one_of_everything(world: World) -> None:
     assert len(world.platform.invocations) == 1
 
 
-def test_register_killed_before_ledger_write_converges_on_model_event(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_register_killed_before_ledger_write_converges_on_model_event(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = world.drop().run_id  # type: ignore[union-attr]
     world.platform.finish_job(run)
     real_advance = RunStore.advance

