@@ -42,6 +42,7 @@ def submit(blob: func.InputStream) -> None:
         store=runtime.run_store(),
         platform=runtime.platform(),
         data_root=s.data_root,
+        max_attempts=s.max_submit_attempts,
     )
     if record is not None:
         log.info("config %s: run %s is %s", blob_name, record.run_id, record.state.value)

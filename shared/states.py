@@ -22,9 +22,9 @@ class RunState(StrEnum):
 
 S = RunState
 # Forward moves only. Skips are allowed where an event can be lost (a job can complete with no
-# "running" event seen). Registration that fails for good ends the run as failed.
+# "running" event seen). A submit that keeps failing, or a registration that fails for good, ends failed.
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    S.RECEIVED: frozenset({S.REJECTED, S.SUBMITTED}),
+    S.RECEIVED: frozenset({S.REJECTED, S.SUBMITTED, S.FAILED}),
     S.SUBMITTED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELED}),
     S.COMPLETED: frozenset({S.REGISTERED, S.FAILED}),

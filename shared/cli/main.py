@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `autopilot ... | head` closed the pipe: not an error worth a traceback.
+        sys.stderr.close()
+        return 0
     return code
 
 

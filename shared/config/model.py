@@ -26,7 +26,7 @@ PositiveInt = Annotated[int, Field(ge=1)]
 class Strict(BaseModel):
     """Base of every section: unknown keys are errors, values are validated on assignment too."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _check_endpoint_like(value: str | None, what: str) -> str | None:
@@ -325,6 +325,8 @@ class TrainingConfig(Strict):
 
     model_config = ConfigDict(
         extra="forbid",
+        validate_assignment=True,
+        allow_inf_nan=False,
         title="Fine-tune Autopilot training config",
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
     )

@@ -8,6 +8,7 @@ integers are refused, and every failure becomes a ``ModelTagError`` that names t
 from __future__ import annotations
 
 import ast
+import math
 from typing import Any
 
 from shared.exceptions import FieldIssue, ModelTagError
@@ -43,7 +44,11 @@ def _nesting(text: str) -> int:
 
 
 def _check_values(tag: str, value: Any) -> None:
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _fail(tag, "numbers must be finite (no inf or nan)")
+        return
+    if isinstance(value, bool) or value is None or isinstance(value, str):
         return
     if isinstance(value, int):
         if len(str(abs(value))) > MAX_INT_DIGITS:

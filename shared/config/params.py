@@ -22,7 +22,7 @@ Source = Literal["default", "model", "config"]
 class ComponentParams(BaseModel):
     """Every tunable input of the fine-tune step, typed, with the component's own defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     num_train_epochs: int = Field(default=1, ge=1)
     max_steps: int = Field(default=-1, ge=-1)

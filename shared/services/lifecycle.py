@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.config.model import TrainingConfig
 from shared.events import ModelRegisteredEvent, RunEvent, topic_matches
-from shared.exceptions import NotFoundError, RejectedError
+from shared.exceptions import NotFoundError, PlatformError, RejectedError, TransientPlatformError
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID, app_tags, is_managed
 from shared.platform.port import DeployRequest, JobInfo, JobStatus, MLPlatform, ModelRef, RegisterRequest
@@ -189,8 +189,17 @@ def deploy(store: RunStore, platform: MLPlatform, run: str) -> RunRecord | None:
     if gate:
         return store.advance(run, RunState.DEPLOY_FAILED, _fail_with(gate, "QualityGate", "deployment.quality_gate"))
     assert record.endpoint_name and record.deployment_name and record.model_name and record.model_version
-    model = platform.get_model(record.model_name, record.model_version)
-    platform.begin_deploy(deploy_request(record, config, model))
+    try:
+        model = platform.get_model(record.model_name, record.model_version)
+        platform.begin_deploy(deploy_request(record, config, model))
+    except TransientPlatformError:
+        raise  # Event Grid (or the next reconcile) tries again
+    except PlatformError as exc:
+        # e.g. the endpoint name belongs to someone else, or quota refused at once: nothing was created.
+        message = f"deployment could not start: {exc}"
+        return store.advance(
+            run, RunState.DEPLOY_FAILED, _fail_with(message, exc.code or "DeploymentFailed", "deployment")
+        )
     return store.advance(run, RunState.DEPLOYING)
 
 

@@ -7,11 +7,13 @@ re-delivery, because the platform returns the job it already has under that name
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from shared.config.loader import load_config
-from shared.exceptions import ConfigError, FieldIssue, RejectedError
+from shared.exceptions import ConfigError, FieldIssue, PlatformError, RejectedError, TransientPlatformError
 from shared.ledger.record import RunRecord
 from shared.naming import check_blob_name, config_name, run_id
 from shared.platform.port import MLPlatform
@@ -20,6 +22,9 @@ from shared.services.planning import build_plan
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
+
+# Table properties hold 32K characters; keep a margin for the JSON of the other fields.
+MAX_RECORD_JSON_CHARS = 30_000
 
 
 def _reject(store: RunStore, run: str, issues: list[FieldIssue], code: str) -> RunRecord | None:
@@ -31,6 +36,46 @@ def _reject(store: RunStore, run: str, issues: list[FieldIssue], code: str) -> R
     return store.advance(run, RunState.REJECTED, fill)
 
 
+def _too_big_for_the_ledger(config: dict[str, Any], smoke: dict[str, Any] | None) -> FieldIssue | None:
+    """The normalised config and smoke request are kept on the run; refuse what the ledger cannot hold."""
+    for path, value in (("deployment.smoke_test", smoke), ("", config)):
+        size = len(json.dumps(value, separators=(",", ":")))
+        if size > MAX_RECORD_JSON_CHARS:
+            return FieldIssue(
+                path,
+                f"{size} characters once normalised; a run keeps at most {MAX_RECORD_JSON_CHARS} "
+                "(shorten the smoke test conversation or the registration tags)",
+            )
+    return None
+
+
+def _fail(store: RunStore, run: str, message: str, code: str) -> RunRecord | None:
+    def fill(record: RunRecord) -> None:
+        record.errors = [{"path": "job", "message": message}]
+        record.last_error_code = code
+
+    log.warning("run %s: failed (%s): %s", run, code, message)
+    return store.advance(run, RunState.FAILED, fill)
+
+
+def _give_up_or_retry(store: RunStore, run: str, exc: TransientPlatformError, max_attempts: int) -> RunRecord | None:
+    """Count the failed try; re-raise (the trigger retries) until the budget is spent, then fail the run.
+
+    The blob trigger would park the blob in the poison queue after 5 tries and the run would sit in
+    ``received`` with no word to the person who dropped it; ending it ``failed`` tells them why.
+    """
+
+    def count(record: RunRecord) -> None:
+        record.attempts["submit"] = record.attempts.get("submit", 0) + 1
+
+    updated = store.update(run, count)
+    tries = updated.attempts.get("submit", 0) if updated else max_attempts
+    if tries < max_attempts:
+        log.warning("run %s: submit failed (try %d of %d): %s", run, tries, max_attempts, exc)
+        raise exc
+    return _fail(store, run, f"could not submit after {tries} tries: {exc}", exc.code or "SubmitFailed")
+
+
 def submit_config(
     *,
     container: str,
@@ -40,6 +85,7 @@ def submit_config(
     store: RunStore,
     platform: MLPlatform,
     data_root: Path,
+    max_attempts: int = 5,
 ) -> RunRecord | None:
     """Handle one delivery of a config blob. Raises only for transient platform failures (retry later)."""
     name = config_name(blob_name)
@@ -75,10 +121,17 @@ def submit_config(
             platform=platform,
             data_root=data_root,
         )
+        too_big = _too_big_for_the_ledger(config.model_dump(mode="json"), plan.smoke_request)
+        if too_big:
+            return _reject(store, run, [too_big], "ConfigTooLarge")
+        job = platform.submit_job(plan.job)
     except RejectedError as exc:
         return _reject(store, run, exc.issues, "Rejected")
-
-    job = platform.submit_job(plan.job)
+    except TransientPlatformError as exc:
+        return _give_up_or_retry(store, run, exc, max_attempts)
+    except PlatformError as exc:
+        # Not the user's config and not worth retrying (e.g. the job name is taken by another run).
+        return _fail(store, run, f"the platform refused the job: {exc}", exc.code or "SubmitFailed")
 
     def fill(rec: RunRecord) -> None:
         rec.config = config.model_dump(mode="json")

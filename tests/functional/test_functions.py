@@ -15,6 +15,7 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from shared import runtime
+from shared.localhost.discovery import discover
 from shared.settings import Settings
 from shared.states import RunState
 from tests.eventdata import load_event
@@ -22,11 +23,12 @@ from tests.fakes import FakePlatform, make_store
 from tests.functional.test_services import config_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+# get_functions() runs once per app object; the local host's discovery keeps its result for everyone.
+FUNCTIONS = {spec.name: spec for spec in discover(function_app.app).all()}
 
 
 def user_function(name: str):  # type: ignore[no-untyped-def]
-    return FUNCTIONS[name].get_user_function()
+    return FUNCTIONS[name].user_function
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def grid_event(raw: dict) -> func.EventGridEvent:  # type: ignore[type-arg]
 
 
 def test_app_declares_the_five_functions_with_settings_driven_bindings() -> None:
-    triggers = {name: f.get_trigger().get_dict_repr() for name, f in FUNCTIONS.items()}
+    triggers = {name: spec.binding for name, spec in FUNCTIONS.items()}
     assert triggers["submit"]["type"] == "blobTrigger" and triggers["submit"]["path"] == "training-configs/{name}"
     assert triggers["submit"]["connection"] == "AzureWebJobsStorage"
     assert triggers["register"]["type"] == triggers["deploy"]["type"] == "eventGridTrigger"

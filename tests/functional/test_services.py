@@ -419,3 +419,81 @@ def test_concurrent_ledger_writers_are_retried(world: World) -> None:
     world.ledger.concurrent_writes = 3
     world.run_event("run_status_changed_camel", run)
     assert world.state(run) == RunState.RUNNING
+
+
+def test_submit_gives_up_after_its_budget_and_says_why(world: World) -> None:
+    for attempt in range(1, 3):
+        world.platform.fail_next["submit_job"] = TransientPlatformError("throttled", "429")
+        if attempt < 2:
+            with pytest.raises(TransientPlatformError):
+                submit_config(
+                    container="training-configs",
+                    blob_name="phi3.yaml",
+                    content=config_bytes(),
+                    etag=None,
+                    store=world.store,
+                    platform=world.platform,
+                    data_root=Path("."),
+                    max_attempts=2,
+                )
+        else:
+            record = submit_config(
+                container="training-configs",
+                blob_name="phi3.yaml",
+                content=config_bytes(),
+                etag=None,
+                store=world.store,
+                platform=world.platform,
+                data_root=Path("."),
+                max_attempts=2,
+            )
+            assert record is not None and record.state == RunState.FAILED
+            assert record.errors[0]["message"].startswith("could not submit after 2 tries")
+    assert world.drop().state == RunState.FAILED  # type: ignore[union-attr]  # a re-delivery does not resubmit
+    assert not world.platform.jobs
+
+
+def test_endpoint_name_owned_by_someone_else_fails_the_deployment_cleanly(world: World) -> None:
+    from shared.exceptions import NotManagedError
+
+    run = world.drop().run_id  # type: ignore[union-attr]
+    world.platform.finish_job(run)
+    world.platform.fail_next["begin_deploy"] = NotManagedError("endpoint x exists and is not managed by the app")
+    world.reconcile()
+    record = world.store.get(run)
+    assert record is not None and record.state == RunState.DEPLOY_FAILED
+    assert "not managed" in record.errors[0]["message"] and not world.platform.endpoints
+
+
+def test_platform_refusing_the_job_rejects_or_fails_with_reason(world: World) -> None:
+    from shared.exceptions import FieldIssue, PlatformError, RejectedError
+
+    world.platform.fail_next["submit_job"] = RejectedError([FieldIssue("component.version", "no version 9.9")])
+    record = world.drop()
+    assert record is not None and record.state == RunState.REJECTED
+    assert record.errors == [{"path": "component.version", "message": "no version 9.9"}]
+    world.platform.fail_next["submit_job"] = PlatformError("job name taken by another run", "Conflict")
+    other = world.drop(config_bytes(training={"num_train_epochs": 2}))
+    assert other is not None and other.state == RunState.FAILED and other.last_error_code == "Conflict"
+
+
+def test_oversized_smoke_conversation_is_rejected_before_submitting(world: World) -> None:
+    # Fresh dicts for every turn: PyYAML would write repeated objects as aliases, which configs refuse.
+    long_turns = [
+        t for _ in range(2) for t in ({"role": "user", "content": "x" * 30_000}, {"role": "assistant", "content": "y"})
+    ]
+    deployment = {**CONFIG["deployment"], "smoke_test": {"messages": [*long_turns, {"role": "user", "content": "?"}]}}  # type: ignore[dict-item]
+    record = world.drop(config_bytes(deployment=deployment))
+    assert record is not None and record.state == RunState.REJECTED
+    assert record.errors[0]["path"] == "deployment.smoke_test" and not world.platform.jobs
+
+
+def test_infinite_numbers_are_refused_everywhere() -> None:
+    from shared.config.loader import load_config
+    from shared.config.model_tags import parse_model_defaults
+    from shared.exceptions import ConfigError, ModelTagError
+
+    with pytest.raises(ConfigError, match="finite"):
+        load_config(config_bytes(training={"learning_rate": float("inf")}))
+    with pytest.raises(ModelTagError, match="finite"):
+        parse_model_defaults({"model_specific_defaults": "{'learning_rate': 1e999}"})

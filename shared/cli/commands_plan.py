@@ -1,0 +1,292 @@
+"""``autopilot plan FILE``: what a submit would do, without submitting.
+
+The plan is ``shared.services.planning.build_plan``, the function submit itself runs, so the preview is the
+job that would run: effective parameters with their origin, the compute checks, the names derived from the
+run id and, on Azure ML, the pipeline job serialised from the SDK's own objects. With ``--component`` and
+``--model-tags`` the Azure ML plan needs no Azure access at all. Exit codes: 0 the submit would be accepted,
+1 it would be rejected (one line per reason), 2 the plan could not be made (bad arguments, no access).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.config.loader import load_config
+from shared.config.model_tags import FINETUNE_ALLOW_LIST, INFERENCE_ALLOW_LIST, parse_sku_list
+from shared.exceptions import AutopilotError, ConfigError, FieldIssue, ModelTagError, RejectedError
+from shared.naming import config_name, run_id
+from shared.services.planning import SubmissionPlan, build_plan
+from shared.settings import Settings
+
+REJECTED = 1
+CANNOT_PLAN = 2
+
+
+@dataclasses.dataclass
+class PlanOutput:
+    """Everything printed, in one place, for the text and the JSON form."""
+
+    file: str
+    blob: str
+    platform: str
+    offline: list[str]
+    plan: SubmissionPlan
+    job: dict[str, Any]
+    job_yaml: str
+    notes: list[str]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "plan",
+        help="show what a submit would do (parameters, compute checks, the job), without submitting",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", type=Path, help="a training config (YAML or JSON)")
+    parser.add_argument(
+        "--platform",
+        choices=("azureml", "local"),
+        default=None,
+        help="default: azureml with --component/--model-tags, else AUTOPILOT_PLATFORM (the settings)",
+    )
+    parser.add_argument(
+        "--component",
+        type=Path,
+        metavar="SPEC.yaml",
+        help="Azure ML: load the pipeline component from this spec instead of the registry",
+    )
+    parser.add_argument(
+        "--model-tags",
+        type=Path,
+        metavar="TAGS.json",
+        help="Azure ML: the foundation model's tags from this file instead of the registry",
+    )
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.set_defaults(func=run)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return CANNOT_PLAN
+
+
+def _rejected(issues: list[FieldIssue], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"rejected": [{"path": i.path, "message": i.message} for i in issues]}, indent=2))
+    else:
+        print(f"A submit would be rejected ({len(issues)} reason{'s' if len(issues) != 1 else ''}):", file=sys.stderr)
+        for issue in issues:
+            print(f"  {issue}", file=sys.stderr)
+    return REJECTED
+
+
+def _platform(settings: Settings, name: str, args: argparse.Namespace) -> Any:
+    """The adapter to plan against; Azure ML with the offline stand-ins given on the command line."""
+    chosen = dataclasses.replace(settings, platform=name)
+    if name == "azureml":
+        try:
+            from shared.platform.azureml.adapter import AzureMLPlatform
+            from shared.platform.azureml.offline import OfflineSources
+        except ImportError as exc:
+            raise AutopilotError(f"the Azure ML adapter cannot be imported ({exc}); install requirements.txt") from None
+        return AzureMLPlatform(chosen, offline=OfflineSources(args.component, args.model_tags))
+    from shared.runtime import build_platform
+
+    try:
+        return build_platform(chosen)
+    except ImportError as exc:
+        raise AutopilotError(
+            f"the local platform is not available ({exc}); install requirements-local.txt, or plan with "
+            "--platform azureml"
+        ) from None
+
+
+def _sdk_validation(job: Any) -> list[FieldIssue]:
+    """The SDK's own client-side checks of the job (the ones ``jobs.create_or_update`` runs first)."""
+    result = job._validate()
+    if result.passed:
+        return []
+    return [FieldIssue(f"job.{path}", str(message)) for path, message in sorted(result.error_messages.items())]
+
+
+def _make(args: argparse.Namespace) -> PlanOutput | int:
+    path: Path = args.file
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        return _error(f"cannot read {path}: {exc.strerror or exc}")
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        return _error(str(exc))
+    offline = [
+        f"{flag} {value}"
+        for flag, value in (("--component", args.component), ("--model-tags", args.model_tags))
+        if value
+    ]
+    # The offline stand-ins only exist for Azure ML, so giving one picks it unless a platform is named.
+    name = args.platform or ("azureml" if offline else settings.platform)
+    if name != "azureml" and offline:
+        return _error("--component and --model-tags apply to --platform azureml only")
+
+    try:
+        config = load_config(content)
+    except ConfigError as exc:
+        return _rejected(exc.issues, args.json)
+
+    blob = path.name
+    run = run_id(settings.config_container, blob, content)
+    try:
+        platform = _platform(settings, name, args)
+        plan = build_plan(
+            config,
+            run_id=run,
+            config_blob=blob,
+            config_name=config_name(blob),
+            platform=platform,
+            data_root=settings.data_root,
+        )
+        notes = list(plan.notes)
+        if name == "azureml":
+            built = platform.build_pipeline_job(plan.job)
+            notes.extend(built.notes)
+            issues = _sdk_validation(built.job)
+            if issues:
+                return _rejected(issues, args.json)
+            from shared.platform.azureml.pipeline import job_to_dict, job_to_yaml
+
+            reference = None
+            if args.component is not None:
+                # A registry component appears in the job by reference; the offline spec is loaded inline.
+                component = built.component
+                reference = (
+                    f"azureml://registries/{settings.azureml_registry}/components/{component.name}"
+                    f"/versions/{component.version}"
+                )
+                notes.append(f"component loaded from {args.component}, shown by its registry reference")
+            job_dict = job_to_dict(built.job)
+            job_yaml = job_to_yaml(built.job, collapse_component=reference)
+        else:
+            job_dict = dataclasses.asdict(plan.job)
+            job_yaml = yaml.safe_dump(job_dict, sort_keys=False)
+    except RejectedError as exc:
+        return _rejected(exc.issues, args.json)
+    except AutopilotError as exc:
+        hint = ""
+        if name == "azureml" and not (args.component and args.model_tags):
+            hint = (
+                " (to plan without Azure access pass --component and --model-tags; to use your own login set "
+                "AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS=true)"
+            )
+        return _error(f"{exc}{hint}")
+    return PlanOutput(str(path), f"{settings.config_container}/{blob}", name, offline, plan, job_dict, job_yaml, notes)
+
+
+def _allow_list_line(tags: dict[str, str], tag: str) -> str:
+    try:
+        skus = parse_sku_list(tags, tag)
+    except ModelTagError as exc:
+        return f"{tag}: unreadable ({exc})"
+    return f"{tag}: {', '.join(skus)}" if skus is not None else f"{tag}: none (the deny list applies)"
+
+
+def _print_text(out: PlanOutput) -> None:
+    plan = out.plan
+    model = plan.foundation_model
+    compute = plan.compute
+    where = f" [offline: {', '.join(out.offline)}]" if out.offline else ""
+    print(f"Plan for {out.file} on {out.platform}{where}")
+    print(f"  run id {plan.run_id} (the config uploaded as {out.blob})")
+    print()
+    print("Foundation model")
+    print(f"  {model.name} version {model.version}: {model.id}")
+    print()
+    print("Effective parameters (origin: default < model < config)")
+    record = plan.params.to_record()
+    width = max(len(k) for k in record)
+    for key, entry in record.items():
+        value = json.dumps(entry["value"]) if not isinstance(entry["value"], str) else entry["value"]
+        print(f"  {key:<{width}}  {value:<12} {entry['source']}")
+    print()
+    print("Compute checks")
+    print(f"  fine-tune: {_allow_list_line(model.tags, FINETUNE_ALLOW_LIST)}")
+    print(
+        f"  fine-tune: {compute.cluster}, VM size {compute.size}, {compute.gpus_per_node} GPU(s) per node, "
+        f"{plan.job.params.get('num_nodes_finetune', 1)} node(s): accepted"
+    )
+    if plan.inference_instance_type:
+        print(f"  inference: {_allow_list_line(model.tags, INFERENCE_ALLOW_LIST)}")
+        print(f"  inference: {plan.inference_instance_type}: accepted")
+    else:
+        print("  inference: deployment disabled")
+    print()
+    print("Names")
+    job = plan.job
+    for label, value in (
+        ("job", job.name),
+        ("experiment", job.experiment_name),
+        ("display name", job.display_name),
+        ("model", plan.model_name),
+        ("endpoint", plan.endpoint_name if plan.config.deployment.enabled else "-"),
+        ("deployment", plan.deployment_name if plan.config.deployment.enabled else "-"),
+    ):
+        print(f"  {label:<13}{value}")
+    if out.notes:
+        print()
+        print("Notes")
+        for note in out.notes:
+            print(f"  - {note}")
+    print()
+    print("Pipeline job (azure.ai.ml PipelineJob, serialised)" if out.platform == "azureml" else "Job request")
+    print("---")
+    print(out.job_yaml.rstrip())
+
+
+def _print_json(out: PlanOutput) -> None:
+    plan = out.plan
+    print(
+        json.dumps(
+            {
+                "file": out.file,
+                "platform": out.platform,
+                "offline": out.offline,
+                "run_id": plan.run_id,
+                "foundation_model": dataclasses.asdict(plan.foundation_model),
+                "effective_params": plan.params.to_record(),
+                "compute": dataclasses.asdict(plan.compute),
+                "inference_instance_type": plan.inference_instance_type,
+                "names": {
+                    "job": plan.job.name,
+                    "experiment": plan.job.experiment_name,
+                    "display_name": plan.job.display_name,
+                    "model": plan.model_name,
+                    "endpoint": plan.endpoint_name,
+                    "deployment": plan.deployment_name,
+                },
+                "smoke_request": plan.smoke_request,
+                "notes": out.notes,
+                "job": out.job,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    result = _make(args)
+    if isinstance(result, int):
+        return result
+    if args.json:
+        _print_json(result)
+    else:
+        _print_text(result)
+    return 0

@@ -1,0 +1,335 @@
+"""``AzureMLPlatform``: the platform port on Azure ML, doing what the seed notebook does, step by step.
+
+- foundation model: ``registry.models.get(name, label="latest" | version=...)`` with its tags;
+- compute: the seed's checks (``compute.py``); data: datastore URIs, data assets or https URLs;
+- job: the ``chat_completion_pipeline`` component in the seed's ``@pipeline``, named after the run id, so a
+  retried submit finds its job (``pipeline.py``);
+- model: registered from ``azureml://jobs/<job>/outputs/trained_model`` as an MLflow model, version derived
+  from the run id (``model_version``), so a retried registration finds its version;
+- endpoints: started, never awaited (``endpoints.py``); activity from Azure Monitor (``monitor.py``).
+Every create checks the ``autopilot.run_id`` tag of what it finds under its name and never adopts a
+foreign resource.
+
+``offline=OfflineSources(component_spec, model_tags)`` replaces the registry lookups with files, and with
+both given no workspace is touched: that is how ``autopilot plan`` previews a job with no Azure access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from azure.ai.ml.constants import AssetTypes
+from azure.ai.ml.entities import Model
+from azure.ai.ml.exceptions import ValidationException
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
+
+from shared.config.model_tags import FINETUNE_ALLOW_LIST, INFERENCE_ALLOW_LIST
+from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
+from shared.naming import TAG_RUN_ID, run_hash
+from shared.platform.azureml.clients import AzureClients
+from shared.platform.azureml.compute import check_finetune_compute, check_inference_sku
+from shared.platform.azureml.endpoints import Endpoints
+from shared.platform.azureml.errors import azure_call, short, translate
+from shared.platform.azureml.monitor import MetricsQuery, endpoint_resource_id, query_activity
+from shared.platform.azureml.offline import OfflineSources, load_component_spec, load_model
+from shared.platform.azureml.pipeline import OUTPUT_NAME, BuiltJob, build_pipeline_job
+from shared.platform.port import (
+    ComputeInfo,
+    ComputeRequest,
+    DeploymentInfo,
+    DeployRequest,
+    EndpointActivity,
+    EndpointInfo,
+    FoundationModel,
+    JobInfo,
+    JobRequest,
+    JobStatus,
+    MLPlatform,
+    ModelRef,
+    RegisterRequest,
+)
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_JOB_STATUSES = {
+    "notstarted": JobStatus.NOT_STARTED,
+    "queued": JobStatus.QUEUED,
+    "starting": JobStatus.PREPARING,
+    "provisioning": JobStatus.PREPARING,
+    "preparing": JobStatus.PREPARING,
+    "running": JobStatus.RUNNING,
+    "cancelrequested": JobStatus.RUNNING,
+    "notresponding": JobStatus.RUNNING,
+    "paused": JobStatus.RUNNING,
+    "finalizing": JobStatus.FINALIZING,
+    "completed": JobStatus.COMPLETED,
+    "failed": JobStatus.FAILED,
+    "canceled": JobStatus.CANCELED,
+}
+_REMOTE_DATA = re.compile(r"^(azureml://|azureml:[A-Za-z0-9_.-]+(:|@)|https://|abfss://|wasbs://)")
+
+
+def job_status(value: str | None) -> JobStatus:
+    """Azure ML's run status as the app's; unknown statuses count as not started."""
+    return _JOB_STATUSES.get(str(value or "").lower(), JobStatus.NOT_STARTED)
+
+
+def model_version(run_id: str) -> str:
+    """The registered model's version for a run: the run hash (8 hex digits) as a decimal number.
+
+    Azure ML model versions are numbers by habit (the seed used a timestamp); deriving it from the run makes
+    a retried registration address the version it created, and the run is readable back from it
+    (``format(int(version), "08x")`` is the run id's suffix).
+    """
+    suffix = run_hash(run_id)
+    if not re.fullmatch(r"[0-9a-f]{8}", suffix):
+        suffix = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return str(int(suffix, 16))
+
+
+def _is_conflict(exc: HttpResponseError) -> bool:
+    text = str(getattr(exc, "message", None) or exc).lower()
+    return isinstance(exc, ResourceExistsError) or exc.status_code == 409 or "already exist" in text
+
+
+class AzureMLPlatform:
+    """The platform port on an Azure ML workspace and the ``azureml`` registry."""
+
+    name = "azureml"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clients: AzureClients | None = None,
+        offline: OfflineSources | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients or AzureClients(settings)
+        self.offline = offline or OfflineSources()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._endpoints = Endpoints(lambda: self.clients.workspace, lambda: self._clock())
+
+    # -- model, compute, data ---------------------------------------------------------------------------------
+    def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:
+        if self.offline.model_tags is not None:
+            return load_model(self.offline.model_tags, name, version, registry)
+        client = self.clients.registry(registry)
+        try:
+            with azure_call(f"reading model {name} from registry {registry}"):
+                model: Any = (
+                    client.models.get(name, label="latest")
+                    if version == "latest"
+                    else client.models.get(name, version=version)
+                )
+        except NotFoundError:
+            path = "model.name" if version == "latest" else "model.version"
+            raise RejectedError(
+                [FieldIssue(path, f"no model {name} version {version} in registry {registry} (see the model catalog)")]
+            ) from None
+        tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
+        return FoundationModel(name=str(model.name), version=str(model.version), id=str(model.id), tags=tags)
+
+    def check_compute(self, request: ComputeRequest, allow_list: list[str] | None) -> ComputeInfo:
+        workspace = None if self.offline.no_workspace else self.clients.workspace
+        return check_finetune_compute(request, allow_list, workspace, FINETUNE_ALLOW_LIST)
+
+    def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
+        return check_inference_sku(instance_type, allow_list, INFERENCE_ALLOW_LIST)
+
+    def check_data(self, paths: dict[str, str]) -> dict[str, str]:
+        """Data must be readable by the job in Azure: datastore URIs, data assets or https URLs, as given."""
+        issues = [
+            FieldIssue(
+                f"data.{split}",
+                "on Azure ML give a datastore URI (azureml://datastores/<store>/paths/<file>), a data asset "
+                f"(azureml:<name>:<version>) or an https URL; {value[:80]!r} is a local path the job cannot read",
+            )
+            for split, value in paths.items()
+            if not _REMOTE_DATA.match(value)
+        ]
+        if "train" not in paths:
+            issues.append(FieldIssue("data.train", "required"))
+        if issues:
+            raise RejectedError(issues)
+        return dict(paths)
+
+    # -- the job ----------------------------------------------------------------------------------------------
+    def component(self, name: str, version: str) -> Any:
+        """The pipeline component: the offline spec, or the registry's (label latest or a pinned version)."""
+        if self.offline.component_spec is not None:
+            return load_component_spec(self.offline.component_spec)
+        registry = self.settings.azureml_registry
+        client = self.clients.registry(registry)
+        try:
+            with azure_call(f"reading component {name} from registry {registry}"):
+                if version == "latest":
+                    return client.components.get(name=name, label="latest")
+                return client.components.get(name=name, version=version)
+        except NotFoundError:
+            raise RejectedError(
+                [FieldIssue("component.version", f"no component {name} version {version} in registry {registry}")]
+            ) from None
+
+    def build_pipeline_job(self, request: JobRequest) -> BuiltJob:
+        """The PipelineJob ``submit_job`` sends (also what ``autopilot plan`` prints)."""
+        return build_pipeline_job(request, self.component(request.component_name, request.component_version))
+
+    def submit_job(self, request: JobRequest) -> JobInfo:
+        built = self.build_pipeline_job(request)
+        for note in built.notes:
+            log.info("run %s: %s", request.name, note)
+        workspace = self.clients.workspace
+        try:
+            job: Any = workspace.jobs.create_or_update(built.job, experiment_name=request.experiment_name)
+        except HttpResponseError as exc:
+            if not _is_conflict(exc):
+                raise translate(exc, f"submitting job {request.name}") from None
+            log.info("run %s: job %s already exists; checking it is this run's", request.name, request.name)
+            with azure_call(f"reading job {request.name}"):
+                job = workspace.jobs.get(request.name)
+        except ValidationException as exc:
+            # The SDK's own checks of the job refused it: the config produced something the service would refuse.
+            raise RejectedError([FieldIssue("job", short(exc.message))]) from None
+        except AzureError as exc:
+            raise translate(exc, f"submitting job {request.name}") from None
+        info = self._job_info(job)
+        expected = request.tags.get(TAG_RUN_ID)
+        if info.tags.get(TAG_RUN_ID) != expected:
+            raise PlatformError(
+                f"a job named {request.name} exists in the workspace but belongs to run "
+                f"{info.tags.get(TAG_RUN_ID) or '(no autopilot.run_id tag)'}, not {expected}; it is left alone",
+                "JobNameTaken",
+            )
+        log.info("run %s: job %s is %s", request.name, info.name, info.status.value)
+        return info
+
+    def get_job(self, name: str) -> JobInfo:
+        with azure_call(f"reading job {name}"):
+            job = self.clients.workspace.jobs.get(name)
+        return self._job_info(job)
+
+    def _job_info(self, job: Any) -> JobInfo:
+        status = job_status(getattr(job, "status", None))
+        url = getattr(job, "studio_url", None)
+        error = None
+        if status == JobStatus.FAILED:
+            error = "the pipeline job failed; the failing step and its logs are in Azure ML studio" + (
+                f": {url}" if url else ""
+            )
+        return JobInfo(
+            name=str(job.name),
+            status=status,
+            tags={str(k): str(v) for k, v in (getattr(job, "tags", None) or {}).items()},
+            error=error,
+            progress=f"{getattr(job, 'status', None) or status.value}" + (f" ({url})" if url else ""),
+        )
+
+    # -- the model --------------------------------------------------------------------------------------------
+    def register_model(self, request: RegisterRequest) -> ModelRef:
+        run_id = request.tags.get(TAG_RUN_ID, request.job_name)
+        version = model_version(run_id)
+        existing = self._find_model(request.model_name, version)
+        if existing is not None:
+            return self._own_model(existing, run_id)
+        model = Model(
+            path=f"azureml://jobs/{request.job_name}/outputs/{OUTPUT_NAME}",
+            type=AssetTypes.MLFLOW_MODEL,
+            name=request.model_name,
+            version=version,
+            description=request.description,
+            tags=dict(request.tags),
+        )
+        try:
+            with azure_call(f"registering model {request.model_name}:{version}"):
+                created = self.clients.workspace.models.create_or_update(model)
+        except PlatformError:
+            # Another worker may have registered it between the look and the create.
+            again = self._find_model(request.model_name, version)
+            if again is None:
+                raise
+            created = again
+        log.info("run %s: registered model %s:%s", run_id, request.model_name, version)
+        return self._own_model(created, run_id)
+
+    def _find_model(self, name: str, version: str) -> Any | None:
+        try:
+            with azure_call(f"reading model {name}:{version}"):
+                return self.clients.workspace.models.get(name, version=version)
+        except NotFoundError:
+            return None
+
+    def _own_model(self, model: Any, run_id: str) -> ModelRef:
+        ref = _model_ref(model)
+        if ref.tags.get(TAG_RUN_ID) != run_id:
+            owner = ref.tags.get(TAG_RUN_ID) or "(no autopilot.run_id tag)"
+            raise RejectedError(
+                [
+                    FieldIssue(
+                        "registration.model_name",
+                        f"model {ref.name} version {ref.version} exists and belongs to {owner}, not run {run_id}; "
+                        "choose another model name",
+                    )
+                ]
+            )
+        return ref
+
+    def get_model(self, name: str, version: str) -> ModelRef:
+        with azure_call(f"reading model {name}:{version}"):
+            return _model_ref(self.clients.workspace.models.get(name, version=version))
+
+    # -- endpoints --------------------------------------------------------------------------------------------
+    def begin_deploy(self, request: DeployRequest) -> None:
+        self._endpoints.begin_deploy(request)
+
+    def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
+        return self._endpoints.get_deployment(endpoint_name, deployment_name)
+
+    def set_traffic(self, endpoint_name: str, traffic: dict[str, int]) -> None:
+        self._endpoints.set_traffic(endpoint_name, traffic)
+
+    def invoke(self, endpoint_name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:
+        return self._endpoints.invoke(endpoint_name, deployment_name, payload)
+
+    def list_endpoints(self) -> list[EndpointInfo]:
+        return self._endpoints.list_endpoints()
+
+    def begin_delete_endpoint(self, endpoint_name: str) -> None:
+        self._endpoints.begin_delete_endpoint(endpoint_name)
+
+    def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
+        endpoint = self._endpoints.endpoint(endpoint_name)
+        s = self.settings
+        resource_id = getattr(endpoint, "id", None) or endpoint_resource_id(
+            s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace_name, endpoint_name
+        )
+        location = getattr(endpoint, "location", None) or self._workspace_location()
+        query = MetricsQuery(resource_id=str(resource_id), since=since, until=self._clock())
+        return query_activity(self.clients.metrics(str(location)), query)
+
+    def _workspace_location(self) -> str:
+        name = self.settings.azureml_workspace_name
+        with azure_call(f"reading workspace {name}"):
+            return str(self.clients.workspace.workspaces.get(name).location)
+
+
+def _model_ref(model: Any) -> ModelRef:
+    return ModelRef(
+        name=str(model.name),
+        version=str(model.version),
+        id=str(model.id),
+        tags={str(k): str(v) for k, v in (getattr(model, "tags", None) or {}).items()},
+    )
+
+
+if TYPE_CHECKING:  # mypy proves the adapter keeps the port's shape
+
+    def _is_a_platform(settings: Settings) -> MLPlatform:
+        return AzureMLPlatform(settings)

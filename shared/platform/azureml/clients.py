@@ -1,0 +1,139 @@
+"""The credential and the Azure clients, built on first use and kept for the life of the process.
+
+A Function worker serves many invocations: building ``MLClient`` (and its credential) once saves a token
+round trip and a few hundred milliseconds per call. The credential is the Function's managed identity;
+developer credentials (Azure CLI, VS Code, environment) are added only when
+``AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS=true``, so a production app never falls back to someone's login.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from shared.exceptions import PlatformError
+from shared.platform.azureml.errors import azure_call
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+    from azure.core.credentials import TokenCredential
+
+log = logging.getLogger(__name__)
+
+# The SDK logs a warning for every experimental class it touches while serialising a job; they say nothing
+# about this app's jobs and would drown the Function's log.
+logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
+
+
+def metrics_endpoint(location: str) -> str:
+    """The regional Azure Monitor metrics endpoint for resources in ``location`` (public cloud)."""
+    region = "".join(location.split()).lower()
+    return f"https://{region}.metrics.monitor.azure.com"
+
+
+def build_credential(settings: Settings) -> TokenCredential:
+    """Managed identity first; developer credentials only when the setting allows them."""
+    from azure.identity import ChainedTokenCredential, DefaultAzureCredential, ManagedIdentityCredential
+
+    managed = ManagedIdentityCredential(client_id=settings.azure_client_id or None)
+    if not settings.allow_developer_credentials:
+        return managed
+    developer = DefaultAzureCredential(
+        exclude_managed_identity_credential=True,
+        exclude_interactive_browser_credential=True,
+    )
+    return ChainedTokenCredential(managed, developer)
+
+
+class AzureClients:
+    """Workspace and registry ``MLClient``s and Monitor metrics clients, created lazily and reused.
+
+    Tests pass ready-made clients (``workspace=``, ``registries=``, ``metrics=``) and never reach Azure.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credential: TokenCredential | None = None,
+        workspace: MLClient | None = None,
+        registries: dict[str, MLClient] | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self._settings = settings
+        self._credential = credential
+        self._workspace = workspace
+        self._registries: dict[str, MLClient] = dict(registries or {})
+        # One metrics client per region; a callable ``metrics(location)`` may be injected instead.
+        self._metrics_factory = metrics
+        self._metrics: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def credential(self) -> TokenCredential:
+        with self._lock:
+            if self._credential is None:
+                self._credential = build_credential(self._settings)
+            return self._credential
+
+    @property
+    def workspace(self) -> MLClient:
+        if self._workspace is not None:
+            return self._workspace
+        s = self._settings
+        missing = [
+            key
+            for key, value in (
+                ("AZUREML_SUBSCRIPTION_ID", s.azureml_subscription_id),
+                ("AZUREML_RESOURCE_GROUP", s.azureml_resource_group),
+                ("AZUREML_WORKSPACE_NAME", s.azureml_workspace_name),
+            )
+            if not value
+        ]
+        if missing:
+            raise PlatformError(f"the Azure ML workspace is not configured: set {', '.join(missing)}")
+        from azure.ai.ml import MLClient
+
+        credential = self.credential
+        with self._lock:
+            if self._workspace is None:
+                log.info("connecting to Azure ML workspace %s", s.azureml_workspace_name)
+                with azure_call(f"connecting to workspace {s.azureml_workspace_name}"):
+                    self._workspace = MLClient(
+                        credential,
+                        subscription_id=s.azureml_subscription_id,
+                        resource_group_name=s.azureml_resource_group,
+                        workspace_name=s.azureml_workspace_name,
+                    )
+            return self._workspace
+
+    def registry(self, name: str) -> MLClient:
+        if name in self._registries:
+            return self._registries[name]
+        from azure.ai.ml import MLClient
+
+        credential = self.credential
+        with self._lock:
+            if name not in self._registries:
+                log.info("connecting to Azure ML registry %s", name)
+                # Unlike the workspace client, this one calls the service at once (registry discovery).
+                with azure_call(f"connecting to registry {name}"):
+                    self._registries[name] = MLClient(credential, registry_name=name)
+            return self._registries[name]
+
+    def metrics(self, location: str) -> Any:
+        """A ``MetricsClient`` for the region of the resources it queries."""
+        if self._metrics_factory is not None:
+            return self._metrics_factory(location)
+        endpoint = metrics_endpoint(location)
+        if endpoint in self._metrics:
+            return self._metrics[endpoint]
+        from azure.monitor.querymetrics import MetricsClient
+
+        credential = self.credential
+        with self._lock:
+            if endpoint not in self._metrics:
+                self._metrics[endpoint] = MetricsClient(endpoint, credential)
+            return self._metrics[endpoint]

@@ -1,0 +1,287 @@
+"""Online endpoints and deployments: started with ``begin_*`` and never awaited, inspected on later calls.
+
+Azure ML refuses a deployment on an endpoint that is still being created, and a function must not wait the
+minutes that takes. So deploying is two steps driven by the reconcile timer:
+1. ``begin_deploy`` starts the endpoint (key auth, the app's tags) and returns;
+2. ``get_deployment`` reports ``Creating`` while the endpoint is provisioning and ``Missing`` once it is
+   ready without a deployment; reconcile answers ``Missing`` with ``begin_deploy`` again, which now starts
+   the deployment. Every call is idempotent: an existing endpoint or deployment is never created twice.
+
+Why a deployment failed is not part of the resource Azure returns. It is taken from the failed start
+request (quota and argument errors come back at once; they are written onto the endpoint as the
+``autopilot.deploy_error`` tag, so any worker sees them), or from the operation poller when the same process
+started it; otherwise the code is ``DeploymentFailed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from azure.ai.ml.entities import (
+    ManagedOnlineDeployment,
+    ManagedOnlineEndpoint,
+    OnlineRequestSettings,
+    ProbeSettings,
+)
+from azure.core.exceptions import AzureError, HttpResponseError
+
+from shared.exceptions import NotFoundError, NotManagedError
+from shared.naming import TAG_RUN_ID, is_managed
+from shared.platform.azureml.errors import azure_call, error_code, is_retryable, short, translate
+from shared.platform.port import DeploymentInfo, DeploymentState, DeployRequest, EndpointInfo
+
+if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+
+log = logging.getLogger(__name__)
+
+TAG_CREATED_AT = "autopilot.created_at"
+TAG_DEPLOY_ERROR = "autopilot.deploy_error"
+TAG_DEPLOY_ERROR_MESSAGE = "autopilot.deploy_error_message"
+
+_DEPLOYMENT_STATES = {
+    "creating": DeploymentState.CREATING,
+    "updating": DeploymentState.UPDATING,
+    "scaling": DeploymentState.UPDATING,
+    "succeeded": DeploymentState.SUCCEEDED,
+    "failed": DeploymentState.FAILED,
+    "canceled": DeploymentState.FAILED,
+    "deleting": DeploymentState.DELETING,
+}
+
+
+def _state(resource: Any) -> str:
+    return str(getattr(resource, "provisioning_state", None) or "").lower()
+
+
+def _tags(resource: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (getattr(resource, "tags", None) or {}).items()}
+
+
+def created_at(endpoint: Any) -> datetime | None:
+    context = getattr(endpoint, "creation_context", None)
+    when = getattr(context, "created_at", None)
+    if isinstance(when, datetime):
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    text = _tags(endpoint).get(TAG_CREATED_AT)
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+class Endpoints:
+    """Endpoint and deployment calls on one workspace; keeps the pollers it started (for failure codes)."""
+
+    def __init__(self, workspace: Callable[[], MLClient], clock: Callable[[], datetime]) -> None:
+        self._workspace = workspace
+        self._clock = clock
+        self._pollers: dict[tuple[str, ...], Any] = {}
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def _endpoint(self, name: str) -> Any | None:
+        try:
+            with azure_call(f"reading endpoint {name}"):
+                return self._workspace().online_endpoints.get(name)
+        except NotFoundError:
+            return None
+
+    def _deployment(self, endpoint: str, name: str) -> Any | None:
+        try:
+            with azure_call(f"reading deployment {endpoint}/{name}"):
+                return self._workspace().online_deployments.get(name=name, endpoint_name=endpoint)
+        except NotFoundError:
+            return None
+
+    def _managed_endpoint(self, name: str, run_id: str | None = None) -> Any | None:
+        endpoint = self._endpoint(name)
+        if endpoint is None:
+            return None
+        tags = _tags(endpoint)
+        if not is_managed(tags) or (run_id is not None and tags.get(TAG_RUN_ID) != run_id):
+            raise NotManagedError(
+                f"endpoint {name} exists but was not created by this app for this run; it is left alone "
+                "(choose another deployment.endpoint_name)",
+                "NotManaged",
+            )
+        return endpoint
+
+    def _poller_error(self, key: tuple[str, ...]) -> tuple[str | None, str | None]:
+        poller = self._pollers.get(key)
+        if poller is None or not poller.done():
+            return None, None
+        try:
+            poller.result(timeout=0)
+        except AzureError as exc:
+            return error_code(exc), short(str(exc))
+        return None, None
+
+    # -- deploying -------------------------------------------------------------------------------------------
+    def begin_deploy(self, request: DeployRequest) -> None:
+        run_id = request.tags.get(TAG_RUN_ID)
+        endpoint = self._managed_endpoint(request.endpoint_name, run_id)
+        if endpoint is None:
+            self._begin_endpoint(request)
+            return
+        state = _state(endpoint)
+        if state != "succeeded":
+            log.info("endpoint %s is %s; the deployment starts once it has succeeded", request.endpoint_name, state)
+            return
+        if TAG_DEPLOY_ERROR in _tags(endpoint):
+            return  # a start that failed before; get_deployment reports it
+        if self._deployment(request.endpoint_name, request.deployment_name) is not None:
+            return
+        self._begin_deployment(request, endpoint)
+
+    def _begin_endpoint(self, request: DeployRequest) -> None:
+        tags = {**request.tags, TAG_CREATED_AT: self._clock().isoformat(timespec="seconds")}
+        endpoint = ManagedOnlineEndpoint(
+            name=request.endpoint_name, description=request.description, auth_mode="key", tags=tags
+        )
+        with azure_call(f"creating endpoint {request.endpoint_name}"):
+            poller = self._workspace().online_endpoints.begin_create_or_update(endpoint)
+        self._pollers[("endpoint", request.endpoint_name)] = poller
+        log.info("endpoint %s: creation started", request.endpoint_name)
+
+    def _begin_deployment(self, request: DeployRequest, endpoint: Any) -> None:
+        deployment = ManagedOnlineDeployment(
+            name=request.deployment_name,
+            endpoint_name=request.endpoint_name,
+            model=request.model.id,
+            instance_type=request.instance_type,
+            instance_count=request.instance_count,
+            liveness_probe=ProbeSettings(initial_delay=request.liveness_initial_delay_s),
+            request_settings=OnlineRequestSettings(
+                request_timeout_ms=request.request_timeout_ms,
+                max_concurrent_requests_per_instance=request.max_concurrent_requests,
+            ),
+            tags=dict(request.tags),
+        )
+        workspace = self._workspace()
+        try:
+            poller = workspace.online_deployments.begin_create_or_update(deployment)
+        except HttpResponseError as exc:
+            if is_retryable(exc):
+                raise translate(exc, f"creating deployment {request.deployment_name}") from None
+            self._record_failure(endpoint, error_code(exc) or "DeploymentFailed", short(str(exc)))
+            return
+        except AzureError as exc:
+            raise translate(exc, f"creating deployment {request.deployment_name}") from None
+        self._pollers[("deployment", request.endpoint_name, request.deployment_name)] = poller
+        log.info("deployment %s/%s: creation started", request.endpoint_name, request.deployment_name)
+
+    def _record_failure(self, endpoint: Any, code: str, message: str) -> None:
+        """Keep a refused start on the endpoint itself, where the next look (any worker) finds it."""
+        log.warning("endpoint %s: deployment refused (%s): %s", endpoint.name, code, message)
+        endpoint.tags = {**_tags(endpoint), TAG_DEPLOY_ERROR: code, TAG_DEPLOY_ERROR_MESSAGE: message[:256]}
+        with azure_call(f"recording the deployment failure on endpoint {endpoint.name}"):
+            self._workspace().online_endpoints.begin_create_or_update(endpoint)
+
+    def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
+        endpoint = self._managed_endpoint(endpoint_name)
+        if endpoint is None:
+            return DeploymentInfo(endpoint_name, deployment_name, DeploymentState.MISSING)
+        tags = _tags(endpoint)
+        uri = getattr(endpoint, "scoring_uri", None)
+
+        def info(state: DeploymentState, code: str | None = None, message: str | None = None) -> DeploymentInfo:
+            return DeploymentInfo(endpoint_name, deployment_name, state, code, message, uri)
+
+        if TAG_DEPLOY_ERROR in tags:
+            return info(DeploymentState.FAILED, tags[TAG_DEPLOY_ERROR], tags.get(TAG_DEPLOY_ERROR_MESSAGE))
+        state = _state(endpoint)
+        if state in {"failed", "canceled"}:
+            code, message = self._poller_error(("endpoint", endpoint_name))
+            default = "OperationCanceled" if state == "canceled" else "EndpointFailed"
+            return info(DeploymentState.FAILED, code or default, message or f"endpoint {endpoint_name} is {state}")
+        if state == "deleting":
+            return info(DeploymentState.DELETING)
+        if state == "creating":
+            return info(DeploymentState.CREATING)
+
+        deployment = self._deployment(endpoint_name, deployment_name)
+        if deployment is None:
+            return info(DeploymentState.MISSING, message=f"endpoint {endpoint_name} is ready; deployment not started")
+        dep_state = _state(deployment)
+        mapped = _DEPLOYMENT_STATES.get(dep_state, DeploymentState.CREATING)
+        if mapped != DeploymentState.FAILED:
+            return info(mapped)
+        code, message = self._poller_error(("deployment", endpoint_name, deployment_name))
+        default = "OperationCanceled" if dep_state == "canceled" else "DeploymentFailed"
+        return info(
+            DeploymentState.FAILED,
+            code or default,
+            message or f"deployment {deployment_name} is {dep_state}; its logs are in Azure ML studio",
+        )
+
+    # -- using and removing ----------------------------------------------------------------------------------
+    def set_traffic(self, endpoint_name: str, traffic: dict[str, int]) -> None:
+        endpoint = self._managed_endpoint(endpoint_name)
+        if endpoint is None:
+            raise NotFoundError(f"endpoint {endpoint_name} does not exist", "ResourceNotFound")
+        if dict(getattr(endpoint, "traffic", None) or {}) == traffic:
+            return
+        endpoint.traffic = dict(traffic)
+        # Not awaited: the smoke test names its deployment, so it does not depend on the routing yet.
+        with azure_call(f"setting traffic on endpoint {endpoint_name}"):
+            self._workspace().online_endpoints.begin_create_or_update(endpoint)
+
+    def invoke(self, endpoint_name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:
+        handle, path = tempfile.mkstemp(prefix="autopilot-score-", suffix=".json")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(payload, file)
+            with azure_call(f"invoking endpoint {endpoint_name}"):
+                answer = self._workspace().online_endpoints.invoke(
+                    endpoint_name=endpoint_name, request_file=path, deployment_name=deployment_name
+                )
+        finally:
+            os.unlink(path)
+        if isinstance(answer, bytes):
+            answer = answer.decode("utf-8", "replace")
+        try:
+            return json.loads(answer) if isinstance(answer, str) else answer
+        except json.JSONDecodeError:
+            return answer
+
+    def list_endpoints(self) -> list[EndpointInfo]:
+        with azure_call("listing online endpoints"):
+            endpoints = list(self._workspace().online_endpoints.list())
+        found = []
+        for endpoint in endpoints:
+            tags = _tags(endpoint)
+            if not is_managed(tags):
+                continue
+            state = _state(endpoint)
+            found.append(
+                EndpointInfo(
+                    name=str(endpoint.name),
+                    tags=tags,
+                    created_at=created_at(endpoint),
+                    scoring_uri=getattr(endpoint, "scoring_uri", None),
+                    state=getattr(endpoint, "provisioning_state", None),
+                    healthy=False if state == "failed" else None,
+                )
+            )
+        return found
+
+    def begin_delete_endpoint(self, endpoint_name: str) -> None:
+        endpoint = self._managed_endpoint(endpoint_name)
+        if endpoint is None or _state(endpoint) == "deleting":
+            return
+        with azure_call(f"deleting endpoint {endpoint_name}"):
+            self._workspace().online_endpoints.begin_delete(name=endpoint_name)
+        log.info("endpoint %s: deletion started", endpoint_name)
+
+    def endpoint(self, endpoint_name: str) -> Any:
+        """The managed endpoint (for its resource id and region); ``NotFoundError`` if missing."""
+        endpoint = self._managed_endpoint(endpoint_name)
+        if endpoint is None:
+            raise NotFoundError(f"endpoint {endpoint_name} does not exist", "ResourceNotFound")
+        return endpoint
