@@ -146,6 +146,7 @@ class FakePlatform:
     """A workspace in memory. Knobs: ``fail_next`` (method -> exception), ``deployment_outcome``."""
 
     name = "fake"
+    reports_eval_metrics = True
 
     def __init__(self, clock: FakeClock | None = None) -> None:
         self.clock = clock or FakeClock()

@@ -166,6 +166,7 @@ class MLPlatform(Protocol):
     """The interface the services drive. See the module docstring for the contract."""
 
     name: str  # "local" or "azureml"
+    reports_eval_metrics: bool  # whether finished jobs report eval_loss_before/after (quality gates need it)
 
     def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:
         """The model and its tags. Unknown model: ``RejectedError`` listing the available ones."""

@@ -156,6 +156,15 @@ def build_plan(
     except RejectedError as exc:
         issues.extend(exc.issues)
 
+    if config.deployment.quality_gate is not None and not platform.reports_eval_metrics:
+        issues.append(
+            FieldIssue(
+                "deployment.quality_gate",
+                f"the {platform.name} platform reports no evaluation loss for a job, so a quality gate could "
+                "never pass; remove it",
+            )
+        )
+
     smoke: dict[str, Any] | None = None
     try:
         smoke = smoke_request(config, data_root)

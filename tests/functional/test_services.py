@@ -497,3 +497,11 @@ def test_infinite_numbers_are_refused_everywhere() -> None:
         load_config(config_bytes(training={"learning_rate": float("inf")}))
     with pytest.raises(ModelTagError, match="finite"):
         parse_model_defaults({"model_specific_defaults": "{'learning_rate': 1e999}"})
+
+
+def test_quality_gate_is_refused_where_the_platform_reports_no_eval(world: World) -> None:
+    world.platform.reports_eval_metrics = False
+    gate = {**CONFIG["deployment"], "quality_gate": {"require_improvement": True}}  # type: ignore[dict-item]
+    record = world.drop(config_bytes(deployment=gate))
+    assert record is not None and record.state == RunState.REJECTED
+    assert record.errors[0]["path"] == "deployment.quality_gate" and not world.platform.jobs
