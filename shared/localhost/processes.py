@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -260,6 +261,9 @@ def start_detached(
             close_fds=True,
         )
     write_pid_file(pid_path, record_for(proc.pid, name or pid_path.stem))
+    # A long-running parent (the local host starts job and endpoint processes) must reap its children, or
+    # each finished job stays a zombie until the host exits.
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return proc
 
 

@@ -55,13 +55,8 @@ def decide(store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: d
         return CleanupDecision(endpoint.name, run, "skip", f"last request {activity.last_request_at.isoformat()}")
     if started is not None and started > now - idle:
         return CleanupDecision(endpoint.name, run, "skip", f"deployed {started.isoformat()}, not idle long enough")
-    last = activity.last_request_at.isoformat() if activity.last_request_at else "never"
-    return CleanupDecision(
-        endpoint.name,
-        run,
-        "delete",
-        f"idle for over {int(idle.total_seconds() // 60)} min (last request: {last})",
-    )
+    minutes = int(idle.total_seconds() // 60)
+    return CleanupDecision(endpoint.name, run, "delete", f"idle: no request in the last {minutes} min")
 
 
 def cleanup(store: RunStore, platform: MLPlatform, *, dry_run: bool = False) -> list[CleanupDecision]:

