@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return follow(record.run_id, as_json=args.json)
 
 
+def _clock(iso: str) -> str:
+    """HH:MM:SS of a timeline entry, in local time like the progress lines."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return time.strftime("%H:%M:%S")
+
+
 def follow(
     run: str,
     *,
@@ -184,7 +193,7 @@ def follow(
 
     out = out or sys.stdout
     store = runtime.run_store()
-    seen_state: str | None = None
+    shown_states: set[str] = set()
     seen_progress: str | None = None
     started = time.monotonic()
     while True:
@@ -192,12 +201,15 @@ def follow(
         if record is None:
             print(f"run {run} is not in the ledger", file=out)
             return 1
-        if record.state.value != seen_state:
-            seen_state = record.state.value
+        # The timeline has every state the run entered, also those passed between two looks.
+        new_states = [(s, at) for s, at in record.timeline.items() if s not in shown_states]
+        if new_states:
+            shown_states.update(s for s, _ in new_states)
             if as_json:
                 print(json.dumps(status_document(record), default=str), file=out)
             else:
-                print(f"{time.strftime('%H:%M:%S')}  {record.run_id}: {record.state.value}", file=out)
+                for state, at in new_states:
+                    print(f"{_clock(at)}  {record.run_id}: {state}", file=out)
                 for err in record.errors:
                     where = f"{err['path']}: " if err.get("path") else ""
                     print(f"    error: {where}{err['message']}", file=out)

@@ -209,12 +209,15 @@ def _conversation(path: Path, index: int) -> list[dict[str, str]]:
 def _base_model_answer(settings: Any, conversation: list[dict[str, str]]) -> str | None:
     """What the foundation model says to the same conversation, for comparison (same greedy decoding)."""
     try:
+        from transformers.utils import logging as hf_logging
+
         from shared.platform.local.chat_model import ChatModel
         from shared.platform.local.models import SMOLLM2, materialize
 
+        hf_logging.disable_progress_bar()  # the demo's own lines are the progress here
+
         model = ChatModel.from_hf_dir(materialize(SMOLLM2, settings.workdir / "models"))
-        params = {k: v for k, v in DEMO_PARAMETERS.items()}
-        return model.generate([conversation], **params)[0]  # type: ignore[arg-type]
+        return model.generate([conversation], **DEMO_PARAMETERS)[0]  # type: ignore[arg-type]
     except Exception as exc:  # a comparison only: the demo goes on without it
         return f"(not available: {type(exc).__name__})"
 
