@@ -10,6 +10,8 @@ concurrent requests into one call.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import threading
 from collections.abc import Sequence
@@ -156,7 +158,10 @@ class ChatModel:
             options.update(temperature=None, top_p=None, top_k=None)
         with self._lock:
             batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            # A seed makes this one call reproducible without touching the process's random stream; without
+            # one, the stream must advance, or every sampled request would get the same answer.
+            seeded = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+            with seeded, torch.inference_mode():
                 if seed is not None:
                     torch.manual_seed(seed)
                 output = self.model.generate(**batch, **options)

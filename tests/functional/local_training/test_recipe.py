@@ -108,6 +108,12 @@ def test_saved_model_loads_and_generates(tracked_run: Any) -> None:
         for s in (1, 1, 2)
     ]
     assert sampled[0] == sampled[1] != sampled[2]
+    # Without a seed, sampling must go on drawing fresh numbers: repeated requests differ.
+    unseeded = {
+        chat.generate(conversations[:1], temperature=1.0, top_p=1.0, do_sample=True, max_new_tokens=8)[0]
+        for _ in range(4)
+    }
+    assert len(unseeded) > 1
     assert any(replies + sampled[0])  # some text came out
     assert chat.count_tokens(conversations[0]) > chat.count_tokens("What is the capital of Peru?")
 
