@@ -141,6 +141,9 @@ class JobRunner:
     def _on_progress(self, update: dict[str, Any]) -> None:
         line = progress_line(update)
         fields: dict[str, Any] = {"progress_detail": update}
+        if update.get("mlflow_run_id"):
+            # Kept so that whoever finds this job killed can end its MLflow run as FAILED too.
+            fields["mlflow_run_id"] = str(update["mlflow_run_id"])
         if line:
             fields["progress"] = line
             log.info("job %s: %s", self.name, line)

@@ -211,7 +211,21 @@ class Jobs:
             write_json_atomic(directory / STATUS_FILE, status)
         processes.stop_pid_file(self.pid_file(name), timeout_s=2.0)  # stray children of the group, if any
         log.warning("job %s: %s", name, KILLED_REASON)
+        self._fail_mlflow_run(name, status.get("mlflow_run_id"))
         return status
+
+    def _fail_mlflow_run(self, name: str, run_id: Any) -> None:
+        """A killed job cannot end its own MLflow run; without this it would show RUNNING forever."""
+        if not run_id:
+            return
+        try:
+            from mlflow import MlflowClient
+
+            client = MlflowClient(tracking_uri=self.workspace.tracking_uri)
+            if client.get_run(str(run_id)).info.status == "RUNNING":
+                client.set_terminated(str(run_id), status="FAILED")
+        except Exception as exc:  # the ledger already says failed; this is bookkeeping
+            log.warning("job %s: could not mark MLflow run %s failed: %s", name, run_id, exc)
 
     def model_output(self, name: str) -> tuple[Path, str | None]:
         """(the MLflow model directory a completed job wrote, its MLflow run id)."""

@@ -66,9 +66,11 @@ def test_killed_job_ends_failed_with_a_reason(workspace: Workspace) -> None:
     name = "killed-job-0000bbbb"
     first = workspace.platform.submit_job(workspace.job_request(name, max_steps=10_000))
     assert first.status == JobStatus.QUEUED
-    deadline = time.monotonic() + 60
-    while workspace.platform.get_job(name).status != JobStatus.RUNNING:
-        assert time.monotonic() < deadline, "the job never started"
+    status_path = workspace.workdir / "platform" / "jobs" / name / "status.json"
+    deadline = time.monotonic() + 90
+    # Kill it mid-training: once its MLflow run exists.
+    while not (read_json(status_path) or {}).get("mlflow_run_id"):
+        assert time.monotonic() < deadline, "the job never started training"
         time.sleep(0.2)
     record = processes.read_pid_file(workspace.workdir / "pids" / f"job-{name}.pid")
     assert record is not None and record.pgid
@@ -84,6 +86,10 @@ def test_killed_job_ends_failed_with_a_reason(workspace: Workspace) -> None:
     status = read_json(workspace.workdir / "platform" / "jobs" / name / "status.json")
     assert status is not None and status["status"] == "Failed" and status["error"] == KILLED_REASON
     assert f"job-{name}.pid" not in workspace.running_pids()
+    from mlflow import MlflowClient
+
+    run = MlflowClient(tracking_uri=workspace.platform.workspace.tracking_uri).get_run(status["mlflow_run_id"])
+    assert run.info.status == "FAILED"  # not RUNNING forever
 
 
 def test_sigterm_cancels_the_job(workspace: Workspace) -> None:
