@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -53,11 +52,11 @@ class Plane:
 
 
 @pytest.fixture
-def plane(storage_env: StorageEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plane]:
+def plane(storage_env: StorageEnv, monkeypatch: pytest.MonkeyPatch) -> Plane:
     platform = FakePlatform()
     monkeypatch.setattr(runtime, "platform", lambda: platform)
     host = LocalHost(function_app.app, runtime.settings(), host_id=f"test-{storage_env.ledger_table[-10:]}")
-    yield Plane(storage_env, host, platform)
+    return Plane(storage_env, host, platform)
 
 
 def test_dropped_config_is_submitted_with_ledger_and_status_blob(plane: Plane) -> None:

@@ -11,7 +11,6 @@ concurrent requests into one call.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import threading
 from collections.abc import Sequence
