@@ -186,6 +186,7 @@ def follow(
     until: frozenset[RunState] = FOLLOW_DONE,
     timeout_s: float | None = None,
     out: Any = None,
+    since: datetime | None = None,
 ) -> int:
     """Print state changes and job progress until the run reaches ``until``. Returns 0, or 1 on failure."""
     from shared import runtime
@@ -202,7 +203,11 @@ def follow(
             print(f"run {run} is not in the ledger", file=out)
             return 1
         # The timeline has every state the run entered, also those passed between two looks.
-        new_states = [(s, at) for s, at in record.timeline.items() if s not in shown_states]
+        new_states = [
+            (s, at)
+            for s, at in record.timeline.items()
+            if s not in shown_states and (since is None or datetime.fromisoformat(at) >= since)
+        ]
         if new_states:
             shown_states.update(s for s, _ in new_states)
             if as_json:

@@ -322,7 +322,12 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
 
     # 6. Leave it idle: the cleanup timer deletes it once idle_after_minutes (1) has passed.
     _say("leaving the endpoint idle; the cleanup timer deletes it after 1 idle minute", started)
-    code = follow(run, until=frozenset({RunState.DELETED}) | TERMINAL, timeout_s=max(60.0, deadline - time.monotonic()))
+    code = follow(
+        run,
+        until=frozenset({RunState.DELETED}) | TERMINAL,
+        timeout_s=max(60.0, deadline - time.monotonic()),
+        since=datetime.now(UTC),  # the states up to deployed were printed above
+    )
     record = store.get(run)
     if code != 0 or record is None or record.state != RunState.DELETED:
         return finish(1)

@@ -55,5 +55,8 @@ class RunRecord:
         values["state"] = RunState(values["state"])
         values["created_at"] = datetime.fromisoformat(values["created_at"])
         values["updated_at"] = datetime.fromisoformat(values["updated_at"])
+        # Storage may hand the timeline back in key order; a timeline reads in the order things happened.
+        timeline = values.get("timeline") or {}
+        values["timeline"] = dict(sorted(timeline.items(), key=lambda item: datetime.fromisoformat(item[1])))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in values.items() if k in known})
