@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,8 +148,21 @@ def cmd_prepare_dataset(args: argparse.Namespace) -> int:
 
     if not 0 < args.split_pc <= 100:
         return _fail("--split-pc: must be a percentage in (0, 100]")
+    import datasets
+
+    # The report counts bad rows itself; the library's own error lines and bars would only repeat them.
+    # (A row Arrow cannot parse is logged at ERROR by the loader before prepare_dataset reads row by row.)
+    datasets.utils.logging.set_verbosity(logging.CRITICAL)
+    datasets.disable_progress_bars()
+
+    def show(update: Any) -> None:
+        if isinstance(update, dict) and update.get("phase") == "split":
+            print(f"  reading split {update.get('split')} ...", flush=True)
+        elif isinstance(update, str):
+            print(update, flush=True)
+
     try:
-        report = prepare_dataset(args.dataset, Path(args.out), args.split_pc, progress=lambda line: print(line))
+        report = prepare_dataset(args.dataset, Path(args.out), args.split_pc, progress=show)
     except DatasetError as exc:
         return _fail(f"prepare-dataset: {exc}")
     for line in report.summary_lines():
