@@ -32,14 +32,14 @@ START = datetime(2026, 3, 10, 10, 2, 30, tzinfo=UTC)
 def timer_app(
     calls: list[TimerRequest],
     schedule: str = "0 */5 * * * *",
-    run_on_startup: bool = False,
+    fire_at_start: bool = False,
     fail: bool = False,
     on_call: object = None,
 ) -> func.FunctionApp:
     app = func.FunctionApp()
 
     @app.function_name("tick")
-    @app.timer_trigger(arg_name="timer", schedule=schedule, run_on_startup=run_on_startup)
+    @app.timer_trigger(arg_name="timer", schedule=schedule, run_on_startup=fire_at_start)
     def tick(timer: TimerRequest) -> None:
         calls.append(timer)
         if callable(on_call):
@@ -135,7 +135,7 @@ def test_the_loop_marks_a_fire_after_a_long_block_as_past_due() -> None:
 def test_run_on_startup_fires_once_at_start() -> None:
     calls: list[TimerRequest] = []
     stop = threading.Event()
-    tick = scheduler(timer_app(calls, run_on_startup=True), FakeClock(START)).timers["tick"]
+    tick = scheduler(timer_app(calls, fire_at_start=True), FakeClock(START)).timers["tick"]
     assert tick.run_on_startup
 
     def wait(seconds: float) -> bool:
