@@ -85,6 +85,13 @@ class World:
     def reconcile(self) -> None:
         reconcile(self.store, self.platform, deploy_timeout=TIMEOUT)
 
+    def finish_through_reconcile(self, run: str) -> None:
+        """The job ends with no event seen; two reconcile looks take it to the deployment's outcome."""
+        self.platform.finish_job(run)
+        self.reconcile()
+        self.platform.complete_deployments()
+        self.reconcile()
+
     def state(self, run: str) -> RunState:
         record = self.store.get(run)
         assert record is not None
@@ -323,10 +330,7 @@ def test_deployment_failure_deletes_what_was_created(world: World) -> None:
     world.platform.deployment_outcome = DeploymentState.FAILED
     world.platform.deployment_error_code = "OutOfQuota"
     run = world.drop().run_id  # type: ignore[union-attr]
-    world.platform.finish_job(run)
-    world.reconcile()
-    world.platform.complete_deployments()
-    world.reconcile()
+    world.finish_through_reconcile(run)
     record = world.store.get(run)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
     assert record.last_error_code == "OutOfQuota"
@@ -336,10 +340,7 @@ def test_deployment_failure_deletes_what_was_created(world: World) -> None:
 def test_failed_smoke_test_deletes_endpoint(world: World) -> None:
     world.platform.fail_next["invoke"] = TransientPlatformError("upstream request timeout", "408")
     run = world.drop().run_id  # type: ignore[union-attr]
-    world.platform.finish_job(run)
-    world.reconcile()
-    world.platform.complete_deployments()
-    world.reconcile()
+    world.finish_through_reconcile(run)
     record = world.store.get(run)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
     assert record.last_error_code == "SmokeTestFailed" and not world.platform.endpoints
@@ -394,10 +395,7 @@ def test_cleanup_deletes_idle_endpoint_and_keeps_busy_one(world: World) -> None:
 def test_cleanup_respects_keep_and_never_sees_foreign_endpoints(world: World) -> None:
     keep_cfg = config_bytes(cleanup={"idle_after_minutes": 5, "keep": True})
     run = world.drop(keep_cfg).run_id  # type: ignore[union-attr]
-    world.platform.finish_job(run)
-    world.reconcile()
-    world.platform.complete_deployments()
-    world.reconcile()
+    world.finish_through_reconcile(run)
     world.platform.endpoints["someone-elses"] = FakeEndpoint("someone-elses", {"team": "x"}, world.clock())
     world.clock.advance(days=3)
     decisions = cleanup(world.store, world.platform)
