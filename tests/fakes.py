@@ -341,3 +341,27 @@ __all__ = [
     "replace",
     "transient",
 ]
+
+
+class WorkerDied(BaseException):
+    """The worker died: not an Exception, so nothing in the app catches it on the way up."""
+
+
+def die_entering(
+    monkeypatch: Any, state: RunState, *, error: BaseException | None = None, times: int | None = None
+) -> list[str]:
+    """Make the ledger write that enters ``state`` blow up, after the side effect before it has happened.
+
+    ``times`` limits how often (None: every time). Returns the run ids it killed, for assertions.
+    """
+    real_advance = RunStore.advance
+    killed: list[str] = []
+
+    def advance(self: RunStore, run_id: str, target: RunState, mutate: Any = None) -> Any:
+        if target == state and (times is None or len(killed) < times):
+            killed.append(run_id)
+            raise error if error is not None else WorkerDied()
+        return real_advance(self, run_id, target, mutate)
+
+    monkeypatch.setattr(RunStore, "advance", advance)
+    return killed

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.exceptions import AutopilotError
+from shared.scoring import answer_text, scoring_payload
 
 DEFAULT_PARAMETERS = {"temperature": 0.6, "top_p": 0.9, "do_sample": True, "max_new_tokens": 200}
 
@@ -23,24 +24,9 @@ def _fail(message: str) -> int:
     return 1
 
 
-def answer_text(answer: Any) -> str:
-    """The generated text of a scoring answer (``{"output": ...}``, a list of those, or anything else)."""
-    if isinstance(answer, dict) and isinstance(answer.get("output"), str):
-        return str(answer["output"])
-    if isinstance(answer, list) and answer and all(isinstance(a, dict) and "output" in a for a in answer):
-        return "\n---\n".join(str(a["output"]) for a in answer)
-    return json.dumps(answer, indent=2)
-
-
 def message_payload(text: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """The seed's scoring payload for one user message."""
-    return {
-        "input_data": {
-            "input_string": [[{"role": "user", "content": text}]],
-            "parameters": dict(parameters or DEFAULT_PARAMETERS),
-        },
-        "params": {},
-    }
+    return scoring_payload([[{"role": "user", "content": text}]], parameters or DEFAULT_PARAMETERS)
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -321,7 +307,7 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     if record.smoke_test and record.smoke_test.get("answer"):
         print(f"         smoke test answer: {record.smoke_test['answer']}")
     conversation = _conversation(data_root / "ultrachat_sample" / "test_gen.jsonl", DEMO_QUESTION_ROW)
-    payload = {"input_data": {"input_string": [conversation], "parameters": DEMO_PARAMETERS}, "params": {}}
+    payload = scoring_payload([conversation], DEMO_PARAMETERS)
     asked = time.monotonic()
     try:
         answer = runtime.platform().invoke(record.endpoint_name, None, payload)

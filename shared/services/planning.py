@@ -21,6 +21,7 @@ from shared.config.params import EffectiveParams, resolve
 from shared.exceptions import FieldIssue, ModelTagError, RejectedError
 from shared.naming import app_tags, deployment_name, endpoint_name, model_name
 from shared.platform.port import ComputeInfo, ComputeRequest, FoundationModel, JobRequest, MLPlatform
+from shared.scoring import scoring_payload
 
 DEFAULT_SMOKE_MESSAGES = [{"role": "user", "content": "Hello! In two sentences, what can you help me with?"}]
 
@@ -94,10 +95,7 @@ def smoke_request(config: TrainingConfig, data_root: Path) -> dict[str, Any] | N
         messages.pop()
     if not messages:
         raise RejectedError([FieldIssue("deployment.smoke_test", "the test conversation has no user turn")])
-    return {
-        "input_data": {"input_string": [messages], "parameters": smoke.parameters.model_dump()},
-        "params": {},
-    }
+    return scoring_payload([messages], smoke.parameters.model_dump())
 
 
 def build_plan(

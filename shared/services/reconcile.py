@@ -13,12 +13,12 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from shared.exceptions import AutopilotError, NotFoundError
 from shared.ledger.record import RunRecord
 from shared.platform.port import DeploymentState, MLPlatform
 from shared.runs import RunStore
+from shared.scoring import answer_text
 from shared.services.lifecycle import _fail_with, apply_job_status, deploy, deploy_request, register
 from shared.states import RunState
 
@@ -31,18 +31,6 @@ class ReconcileOutcome:
     before: str
     after: str
     error: str | None = None
-
-
-def _answer_text(answer: Any) -> str:
-    """The generated text out of a scoring answer (Azure returns a list or {"output": ...})."""
-    if isinstance(answer, dict):
-        # Azure ML chat models answer [{"0": text}] (one key per conversation) or {"output": text}.
-        for key in ("0", "output", "generated_text", "text", "answer"):
-            if isinstance(answer.get(key), str):
-                return str(answer[key])
-    if isinstance(answer, list) and answer:
-        return _answer_text(answer[0])
-    return answer if isinstance(answer, str) else str(answer)
 
 
 def _delete_and_fail(store: RunStore, platform: MLPlatform, record: RunRecord, message: str, code: str) -> None:
@@ -94,7 +82,7 @@ def finish_deployment(
         except AutopilotError as exc:
             _delete_and_fail(store, platform, record, f"smoke test failed: {exc}", "SmokeTestFailed")
             return
-        smoke["answer"] = _answer_text(answer)[:4000]
+        smoke["answer"] = answer_text(answer)[:4000]
         smoke["at"] = now.isoformat()
 
     def fill(r: RunRecord) -> None:

@@ -14,14 +14,13 @@ from shared.events import parse_event
 from shared.exceptions import TransientPlatformError
 from shared.naming import TAG_MANAGED, TAG_RUN_ID
 from shared.platform.port import DeploymentState, JobStatus
-from shared.runs import RunStore
 from shared.services.cleanup import cleanup
 from shared.services.lifecycle import on_model_registered, on_run_event
 from shared.services.reconcile import reconcile
 from shared.services.submit import submit_config
 from shared.states import RunState
 from tests.eventdata import WORKSPACE_TOPIC, load_event
-from tests.fakes import FakeClock, FakeEndpoint, FakePlatform, make_store
+from tests.fakes import FakeClock, FakeEndpoint, FakePlatform, WorkerDied, die_entering, make_store
 
 TIMEOUT = timedelta(minutes=60)
 
@@ -173,23 +172,11 @@ def test_transient_platform_error_raises_and_retry_converges(world: World) -> No
     assert record is not None and record.state == RunState.SUBMITTED and len(world.platform.jobs) == 1
 
 
-class Crash(BaseException):
-    """The worker died: not an Exception, so nothing catches it on the way up."""
-
-
 def test_submit_killed_between_job_and_ledger_write_converges(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_advance = RunStore.advance
-
-    def die_on_submitted(self, run_id, target, mutate=None):  # type: ignore[no-untyped-def]
-        if target == RunState.SUBMITTED:
-            raise Crash
-        return real_advance(self, run_id, target, mutate)
-
-    monkeypatch.setattr(RunStore, "advance", die_on_submitted)
-    with pytest.raises(Crash):
+    die_entering(monkeypatch, RunState.SUBMITTED, times=1)
+    with pytest.raises(WorkerDied):
         world.drop()
     assert len(world.platform.jobs) == 1
-    monkeypatch.setattr(RunStore, "advance", real_advance)
     record = world.drop()
     assert record is not None and record.state == RunState.SUBMITTED
     assert len(world.platform.jobs) == 1
@@ -262,17 +249,9 @@ def test_register_killed_before_ledger_write_converges_on_model_event(
 ) -> None:
     run = world.drop().run_id  # type: ignore[union-attr]
     world.platform.finish_job(run)
-    real_advance = RunStore.advance
-
-    def die_on_registered(self, run_id, target, mutate=None):  # type: ignore[no-untyped-def]
-        if target == RunState.REGISTERED:
-            raise Crash
-        return real_advance(self, run_id, target, mutate)
-
-    monkeypatch.setattr(RunStore, "advance", die_on_registered)
-    with pytest.raises(Crash):
+    die_entering(monkeypatch, RunState.REGISTERED, times=1)
+    with pytest.raises(WorkerDied):
         world.run_event("run_completed_pascal", run)
-    monkeypatch.setattr(RunStore, "advance", real_advance)
     assert world.state(run) == RunState.COMPLETED and len(world.platform.registered) == 1
     # The platform's ModelRegistered event arrives although our ledger never recorded the version.
     (ref,) = world.platform.registered.values()

@@ -18,7 +18,7 @@ from shared.runs import RunStore
 from shared.states import RunState
 from tests.conftest import StorageEnv
 from tests.eventdata import load_event
-from tests.fakes import FakePlatform
+from tests.fakes import FakePlatform, die_entering
 from tests.functional.test_services import config_bytes
 
 pytestmark = [pytest.mark.azurite, pytest.mark.integration]
@@ -106,16 +106,7 @@ def test_same_config_three_times_and_shuffled_duplicate_events_make_one_of_each(
 def test_handler_killed_after_side_effect_converges_on_redelivery(
     plane: Plane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_advance = RunStore.advance
-    crashes = []
-
-    def die_once_on_submitted(self, run_id, target, mutate=None):  # type: ignore[no-untyped-def]
-        if target == RunState.SUBMITTED and not crashes:
-            crashes.append(run_id)
-            raise RuntimeError("worker died")
-        return real_advance(self, run_id, target, mutate)
-
-    monkeypatch.setattr(RunStore, "advance", die_once_on_submitted)
+    die_entering(monkeypatch, RunState.SUBMITTED, error=RuntimeError("worker died"), times=1)
     plane.drop("phi3.yaml", config_bytes())
     (first,) = plane.host.poll_once()
     assert not first.succeeded and len(plane.platform.jobs) == 1
