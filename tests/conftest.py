@@ -22,6 +22,15 @@ from shared.localhost.exceptions import LocalHostError, NotInstalledError
 from shared.localhost.processes import free_ports
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _machine_independent_dtype() -> Iterator[None]:
+    """Local training and serving in fp32 unless a test forces a dtype: with ``auto`` the path taken would
+    depend on the CPU running the suite. Tests of the bf16 path set ``AUTOPILOT_LOCAL_DTYPE`` themselves."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTOPILOT_LOCAL_DTYPE", "float32")
+        yield
+
+
 def running_under_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 

@@ -96,13 +96,16 @@ class ChatModel:
         torch_device = torch.device(device)
         dtype = pick_dtype(torch_device)
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
-        model: Any = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype)
         adapter = hf_dir / ADAPTER_DIR
         if (adapter / "adapter_config.json").is_file():
             from peft import PeftModel
 
-            # Saved unmerged (merge_lora_weights false); merging once here makes every request cheaper.
-            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+            # Saved unmerged (merge_lora_weights false); merging once here makes every request cheaper. The
+            # merge is done in fp32 and cast after: merged in bf16, small adapter updates would round away.
+            model: Any = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload().to(dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype)
         model.to(torch_device).eval()
         logger.info("loaded chat model from %s on %s (%s)", hf_dir, torch_device, dtype)
         return cls(model, tokenizer, torch_device)

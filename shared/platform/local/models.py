@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,10 +252,27 @@ def cpu_supports_bf16() -> bool:
     return False
 
 
-def pick_dtype(device: str | torch.device) -> torch.dtype:
-    """Training and serving dtype: bf16 only where the hardware has it, fp32 otherwise."""
+DTYPE_SETTING = "AUTOPILOT_LOCAL_DTYPE"
+DTYPE_CHOICES = ("auto", "float32", "bfloat16")
+
+
+def requested_dtype(env: Mapping[str, str] | None = None) -> str:
+    """``AUTOPILOT_LOCAL_DTYPE``: ``auto`` (the default) picks from the hardware; ``float32`` or ``bfloat16``
+    force a path, for users and for tests that must run both on any machine."""
+    value = (os.environ if env is None else env).get(DTYPE_SETTING, "").strip().lower() or "auto"
+    if value not in DTYPE_CHOICES:
+        raise ValueError(f"{DTYPE_SETTING} must be one of {', '.join(DTYPE_CHOICES)}, not {value!r}")
+    return value
+
+
+def pick_dtype(device: str | torch.device, env: Mapping[str, str] | None = None) -> torch.dtype:
+    """Compute dtype for training and serving: bf16 only where the hardware has it, fp32 otherwise, unless
+    ``AUTOPILOT_LOCAL_DTYPE`` forces one. Trainable weights stay fp32 whatever this returns (see the recipe)."""
     import torch
 
+    requested = requested_dtype(env)
+    if requested != "auto":
+        return getattr(torch, requested)
     kind = torch.device(device).type
     if kind == "cuda":
         return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32

@@ -11,23 +11,32 @@ import torch
 from safetensors.torch import load_file
 
 from shared.platform.local.chat_model import load_chat_model
+from shared.platform.local.models import DTYPE_SETTING
 from shared.platform.local.training import TrainingError, TrainingResult, TrainingSpec, run_training
 from tests.functional.local_training.helpers import make_spec
 
 STEPS = 4
+DTYPES = ["float32", "bfloat16"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=DTYPES)
 def tracked_run(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, small_data: dict[str, Path]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model_dir: Path,
+    small_data: dict[str, Path],
 ) -> tuple[TrainingSpec, TrainingResult, list[dict[str, Any]]]:
-    """One LoRA run logged to a SQLite MLflow store, with every progress event kept."""
-    folder = tmp_path_factory.mktemp("tracked-run")
+    """One LoRA run logged to a SQLite MLflow store, with every progress event kept: once in each compute
+    dtype, forced, so both paths run on every machine whatever its CPU."""
+    folder = tmp_path_factory.mktemp(f"tracked-run-{request.param}")
     spec = make_spec(folder, tiny_model_dir, small_data, max_steps=STEPS, logging_steps=1)
     spec.mlflow_tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
     spec.run_name = "tracked"
+    spec.tags = {**spec.tags, "dtype": request.param}
     events: list[dict[str, Any]] = []
-    result = run_training(spec, progress=events.append)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DTYPE_SETTING, request.param)
+        result = run_training(spec, progress=events.append)
     return spec, result, events
 
 
@@ -45,7 +54,7 @@ def test_progress_reports_every_logging_step_and_each_phase(tracked_run: Any) ->
 
 
 def test_metrics_record_evaluation_before_and_after(tracked_run: Any) -> None:
-    _, result, _ = tracked_run
+    spec, result, _ = tracked_run
     metrics = result.metrics
     for key in ("eval_loss_before", "eval_loss_after", "perplexity_before", "perplexity_after", "train_loss"):
         assert metrics[key] > 0, key
@@ -53,7 +62,7 @@ def test_metrics_record_evaluation_before_and_after(tracked_run: Any) -> None:
     assert metrics["perplexity_after"] == pytest.approx(torch.tensor(metrics["eval_loss_after"]).exp().item())
     assert metrics["steps"] == STEPS
     assert metrics["train_tokens"] > 0 and metrics["tokens_per_second"] > 0
-    assert "trained in float32 on CPU" in result.notes
+    assert f"trained in {spec.tags['dtype']} on CPU" in result.notes
 
 
 def test_mlflow_run_has_params_step_metrics_and_loss_curve(tracked_run: Any) -> None:
@@ -87,6 +96,31 @@ def test_merged_model_differs_from_the_base_in_every_adapted_projection(tracked_
     untouched = [k for k in base if "mlp" in k or "norm" in k]
     for key in untouched:
         assert torch.equal(base[key], tuned[key]), key
+
+
+def test_adapters_are_kept_in_fp32_whatever_the_compute_dtype(tracked_run: Any) -> None:
+    spec, _, _ = tracked_run
+    adapter = load_file(spec.output_dir / "lora_adapter" / "adapter_model.safetensors")
+    assert adapter and {t.dtype for t in adapter.values()} == {torch.float32}
+
+
+def test_merged_model_computes_what_the_trained_adapters_do(tracked_run: Any, tiny_model_dir: Path) -> None:
+    """The served model is the trained one: the merged weights give the logits of base + adapters."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    spec, result, _ = tracked_run
+    merged = AutoModelForCausalLM.from_pretrained(result.model_path / "artifacts" / "hf_model", dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    adapted = PeftModel.from_pretrained(base, spec.output_dir / "lora_adapter")
+    ids = torch.arange(1, 33).unsqueeze(0)
+    with torch.inference_mode():
+        expected = adapted(input_ids=ids).logits
+        got = merged(input_ids=ids).logits
+        with adapted.disable_adapter():
+            untrained = adapted(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+    assert (got - untrained).abs().max() > 1e-3  # the adapters changed what the model computes
 
 
 def test_saved_model_loads_and_generates(tracked_run: Any) -> None:
@@ -168,9 +202,11 @@ def test_epochs_grad_accumulation_and_logging_steps(
     assert result.history[-1]["epoch"] == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_full_fine_tune_and_gpu_only_settings_are_reported(
-    tmp_path: Path, tiny_model_dir: Path, small_data: dict[str, Path]
+    tmp_path: Path, tiny_model_dir: Path, small_data: dict[str, Path], dtype: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv(DTYPE_SETTING, dtype)
     spec = make_spec(
         tmp_path,
         tiny_model_dir,
@@ -187,11 +223,12 @@ def test_full_fine_tune_and_gpu_only_settings_are_reported(
     result = run_training(spec, progress=events.append)
     notes = " | ".join(result.notes)
     assert "apply_deepspeed (stage 3) is not applicable on CPU" in notes
-    assert "precision 16 is not applicable on CPU" in notes
+    assert f"precision 16 is not applicable on CPU; trained in {dtype}" in notes
     assert "apply_ort" in notes
     assert "merge" not in [e.get("phase") for e in events]  # nothing to merge in a full fine-tune
     base = load_file(tiny_model_dir / "model.safetensors")
     tuned = load_file(result.model_path / "artifacts" / "hf_model" / "model.safetensors")
+    assert {t.dtype for t in tuned.values()} == {torch.float32}  # fp32 master weights, saved as trained
     changed = [k for k in base if not torch.equal(base[k], tuned[k])]
     assert any("mlp" in k for k in changed) and any("embed_tokens" in k for k in changed)
 

@@ -77,10 +77,21 @@ def test_missing_wheel_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_dtype_is_fp32_on_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    auto = {"AUTOPILOT_LOCAL_DTYPE": "auto"}
     monkeypatch.setattr(models, "cpu_supports_bf16", lambda: False)
-    assert models.pick_dtype("cpu") is torch.float32
+    assert models.pick_dtype("cpu", auto) is torch.float32
     monkeypatch.setattr(models, "cpu_supports_bf16", lambda: True)
-    assert models.pick_dtype("cpu") is torch.bfloat16
+    assert models.pick_dtype("cpu", auto) is torch.bfloat16
+    assert models.pick_dtype("cpu", {}) is torch.bfloat16  # auto is the default
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_local_dtype_setting_forces_either_path_on_any_cpu(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(models, "cpu_supports_bf16", lambda: native)
+    assert models.pick_dtype("cpu", {"AUTOPILOT_LOCAL_DTYPE": "float32"}) is torch.float32
+    assert models.pick_dtype("cpu", {"AUTOPILOT_LOCAL_DTYPE": " BFloat16 "}) is torch.bfloat16
+    with pytest.raises(ValueError, match=r"AUTOPILOT_LOCAL_DTYPE must be one of auto, float32, bfloat16, not 'fp8'"):
+        models.pick_dtype("cpu", {"AUTOPILOT_LOCAL_DTYPE": "fp8"})
 
 
 def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

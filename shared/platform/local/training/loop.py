@@ -7,6 +7,7 @@ conversation weighs more than a short one, as in the Hugging Face Trainer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -50,6 +51,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, params: ComponentParams, t
     )
 
 
+def compute_precision(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to ``dtype`` where it is lower than fp32, so matmuls run in the fast dtype while the trainable
+    weights, their gradients and the optimizer state stay fp32 (the master weights); nothing in fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over label tokens and their count (token t is predicted at position t-1).
 
@@ -82,12 +91,13 @@ def evaluate(
     batch_size: int,
     pad_token_id: int,
     device: torch.device,
+    compute_dtype: torch.dtype = torch.float32,
 ) -> EvalResult:
     """Mean loss per assistant token over the split, and its perplexity."""
     was_training = model.training
     model.eval()
     total, tokens = 0.0, 0
-    with torch.inference_mode():
+    with torch.inference_mode(), compute_precision(device, compute_dtype):
         for indices in batch_indices([len(e.input_ids) for e in examples], batch_size, shuffle=False):
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in indices], pad_token_id).items()}
             loss_sum, count = token_loss_sum(model, batch)
@@ -147,6 +157,7 @@ def train(
     device: torch.device,
     on_log: Callable[[dict[str, float]], None],
     validate: Callable[[], float] | None = None,
+    compute_dtype: torch.dtype = torch.float32,
 ) -> LoopStats:
     """Run the optimizer steps; ``on_log`` gets step, loss, learning rate, epoch and tokens/s every
     ``logging_steps`` (and at the last step); ``validate`` returns a validation loss when asked for by
@@ -176,7 +187,7 @@ def train(
             if epoch == int(epoch):  # the micro-batch that ended an epoch
                 break
         batches = [collate([examples[i] for i in idx], pad_token_id, pad_to) for idx in chunk]
-        step_loss, tokens = _accumulate_gradients(model, batches, device)
+        step_loss, tokens = _accumulate_gradients(model, batches, device, compute_dtype)
         window_tokens += tokens
         torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
         learning_rate = scheduler.get_last_lr()[0]
@@ -222,14 +233,18 @@ def train(
 
 
 def _accumulate_gradients(
-    model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]], device: torch.device
+    model: torch.nn.Module,
+    batches: Sequence[dict[str, torch.Tensor]],
+    device: torch.device,
+    compute_dtype: torch.dtype,
 ) -> tuple[float, int]:
     """Backward over the micro-batches of one optimizer step; ``(mean loss per label token, input tokens)``."""
     label_tokens = max(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches), 1)
     step_loss, tokens = 0.0, 0
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
-        loss_sum, _ = token_loss_sum(model, batch)
+        with compute_precision(device, compute_dtype):
+            loss_sum, _ = token_loss_sum(model, batch)
         (loss_sum / label_tokens).backward()
         step_loss += loss_sum.item() / label_tokens
         tokens += int(batch["attention_mask"].sum())

@@ -26,7 +26,7 @@ from shared.platform.local.dataset import validate_chat_file
 from shared.platform.local.models import pick_dtype
 from shared.platform.local.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split
 from shared.platform.local.training.loop import evaluate, total_steps, train
-from shared.platform.local.training.lora import with_lora
+from shared.platform.local.training.lora import merged_in_fp32, with_lora
 from shared.platform.local.training.spec import TrainingError, TrainingResult, TrainingSpec
 from shared.platform.local.training.tracking import Tracker, plot_loss_curve
 
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[dict[str, Any]], None]
 HOLDOUT_FRACTION = 0.1
 TRAINED_MODEL = "trained_model"
+ADAPTER_OUTPUT = "lora_adapter"
 MAX_DEFAULT_SEQ_LENGTH = 2048
 
 
@@ -59,7 +60,10 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
 
         # 2. Preprocess: chat template, assistant-only labels, truncation to max_seq_length.
         tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
-        model: Any = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=dtype)
+        # LoRA: the frozen base in the compute dtype (half the memory traffic in bf16), adapters in fp32. A
+        # full fine-tune keeps fp32 master weights and computes under autocast.
+        base_dtype = dtype if params.apply_lora else torch.float32
+        model: Any = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=base_dtype)
         model.to(device)
         max_length = sequence_length(params, model, notes)
         train_split, eval_split, validation_split = tokenize_splits(spec, params, tokenizer, max_length, notes)
@@ -83,7 +87,7 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
         def evaluate_on(split: TokenizedSplit) -> Any:
-            return evaluate(model, split.examples, params.per_device_eval_batch_size, pad_id, device)
+            return evaluate(model, split.examples, params.per_device_eval_batch_size, pad_id, device, dtype)
 
         # 4. Evaluate the foundation model on the evaluation split.
         report(
@@ -108,7 +112,14 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         report({"phase": "train", "total_steps": total, "eval_loss_before": before.loss})
         validate = (lambda: evaluate_on(validation_split).loss) if validation_split else None
         stats = train(
-            model, train_split.examples, params, pad_token_id=pad_id, device=device, on_log=on_log, validate=validate
+            model,
+            train_split.examples,
+            params,
+            pad_token_id=pad_id,
+            device=device,
+            on_log=on_log,
+            validate=validate,
+            compute_dtype=dtype,
         )
         for point in stats.validation:
             tracker.log_metrics({"validation_loss": point["validation_loss"]}, step=int(point["step"]))
@@ -224,9 +235,12 @@ def save_model(
 ) -> Path:
     staging = spec.output_dir / HF_ARTIFACT
     shutil.rmtree(staging, ignore_errors=True)
+    if params.apply_lora:
+        # The trained adapters on their own (fp32), beside the MLflow model: what was trained, unrounded.
+        model.save_pretrained(spec.output_dir / ADAPTER_OUTPUT)
     if params.apply_lora and params.merge_lora_weights:
         report({"phase": "merge"})
-        model = model.merge_and_unload()
+        model = merged_in_fp32(model, spec.model_dir)
     report({"phase": "save"})
     if params.apply_lora and not params.merge_lora_weights:
         # Base weights untouched plus the adapter beside them; the chat model merges when it loads.
@@ -250,8 +264,8 @@ def not_applicable_notes(params: ComponentParams, device: torch.device, dtype: t
         notes.append(f"apply_deepspeed (stage {params.deepspeed_stage}) is not applicable {where}; ignored")
     if params.apply_ort:
         notes.append(f"apply_ort (ONNX Runtime training) is not applicable {where}; ignored")
-    if params.precision == "16" and dtype == torch.float32:
-        notes.append(f"precision 16 is not applicable {where}; trained in float32")
+    if params.precision == "16":
+        notes.append(f"precision 16 is not applicable {where}; trained in {str(dtype).removeprefix('torch.')}")
     if params.num_nodes_finetune > 1:
         notes.append(f"num_nodes_finetune {params.num_nodes_finetune}: the local platform trains on one node")
     if params.auto_find_batch_size:
