@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from local.platform.models import materialize, pick_dtype
+    from local.platform.training.data import read_conversations, tokenize_split
+    from local.platform.training.loop import train
+    from local.platform.training.lora import with_lora
     from shared.config.params import ComponentParams
-    from shared.platform.local.models import materialize, pick_dtype
-    from shared.platform.local.training.data import read_conversations, tokenize_split
-    from shared.platform.local.training.loop import train
-    from shared.platform.local.training.lora import with_lora
 
     if args.threads:
         torch.set_num_threads(args.threads)

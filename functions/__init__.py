@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
-from shared.settings import DEFAULTS
+from shared.settings import setting_value
 
 
 def app_setting(name: str) -> str:
     """An app setting read at indexing time (schedules, container names), with the app's default."""
-    return os.environ.get(name) or DEFAULTS[name]
+    return setting_value(name)

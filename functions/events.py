@@ -9,6 +9,7 @@ import azure.functions as func
 
 from shared import runtime
 from shared.events import AzureMLEvent, EventError, ModelRegisteredEvent, RunEvent, from_function_event
+from shared.subscriptions import DEPLOY_FUNCTION, REGISTER_FUNCTION
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -32,7 +33,7 @@ def _wrap(event: func.EventGridEvent, wanted: type[E]) -> E | None:
     return wrapped
 
 
-@bp.function_name("register")
+@bp.function_name(REGISTER_FUNCTION)
 @bp.event_grid_trigger(arg_name="event")
 def register(event: func.EventGridEvent) -> None:
     wrapped = _wrap(event, RunEvent)
@@ -44,7 +45,7 @@ def register(event: func.EventGridEvent) -> None:
     log.info("event %s: %s", wrapped.id, outcome)
 
 
-@bp.function_name("deploy")
+@bp.function_name(DEPLOY_FUNCTION)
 @bp.event_grid_trigger(arg_name="event")
 def deploy(event: func.EventGridEvent) -> None:
     wrapped = _wrap(event, ModelRegisteredEvent)

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # Adapter classes by setting value: "module:Class", built with the settings.
 ADAPTERS = {
-    "local": "shared.platform.local.adapter:LocalPlatform",
+    "local": "local.platform.adapter:LocalPlatform",
     "azureml": "shared.platform.azureml.adapter:AzureMLPlatform",
 }
 

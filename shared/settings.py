@@ -1,16 +1,20 @@
 """App settings, read from the environment (Functions app settings; ``local.settings.json`` locally).
 
-Every setting the app reads is here, with its local default, and listed in ``local.settings.sample.json``
-(a test keeps the two in step). Secrets (connection strings, keys) are read here and never logged.
+Each setting is declared once, as a field of ``Settings`` carrying its environment name, its local default
+and whether it is a secret. ``DEFAULTS`` and ``local.settings.sample.json`` are derived from those fields
+(``python -m shared.settings --write-sample`` rewrites the sample; a test keeps it current). Secrets
+(connection strings, keys) are read here and never logged.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 # Azurite's published development account (documented by Microsoft; not a secret). The full form is used
 # because older azure-storage-blob releases reject ``UseDevelopmentStorage=true``.
@@ -22,112 +26,89 @@ AZURITE_CONNECTION_STRING = (
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
 
-DEFAULTS: dict[str, str] = {
-    "AzureWebJobsStorage": AZURITE_CONNECTION_STRING,
-    "FUNCTIONS_WORKER_RUNTIME": "python",
-    "AUTOPILOT_CONFIG_CONTAINER": "training-configs",
-    "AUTOPILOT_STATUS_CONTAINER": "training-status",
-    "AUTOPILOT_LEDGER_TABLE": "autopilotruns",
-    "AUTOPILOT_RECONCILE_SCHEDULE": "0 */5 * * * *",
-    "AUTOPILOT_CLEANUP_SCHEDULE": "0 */15 * * * *",
-    "AUTOPILOT_PLATFORM": "",
-    "AUTOPILOT_WORKSPACE_TOPIC": "",
-    "AUTOPILOT_WORKDIR": ".autopilot",
-    "AUTOPILOT_DATA_ROOT": ".",
-    "AUTOPILOT_HOST_PORT": "7071",
-    "AUTOPILOT_WEBHOOK_URL": "http://127.0.0.1:7071/runtime/webhooks/EventGrid",
-    "AUTOPILOT_WEBHOOK_KEY": "",
-    "AUTOPILOT_BLOB_POLL_SECONDS": "2",
-    "AUTOPILOT_BLOB_SOURCE": "LogsAndContainerScan",
-    "AUTOPILOT_DEPLOY_TIMEOUT_MINUTES": "60",
-    "AUTOPILOT_MAX_SUBMIT_ATTEMPTS": "5",
-    "AUTOPILOT_LOCAL_DTYPE": "auto",
-    "AZUREML_SUBSCRIPTION_ID": "",
-    "AZUREML_RESOURCE_GROUP": "",
-    "AZUREML_WORKSPACE_NAME": "",
-    "AZUREML_REGISTRY": "azureml",
-    "AZURE_CLIENT_ID": "",
-    "AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS": "false",
-}
 
-SECRET_SETTINGS = frozenset({"AzureWebJobsStorage", "AUTOPILOT_WEBHOOK_KEY"})
+def setting(env: str, default: str, *, secret: bool = False) -> Any:
+    """A ``Settings`` field read from ``env``; ``default`` applies when the variable is unset or empty."""
+    return field(metadata={"env": env, "default": default, "secret": secret})
 
 
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+_CONVERT = {"str": str, "int": int, "float": float, "bool": _bool, "Path": lambda v: Path(v).resolve()}
+
+
 @dataclass(frozen=True)
 class Settings:
-    storage_connection: str
-    config_container: str
-    status_container: str
-    ledger_table: str
-    reconcile_schedule: str
-    cleanup_schedule: str
-    platform: str  # "local" or "azureml"
-    workspace_topic: str
-    workdir: Path
-    data_root: Path
-    host_port: int
-    webhook_url: str
-    webhook_key: str
-    blob_poll_seconds: float
-    deploy_timeout_minutes: int
-    max_submit_attempts: int
-    azureml_subscription_id: str
-    azureml_resource_group: str
-    azureml_workspace_name: str
-    azureml_registry: str
-    azure_client_id: str
-    allow_developer_credentials: bool
+    storage_connection: str = setting("AzureWebJobsStorage", AZURITE_CONNECTION_STRING, secret=True)
+    # Read by the Functions host itself; declared so the sample lists it.
+    worker_runtime: str = setting("FUNCTIONS_WORKER_RUNTIME", "python")
+    config_container: str = setting("AUTOPILOT_CONFIG_CONTAINER", "training-configs")
+    status_container: str = setting("AUTOPILOT_STATUS_CONTAINER", "training-status")
+    ledger_table: str = setting("AUTOPILOT_LEDGER_TABLE", "autopilotruns")
+    reconcile_schedule: str = setting("AUTOPILOT_RECONCILE_SCHEDULE", "0 */5 * * * *")
+    cleanup_schedule: str = setting("AUTOPILOT_CLEANUP_SCHEDULE", "0 */15 * * * *")
+    # "local" or "azureml"; empty: azureml when a workspace is named, else local.
+    platform: str = setting("AUTOPILOT_PLATFORM", "")
+    workspace_topic: str = setting("AUTOPILOT_WORKSPACE_TOPIC", "")
+    workdir: Path = setting("AUTOPILOT_WORKDIR", ".autopilot")
+    data_root: Path = setting("AUTOPILOT_DATA_ROOT", ".")
+    host_port: int = setting("AUTOPILOT_HOST_PORT", "7071")
+    webhook_url: str = setting("AUTOPILOT_WEBHOOK_URL", "http://127.0.0.1:7071/runtime/webhooks/EventGrid")
+    webhook_key: str = setting("AUTOPILOT_WEBHOOK_KEY", "", secret=True)
+    blob_poll_seconds: float = setting("AUTOPILOT_BLOB_POLL_SECONDS", "2")
+    # Read when the app is indexed (functions/__init__.py): the blob trigger's source.
+    blob_source: str = setting("AUTOPILOT_BLOB_SOURCE", "LogsAndContainerScan")
+    deploy_timeout_minutes: int = setting("AUTOPILOT_DEPLOY_TIMEOUT_MINUTES", "60")
+    max_submit_attempts: int = setting("AUTOPILOT_MAX_SUBMIT_ATTEMPTS", "5")
+    # Local platform only: the compute dtype of training and serving (auto | float32 | bfloat16).
+    local_dtype: str = setting("AUTOPILOT_LOCAL_DTYPE", "auto")
+    azureml_subscription_id: str = setting("AZUREML_SUBSCRIPTION_ID", "")
+    azureml_resource_group: str = setting("AZUREML_RESOURCE_GROUP", "")
+    azureml_workspace_name: str = setting("AZUREML_WORKSPACE_NAME", "")
+    azureml_registry: str = setting("AZUREML_REGISTRY", "azureml")
+    azure_client_id: str = setting("AZURE_CLIENT_ID", "")
+    allow_developer_credentials: bool = setting("AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS", "false")
 
     def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
         shown = ", ".join(
-            f"{f.name}=***"
-            if f.name in {"storage_connection", "webhook_key"}
-            else f"{f.name}={getattr(self, f.name)!r}"
-            for f in fields(self)
+            f"{f.name}=***" if f.metadata["secret"] else f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
         )
         return f"Settings({shown})"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         source = os.environ if env is None else env
-
-        def get(key: str) -> str:
-            value = source.get(key)
-            return value if value not in (None, "") else DEFAULTS[key]
-
-        platform = get("AUTOPILOT_PLATFORM").strip().lower()
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = source.get(f.metadata["env"]) or f.metadata["default"]
+            try:
+                values[f.name] = _CONVERT[str(f.type)](raw)
+            except ValueError:
+                kind = {"int": "an integer", "float": "a number"}.get(str(f.type), str(f.type))
+                raise ValueError(f"{f.metadata['env']} must be {kind}, not {raw!r}") from None
+        platform = values["platform"].strip().lower()
         if not platform:
-            platform = "azureml" if get("AZUREML_WORKSPACE_NAME") else "local"
+            platform = "azureml" if values["azureml_workspace_name"] else "local"
         if platform not in {"local", "azureml"}:
             raise ValueError(f"AUTOPILOT_PLATFORM must be 'local' or 'azureml', not {platform!r}")
-        return cls(
-            storage_connection=get("AzureWebJobsStorage"),
-            config_container=get("AUTOPILOT_CONFIG_CONTAINER"),
-            status_container=get("AUTOPILOT_STATUS_CONTAINER"),
-            ledger_table=get("AUTOPILOT_LEDGER_TABLE"),
-            reconcile_schedule=get("AUTOPILOT_RECONCILE_SCHEDULE"),
-            cleanup_schedule=get("AUTOPILOT_CLEANUP_SCHEDULE"),
-            platform=platform,
-            workspace_topic=get("AUTOPILOT_WORKSPACE_TOPIC"),
-            workdir=Path(get("AUTOPILOT_WORKDIR")).resolve(),
-            data_root=Path(get("AUTOPILOT_DATA_ROOT")).resolve(),
-            host_port=int(get("AUTOPILOT_HOST_PORT")),
-            webhook_url=get("AUTOPILOT_WEBHOOK_URL"),
-            webhook_key=get("AUTOPILOT_WEBHOOK_KEY"),
-            blob_poll_seconds=float(get("AUTOPILOT_BLOB_POLL_SECONDS")),
-            deploy_timeout_minutes=int(get("AUTOPILOT_DEPLOY_TIMEOUT_MINUTES")),
-            max_submit_attempts=int(get("AUTOPILOT_MAX_SUBMIT_ATTEMPTS")),
-            azureml_subscription_id=get("AZUREML_SUBSCRIPTION_ID"),
-            azureml_resource_group=get("AZUREML_RESOURCE_GROUP"),
-            azureml_workspace_name=get("AZUREML_WORKSPACE_NAME"),
-            azureml_registry=get("AZUREML_REGISTRY"),
-            azure_client_id=get("AZURE_CLIENT_ID"),
-            allow_developer_credentials=_bool(get("AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS")),
-        )
+        values["platform"] = platform
+        return cls(**values)
+
+
+DEFAULTS: dict[str, str] = {f.metadata["env"]: f.metadata["default"] for f in fields(Settings)}
+SECRETS: frozenset[str] = frozenset(f.metadata["env"] for f in fields(Settings) if f.metadata["secret"])
+
+
+def setting_value(env_name: str, env: Mapping[str, str] | None = None) -> str:
+    """One setting's raw value, or its default (for code that runs before ``Settings`` can be built)."""
+    return (os.environ if env is None else env).get(env_name) or DEFAULTS[env_name]
+
+
+def sample_document() -> dict[str, Any]:
+    """``local.settings.sample.json``: every setting with its local default."""
+    return {"IsEncrypted": False, "Values": dict(DEFAULTS)}
 
 
 def load_local_settings(path: Path) -> None:
@@ -138,3 +119,18 @@ def load_local_settings(path: Path) -> None:
     for key, value in values.items():
         if isinstance(value, str) and value and key not in os.environ:
             os.environ[key] = value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Print or rewrite local.settings.sample.json from the settings.")
+    parser.add_argument("--write-sample", type=Path, nargs="?", const=Path("local.settings.sample.json"))
+    args = parser.parse_args()
+    text = json.dumps(sample_document(), indent=2) + "\n"
+    if args.write_sample:
+        args.write_sample.write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from local.common.exceptions import LocalHostError, NotInstalledError
+from local.common.processes import free_ports
+from local.host.azurite import AzuritePorts, azurite_executable, start_azurite, stop_azurite
 from shared import runtime
-from shared.localhost.azurite import AzuritePorts, azurite_executable, start_azurite, stop_azurite
-from shared.localhost.exceptions import LocalHostError, NotInstalledError
-from shared.localhost.processes import free_ports
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -12,14 +12,14 @@ from azure.storage.blob import ContainerClient
 from starlette.testclient import TestClient
 
 import function_app
+from local.host.host import LocalHost
 from shared import runtime
-from shared.localhost.host import LocalHost
 from shared.runs import RunStore
 from shared.states import RunState
+from tests.configs import config_bytes
 from tests.conftest import StorageEnv
 from tests.eventdata import load_event
 from tests.fakes import FakePlatform, die_entering
-from tests.functional.test_services import config_bytes
 
 pytestmark = [pytest.mark.azurite, pytest.mark.integration]
 WEBHOOK = "/runtime/webhooks/EventGrid"

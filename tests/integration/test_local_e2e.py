@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from local.common import processes
 from shared import runtime
-from shared.localhost import processes
 from shared.naming import run_id, status_blob_name
 from shared.states import RunState
 from shared.storage import upload_config
 from tests.conftest import StorageEnv
-from tests.functional.local_platform.support import MODELS_CACHE, write_small_dataset
+from tests.functional.local.platform.support import MODELS_CACHE, write_small_dataset
 
 pytestmark = [pytest.mark.azurite, pytest.mark.integration]
 
@@ -107,7 +107,7 @@ def test_drop_config_to_deployed_invoked_idle_and_deleted(
     env["PYTHONPATH"] = str(ROOT)
     host_log = workdir / "host.log"
     host = processes.start_detached(
-        [sys.executable, "-m", "shared.cli.main", "host"],
+        [sys.executable, "-m", "local.cli.main", "host"],
         log_path=host_log,
         pid_path=workdir / "host.pid",
         name="host",

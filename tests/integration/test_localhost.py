@@ -19,12 +19,12 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from shared.localhost.azurite import PROJECT_ROOT, AzuritePorts, connection_string
-from shared.localhost.blobpoller import MAX_TRIES, POISON_QUEUE, RECEIPTS_CONTAINER, BlobPoller
-from shared.localhost.discovery import discover
-from shared.localhost.host import LocalHost
-from shared.localhost.processes import free_ports, is_alive, port_in_use, read_pid_file, start_detached
-from shared.localhost.webhook import WEBHOOK_PATH
+from local.common.processes import free_ports, is_alive, port_in_use, read_pid_file, start_detached
+from local.host.azurite import PROJECT_ROOT, AzuritePorts, connection_string
+from local.host.blobpoller import MAX_TRIES, POISON_QUEUE, RECEIPTS_CONTAINER, BlobPoller
+from local.host.discovery import discover
+from local.host.host import LocalHost
+from local.host.webhook import WEBHOOK_PATH
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ def test_the_started_host_polls_in_the_background_and_serves_the_webhook(storage
 
 def cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", *args],
+        [sys.executable, "-m", "local.cli.main", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from local.platform.models import SMOLLM2, materialize
+from local.platform.serving.chat_model import load_chat_model
+from local.platform.training import TrainingSpec, run_training
 from shared.config.params import APP_DEFAULTS
-from shared.platform.local.chat_model import load_chat_model
-from shared.platform.local.models import SMOLLM2, materialize
-from shared.platform.local.training import TrainingSpec, run_training
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "ultrachat_sample"

@@ -1,0 +1,66 @@
+"""``autopilot``: one entry point; each command group lives in its own module and registers itself.
+
+A module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, adding parsers whose ``func`` takes the
+parsed args and returns an exit code. Errors the user can act on are printed as one line each, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES = (
+    "local.cli.commands_config",  # validate, submit, status
+    "local.cli.commands_local",  # up, down
+    "local.cli.commands_platform",  # demo, invoke, endpoints, cleanup, prepare-dataset
+    "local.cli.commands_plan",  # plan
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autopilot",
+        description="Fine-tune Autopilot: fine-tune, register, deploy and clean up chat models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request URL at INFO; a webhook URL may carry a `code=` key. Keep it out of logs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `autopilot ... | head` closed the pipe: not an error worth a traceback.
+        sys.stderr.close()
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

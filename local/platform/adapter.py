@@ -1,0 +1,283 @@
+"""The local adapter of the platform port: everything on this machine, no cloud.
+
+A workspace directory (``settings.workdir``) holds an MLflow tracking store and model registry on SQLite,
+one process per fine-tuning job and one HTTP server process per endpoint (see ``workspace.py`` for the
+layout). Foundation models come from ``models.LOCAL_MODELS``; compute is ``local-cpu`` (and ``local-cuda``
+where torch sees a GPU). Heavy imports (mlflow, torch) happen on first use, never at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from local.platform import eventpost
+from local.platform.endpoints import Endpoints
+from local.platform.jobs import Jobs
+from local.platform.registry import Registry
+from local.platform.workspace import Workspace
+from shared.exceptions import FieldIssue, NotFoundError, RejectedError
+from shared.naming import TAG_RUN_ID
+from shared.platform.port import (
+    ComputeInfo,
+    ComputeRequest,
+    DeploymentInfo,
+    DeployRequest,
+    EndpointActivity,
+    EndpointInfo,
+    FoundationModel,
+    JobInfo,
+    JobRequest,
+    ModelRef,
+    RegisterRequest,
+)
+from shared.settings import Settings
+from shared.subscriptions import function_for
+
+log = logging.getLogger(__name__)
+
+CPU = "local-cpu"
+CUDA = "local-cuda"
+
+
+@functools.cache
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def local_model_id(name: str, version: str) -> str:
+    return f"local://models/{name}/versions/{version}"
+
+
+def _in_list(value: str, allow_list: list[str] | None) -> bool:
+    return allow_list is None or value.lower() in {a.lower() for a in allow_list}
+
+
+class LocalPlatform:
+    """``MLPlatform`` over a local workspace directory."""
+
+    name = "local"
+    reports_eval_metrics = True  # the local trainer evaluates on the test split before and after
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.workspace = Workspace(settings.workdir)
+        self.jobs = Jobs(self.workspace, settings, webhook_key=self.webhook_key)
+        self.registry = Registry(self.workspace)
+        self.endpoints = Endpoints(self.workspace)
+
+    def webhook_key(self) -> str:
+        """The configured key, else the one ``autopilot up`` generated into the workdir."""
+        from local.common.webhook_key import webhook_key_for
+
+        return webhook_key_for(self.settings.webhook_key, self.settings.workdir)
+
+    # -- model, compute, data
+
+    def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:
+        from local.platform.models import LOCAL_MODELS
+
+        spec = LOCAL_MODELS.get(name)
+        if spec is None:
+            available = ", ".join(sorted(LOCAL_MODELS))
+            raise RejectedError(
+                [FieldIssue("model.name", f"the local platform has no model {name!r}; available: {available}")]
+            )
+        if version not in ("latest", spec.version):
+            raise RejectedError(
+                [FieldIssue("model.version", f"{name} has version {spec.version} only (or use `latest`)")]
+            )
+        return FoundationModel(
+            name=spec.name,
+            version=spec.version,
+            id=local_model_id(spec.name, spec.version),
+            tags=dict(spec.tags),
+        )
+
+    def available_clusters(self) -> list[str]:
+        return [CPU, CUDA] if cuda_available() else [CPU]
+
+    def check_compute(self, request: ComputeRequest, allow_list: list[str] | None) -> ComputeInfo:
+        cluster = request.cluster.lower()
+        # torch is imported only when someone asks for something other than the CPU.
+        if cluster != CPU and cluster not in self.available_clusters():
+            available = ", ".join(self.available_clusters())
+            raise RejectedError(
+                [
+                    FieldIssue(
+                        "compute.cluster",
+                        f"{request.cluster!r} is not a local compute; available: {available}",
+                    )
+                ]
+            )
+        if not _in_list(cluster, allow_list):
+            raise RejectedError(
+                [
+                    FieldIssue(
+                        "compute.cluster",
+                        f"{request.cluster!r} is not in the model's finetune_compute_allow_list {allow_list}",
+                    )
+                ]
+            )
+        notes: list[str] = []
+        if request.instance_type:
+            notes.append(f"compute.instance_type {request.instance_type} is ignored on the local platform")
+        if request.nodes > 1:
+            notes.append(f"the local platform trains on one machine; nodes={request.nodes} is ignored")
+        gpus = 0
+        if cluster == CUDA:
+            gpus = 1
+            if request.gpus_per_node not in (None, 1):
+                notes.append(f"local-cuda trains on one GPU; gpus_per_node={request.gpus_per_node} is ignored")
+        elif request.gpus_per_node:
+            notes.append(f"local-cpu has no GPU; gpus_per_node={request.gpus_per_node} is ignored")
+        return ComputeInfo(cluster=cluster, size=cluster, gpus_per_node=gpus, notes=tuple(notes))
+
+    def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
+        sku = (instance_type or CPU).lower()
+        if sku != CPU and sku not in self.available_clusters():
+            available = ", ".join(self.available_clusters())
+            raise RejectedError(
+                [
+                    FieldIssue(
+                        "deployment.instance_type",
+                        f"{instance_type!r} is not a local compute; available: {available}",
+                    )
+                ]
+            )
+        if not _in_list(sku, allow_list):
+            raise RejectedError(
+                [
+                    FieldIssue(
+                        "deployment.instance_type",
+                        f"{instance_type!r} is not in the model's inference_compute_allow_list {allow_list}",
+                    )
+                ]
+            )
+        return sku
+
+    def _local_path(self, field: str, raw: str) -> tuple[Path | None, FieldIssue | None]:
+        root = self.settings.data_root.resolve()
+        text = raw
+        if "://" in raw or raw.startswith("azureml:"):
+            parts = urlsplit(raw)
+            if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+                return None, FieldIssue(
+                    field,
+                    f"the local platform reads files under the data root ({root}); "
+                    f"{parts.scheme or 'azureml'} URIs are for Azure ML",
+                )
+            text = unquote(parts.path)
+        path = Path(text)
+        resolved = (path if path.is_absolute() else root / path).resolve()
+        if not resolved.is_relative_to(root):
+            return None, FieldIssue(field, f"must be under the data root {root} (AUTOPILOT_DATA_ROOT)")
+        return resolved, None
+
+    def check_data(self, paths: dict[str, str]) -> dict[str, str]:
+        from local.platform.dataset import validate_chat_file
+
+        issues: list[FieldIssue] = []
+        resolved: dict[str, str] = {}
+        for key, raw in paths.items():
+            field = f"data.{key}"
+            path, issue = self._local_path(field, raw)
+            if issue is not None or path is None:
+                issues.append(issue or FieldIssue(field, "not a usable path"))
+                continue
+            if not path.is_file():
+                issues.append(FieldIssue(field, f"{raw!r} not found under the data root {self.settings.data_root}"))
+                continue
+            report = validate_chat_file(path, training=key == "train")
+            if not report.ok:
+                issues.append(FieldIssue(field, report.summary()))
+                continue
+            resolved[key] = str(path)
+        if issues:
+            raise RejectedError(issues)
+        return resolved
+
+    # -- jobs
+
+    def submit_job(self, request: JobRequest) -> JobInfo:
+        return self.jobs.submit(request)
+
+    def get_job(self, name: str) -> JobInfo:
+        return self.jobs.get(name)
+
+    # -- models
+
+    def register_model(self, request: RegisterRequest) -> ModelRef:
+        source, mlflow_run_id = self.jobs.model_output(request.job_name)
+        model, _ = self.registry.register(
+            name=request.model_name,
+            source=source,
+            mlflow_run_id=mlflow_run_id,
+            tags=dict(request.tags),
+            description=request.description,
+        )
+        # Posted on every call, not only the first: a retry after a lost event must still start the deploy,
+        # and the deploy handler is idempotent. From a thread, because the caller is often this host's own
+        # webhook handler.
+        eventpost.post_in_background(
+            self.settings.webhook_url,
+            function_for(eventpost.MODEL_REGISTERED),
+            self.webhook_key(),  # the key file too: a process without AUTOPILOT_WEBHOOK_KEY must not get a 401
+            [
+                eventpost.model_registered_event(
+                    model.name,
+                    model.version,
+                    model.tags,
+                    {"jobName": request.job_name},
+                    topic=self.settings.workspace_topic or eventpost.LOCAL_TOPIC,
+                )
+            ],
+        )
+        return model
+
+    def get_model(self, name: str, version: str) -> ModelRef:
+        return self.registry.get(name, version)
+
+    # -- endpoints
+
+    def begin_deploy(self, request: DeployRequest) -> None:
+        if not request.tags.get(TAG_RUN_ID):
+            raise RejectedError([FieldIssue("deployment", "an endpoint needs the app's tags")])
+        self.check_inference_compute(request.instance_type, None)
+        source = self.registry.source(request.model.name, request.model.version)
+        self.endpoints.begin_deploy(request, source)
+
+    def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
+        return self.endpoints.get_deployment(endpoint_name, deployment_name)
+
+    def set_traffic(self, endpoint_name: str, traffic: dict[str, int]) -> None:
+        self.endpoints.set_traffic(endpoint_name, traffic)
+
+    def invoke(self, endpoint_name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:
+        return self.endpoints.invoke(endpoint_name, deployment_name, payload)
+
+    def list_endpoints(self) -> list[EndpointInfo]:
+        return self.endpoints.list()
+
+    def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
+        return self.endpoints.activity(endpoint_name, since)
+
+    def begin_delete_endpoint(self, endpoint_name: str) -> None:
+        try:
+            self.endpoints.delete(endpoint_name)
+        except NotFoundError:
+            return  # a name that cannot exist here is as deleted as can be
+
+    # -- local extras (CLI)
+
+    def endpoint_keys(self, endpoint_name: str) -> tuple[str, str]:
+        """(primary, secondary); only ``autopilot endpoints --show-keys`` asks for them."""
+        return self.endpoints.keys(endpoint_name)

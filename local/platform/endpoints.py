@@ -1,0 +1,339 @@
+"""Local online endpoints: one server process per endpoint on 127.0.0.1, its state, keys and activity.
+
+``endpoints/<name>/`` holds ``state.json`` (written here, under a per-endpoint lock), ``keys.json`` (0600,
+written once at creation, read by the server from its path), ``server_status.json`` and ``stats.json``
+(written by the server) and ``server.log``. The process is recorded in ``<workdir>/pids/endpoint-<name>.pid``
+so ``autopilot down`` stops it too. Deleting stops the process group and removes the whole directory, keys
+included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from local.common import processes
+from local.platform.serving import server, serving
+from local.platform.workspace import (
+    Workspace,
+    child_env,
+    file_lock,
+    read_json,
+    safe_name,
+    write_json_atomic,
+)
+from shared.exceptions import NotFoundError, NotManagedError, PlatformError, TransientPlatformError
+from shared.naming import TAG_RUN_ID, is_managed
+from shared.platform.port import (
+    DeploymentInfo,
+    DeploymentState,
+    DeployRequest,
+    EndpointActivity,
+    EndpointInfo,
+)
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 2.0
+LOG_FILE = "server.log"
+CREATING = DeploymentState.CREATING.value
+SUCCEEDED = DeploymentState.SUCCEEDED.value
+FAILED = DeploymentState.FAILED.value
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Endpoints:
+    def __init__(self, workspace: Workspace, python: str = sys.executable) -> None:
+        self.workspace = workspace
+        self.python = python
+
+    # -- files
+
+    def _dir(self, name: str) -> Path:
+        if not safe_name(name):
+            raise NotFoundError(f"no endpoint named {name!r}")
+        return self.workspace.endpoint_dir(name)
+
+    def _lock(self, name: str) -> Any:
+        return file_lock(self.workspace.locks / f"endpoint-{name}.lock")
+
+    def _pid_file(self, name: str) -> Path:
+        return self.workspace.pid_file("endpoint", name)
+
+    def read_state(self, name: str) -> dict[str, Any] | None:
+        return read_json(self._dir(name) / server.STATE_FILE)
+
+    def _write_state(self, name: str, state: dict[str, Any]) -> None:
+        write_json_atomic(self._dir(name) / server.STATE_FILE, state)
+
+    def _alive(self, name: str) -> bool:
+        record = processes.read_pid_file(self._pid_file(name))
+        return record is not None and processes.is_alive(record)
+
+    def url(self, state: dict[str, Any], path: str = "/score") -> str:
+        return f"http://127.0.0.1:{state['port']}{path}"
+
+    # -- create
+
+    def begin_deploy(self, request: DeployRequest, model_source: Path) -> None:
+        """Create the endpoint and start its server; a retry for the same run is a no-op."""
+        name = request.endpoint_name
+        directory = self._dir(name)
+        self.workspace.ensure()
+        with self._lock(name):
+            state = self.read_state(name)
+            if state is not None:
+                tags = state.get("tags") or {}
+                if tags.get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
+                    raise PlatformError(
+                        f"endpoint {name} already exists for another run; pick another endpoint name",
+                        code="Conflict",
+                    )
+                log.info("endpoint %s: already created for run %s", name, tags.get(TAG_RUN_ID))
+                return
+            directory.mkdir(parents=True, exist_ok=True)
+            self._write_keys(directory)
+            port = processes.free_port()
+            state = {
+                "name": name,
+                "deployment_name": request.deployment_name,
+                "description": request.description,
+                "tags": dict(request.tags),
+                "model": {
+                    "name": request.model.name,
+                    "version": request.model.version,
+                    "id": request.model.id,
+                    "source": str(model_source),
+                },
+                "instance_type": request.instance_type,
+                "device": "cuda" if request.instance_type.lower() == "local-cuda" else "cpu",
+                "instance_count": request.instance_count,
+                "request_timeout_ms": request.request_timeout_ms,
+                "max_concurrent_requests": request.max_concurrent_requests,
+                "port": port,
+                "pid": None,
+                "created_at": _now(),
+                "state": CREATING,
+                "error_code": None,
+                "error_message": None,
+                "traffic": {},
+            }
+            self._write_state(name, state)
+            proc = processes.start_detached(
+                [self.python, "-m", "local.platform.serving.server", "--state-dir", str(directory)],
+                log_path=directory / LOG_FILE,
+                pid_path=self._pid_file(name),
+                name=f"endpoint {name}",
+                cwd=directory,
+                env=child_env(),
+            )
+            state["pid"] = proc.pid
+            self._write_state(name, state)
+            log.info("endpoint %s: server starting on port %s (pid %s)", name, port, proc.pid)
+
+    @staticmethod
+    def _write_keys(directory: Path) -> None:
+        path = directory / server.KEYS_FILE
+        if path.exists():
+            return
+        # O_EXCL + 0600 from the first byte: the keys are never readable by anyone else, even briefly.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            import json
+
+            json.dump({"primary": secrets.token_urlsafe(32), "secondary": secrets.token_urlsafe(32)}, handle)
+
+    def keys(self, name: str) -> tuple[str, str]:
+        """(primary, secondary) for ``autopilot endpoints --show-keys`` and ``invoke``."""
+        keys = serving.Keys.load(self._dir(name) / server.KEYS_FILE)
+        return keys.primary, keys.secondary
+
+    # -- inspect
+
+    def _probe(self, state: dict[str, Any]) -> int | None:
+        import httpx
+
+        try:
+            return httpx.get(self.url(state, "/health"), timeout=PROBE_TIMEOUT_S).status_code
+        except httpx.HTTPError:
+            return None
+
+    def _failure(self, name: str, directory: Path) -> tuple[str, str]:
+        status = read_json(directory / server.SERVER_STATUS_FILE) or {}
+        if status.get("state") == FAILED:
+            return str(status.get("code") or "ResourceNotReady"), str(status.get("message") or "the server failed")
+        tail = processes.log_tail(directory / LOG_FILE, lines=5).strip()
+        reason = "the endpoint's server process exited"
+        return "ResourceNotReady", reason + (f"; log tail: {tail[-1500:]}" if tail else "")
+
+    def refresh(self, name: str) -> dict[str, Any] | None:
+        """The endpoint's state after one look at its process: Creating -> Succeeded | Failed."""
+        directory = self._dir(name)
+        with self._lock(name):
+            state = self.read_state(name)
+            if state is None:
+                return None
+            alive = self._alive(name)
+            current = state.get("state")
+            if current == CREATING:
+                if not alive:
+                    state["error_code"], state["error_message"] = self._failure(name, directory)
+                    state["state"] = FAILED
+                    self._stop(name)
+                    self._write_state(name, state)
+                    log.warning("endpoint %s: failed: %s", name, state["error_code"])
+                elif self._probe(state) == 200:
+                    state["state"] = SUCCEEDED
+                    state["ready_at"] = _now()
+                    self._write_state(name, state)
+                    log.info("endpoint %s: ready", name)
+            elif current == SUCCEEDED and not alive:
+                state["process_exited"] = True
+            return state
+
+    def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
+        state = self.refresh(endpoint_name)
+        if state is None or state.get("deployment_name") != deployment_name:
+            return DeploymentInfo(endpoint_name, deployment_name, DeploymentState.MISSING)
+        current = DeploymentState(state.get("state", CREATING))
+        if current == DeploymentState.SUCCEEDED and state.get("process_exited"):
+            return DeploymentInfo(
+                endpoint_name,
+                deployment_name,
+                DeploymentState.FAILED,
+                "ResourceNotReady",
+                "the endpoint's server process is not running",
+                self.url(state),
+            )
+        return DeploymentInfo(
+            endpoint_name,
+            deployment_name,
+            current,
+            state.get("error_code"),
+            state.get("error_message"),
+            self.url(state),
+        )
+
+    def set_traffic(self, name: str, traffic: dict[str, int]) -> None:
+        with self._lock(name):
+            state = self.read_state(name)
+            if state is None:
+                raise NotFoundError(f"no endpoint named {name!r}")
+            unknown = [d for d in traffic if d != state.get("deployment_name")]
+            if unknown:
+                raise NotFoundError(f"endpoint {name} has no deployment {', '.join(unknown)}")
+            if sum(traffic.values()) not in (0, 100):
+                raise PlatformError(
+                    f"traffic must add up to 100 (or 0), not {sum(traffic.values())}", code="BadArgument"
+                )
+            state["traffic"] = dict(traffic)
+            self._write_state(name, state)
+
+    def list(self) -> list[EndpointInfo]:
+        out: list[EndpointInfo] = []
+        root = self.workspace.endpoints
+        for directory in sorted(root.iterdir()) if root.is_dir() else []:
+            if not directory.is_dir() or not safe_name(directory.name):
+                continue
+            state = read_json(directory / server.STATE_FILE)
+            if state is None or not is_managed(state.get("tags")):
+                continue
+            state = self.refresh(directory.name) or state
+            healthy: bool | None
+            if state.get("state") == FAILED or not self._alive(directory.name):
+                healthy = False
+            elif state.get("state") == CREATING:
+                healthy = None  # still loading: neither healthy nor known to be broken
+            else:
+                healthy = self._probe(state) == 200
+            created = state.get("created_at")
+            out.append(
+                EndpointInfo(
+                    name=directory.name,
+                    tags=dict(state.get("tags") or {}),
+                    created_at=datetime.fromisoformat(created) if isinstance(created, str) else None,
+                    scoring_uri=self.url(state),
+                    state=str(state.get("state")),
+                    healthy=healthy,
+                )
+            )
+        return out
+
+    def activity(self, name: str, since: datetime) -> EndpointActivity:
+        directory = self._dir(name)
+        if not directory.is_dir():
+            raise NotFoundError(f"no endpoint named {name!r}")
+        last, count = serving.activity_since(read_json(directory / server.STATS_FILE), since)
+        return EndpointActivity(last_request_at=last, request_count=count)
+
+    # -- use
+
+    def invoke(self, name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:
+        import httpx
+
+        state = self.refresh(name)
+        if state is None:
+            raise NotFoundError(f"no endpoint named {name!r}")
+        if deployment_name is not None and deployment_name != state.get("deployment_name"):
+            raise NotFoundError(f"endpoint {name} has no deployment {deployment_name!r}")
+        primary, _ = self.keys(name)
+        timeout = int(state.get("request_timeout_ms", 90_000)) / 1000 + 10
+        try:
+            response = httpx.post(
+                self.url(state),
+                json=payload,
+                headers={
+                    "Authorization": f"Bearer {primary}",
+                    "azureml-model-deployment": state["deployment_name"],
+                },
+                timeout=timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise TransientPlatformError(f"endpoint {name} did not answer: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            reason = _error_message(response)
+            error = TransientPlatformError if response.status_code in (408, 429, 503) else PlatformError
+            raise error(
+                f"endpoint {name} answered HTTP {response.status_code}: {reason}",
+                code=str(response.status_code),
+            )
+        return response.json()
+
+    # -- delete
+
+    def _stop(self, name: str) -> None:
+        processes.stop_pid_file(self._pid_file(name), timeout_s=5.0)
+
+    def delete(self, name: str) -> None:
+        """Stop the server and remove everything the endpoint had; a missing endpoint is success."""
+        directory = self._dir(name)
+        with self._lock(name):
+            state = self.read_state(name)
+            if state is None and not directory.exists():
+                self._stop(name)
+                return
+            if state is not None and not is_managed(state.get("tags")):
+                raise NotManagedError(f"endpoint {name} is not managed by the app; it is left alone")
+            self._stop(name)
+            shutil.rmtree(directory, ignore_errors=True)
+            log.info("endpoint %s: deleted", name)
+
+
+def _error_message(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return str(response.text)[:300]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:300]
+    return str(body)[:300]

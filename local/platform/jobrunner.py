@@ -1,0 +1,261 @@
+"""The job process: ``python -m local.platform.jobrunner <job dir>/spec.json``.
+
+Mirrors what Azure ML does around a pipeline job: status Running, the model made available (materialised
+into the cache), the training recipe run with progress written to ``status.json``, then Completed with
+metrics or Failed with a one-line reason, and Event Grid events to the app's webhook (RunStatusChanged for
+Running and for the end state, RunCompleted on success) carrying the job's tags. SIGTERM (``autopilot
+down``) ends the job as Canceled. Every exception ends as Failed; nothing escapes as a bare traceback.
+
+The webhook URL and key come from the environment (``AUTOPILOT_WEBHOOK_URL``, ``AUTOPILOT_WEBHOOK_KEY``),
+never from argv or the spec file, and the key is never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from local.platform import eventpost
+from local.platform.jobs import STATUS_FILE
+from local.platform.workspace import read_json, write_json_atomic
+from shared.platform.port import JobStatus
+from shared.subscriptions import function_for
+
+log = logging.getLogger("local.platform.jobrunner")
+
+
+class JobCanceledError(BaseException):
+    """SIGTERM arrived. A BaseException, so ``except Exception`` inside the recipe does not swallow it."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else ""
+    line = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return line[:limit]
+
+
+def progress_line(update: dict[str, Any]) -> str | None:
+    """``step 12/60 loss 1.83 1020 tok/s`` from a recipe progress dict; phases become a short line."""
+    if "phase" in update:
+        line = str(update["phase"]).replace("_", " ")
+        if update.get("split"):
+            line += f" on {update['split']}"
+        if isinstance(update.get("examples"), int):
+            line += f" ({update['examples']} examples)"
+        return line
+    if "step" not in update:
+        return None
+    parts = [f"step {update['step']}/{update.get('total_steps', '?')}"]
+    if isinstance(update.get("loss"), int | float):
+        parts.append(f"loss {update['loss']:.2f}")
+    if isinstance(update.get("tokens_per_second"), int | float):
+        parts.append(f"{update['tokens_per_second']:.0f} tok/s")
+    return " ".join(parts)
+
+
+class StatusFile:
+    """``status.json``, rewritten atomically on every change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = read_json(path) or {}
+        self._lock = threading.Lock()
+
+    def update(self, **fields: Any) -> None:
+        with self._lock:
+            self.data.update(fields)
+            self.data["updated_at"] = _now()
+            write_json_atomic(self.path, self.data)
+
+
+class JobRunner:
+    def __init__(self, spec_path: Path, *, webhook_url: str, webhook_key: str) -> None:
+        self.spec_path = spec_path
+        self.job_dir = spec_path.parent
+        spec = read_json(spec_path)
+        if spec is None:
+            raise ValueError(f"{spec_path} is not a job spec")
+        self.spec = spec
+        self.name = str(spec["job_name"])
+        self.tags = {str(k): str(v) for k, v in (spec.get("tags") or {}).items()}
+        self.status = StatusFile(self.job_dir / STATUS_FILE)
+        self.webhook_url = webhook_url
+        self.webhook_key = webhook_key
+        self.experiment_id = "local"
+        self.mlflow_run_id: str | None = None
+
+    # -- events
+
+    def _event(self, status: str, completed: bool = False) -> Any:
+        return eventpost.run_event(
+            eventpost.RUN_COMPLETED if completed else eventpost.RUN_STATUS_CHANGED,
+            job_name=self.name,
+            experiment_id=self.experiment_id,
+            experiment_name=str(self.spec.get("experiment_name", "")),
+            tags=self.tags,
+            properties={"mlflowRunId": self.mlflow_run_id} if self.mlflow_run_id else {},
+            status=None if completed else status,
+            topic=str(self.spec.get("topic") or eventpost.LOCAL_TOPIC),
+        )
+
+    def _post(self, events: list[Any], **kwargs: Any) -> bool:
+        function = function_for(events[0].event_type)  # every event a job posts goes to the same function
+        return eventpost.post_events(self.webhook_url, function, self.webhook_key, events, **kwargs)
+
+    # -- steps
+
+    def _experiment(self) -> None:
+        """The MLflow experiment's id for the events; created as the recipe would (artifacts in the workspace)."""
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        from local.platform.training.tracking import artifact_root_for
+
+        training = self.spec["training"]
+        name, uri = str(training["experiment_name"]), str(training["mlflow_tracking_uri"])
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                self.experiment_id = str(client.create_experiment(name, artifact_location=artifact_root_for(uri)))
+                return
+            except MlflowException:  # another job created it meanwhile
+                experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            self.experiment_id = str(experiment.experiment_id)
+
+    def _on_progress(self, update: dict[str, Any]) -> None:
+        line = progress_line(update)
+        fields: dict[str, Any] = {"progress_detail": update}
+        if update.get("mlflow_run_id"):
+            # Kept so that whoever finds this job killed can end its MLflow run as FAILED too.
+            fields["mlflow_run_id"] = str(update["mlflow_run_id"])
+        if line:
+            fields["progress"] = line
+            log.info("job %s: %s", self.name, line)
+        self.status.update(**fields)
+
+    def _train(self) -> Any:
+        from local.platform.models import materialize
+        from local.platform.training import TrainingSpec, run_training
+
+        training = dict(self.spec["training"])
+        self._on_progress({"phase": "preparing the foundation model"})
+        # Materialising (about 30 s for SmolLM2, once per machine) happens here, never in the submit call.
+        model_dir = materialize(str(training["model_name"]), Path(self.spec["models_cache"]))
+        spec = TrainingSpec.from_json(json.dumps({**training, "model_dir": str(model_dir)}))
+        return run_training(spec, self._on_progress)
+
+    def run(self) -> int:
+        started = time.monotonic()
+        self.status.update(status=JobStatus.RUNNING.value, pid=os.getpid(), started_at=_now(), progress="starting")
+        log.info("job %s: running (pid %s)", self.name, os.getpid())
+        running_post: threading.Thread | None = None
+        final = JobStatus.FAILED
+        try:
+            self._experiment()
+            # Training must not wait for the webhook: the Running event goes out from a thread.
+            running_post = threading.Thread(
+                target=self._post, args=([self._event(JobStatus.RUNNING.value)],), daemon=True
+            )
+            running_post.start()
+            result = self._train()
+            self.mlflow_run_id = getattr(result, "mlflow_run_id", None)
+            metrics = {k: v for k, v in dict(result.metrics).items() if isinstance(v, int | float)}
+            before, after = metrics.get("eval_loss_before"), metrics.get("eval_loss_after")
+            summary = "completed"
+            if isinstance(before, int | float) and isinstance(after, int | float):
+                summary += f": eval loss {before:.3f} -> {after:.3f}"
+            self.status.update(
+                status=JobStatus.COMPLETED.value,
+                metrics=metrics,
+                notes=list(getattr(result, "notes", []) or []),
+                model_path=str(result.model_path),
+                mlflow_run_id=self.mlflow_run_id,
+                finished_at=_now(),
+                duration_s=round(time.monotonic() - started, 1),
+                progress=summary,
+                error=None,
+            )
+            final = JobStatus.COMPLETED
+            log.info("job %s: %s", self.name, summary)
+        except JobCanceledError:
+            final = JobStatus.CANCELED
+            reason = "the job was stopped (SIGTERM)"
+            self.status.update(status=final.value, error=reason, finished_at=_now(), progress=f"canceled: {reason}")
+            log.warning("job %s: %s", self.name, reason)
+        except BaseException as exc:
+            reason = one_line(exc)
+            self.status.update(status=final.value, error=reason, finished_at=_now(), progress=f"failed: {reason}")
+            log.error("job %s: failed: %s", self.name, reason, exc_info=not isinstance(exc, KeyboardInterrupt))
+        if running_post is not None:
+            running_post.join(timeout=5)
+        self._post_final(final)
+        self._forget_pid()
+        return 0 if final == JobStatus.COMPLETED else 1
+
+    def _post_final(self, final: JobStatus) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        events = [self._event(final.value)]
+        if final == JobStatus.COMPLETED:
+            events.append(self._event(final.value, completed=True))
+        # A canceled job is being stopped with its host: one quick try, then exit.
+        kwargs: dict[str, Any] = {"tries": 1, "timeout_s": 3.0} if final == JobStatus.CANCELED else {}
+        for event in events:  # one event per delivery, as Event Grid does by default
+            if not self._post([event], **kwargs):
+                log.warning(
+                    "job %s: %s not delivered; the reconcile timer will find the job",
+                    self.name,
+                    event.event_type,
+                )
+
+    def _forget_pid(self) -> None:
+        from local.common import processes
+
+        path = Path(str(self.spec.get("pid_file", "")))
+        record = processes.read_pid_file(path) if path.name else None
+        if record is not None and record.pid == os.getpid():
+            path.unlink(missing_ok=True)
+
+
+def _raise_canceled(signum: int, frame: Any) -> None:
+    raise JobCanceledError()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's full URL at INFO; a webhook URL may carry a `code=` key.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if len(args) != 1:
+        log.error("usage: python -m local.platform.jobrunner SPEC.json")
+        return 2
+    signal.signal(signal.SIGTERM, _raise_canceled)
+    try:
+        runner = JobRunner(
+            Path(args[0]).resolve(),
+            webhook_url=os.environ.get("AUTOPILOT_WEBHOOK_URL", ""),
+            webhook_key=os.environ.get("AUTOPILOT_WEBHOOK_KEY", ""),
+        )
+    except (ValueError, KeyError) as exc:
+        log.error("cannot read the job spec: %s", one_line(exc))
+        return 2
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The local model registry: MLflow's model registry on the workspace's SQLite store.
+
+A registration is idempotent per run: the version carrying tag ``autopilot.run_id`` of the run is looked up
+before anything is created, under a file lock so two racing registrations cannot make two versions.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from local.platform.workspace import Workspace, file_lock, safe_name
+from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
+from shared.naming import TAG_RUN_ID
+from shared.platform.port import ModelRef
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 60.0
+
+
+def model_id(name: str, version: str) -> str:
+    return f"models:/{name}/{version}"
+
+
+class Registry:
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+    @functools.cached_property
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        self.workspace.ensure()
+        uri = self.workspace.tracking_uri
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def _ref(self, version: Any) -> ModelRef:
+        return ModelRef(
+            name=version.name,
+            version=str(version.version),
+            id=model_id(version.name, str(version.version)),
+            tags=dict(version.tags or {}),
+        )
+
+    def find(self, name: str, run_id: str) -> ModelRef | None:
+        """The version of ``name`` registered for ``run_id``, if any."""
+        if "'" in name or "'" in run_id:
+            return None
+        versions = self.client.search_model_versions(f"name='{name}' and tag.`{TAG_RUN_ID}`='{run_id}'")
+        if not versions:
+            return None
+        first = min(versions, key=lambda v: int(v.version))
+        return self._ref(first)
+
+    def register(
+        self, *, name: str, source: Path, mlflow_run_id: str | None, tags: dict[str, str], description: str
+    ) -> tuple[ModelRef, bool]:
+        """(the version, created now?) for the run in ``tags``; a second call returns the first version."""
+        from mlflow.exceptions import MlflowException
+
+        if not safe_name(name):
+            raise RejectedError([FieldIssue("registration.model_name", f"{name!r} is not a valid model name")])
+        run = tags.get(TAG_RUN_ID, "")
+        with file_lock(self.workspace.locks / "registry.lock"):
+            existing = self.find(name, run) if run else None
+            if existing is not None:
+                log.info("model %s:%s already registered for run %s", existing.name, existing.version, run)
+                return existing, False
+            try:
+                try:
+                    self.client.get_registered_model(name)
+                except MlflowException:
+                    self.client.create_registered_model(name, description="Fine-tuned by Fine-tune Autopilot")
+                version = self.client.create_model_version(
+                    name, source=str(source), run_id=mlflow_run_id, tags=tags, description=description
+                )
+            except MlflowException as exc:
+                raise PlatformError(f"registering {name} failed: {exc.message}", code="RegistrationFailed") from None
+            version = self._wait_ready(name, str(version.version))
+        log.info("registered model %s:%s for run %s", name, version.version, run)
+        return self._ref(version), True
+
+    def _wait_ready(self, name: str, version: str) -> Any:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            current = self.client.get_model_version(name, version)
+            if current.status == "READY":
+                return current
+            if current.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
+                why = current.status_message or "no reason given"
+                raise PlatformError(
+                    f"model {name}:{version} is {current.status}: {why}",
+                    code="RegistrationFailed",
+                )
+            time.sleep(0.5)
+
+    def _version(self, name: str, version: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(name, version)
+        except MlflowException:
+            raise NotFoundError(f"no registered model {name}:{version}") from None
+
+    def get(self, name: str, version: str) -> ModelRef:
+        return self._ref(self._version(name, version))
+
+    def source(self, name: str, version: str) -> Path:
+        """The MLflow model directory of a registered version (what an endpoint loads)."""
+        return Path(str(self._version(name, version).source))

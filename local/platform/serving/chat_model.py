@@ -1,0 +1,171 @@
+"""The fine-tuned chat model as the endpoint serves it: load from an MLflow model directory, generate replies.
+
+``load_chat_model`` reads the Hugging Face directory out of the MLflow model without importing mlflow (the
+endpoint process starts faster); ``mlflow.pyfunc.load_model`` works on the same directory through
+``ChatPyfuncModel`` (in ``chat_pyfunc``), which answers the Azure ML scoring payload.
+
+``ChatModel.generate`` takes a batch of conversations and pads on the left, so a server can group
+concurrent requests into one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+HF_ARTIFACT = "hf_model"  # the artifact key (and folder name) of the Hugging Face directory in the MLflow model
+ADAPTER_DIR = "adapter"  # an unmerged LoRA adapter saved beside the base weights
+DEFAULT_MAX_NEW_TOKENS = 200
+MAX_NEW_TOKENS_LIMIT = 2048
+
+Message = dict[str, str]
+
+
+class GenerationParamError(ValueError):
+    """A generation parameter is out of range; the message names it."""
+
+
+def hf_dir_of(mlflow_model_dir: Path) -> Path:
+    """The Hugging Face directory inside an MLflow model saved by the training recipe."""
+    import yaml
+
+    mlflow_model_dir = Path(mlflow_model_dir)
+    mlmodel = mlflow_model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        raise FileNotFoundError(f"{mlflow_model_dir} is not an MLflow model (no MLmodel file)")
+    meta = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
+    artifacts = meta.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    relative = artifacts.get(HF_ARTIFACT, {}).get("path", f"artifacts/{HF_ARTIFACT}")
+    hf_dir = mlflow_model_dir / relative
+    if not (hf_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{mlflow_model_dir} holds no Hugging Face model at {relative}")
+    return hf_dir
+
+
+def load_chat_model(mlflow_model_dir: Path, *, device: str = "cpu") -> ChatModel:
+    """Load the model and tokenizer of an MLflow chat model saved by the training recipe."""
+    return ChatModel.from_hf_dir(hf_dir_of(mlflow_model_dir), device=device)
+
+
+def check_generation_params(temperature: float, top_p: float, max_new_tokens: int) -> None:
+    """Refuse out-of-range parameters with the parameter's name (an endpoint turns this into a 400)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 5:
+        raise GenerationParamError(f"temperature must be a number in [0, 5], got {temperature!r}")
+    if isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1:
+        raise GenerationParamError(f"top_p must be a number in (0, 1], got {top_p!r}")
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or not (1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT)
+    ):
+        raise GenerationParamError(
+            f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}], got {max_new_tokens!r}"
+        )
+
+
+class ChatModel:
+    """A causal LM with its tokenizer and chat template; ``generate`` is thread-safe (one batch at a time)."""
+
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self._lock = threading.Lock()
+        # Left padding keeps every prompt's last token at the end of the row, where generation continues.
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @classmethod
+    def from_hf_dir(cls, hf_dir: Path, *, device: str = "cpu") -> ChatModel:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from local.platform.models import pick_dtype
+
+        hf_dir = Path(hf_dir)
+        torch_device = torch.device(device)
+        dtype = pick_dtype(torch_device)
+        tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+        adapter = hf_dir / ADAPTER_DIR
+        if (adapter / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            # Saved unmerged (merge_lora_weights false); merging once here makes every request cheaper. The
+            # merge is done in fp32 and cast after: merged in bf16, small adapter updates would round away.
+            model: Any = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload().to(dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype)
+        model.to(torch_device).eval()
+        logger.info("loaded chat model from %s on %s (%s)", hf_dir, torch_device, dtype)
+        return cls(model, tokenizer, torch_device)
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id}
+        flat: set[int] = set()
+        for item in ids:
+            if isinstance(item, list):
+                flat.update(item)
+            elif item is not None:
+                flat.add(int(item))
+        return sorted(flat)
+
+    def prompt_text(self, conversation: Sequence[Message]) -> str:
+        return str(self.tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True))
+
+    def count_tokens(self, conversation: Sequence[Message] | str) -> int:
+        """Tokens of a conversation's prompt (chat template and generation prompt included) or of plain text."""
+        text = conversation if isinstance(conversation, str) else self.prompt_text(conversation)
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(
+        self,
+        conversations: list[list[Message]],
+        *,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        do_sample: bool = False,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        seed: int | None = None,
+    ) -> list[str]:
+        """One reply per conversation; greedy when ``do_sample`` is false or ``temperature`` is 0."""
+        import torch
+
+        check_generation_params(temperature, top_p, max_new_tokens)
+        if not conversations:
+            return []
+        texts = [self.prompt_text(conversation) for conversation in conversations]
+        sampling = bool(do_sample) and temperature > 0
+        options: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": sampling,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.stop_token_ids,
+        }
+        if sampling:
+            options.update(temperature=float(temperature), top_p=float(top_p))
+        else:
+            # Unset the sampling knobs a generation_config may carry, so greedy decoding is not warned about.
+            options.update(temperature=None, top_p=None, top_k=None)
+        with self._lock:
+            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            # A seed makes this one call reproducible without touching the process's random stream; without
+            # one, the stream must advance, or every sampled request would get the same answer.
+            seeded = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+            with seeded, torch.inference_mode():
+                if seed is not None:
+                    torch.manual_seed(seed)
+                output = self.model.generate(**batch, **options)
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -1,0 +1,275 @@
+"""The local fine-tuning recipe, step for step like the Azure ML ``chat_completion_pipeline``:
+
+validate data -> apply the chat template, labels on assistant tokens only -> LoRA (or full) fine-tune ->
+loss and perplexity on the evaluation split before and after -> merge LoRA -> save an MLflow model.
+
+The evaluation split is the test file, else the validation file, else 10% of train held out (the component
+also carves its missing splits out of train). Settings that only mean something on a GPU cluster
+(DeepSpeed, ORT, precision 16 on CPU, several nodes) are accepted and reported in the result's notes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+from local.platform.dataset import validate_chat_file
+from local.platform.models import pick_dtype
+from local.platform.serving.chat_model import ADAPTER_DIR, HF_ARTIFACT
+from local.platform.serving.chat_pyfunc import save_chat_model
+from local.platform.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split
+from local.platform.training.loop import evaluate, total_steps, train
+from local.platform.training.lora import merged_in_fp32, with_lora
+from local.platform.training.spec import TrainingError, TrainingResult, TrainingSpec
+from local.platform.training.tracking import Tracker, plot_loss_curve
+from shared.config.params import ComponentParams
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+HOLDOUT_FRACTION = 0.1
+TRAINED_MODEL = "trained_model"
+ADAPTER_OUTPUT = "lora_adapter"
+MAX_DEFAULT_SEQ_LENGTH = 2048
+
+
+def run_training(spec: TrainingSpec, progress: Progress | None = None) -> TrainingResult:
+    """Run the job; ``progress`` gets ``{"phase": ...}`` at each phase (evaluate_before, train, evaluate_after,
+    merge, save) and ``{"step", "total_steps", "loss", "learning_rate", "epoch", "tokens_per_second"}`` at every
+    logging step. Raises ``TrainingError`` for bad parameters or data, before any model loads."""
+    report: Progress = progress or (lambda event: None)
+    params = spec.typed_params()
+    device = torch.device(spec.device)
+    dtype = pick_dtype(device)
+    notes = not_applicable_notes(params, device, dtype)
+
+    # 1. Validate the data before any model loads: a bad file fails in seconds, with line numbers.
+    check_data_files(spec)
+
+    tracker = Tracker(spec.mlflow_tracking_uri, spec.experiment_name, spec.run_name or spec.job_name, spec.tags)
+    try:
+        tracker.log_params(
+            {**params.model_dump(), "model_name": spec.model_name, "device": str(device), "dtype": str(dtype)}
+        )
+
+        # 2. Preprocess: chat template, assistant-only labels, truncation to max_seq_length.
+        tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
+        # LoRA: the frozen base in the compute dtype (half the memory traffic in bf16), adapters in fp32. A
+        # full fine-tune keeps fp32 master weights and computes under autocast.
+        base_dtype = dtype if params.apply_lora else torch.float32
+        model: Any = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=base_dtype)
+        model.to(device)
+        max_length = sequence_length(params, model, notes)
+        train_split, eval_split, validation_split = tokenize_splits(spec, params, tokenizer, max_length, notes)
+        logger.info(
+            "job %s: %s training examples (%s tokens), evaluation on %s (%s examples)",
+            spec.job_name,
+            len(train_split.examples),
+            train_split.tokens,
+            eval_split.name,
+            len(eval_split.examples),
+        )
+
+        # 3. LoRA adapters (or every weight, for a full fine-tune); seeded so a rerun starts identically.
+        set_seed(params.seed)
+        if params.apply_lora:
+            model = with_lora(model, params)
+        else:
+            model.requires_grad_(True)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        tracker.log_params({"trainable_parameters": trainable, "max_seq_length_used": max_length})
+        pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+
+        def evaluate_on(split: TokenizedSplit) -> Any:
+            return evaluate(model, split.examples, params.per_device_eval_batch_size, pad_id, device, dtype)
+
+        # 4. Evaluate the foundation model on the evaluation split.
+        report(
+            {
+                "phase": "evaluate_before",
+                "split": eval_split.name,
+                "examples": len(eval_split.examples),
+                "mlflow_run_id": tracker.run_id,  # known now, so a job killed later can still be found
+            }
+        )
+        before = evaluate_on(eval_split)
+        tracker.log_metrics({"eval_loss_before": before.loss, "perplexity_before": before.perplexity}, step=0)
+
+        # 5. Train.
+        total = total_steps(params, -(-len(train_split.examples) // params.per_device_train_batch_size))
+
+        def on_log(entry: dict[str, float]) -> None:
+            step = int(entry["step"])
+            tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=step)
+            report({**entry, "step": step, "total_steps": total})
+
+        report({"phase": "train", "total_steps": total, "eval_loss_before": before.loss})
+        validate = (lambda: evaluate_on(validation_split).loss) if validation_split else None
+        stats = train(
+            model,
+            train_split.examples,
+            params,
+            pad_token_id=pad_id,
+            device=device,
+            on_log=on_log,
+            validate=validate,
+            compute_dtype=dtype,
+        )
+        for point in stats.validation:
+            tracker.log_metrics({"validation_loss": point["validation_loss"]}, step=int(point["step"]))
+        if stats.stopped_early:
+            notes.append(f"early stopping after step {stats.steps}: validation loss stopped improving")
+
+        # 6. Evaluate the fine-tuned model on the same split.
+        report({"phase": "evaluate_after", "split": eval_split.name, "examples": len(eval_split.examples)})
+        after = evaluate_on(eval_split)
+        metrics = {
+            "eval_loss_before": before.loss,
+            "eval_loss_after": after.loss,
+            "perplexity_before": before.perplexity,
+            "perplexity_after": after.perplexity,
+            "train_loss": sum(stats.step_losses) / max(len(stats.step_losses), 1),
+            "train_tokens": float(stats.train_tokens),
+            "train_seconds": stats.train_seconds,
+            "tokens_per_second": stats.train_tokens / stats.train_seconds if stats.train_seconds > 0 else 0.0,
+            "steps": float(stats.steps),
+            "eval_tokens": float(after.tokens),
+        }
+        # "tokens_per_second" is already a per-step series in the run; the whole-run figure gets its own name.
+        summary = {k: v for k, v in metrics.items() if k != "tokens_per_second"}
+        tracker.log_metrics({**summary, "train_tokens_per_second": metrics["tokens_per_second"]}, step=stats.steps)
+
+        # 7 and 8. Merge the adapters into the weights (unless told not to) and save an MLflow model.
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        curve = plot_loss_curve(
+            stats.history, stats.validation, before.loss, after.loss, spec.output_dir / "loss_curve.png"
+        )
+        tracker.log_artifact(curve)
+        model_path = save_model(spec, params, model, tokenizer, report, notes)
+        tracker.finish(ok=True)
+    except BaseException:
+        tracker.finish(ok=False)
+        raise
+    logger.info(
+        "job %s: eval loss %.4f -> %.4f in %s steps (%.0f tokens/s)",
+        spec.job_name,
+        before.loss,
+        after.loss,
+        stats.steps,
+        metrics["tokens_per_second"],
+    )
+    return TrainingResult(
+        metrics=metrics, notes=notes, model_path=model_path, mlflow_run_id=tracker.run_id, history=stats.history
+    )
+
+
+def check_data_files(spec: TrainingSpec) -> None:
+    """Every given file must be a readable chat file with no bad rows (training files end in an answer)."""
+    files = [(spec.train_file, True), (spec.validation_file, False), (spec.test_file, False)]
+    reports = [validate_chat_file(path, training=training) for path, training in files if path is not None]
+    bad = [r.summary() for r in reports if not r.ok]
+    if bad:
+        raise TrainingError("data validation failed: " + "; ".join(bad))
+
+
+def sequence_length(params: ComponentParams, model: Any, notes: list[str]) -> int:
+    context = int(getattr(model.config, "max_position_embeddings", MAX_DEFAULT_SEQ_LENGTH))
+    if params.max_seq_length > 0:
+        if params.max_seq_length > context:
+            notes.append(f"max_seq_length {params.max_seq_length} exceeds the model's context; using {context}")
+        return min(params.max_seq_length, context)
+    length = min(context, MAX_DEFAULT_SEQ_LENGTH)
+    notes.append(f"max_seq_length -1: sequences cut at {length} tokens")
+    return length
+
+
+def tokenize_splits(
+    spec: TrainingSpec, params: ComponentParams, tokenizer: Any, max_length: int, notes: list[str]
+) -> tuple[TokenizedSplit, TokenizedSplit, TokenizedSplit | None]:
+    """``(train, evaluation, validation during training or None)``."""
+    train_conversations = read_conversations(spec.train_file, training=True)
+    validation = read_conversations(spec.validation_file, training=False) if spec.validation_file is not None else None
+    if spec.test_file is not None:
+        eval_name, eval_conversations = "test", read_conversations(spec.test_file, training=False)
+    elif validation is not None:
+        eval_name, eval_conversations = "validation", validation
+    else:
+        if len(train_conversations) < 2:
+            raise TrainingError("train_file needs at least 2 conversations when no test or validation file is given")
+        train_conversations, eval_conversations = holdout(train_conversations, HOLDOUT_FRACTION, params.seed)
+        eval_name = "holdout"
+        notes.append(
+            f"no test or validation file: {len(eval_conversations)} training conversations "
+            f"({HOLDOUT_FRACTION:.0%}) held out for evaluation"
+        )
+    splits = {
+        "train": tokenize_split("train", tokenizer, train_conversations, max_length),
+        eval_name: tokenize_split(eval_name, tokenizer, eval_conversations, max_length),
+    }
+    validation_split = None
+    if validation is not None and params.evaluation_strategy != "disable":
+        validation_split = splits.get("validation") or tokenize_split("validation", tokenizer, validation, max_length)
+        splits["validation"] = validation_split
+    elif params.evaluation_strategy == "steps" or params.apply_early_stopping:
+        notes.append("no validation file: no evaluation during training, so no early stopping")
+    for split in splits.values():
+        if split.truncated:
+            notes.append(f"{split.name}: {split.truncated} conversations cut at max_seq_length {max_length}")
+        if split.skipped_no_labels:
+            notes.append(f"{split.name}: {split.skipped_no_labels} conversations without assistant tokens skipped")
+    if not splits["train"].examples:
+        raise TrainingError("no training example has assistant tokens within max_seq_length")
+    if not splits[eval_name].examples:
+        raise TrainingError(f"the {eval_name} split has no assistant tokens to evaluate on")
+    return splits["train"], splits[eval_name], validation_split
+
+
+def save_model(
+    spec: TrainingSpec, params: ComponentParams, model: Any, tokenizer: Any, report: Progress, notes: list[str]
+) -> Path:
+    staging = spec.output_dir / HF_ARTIFACT
+    shutil.rmtree(staging, ignore_errors=True)
+    if params.apply_lora:
+        # The trained adapters on their own (fp32), beside the MLflow model: what was trained, unrounded.
+        model.save_pretrained(spec.output_dir / ADAPTER_OUTPUT)
+    if params.apply_lora and params.merge_lora_weights:
+        report({"phase": "merge"})
+        model = merged_in_fp32(model, spec.model_dir)
+    report({"phase": "save"})
+    if params.apply_lora and not params.merge_lora_weights:
+        # Base weights untouched plus the adapter beside them; the chat model merges when it loads.
+        shutil.copytree(spec.model_dir, staging)
+        model.save_pretrained(staging / ADAPTER_DIR)
+        notes.append("merge_lora_weights false: the model is saved as base weights plus a LoRA adapter")
+    else:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    metadata = {"base_model": spec.model_name, "job_name": spec.job_name}
+    path = save_chat_model(staging, spec.output_dir / TRAINED_MODEL, metadata=metadata)
+    shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def not_applicable_notes(params: ComponentParams, device: torch.device, dtype: torch.dtype) -> list[str]:
+    """Component settings accepted for compatibility but without effect here, in words for the user."""
+    where = "on CPU" if device.type == "cpu" else "on a single local GPU"
+    notes = [f"trained in {str(dtype).removeprefix('torch.')} {where}"]
+    if params.apply_deepspeed:
+        notes.append(f"apply_deepspeed (stage {params.deepspeed_stage}) is not applicable {where}; ignored")
+    if params.apply_ort:
+        notes.append(f"apply_ort (ONNX Runtime training) is not applicable {where}; ignored")
+    if params.precision == "16":
+        notes.append(f"precision 16 is not applicable {where}; trained in {str(dtype).removeprefix('torch.')}")
+    if params.num_nodes_finetune > 1:
+        notes.append(f"num_nodes_finetune {params.num_nodes_finetune}: the local platform trains on one node")
+    if params.auto_find_batch_size:
+        notes.append("auto_find_batch_size is not applicable locally; per_device_train_batch_size is used")
+    if params.resume_from_checkpoint:
+        notes.append("resume_from_checkpoint: local jobs keep no checkpoints; trained from the start")
+    return notes

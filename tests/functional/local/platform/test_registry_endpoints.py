@@ -1,0 +1,199 @@
+"""Registration and endpoints on the local platform, with real MLflow, real server processes and the tiny model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from local.common import processes
+from local.platform.serving.server import KEYS_FILE
+from local.platform.workspace import read_json, write_json_atomic
+from shared.exceptions import NotFoundError, NotManagedError, PlatformError
+from shared.platform.port import DeploymentState, DeployRequest, ModelRef, RegisterRequest
+from shared.services.cleanup import cleanup
+from tests.fakes import make_store
+from tests.functional.local.platform.support import Workspace
+
+MODEL_NAME = "tiny-functional"
+DEPLOY_TIMEOUT_S = 120
+SCORE = {
+    "input_data": {
+        "input_string": [[{"role": "user", "content": "Say hello."}]],
+        "parameters": {"temperature": 0.6, "top_p": 0.9, "do_sample": True, "max_new_tokens": 8},
+    },
+    "params": {},
+}
+
+
+def tags(run: str) -> dict[str, str]:
+    return {"autopilot.run_id": run, "autopilot.managed": "true"}
+
+
+@pytest.fixture(scope="module")
+def model(workspace: Workspace, completed_job: str) -> ModelRef:
+    request = RegisterRequest(
+        job_name=completed_job, model_name=MODEL_NAME, description="test", tags=tags(completed_job)
+    )
+    return workspace.platform.register_model(request)
+
+
+def deploy_request(model: ModelRef, endpoint: str, run: str, **overrides: object) -> DeployRequest:
+    values: dict[str, object] = {
+        "endpoint_name": endpoint,
+        "deployment_name": f"d-{run[-8:]}",
+        "model": model,
+        "instance_type": "local-cpu",
+        "instance_count": 1,
+        "request_timeout_ms": 60_000,
+        "liveness_initial_delay_s": 10,
+        "max_concurrent_requests": 2,
+        "description": "test",
+        "tags": {**tags(run), "autopilot.idle_after_minutes": "1"},
+    }
+    values.update(overrides)
+    return DeployRequest(**values)  # type: ignore[arg-type]
+
+
+def wait_deployment(workspace: Workspace, request: DeployRequest) -> DeploymentState:
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while True:
+        info = workspace.platform.get_deployment(request.endpoint_name, request.deployment_name)
+        if info.state != DeploymentState.CREATING or time.monotonic() > deadline:
+            return info.state
+        time.sleep(0.5)
+
+
+def test_register_model_is_idempotent_and_posts_model_registered(
+    workspace: Workspace, completed_job: str, model: ModelRef
+) -> None:
+    again = workspace.platform.register_model(
+        RegisterRequest(job_name=completed_job, model_name=MODEL_NAME, description="test", tags=tags(completed_job))
+    )
+    assert again == model
+    assert model.id == f"models:/{MODEL_NAME}/{model.version}"
+    versions = workspace.platform.registry.client.search_model_versions(f"name='{MODEL_NAME}'")
+    assert len(versions) == 1
+    assert workspace.platform.get_model(MODEL_NAME, model.version).tags["autopilot.run_id"] == completed_job
+
+    events = workspace.webhook.wait_for("ModelRegistered", count=2)
+    assert {e["function"] for e in events} == {"deploy"}
+    assert events[0]["data"]["modelName"] == MODEL_NAME and events[0]["data"]["modelVersion"] == model.version
+    assert events[0]["data"]["modelTags"]["autopilot.run_id"] == completed_job
+    with pytest.raises(NotFoundError):
+        workspace.platform.get_model(MODEL_NAME, "99")
+
+
+def test_register_needs_a_completed_job(workspace: Workspace) -> None:
+    with pytest.raises(NotFoundError):
+        workspace.platform.register_model(
+            RegisterRequest(job_name="no-such-job-00000000", model_name=MODEL_NAME, description="x", tags=tags("x"))
+        )
+
+
+def test_deploy_invoke_activity_and_delete(workspace: Workspace, model: ModelRef) -> None:
+    platform = workspace.platform
+    request = deploy_request(model, "ft-functional-0000aaaa", "functional-0000aaaa")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    platform.begin_deploy(request)
+    platform.begin_deploy(request)  # a retry: no second server
+    assert workspace.running_pids().count("endpoint-ft-functional-0000aaaa.pid") == 1
+    state = platform.endpoints.read_state(request.endpoint_name)
+    assert state is not None
+    pid, port = state["pid"], state["port"]
+
+    assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
+    platform.begin_deploy(request)
+    assert platform.endpoints.read_state(request.endpoint_name)["pid"] == pid  # type: ignore[index]
+    keys = Path(workspace.workdir / "platform" / "endpoints" / request.endpoint_name / KEYS_FILE)
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+
+    with pytest.raises(PlatformError, match="another run"):
+        platform.begin_deploy(deploy_request(model, request.endpoint_name, "other-run-0000ffff"))
+
+    platform.set_traffic(request.endpoint_name, {request.deployment_name: 100})
+    answer = platform.invoke(request.endpoint_name, request.deployment_name, SCORE)
+    assert isinstance(answer, dict) and isinstance(answer["output"], str)
+    with pytest.raises(PlatformError) as exc:
+        platform.invoke(request.endpoint_name, None, {"input_data": {"input_string": "nope"}})
+    assert exc.value.code == "400"
+
+    activity = platform.endpoint_activity(request.endpoint_name, since)
+    assert activity.request_count == 2 and activity.last_request_at is not None
+    assert (
+        platform.endpoint_activity(request.endpoint_name, datetime.now(UTC) + timedelta(minutes=2)).request_count == 0
+    )
+    listed = {e.name: e for e in platform.list_endpoints()}
+    assert listed[request.endpoint_name].healthy is True
+    assert listed[request.endpoint_name].scoring_uri == f"http://127.0.0.1:{port}/score"
+
+    primary, _ = platform.endpoint_keys(request.endpoint_name)
+    assert (
+        primary not in (workspace.workdir / "platform" / "endpoints" / request.endpoint_name / "server.log").read_text()
+    )
+
+    platform.begin_delete_endpoint(request.endpoint_name)
+    assert not processes.port_in_use(port)
+    assert not (workspace.workdir / "platform" / "endpoints" / request.endpoint_name).exists()
+    assert "endpoint-ft-functional-0000aaaa.pid" not in workspace.running_pids()
+    platform.begin_delete_endpoint(request.endpoint_name)  # missing is success
+    info = platform.get_deployment(request.endpoint_name, request.deployment_name)
+    assert info.state == DeploymentState.MISSING
+
+
+def test_dead_endpoint_is_unhealthy_and_cleaned_up(workspace: Workspace, model: ModelRef) -> None:
+    platform = workspace.platform
+    request = deploy_request(model, "ft-dies-0000dddd", "dies-0000dddd")
+    platform.begin_deploy(request)
+    assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
+    record = processes.read_pid_file(workspace.workdir / "pids" / "endpoint-ft-dies-0000dddd.pid")
+    assert record is not None and record.pgid
+    os.killpg(record.pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while processes.is_alive(record):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    listed = {e.name: e for e in platform.list_endpoints()}
+    assert listed[request.endpoint_name].healthy is False
+    assert platform.get_deployment(request.endpoint_name, request.deployment_name).state == DeploymentState.FAILED
+
+    store, _, _ = make_store()
+    decisions = cleanup(store, platform)
+    assert [(d.endpoint, d.action) for d in decisions] == [(request.endpoint_name, "delete")]
+    assert not (workspace.workdir / "platform" / "endpoints" / request.endpoint_name).exists()
+
+
+def test_model_that_cannot_load_fails_the_deployment_and_leaves_nothing_running(
+    workspace: Workspace, completed_job: str, tmp_path: Path
+) -> None:
+    platform = workspace.platform
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    (broken / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: nothing\n")
+    ref, _ = platform.registry.register(
+        name="broken-model", source=broken, mlflow_run_id=None, tags=tags("broken-0000eeee"), description="x"
+    )
+    request = deploy_request(ref, "ft-broken-0000eeee", "broken-0000eeee")
+    platform.begin_deploy(request)
+    assert wait_deployment(workspace, request) == DeploymentState.FAILED
+    info = platform.get_deployment(request.endpoint_name, request.deployment_name)
+    assert info.error_code == "ModelLoadFailed"
+    assert info.error_message and "Hugging Face model" in info.error_message
+    assert "endpoint-ft-broken-0000eeee.pid" not in workspace.running_pids()
+    platform.begin_delete_endpoint(request.endpoint_name)
+    assert not (workspace.workdir / "platform" / "endpoints" / request.endpoint_name).exists()
+
+
+def test_endpoints_without_the_app_tags_are_never_touched(workspace: Workspace) -> None:
+    directory = workspace.workdir / "platform" / "endpoints" / "someone-elses"
+    write_json_atomic(directory / "state.json", {"name": "someone-elses", "tags": {}, "port": 1, "state": "Succeeded"})
+    assert "someone-elses" not in {e.name for e in workspace.platform.list_endpoints()}
+    with pytest.raises(NotManagedError):
+        workspace.platform.begin_delete_endpoint("someone-elses")
+    assert read_json(directory / "state.json") is not None

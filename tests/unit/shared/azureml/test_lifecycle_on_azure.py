@@ -1,0 +1,110 @@
+"""The app's own services (submit, reconcile, cleanup) driving the Azure ML adapter over a workspace fake:
+the seed sample goes from a dropped config to a deployed, smoke-tested endpoint and back to deleted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.services.cleanup import cleanup
+from shared.services.reconcile import reconcile
+from shared.services.submit import submit_config
+from shared.settings import Settings
+from shared.states import RunState
+from tests.fakes import FakeClock, make_store
+from tests.unit.shared.azureml import SDK_WARNINGS
+from tests.unit.shared.azureml.azure_fakes import FakeWorkspace, quota_error
+from tests.unit.shared.azureml.conftest import SEED_SAMPLE, make_platform
+
+pytestmark = pytest.mark.filterwarnings(SDK_WARNINGS)
+
+TIMEOUT = timedelta(minutes=60)
+
+
+class NoTraffic:
+    """A metrics client whose answer is "no requests at all"."""
+
+    def query_resources(self, **kwargs: Any) -> list[Any]:
+        return []
+
+
+def submitted(settings: Settings, workspace: FakeWorkspace) -> tuple[Any, Any, str, FakeClock]:
+    from azure.ai.ml.entities import AmlCompute
+
+    workspace.computes["gpu-cluster-a100"] = AmlCompute(
+        name="gpu-cluster-a100", size="Standard_NC24ads_A100_v4", provisioning_state="Succeeded"
+    )
+    clock = FakeClock()
+    store, _, _ = make_store(clock)
+    platform = make_platform(settings, workspace, metrics=lambda region: NoTraffic())
+    platform._clock = clock
+    record = submit_config(
+        container="training-configs",
+        blob_name="phi3-ultrachat.yaml",
+        content=SEED_SAMPLE.read_bytes(),
+        etag="0x1",
+        store=store,
+        platform=platform,
+        data_root=Path("."),
+    )
+    assert record is not None and record.state == RunState.SUBMITTED, record and record.errors
+    return store, platform, record.run_id, clock
+
+
+def test_seed_sample_from_config_to_deployed_and_deleted(settings: Settings, workspace: FakeWorkspace) -> None:
+    store, platform, run, clock = submitted(settings, workspace)
+    record = store.get(run)
+    assert record is not None
+    assert list(workspace.jobs) == [run]
+    assert record.effective_params["apply_lora"] == {"value": True, "source": "config"}
+
+    workspace.jobs[run]._status = "Completed"  # the job ran; its event was lost
+    reconcile(store, platform, deploy_timeout=TIMEOUT)
+    record = store.get(run)
+    assert record is not None and record.state == RunState.DEPLOYING
+    assert [key[0] for key in workspace.models] == ["Phi-3-mini-4k-instruct-ultrachat-200k"]
+    endpoint = record.endpoint_name
+    assert endpoint in workspace.endpoints and workspace.deployments == {}
+
+    reconcile(store, platform, deploy_timeout=TIMEOUT)  # endpoint still creating: nothing new
+    assert workspace.deployments == {}
+    workspace.set_endpoint_state(endpoint, "Succeeded")
+    reconcile(store, platform, deploy_timeout=TIMEOUT)  # starts the deployment
+    assert list(workspace.deployments) == [(endpoint, record.deployment_name)]
+    workspace.set_deployment_state(endpoint, record.deployment_name, "Succeeded")
+    reconcile(store, platform, deploy_timeout=TIMEOUT)  # traffic, smoke test, deployed
+
+    record = store.get(run)
+    assert record is not None and record.state == RunState.DEPLOYED
+    assert workspace.endpoints[endpoint].traffic == {record.deployment_name: 100}
+    [smoke] = workspace.invoked
+    assert smoke["payload"]["input_data"]["input_string"][0][0]["role"] == "user"
+    assert record.smoke_test and "Pack layers" in record.smoke_test["answer"]
+    assert len(workspace.models) == 1 and len(workspace.jobs) == 1  # nothing was made twice
+
+    clock.advance(minutes=61)
+    decisions = cleanup(store, platform)
+    assert [d.action for d in decisions] == ["delete"]
+    assert workspace.endpoints == {}
+    record = store.get(run)
+    assert record is not None and record.state == RunState.DELETED
+
+
+def test_quota_refusal_ends_deploy_failed_with_its_code(settings: Settings, workspace: FakeWorkspace) -> None:
+    store, platform, run, _ = submitted(settings, workspace)
+    workspace.jobs[run]._status = "Completed"
+    reconcile(store, platform, deploy_timeout=TIMEOUT)
+    record = store.get(run)
+    assert record is not None and record.endpoint_name
+    workspace.set_endpoint_state(record.endpoint_name, "Succeeded")
+    workspace.deployment_error = quota_error()
+
+    reconcile(store, platform, deploy_timeout=TIMEOUT)  # the start is refused and recorded on the endpoint
+    reconcile(store, platform, deploy_timeout=TIMEOUT)  # the refusal is seen: delete, deploy_failed
+    record = store.get(run)
+    assert record is not None and record.state == RunState.DEPLOY_FAILED
+    assert record.last_error_code == "OutOfQuota"
+    assert workspace.endpoints == {}

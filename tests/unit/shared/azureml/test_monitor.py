@@ -1,0 +1,179 @@
+"""Idle activity: the real ``MetricsClient`` builds its request into a fake transport; a canned answer
+becomes the endpoint's last request time."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from azure.core.credentials import AccessToken
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest._requests_basic import RestRequestsTransportResponse
+
+from shared.naming import app_tags
+from shared.platform.azureml.monitor import METRIC_NAMESPACE, MetricsQuery, query_activity
+from shared.settings import Settings
+from tests.unit.shared.azureml import SDK_WARNINGS
+from tests.unit.shared.azureml.azure_fakes import WORKSPACE_ID, FakeWorkspace
+from tests.unit.shared.azureml.conftest import make_platform
+
+pytestmark = pytest.mark.filterwarnings(SDK_WARNINGS)
+
+ENDPOINT_ID = f"{WORKSPACE_ID}/onlineEndpoints/ft-phi3-ultrachat-1a2b3c4d"
+SINCE = datetime(2026, 11, 1, 11, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeCredential:
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("test-token", int(time.time()) + 3600)
+
+
+class CannedTransport(HttpTransport):
+    """Answers every request with one JSON body and keeps the requests."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.requests: list[Any] = []
+
+    def __enter__(self) -> CannedTransport:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        return None
+
+    def open(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.requests.append(request)
+        raw = requests.Response()
+        raw.status_code = 200
+        raw.headers["Content-Type"] = "application/json"
+        raw.raw = io.BytesIO(json.dumps(self.body).encode())
+        raw.url = request.url
+        return RestRequestsTransportResponse(request=request, internal_response=raw)
+
+
+def metrics_answer(points: list[tuple[str, float | None]]) -> dict[str, Any]:
+    """The shape of a metrics:getBatch answer for one resource and one metric."""
+    data = [{"timeStamp": stamp, **({"total": total} if total is not None else {})} for stamp, total in points]
+    return {
+        "values": [
+            {
+                "starttime": SINCE.isoformat(),
+                "endtime": NOW.isoformat(),
+                "interval": "PT1M",
+                "namespace": METRIC_NAMESPACE,
+                "resourceregion": "eastus",
+                "resourceid": ENDPOINT_ID,
+                "value": [
+                    {
+                        "id": f"{ENDPOINT_ID}/providers/Microsoft.Insights/metrics/RequestsPerMinute",
+                        "type": "Microsoft.Insights/metrics",
+                        "name": {"value": "RequestsPerMinute", "localizedValue": "Requests Per Minute"},
+                        "displayDescription": "The number of requests sent to the online endpoint",
+                        "unit": "Count",
+                        "errorCode": "Success",
+                        "timeseries": [{"metadatavalues": [], "data": data}],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def client_with(body: dict[str, Any], region: str = "eastus") -> tuple[Any, CannedTransport]:
+    from azure.monitor.querymetrics import MetricsClient
+
+    from shared.platform.azureml.clients import metrics_endpoint
+
+    transport = CannedTransport(body)
+    return MetricsClient(metrics_endpoint(region), FakeCredential(), transport=transport), transport
+
+
+def test_the_request_asks_for_requests_per_minute_totals_over_the_window() -> None:
+    client, transport = client_with(metrics_answer([]))
+    query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    [request] = transport.requests
+    url = urlsplit(request.url)
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert request.method == "POST"
+    assert url.netloc == "eastus.metrics.monitor.azure.com"
+    assert url.path == "/subscriptions/00000000-0000-0000-0000-000000000000/metrics:getBatch"
+    assert query["metricnames"] == "RequestsPerMinute"
+    assert query["metricnamespace"] == "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
+    assert query["interval"] == "PT1M"
+    assert query["aggregation"] == "Total"
+    assert query["starttime"] == "2026-11-01T11:00:00.000Z"
+    assert query["endtime"] == "2026-11-01T12:00:00.000Z"
+    assert json.loads(request.content) == {"resourceids": [ENDPOINT_ID]}
+    assert request.headers["Authorization"] == "Bearer test-token"
+
+
+def test_the_last_minute_with_requests_is_the_last_activity() -> None:
+    client, _ = client_with(
+        metrics_answer(
+            [
+                ("2026-11-01T11:05:00Z", 2.0),
+                ("2026-11-01T11:06:00Z", 0.0),
+                ("2026-11-01T11:41:00Z", 5.0),
+                ("2026-11-01T11:42:00Z", 0.0),
+                ("2026-11-01T11:43:00Z", None),  # no data in that minute
+            ]
+        )
+    )
+    activity = query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    assert activity.last_request_at == datetime(2026, 11, 1, 11, 41, tzinfo=UTC)
+    assert activity.request_count == 7
+
+
+def test_no_requests_means_no_last_activity() -> None:
+    client, _ = client_with(metrics_answer([("2026-11-01T11:05:00Z", 0.0)]))
+    activity = query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    assert (activity.last_request_at, activity.request_count) == (None, 0)
+
+
+def test_the_adapter_queries_the_endpoint_in_its_region(settings: Settings, workspace: FakeWorkspace) -> None:
+    from shared.platform.azureml.adapter import AzureMLPlatform
+    from shared.platform.port import DeployRequest, ModelRef
+
+    body = metrics_answer([("2026-11-01T11:30:00Z", 1.0)])
+    regions: list[str] = []
+    transports: list[CannedTransport] = []
+
+    def metrics(region: str) -> Any:
+        regions.append(region)
+        client, transport = client_with(body, region)
+        transports.append(transport)
+        return client
+
+    platform: AzureMLPlatform = make_platform(settings, workspace, metrics=metrics)
+    platform._clock = lambda: NOW
+    platform.begin_deploy(
+        DeployRequest(
+            "ft-phi3-ultrachat-1a2b3c4d",
+            "d-1a2b3c4d",
+            ModelRef("m", "1", "azureml:m:1"),
+            "Standard_NC24ads_A100_v4",
+            1,
+            90_000,
+            600,
+            1,
+            "endpoint",
+            app_tags("phi3-ultrachat-1a2b3c4d", "phi3-ultrachat.yaml"),
+        )
+    )
+    activity = platform.endpoint_activity("ft-phi3-ultrachat-1a2b3c4d", since=NOW - timedelta(minutes=60))
+    assert regions == ["eastus"]
+    assert json.loads(transports[0].requests[0].content) == {"resourceids": [ENDPOINT_ID]}
+    assert activity.last_request_at == datetime(2026, 11, 1, 11, 30, tzinfo=UTC)
