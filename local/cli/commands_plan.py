@@ -220,7 +220,7 @@ def _print_text(out: PlanOutput) -> None:
     print(f"  fine-tune: {_allow_list_line(model.tags, FINETUNE_ALLOW_LIST)}")
     print(
         f"  fine-tune: {compute.cluster}, VM size {compute.size}, {compute.gpus_per_node} GPU(s) per node, "
-        f"{plan.job.params.get('num_nodes_finetune', 1)} node(s): accepted"
+        f"{plan.job.params.num_nodes_finetune} node(s): accepted"
     )
     if plan.inference_instance_type:
         print(f"  inference: {_allow_list_line(model.tags, INFERENCE_ALLOW_LIST)}")

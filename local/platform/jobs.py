@@ -47,13 +47,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def parse_status(value: Any) -> JobStatus:
-    for status in JobStatus:
-        if str(value).lower() == status.value.lower():
-            return status
-    return JobStatus.FAILED
-
-
 def _float_metrics(raw: Any) -> dict[str, float]:
     if not isinstance(raw, dict):
         return {}
@@ -103,7 +96,7 @@ class Jobs:
             "job_name": request.name,
             "model_name": request.foundation_model.name,
             "output_dir": str(directory / OUTPUT_DIR),
-            "params": dict(request.params),
+            "params": request.params.model_dump(mode="json"),  # the typed inputs, as the job will read them
             "train_file": request.train_data,
             "validation_file": request.validation_data,
             "test_file": request.test_data,
@@ -176,10 +169,10 @@ class Jobs:
         if spec is None:
             raise NotFoundError(f"no job named {name!r}")
         status = read_json(directory / STATUS_FILE) or {"status": JobStatus.QUEUED.value}
-        current = parse_status(status.get("status"))
+        current = JobStatus.parse(status.get("status"))
         if not current.is_terminal and not self._running(name, spec):
             status = self._mark_lost(name) or status
-            current = parse_status(status.get("status"))
+            current = JobStatus.parse(status.get("status"))
         return JobInfo(
             name=name,
             status=current,
@@ -204,7 +197,7 @@ class Jobs:
         directory = self._dir(name)
         with file_lock(self.workspace.locks / f"job-{name}.lock"):
             status = read_json(directory / STATUS_FILE)
-            if status is None or parse_status(status.get("status")).is_terminal:
+            if status is None or JobStatus.parse(status.get("status")).is_terminal:
                 return status
             status.update(status=JobStatus.FAILED.value, error=KILLED_REASON, finished_at=_now())
             status["progress"] = f"failed: {KILLED_REASON}"

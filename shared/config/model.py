@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from shared.config.component import TRAINING_INPUTS, optional_copy
+
 # Azure ML online endpoint and deployment names: 3-32 chars, a letter first, no trailing hyphen.
 ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 MAX_REQUEST_TIMEOUT_MS = 180_000
@@ -121,43 +123,14 @@ class ComputeSection(Strict):
         return value
 
 
-class TrainingSection(Strict):
-    """The component's training inputs, typed. Unset fields fall back to model defaults, then app defaults."""
-
-    num_train_epochs: int | None = Field(default=None, ge=1, le=1000)
-    max_steps: int | None = Field(default=None, ge=-1, description="-1 means: run the epochs.")
-    per_device_train_batch_size: int | None = Field(default=None, ge=1, le=4096)
-    per_device_eval_batch_size: int | None = Field(default=None, ge=1, le=4096)
-    auto_find_batch_size: bool | None = None
-    optim: Literal["adamw_torch", "adafactor"] | None = None
-    learning_rate: float | None = Field(default=None, gt=0, le=1.0)
-    warmup_steps: int | None = Field(default=None, ge=0)
-    weight_decay: float | None = Field(default=None, ge=0, le=1.0)
-    adam_beta1: float | None = Field(default=None, ge=0, lt=1)
-    adam_beta2: float | None = Field(default=None, ge=0, lt=1)
-    adam_epsilon: float | None = Field(default=None, gt=0, le=1)
-    gradient_accumulation_steps: int | None = Field(default=None, ge=1, le=4096)
-    lr_scheduler_type: (
-        Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"] | None
-    ) = None
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    max_grad_norm: float | None = Field(default=None, gt=0)
-    max_seq_length: int | None = Field(default=None, ge=-1, le=131072, description="-1 means the model's limit.")
-    pad_to_max_length: bool | None = None
-    evaluation_strategy: Literal["epoch", "steps", "disable"] | None = None
-    eval_steps: int | None = Field(default=None, ge=1)
-    logging_steps: int | None = Field(default=None, ge=1)
-    save_total_limit: int | None = Field(default=None, ge=-1)
-    apply_early_stopping: bool | None = None
-    early_stopping_patience: int | None = Field(default=None, ge=1)
-    resume_from_checkpoint: bool | None = None
-
-    @field_validator("max_steps", "max_seq_length")
-    @classmethod
-    def _not_zero(cls, value: int | None) -> int | None:
-        if value == 0:
-            raise ValueError("must be -1 (no limit) or a positive number")
-        return value
+# The component's training inputs, typed, once (``shared.config.component``): here each is optional, and an
+# unset one falls back to the model's defaults, then the app's.
+TrainingSection = optional_copy(
+    "TrainingSection",
+    Strict,
+    TRAINING_INPUTS,
+    "The component's training inputs, typed. Unset fields fall back to model defaults, then app defaults.",
+)
 
 
 class LoraSection(Strict):
@@ -240,7 +213,7 @@ class ScoringParameters(Strict):
     """Generation parameters of the scoring request (the seed's `parameters`)."""
 
     temperature: float = Field(default=0.6, ge=0, le=2)
-    top_p: float = Field(default=0.9, gt=0, le=1)
+    top_p: float = Field(default=0.9, gt=0, le=1.0)
     do_sample: bool = True
     max_new_tokens: int = Field(default=200, ge=1, le=4096)
 
@@ -345,7 +318,7 @@ class TrainingConfig(Strict):
     model: ModelSection
     data: DataSection
     compute: ComputeSection
-    training: TrainingSection = Field(default_factory=TrainingSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)  # type: ignore[valid-type]
     optimization: OptimizationSection = Field(default_factory=OptimizationSection)
     registration: RegistrationSection = Field(default_factory=RegistrationSection)
     deployment: DeploymentSection = Field(default_factory=DeploymentSection)

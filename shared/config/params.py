@@ -11,57 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+__all__ = ["APP_DEFAULTS", "ComponentParams", "EffectiveParams", "Param", "resolve"]
 
+from pydantic import ValidationError
+
+from shared.config.component import ComponentParams
 from shared.config.model import TrainingConfig
 from shared.exceptions import FieldIssue, ModelTagError
 
 Source = Literal["default", "model", "config"]
-
-
-class ComponentParams(BaseModel):
-    """Every tunable input of the fine-tune step, typed, with the component's own defaults."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    num_train_epochs: int = Field(default=1, ge=1)
-    max_steps: int = Field(default=-1, ge=-1)
-    per_device_train_batch_size: int = Field(default=1, ge=1)
-    per_device_eval_batch_size: int = Field(default=1, ge=1)
-    auto_find_batch_size: bool = False
-    optim: Literal["adamw_torch", "adafactor"] = "adamw_torch"
-    learning_rate: float = Field(default=2e-5, gt=0)
-    warmup_steps: int = Field(default=0, ge=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    adam_beta1: float = Field(default=0.9, ge=0, lt=1)
-    adam_beta2: float = Field(default=0.999, ge=0, lt=1)
-    adam_epsilon: float = Field(default=1e-8, gt=0)
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
-    lr_scheduler_type: Literal[
-        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
-    ] = "linear"
-    seed: int = Field(default=42, ge=0)
-    max_grad_norm: float = Field(default=1.0, gt=0)
-    max_seq_length: int = Field(default=-1, ge=-1)
-    pad_to_max_length: bool = False
-    evaluation_strategy: Literal["epoch", "steps", "disable"] = "epoch"
-    eval_steps: int = Field(default=500, ge=1)
-    logging_steps: int = Field(default=10, ge=1)
-    save_total_limit: int = Field(default=-1, ge=-1)
-    apply_early_stopping: bool = False
-    early_stopping_patience: int = Field(default=1, ge=1)
-    resume_from_checkpoint: bool = False
-    apply_lora: bool = False
-    lora_r: int = Field(default=8, ge=1)
-    lora_alpha: int = Field(default=128, ge=1)
-    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
-    merge_lora_weights: bool = True
-    apply_deepspeed: bool = False
-    deepspeed_stage: Literal[2, 3] = 2
-    precision: Literal["32", "16"] = "32"
-    apply_ort: bool = False
-    num_nodes_finetune: int = Field(default=1, ge=1)
-    shm_size_finetune: str = "5g"
 
 
 APP_DEFAULTS: dict[str, Any] = ComponentParams().model_dump()
@@ -107,15 +65,12 @@ class EffectiveParams:
         return {k: p.value for k, p in self.params.items()}
 
     def typed(self) -> ComponentParams:
+        """The values as the component's typed inputs: what crosses the platform port."""
         return ComponentParams.model_validate(self.values())
 
     def to_record(self) -> dict[str, dict[str, Any]]:
         """JSON-ready form stored on the run: ``{name: {"value": v, "source": s}}``."""
         return {k: {"value": p.value, "source": p.source} for k, p in sorted(self.params.items())}
-
-    @classmethod
-    def from_record(cls, record: dict[str, dict[str, Any]]) -> EffectiveParams:
-        return cls({k: Param(v["value"], v["source"]) for k, v in record.items()})
 
 
 def _coerce_model_defaults(raw: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:

@@ -16,8 +16,20 @@ from shared.config.model import TrainingConfig
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "training-config.schema.json"
 
 
+def _integral_floats_as_ints(value: Any) -> Any:
+    # pydantic shares equal constraint objects between fields (Le(1) == Le(1.0)), so whether a bound prints
+    # as 1 or 1.0 depends on which field was built first; JSON Schema means the same by both.
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def generate_schema() -> dict[str, Any]:
-    schema = TrainingConfig.model_json_schema(mode="validation")
+    schema: dict[str, Any] = _integral_floats_as_ints(TrainingConfig.model_json_schema(mode="validation"))
     schema["$id"] = "https://finetune-autopilot.local/schemas/training-config.schema.json"
     return schema
 

@@ -17,6 +17,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from shared.config.component import ComponentParams
+
 
 @dataclass(frozen=True)
 class FoundationModel:
@@ -49,7 +51,8 @@ class ComputeInfo:
 
 
 class JobStatus(StrEnum):
-    """Azure ML run statuses the app acts on (others map to the nearest)."""
+    """Azure ML run statuses the app acts on. ``parse`` is the one reader of a status string, for events and
+    for both adapters; ``UNKNOWN`` (a status nobody mapped) is never terminal, so nothing is decided on it."""
 
     NOT_STARTED = "NotStarted"
     QUEUED = "Queued"
@@ -59,10 +62,37 @@ class JobStatus(StrEnum):
     COMPLETED = "Completed"
     FAILED = "Failed"
     CANCELED = "Canceled"
+    UNKNOWN = "Unknown"
 
     @property
     def is_terminal(self) -> bool:
         return self in {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+
+    @property
+    def is_waiting(self) -> bool:
+        return self in {JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.PREPARING}
+
+    @property
+    def is_running(self) -> bool:
+        return self in {JobStatus.RUNNING, JobStatus.FINALIZING}
+
+    @classmethod
+    def parse(cls, value: object) -> JobStatus:
+        """A run status as Azure ML (the SDK's ``job.status``, or ``runStatus`` in an event) or the local
+        platform spells it, any casing; statuses between the ones the app acts on map to the nearest."""
+        return _JOB_STATUSES.get(str(value or "").strip().lower(), cls.UNKNOWN)
+
+
+# Azure ML's JobStatus values (azure.ai.ml.constants.JobStatus) -> the ones the app acts on. A cancel that
+# was asked for, a node that stopped answering or a paused job may still go on: running until it ends.
+_JOB_STATUSES: dict[str, JobStatus] = {
+    **{status.value.lower(): status for status in JobStatus},
+    "starting": JobStatus.PREPARING,
+    "provisioning": JobStatus.PREPARING,
+    "cancelrequested": JobStatus.RUNNING,
+    "notresponding": JobStatus.RUNNING,
+    "paused": JobStatus.RUNNING,
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +104,7 @@ class JobRequest:
     display_name: str
     foundation_model: FoundationModel
     compute: ComputeInfo
-    params: dict[str, Any]  # effective component parameters, typed (see shared.config.params)
+    params: ComponentParams  # the effective component inputs, typed
     train_data: str
     validation_data: str | None
     test_data: str | None

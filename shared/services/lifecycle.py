@@ -21,20 +21,6 @@ from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
-_WAITING = {JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.PREPARING}
-_RUNNING = {JobStatus.RUNNING, JobStatus.FINALIZING}
-
-
-def _job_status(value: str) -> JobStatus | None:
-    for status in JobStatus:
-        if status.value.lower() == value.lower():
-            return status
-    if value.lower() in {"starting", "provisioning"}:
-        return JobStatus.PREPARING
-    if value.lower() in {"cancelrequested"}:
-        return JobStatus.RUNNING
-    return None
-
 
 def _fail_with(message: str, code: str, path: str = "job") -> Any:
     def fill(record: RunRecord) -> None:
@@ -47,11 +33,13 @@ def _fail_with(message: str, code: str, path: str = "job") -> Any:
 def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, job: JobInfo) -> RunRecord | None:
     """Move the run to match the job's status; a completed job is registered right away."""
     run = record.run_id
-    if job.status in _WAITING:
+    if job.status == JobStatus.UNKNOWN:
+        return None  # nothing is decided on a status nobody mapped; reconcile looks again
+    if job.status.is_waiting:
         if record.state == RunState.SUBMITTED and record.job_status != job.status.value:
             return store.update(run, lambda r: setattr(r, "job_status", job.status.value))
         return None
-    if job.status in _RUNNING:
+    if job.status.is_running:
         if record.state == RunState.SUBMITTED:
             return store.advance(run, RunState.RUNNING, lambda r: setattr(r, "job_status", job.status.value))
         if record.state == RunState.RUNNING and record.job_status != job.status.value:
@@ -98,8 +86,8 @@ def on_run_event(store: RunStore, platform: MLPlatform, event: RunEvent, expecte
         return f"ignored: run {tags[TAG_RUN_ID]} is not in the ledger"
     if record.job_name != event.run_id:
         return f"ignored: {event.run_id} is not the job of run {record.run_id}"
-    status = _job_status(event.run_status)
-    if status is None:
+    status = JobStatus.parse(event.run_status)
+    if status == JobStatus.UNKNOWN:
         return f"ignored: unknown run status {event.run_status!r}"
     apply_job_status(store, platform, record, JobInfo(name=event.run_id, status=status, tags=tags))
     after = store.get(record.run_id)

@@ -182,7 +182,7 @@ def build_plan(
         display_name=display_name(config.model.name, config.dataset_label, values, compute.gpus_per_node),
         foundation_model=model,
         compute=compute,
-        params=values,
+        params=params.typed(),
         train_data=resolved_data["train"],
         validation_data=resolved_data.get("validation"),
         test_data=resolved_data.get("test"),

@@ -57,27 +57,7 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_JOB_STATUSES = {
-    "notstarted": JobStatus.NOT_STARTED,
-    "queued": JobStatus.QUEUED,
-    "starting": JobStatus.PREPARING,
-    "provisioning": JobStatus.PREPARING,
-    "preparing": JobStatus.PREPARING,
-    "running": JobStatus.RUNNING,
-    "cancelrequested": JobStatus.RUNNING,
-    "notresponding": JobStatus.RUNNING,
-    "paused": JobStatus.RUNNING,
-    "finalizing": JobStatus.FINALIZING,
-    "completed": JobStatus.COMPLETED,
-    "failed": JobStatus.FAILED,
-    "canceled": JobStatus.CANCELED,
-}
 _REMOTE_DATA = re.compile(r"^(azureml://|azureml:[A-Za-z0-9_.-]+(:|@)|https://|abfss://|wasbs://)")
-
-
-def job_status(value: str | None) -> JobStatus:
-    """Azure ML's run status as the app's; unknown statuses count as not started."""
-    return _JOB_STATUSES.get(str(value or "").lower(), JobStatus.NOT_STARTED)
 
 
 def model_version(run_id: str) -> str:
@@ -219,7 +199,9 @@ class AzureMLPlatform:
         return self._job_info(job)
 
     def _job_info(self, job: Any) -> JobInfo:
-        status = job_status(getattr(job, "status", None))
+        raw = getattr(job, "status", None)
+        # A job the service has just accepted may not report a status yet: it has not started.
+        status = JobStatus.parse(raw) if raw else JobStatus.NOT_STARTED
         url = getattr(job, "studio_url", None)
         error = None
         if status == JobStatus.FAILED:

@@ -37,7 +37,7 @@ class BuiltJob:
 
 def component_inputs(request: JobRequest) -> dict[str, Any]:
     """Every input the app would give the component, before intersecting with what it declares."""
-    inputs: dict[str, Any] = {"task_name": "ChatCompletion", **as_component_inputs(request.params)}
+    inputs: dict[str, Any] = {"task_name": "ChatCompletion", **as_component_inputs(request.params.model_dump())}
     inputs["mlflow_model_path"] = request.foundation_model.id
     for name in COMPUTE_INPUTS:
         inputs[name] = request.compute.cluster
@@ -45,7 +45,7 @@ def component_inputs(request: JobRequest) -> dict[str, Any]:
         for name in SERVERLESS_SKU_INPUTS:
             inputs[name] = request.compute.size
     inputs["number_of_gpu_to_use_finetuning"] = request.compute.gpus_per_node
-    inputs["num_nodes_finetune"] = int(request.params.get("num_nodes_finetune", 1))
+    inputs["num_nodes_finetune"] = request.params.num_nodes_finetune
     inputs["train_file_path"] = Input(type="uri_file", path=request.train_data)
     if request.validation_data:
         inputs["validation_file_path"] = Input(type="uri_file", path=request.validation_data)

@@ -87,8 +87,8 @@ def test_valid_config_is_submitted_with_ledger_and_status_blob(world: World) -> 
     assert record.run_id.startswith("phi3-") and record.job_name == record.run_id
     job = world.platform.jobs[record.run_id].request
     assert job.tags[TAG_RUN_ID] == record.run_id and job.tags[TAG_MANAGED] == "true"
-    assert job.params["apply_lora"] is True and job.params["deepspeed_stage"] == 2
-    assert job.params["precision"] == "16"  # from the model's defaults: the config did not say
+    assert job.params.apply_lora is True and job.params.deepspeed_stage == 2
+    assert job.params.precision == "16"  # from the model's defaults: the config did not say
     assert job.display_name == "Phi-3-mini-4k-instruct-ultrachat-bs1-cosine-ds2-lora-save_limit-1-seqlen-1"
     assert record.effective_params is not None
     assert record.effective_params["learning_rate"] == {"value": 5e-6, "source": "config"}

@@ -17,7 +17,7 @@ from typing import Any
 
 from local.common import processes
 from local.platform.adapter import LocalPlatform
-from shared.config.params import APP_DEFAULTS
+from shared.config.params import APP_DEFAULTS, ComponentParams
 from shared.platform.port import ComputeRequest, JobInfo, JobRequest
 from shared.settings import Settings
 
@@ -99,7 +99,7 @@ class Workspace:
             display_name=name,
             foundation_model=model,
             compute=platform.check_compute(ComputeRequest("local-cpu", None, None), None),
-            params=values,
+            params=ComponentParams.model_validate(values),
             train_data=data["train"],
             validation_data=None,
             test_data=data["test"],
