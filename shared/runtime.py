@@ -1,14 +1,17 @@
-"""Composition root: builds the ledger, status store and platform adapter from settings, once per process.
+"""Composition root: the one place that builds the ledger, the status store and the platform adapter.
 
-Entry points (functions, CLI, local host) get their collaborators here. Adapters import their heavy SDKs
-(azure.ai.ml, mlflow, torch) only when first built, never when this module is imported.
+``bootstrap(settings, store=..., platform=...)`` builds a ``Runtime`` from settings and uses whatever it is
+given as is (tests pass fakes; nothing is patched). Each entry point (the blueprints, the CLI, the local host)
+uses the process's runtime, ``current()``, built once on first use from the environment; ``install`` makes
+another one current (tests, and the CLI after it has changed settings). Adapters are named here only, by
+string, and import their heavy SDKs (azure.ai.ml, mlflow, torch) when first built, never at import.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -25,42 +28,99 @@ ADAPTERS = {
 }
 
 
-@functools.cache
-def settings() -> Settings:
-    return Settings.from_env()
-
-
-@functools.cache
-def run_store() -> RunStore:
-    from shared.ledger.table import TableLedger
-    from shared.status import BlobStatusStore
-
-    s = settings()
-    return RunStore(
-        TableLedger(s.storage_connection, s.ledger_table),
-        BlobStatusStore(s.storage_connection, s.status_container),
-    )
-
-
-def build_platform(s: Settings) -> MLPlatform:
-    module_name, _, class_name = ADAPTERS[s.platform].partition(":")
+def build_platform(settings: Settings) -> MLPlatform:
+    module_name, _, class_name = ADAPTERS[settings.platform].partition(":")
     cls: Any = getattr(importlib.import_module(module_name), class_name)
-    platform: MLPlatform = cls(s)
+    platform: MLPlatform = cls(settings)
     return platform
 
 
-@functools.cache
-def platform() -> MLPlatform:
-    return build_platform(settings())
+def build_store(settings: Settings) -> RunStore:
+    from shared.ledger.table import TableLedger
+    from shared.status import BlobStatusStore
+
+    return RunStore(
+        TableLedger(settings.storage_connection, settings.ledger_table),
+        BlobStatusStore(settings.storage_connection, settings.status_container),
+    )
 
 
-def deploy_timeout() -> timedelta:
-    return timedelta(minutes=settings().deploy_timeout_minutes)
+class Runtime:
+    """The collaborators of one process. The store and the platform are built on first use: a timer that
+    only reads the ledger never pays for an ML SDK, and a bad platform setting fails where it is needed."""
+
+    def __init__(self, settings: Settings, *, store: RunStore | None = None, platform: MLPlatform | None = None):
+        self.settings = settings
+        self._store = store
+        self._platform = platform
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> RunStore:
+        with self._lock:
+            if self._store is None:
+                self._store = build_store(self.settings)
+            return self._store
+
+    @property
+    def platform(self) -> MLPlatform:
+        with self._lock:
+            if self._platform is None:
+                self._platform = build_platform(self.settings)
+            return self._platform
+
+    @property
+    def deploy_timeout(self) -> timedelta:
+        return timedelta(minutes=self.settings.deploy_timeout_minutes)
+
+
+def bootstrap(
+    settings: Settings | None = None, *, store: RunStore | None = None, platform: MLPlatform | None = None
+) -> Runtime:
+    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform`` when given."""
+    return Runtime(settings if settings is not None else Settings.from_env(), store=store, platform=platform)
+
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> Runtime:
+    """The process's runtime, bootstrapped from the environment on first use."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = bootstrap()
+        return _current
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make ``runtime`` the process's; returns it."""
+    global _current
+    with _current_lock:
+        _current = runtime
+    return runtime
 
 
 def reset() -> None:
-    """Forget built objects (tests and the local host change settings between runs)."""
-    for built in (settings, run_store, platform):
-        clear = getattr(built, "cache_clear", None)  # tests may have swapped one for a plain function
-        if clear is not None:
-            clear()
+    """Forget the process's runtime: the next ``current()`` reads the environment again."""
+    global _current
+    with _current_lock:
+        _current = None
+
+
+# Shorthands for entry points.
+def settings() -> Settings:
+    return current().settings
+
+
+def run_store() -> RunStore:
+    return current().store
+
+
+def platform() -> MLPlatform:
+    return current().platform
+
+
+def deploy_timeout() -> timedelta:
+    return current().deploy_timeout

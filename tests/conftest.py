@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,9 @@ from local.common.exceptions import LocalHostError, NotInstalledError
 from local.common.processes import free_ports
 from local.host.azurite import AzuritePorts, azurite_executable, start_azurite, stop_azurite
 from shared import runtime
+from shared.platform.port import MLPlatform
+from shared.runs import RunStore
+from shared.settings import Settings
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -29,6 +32,20 @@ def _machine_independent_dtype() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AUTOPILOT_LOCAL_DTYPE", "float32")
         yield
+
+
+@pytest.fixture
+def use_runtime() -> Iterator[Callable[..., runtime.Runtime]]:
+    """``use_runtime(settings=None, store=..., platform=...)`` makes a runtime with those collaborators the
+    process's for the test (the composition root takes fakes; nothing is patched); forgotten after."""
+
+    def use(
+        settings: Settings | None = None, *, store: RunStore | None = None, platform: MLPlatform | None = None
+    ) -> runtime.Runtime:
+        return runtime.install(runtime.bootstrap(settings, store=store, platform=platform))
+
+    yield use
+    runtime.reset()
 
 
 def running_under_ci() -> bool:

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "local.cli.commands_config",  # validate, submit, status
     "local.cli.commands_local",  # up, down
-    "local.cli.commands_platform",  # demo, invoke, endpoints, cleanup, prepare-dataset
+    "local.cli.commands_platform",  # invoke, endpoints, cleanup, prepare-dataset
     "local.cli.commands_plan",  # plan
+    "local.cli.demo",  # demo
 )
 
 
@@ -29,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -52,9 +52,9 @@ class Plane:
 
 
 @pytest.fixture
-def plane(storage_env: StorageEnv, monkeypatch: pytest.MonkeyPatch) -> Plane:
+def plane(storage_env: StorageEnv, use_runtime: Any) -> Plane:
     platform = FakePlatform()
-    monkeypatch.setattr(runtime, "platform", lambda: platform)
+    use_runtime(platform=platform)
     host = LocalHost(function_app.app, runtime.settings(), host_id=f"test-{storage_env.ledger_table[-10:]}")
     return Plane(storage_env, host, platform)
 

@@ -7,12 +7,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from local.cli.commands_config import follow
 from local.cli.main import main
-from shared import runtime
 from shared.states import RunState
 from tests.configs import config_bytes
 from tests.fakes import FakeClock, make_store
@@ -61,10 +61,10 @@ def test_validate_never_shows_a_traceback(tmp_path: Path, content: bytes | None,
     assert result.returncode == 1 and result.stdout.startswith(expected) and not result.stderr
 
 
-def test_follow_prints_states_in_the_order_they_happened(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_follow_prints_states_in_the_order_they_happened(use_runtime: Any) -> None:
     clock = FakeClock()
     store, _, _ = make_store(clock)
-    monkeypatch.setattr(runtime, "run_store", lambda: store)
+    use_runtime(store=store)
     store.create(
         "demo-1234abcd", config_blob="demo.yaml", config_name="demo", content=b"x", config_etag=None, platform="fake"
     )
@@ -90,9 +90,9 @@ def test_follow_prints_states_in_the_order_they_happened(monkeypatch: pytest.Mon
     assert [line.split(": ")[-1] for line in later.getvalue().splitlines()] == ["deleted"]
 
 
-def test_status_lists_and_details_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_lists_and_details_runs(use_runtime: Any, capsys: pytest.CaptureFixture[str]) -> None:
     store, _, _ = make_store()
-    monkeypatch.setattr(runtime, "run_store", lambda: store)
+    use_runtime(store=store)
     assert main(["status"]) == 0
     assert "no runs yet" in capsys.readouterr().out
     store.create(

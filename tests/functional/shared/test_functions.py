@@ -15,7 +15,6 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from local.host.discovery import discover
-from shared import runtime
 from shared.settings import Settings
 from shared.states import RunState
 from tests.configs import config_bytes
@@ -32,13 +31,10 @@ def user_function(name: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def wired(use_runtime):  # type: ignore[no-untyped-def]
     store, _, status = make_store()
     platform = FakePlatform(store.clock)  # type: ignore[arg-type]
-    settings = Settings.from_env({"AUTOPILOT_PLATFORM": "local"})
-    monkeypatch.setattr(runtime, "run_store", lambda: store)
-    monkeypatch.setattr(runtime, "platform", lambda: platform)
-    monkeypatch.setattr(runtime, "settings", lambda: settings)
+    use_runtime(Settings.from_env({"AUTOPILOT_PLATFORM": "local"}), store=store, platform=platform)
     return store, platform, status
 
 

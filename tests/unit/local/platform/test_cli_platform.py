@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from local.cli.main import main
-from shared import runtime
 from shared.platform.port import DeploymentState, DeployRequest, ModelRef
 from shared.runs import RunStore
 from tests.fakes import FakeClock, FakePlatform, make_store
@@ -25,12 +24,11 @@ class KeyedFakePlatform(FakePlatform):
 
 
 @pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch) -> tuple[KeyedFakePlatform, RunStore, FakeClock]:
+def wired(use_runtime: Any) -> tuple[KeyedFakePlatform, RunStore, FakeClock]:
     clock = FakeClock()
     platform = KeyedFakePlatform(clock)
     store, _, _ = make_store(clock)
-    monkeypatch.setattr(runtime, "platform", lambda: platform)
-    monkeypatch.setattr(runtime, "run_store", lambda: store)
+    use_runtime(store=store, platform=platform)
     return platform, store, clock
 
 

@@ -1,0 +1,204 @@
+"""``autopilot demo``: the whole life cycle on this machine, start to the idle endpoint's deletion."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.exceptions import AutopilotError
+from shared.scoring import answer_text, scoring_payload
+
+#
+# Where the demo keeps things: AUTOPILOT_WORKDIR (default .autopilot/) for storage, the host, the platform
+# workspace and the model cache; the sample data goes to AUTOPILOT_DATA_ROOT, which the demo sets to
+# <workdir>/data unless it is set already. The host it starts runs reconcile every 10 s and cleanup every
+# 30 s, so the one-minute idle endpoint disappears within the demo.
+
+DEMO_CONFIG = "demo-smollm2.yaml"
+DEMO_SCHEDULES = {"AUTOPILOT_RECONCILE_SCHEDULE": "*/10 * * * * *", "AUTOPILOT_CLEANUP_SCHEDULE": "*/30 * * * * *"}
+DEMO_QUESTION_ROW = 1  # a test_gen row other than the smoke test's
+DEMO_PARAMETERS = {"temperature": 0.0, "top_p": 1.0, "do_sample": False, "max_new_tokens": 80}
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _say(message: str, started: float) -> None:
+    import time
+
+    print(f"[{time.monotonic() - started:6.0f}s] {message}", flush=True)
+
+
+def _demo_environment() -> tuple[Any, Path]:
+    """Settings for the demo (data root, fast timers), put in the environment the host will inherit."""
+    import os
+
+    from local.platform.workspace import torch_thread_env
+    from shared import runtime
+    from shared.settings import Settings, load_local_settings
+
+    load_local_settings(Path.cwd() / "local.settings.json")
+    workdir = Settings.from_env().workdir
+    data_root = Path(os.environ.get("AUTOPILOT_DATA_ROOT") or workdir / "data").resolve()
+    os.environ["AUTOPILOT_DATA_ROOT"] = str(data_root)
+    os.environ.update(DEMO_SCHEDULES)
+    # Inherited by the host and, through it, by the job and endpoint; also this process's comparison.
+    os.environ.update(torch_thread_env(dict(os.environ)))
+    runtime.reset()
+    return runtime.settings(), data_root
+
+
+def _conversation(path: Path, index: int) -> list[dict[str, str]]:
+    rows = path.read_text(encoding="utf-8").splitlines()
+    messages = [{"role": m["role"], "content": m["content"]} for m in json.loads(rows[index])["messages"]]
+    while messages and messages[-1]["role"] == "assistant":
+        messages.pop()
+    return messages
+
+
+def _base_model_answer(settings: Any, conversation: list[dict[str, str]]) -> str | None:
+    """What the foundation model says to the same conversation, for comparison (same greedy decoding)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        from local.platform.models import SMOLLM2, materialize
+        from local.platform.serving.chat_model import ChatModel
+
+        hf_logging.disable_progress_bar()  # the demo's own lines are the progress here
+
+        model = ChatModel.from_hf_dir(materialize(SMOLLM2, settings.workdir / "models"))
+        return model.generate([conversation], **DEMO_PARAMETERS)[0]  # type: ignore[arg-type]
+    except Exception as exc:  # a comparison only: the demo goes on without it
+        return f"(not available: {type(exc).__name__})"
+
+
+def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
+    import argparse as _argparse
+    import time
+
+    from local.cli import commands_local
+    from local.cli.commands_config import FOLLOW_DONE, follow
+    from local.common.processes import running_from_pid_file, stop_pid_file
+    from local.platform.dataset import DatasetError, prepare_dataset
+    from shared import runtime
+    from shared.naming import run_id
+    from shared.states import TERMINAL, RunState
+    from shared.storage import upload_config
+
+    started = time.monotonic()
+    deadline = started + timeout_minutes * 60
+    settings, data_root = _demo_environment()
+    print(f"Fine-tune Autopilot demo. Working directory: {settings.workdir}; data root: {data_root}")
+
+    # 1. Storage and the local host (restarted if it runs, so it picks up the demo's timers and data root).
+    host_pid = settings.workdir / commands_local.HOST_PID
+    if running_from_pid_file(host_pid) is not None:
+        _say("restarting the local host with the demo's settings (reconcile 10 s, cleanup 30 s)", started)
+        stop_pid_file(host_pid, timeout_s=15.0)
+    if commands_local.cmd_up(_argparse.Namespace(timeout=120.0)) != 0:
+        return 1
+
+    def finish(code: int) -> int:
+        _say(
+            f"demo {'finished' if code == 0 else 'failed'}; total wall time {time.monotonic() - started:.0f} s", started
+        )
+        if not keep_up:
+            commands_local.cmd_down(_argparse.Namespace())
+        else:
+            print("Still running (--keep-up): `autopilot status`, `autopilot endpoints`, `autopilot down`.")
+        return code
+
+    # 2. The sample data, validated, where the config's relative paths point.
+    _say("preparing the sample dataset (samples/ultrachat_sample)", started)
+    try:
+        report = prepare_dataset(
+            str(_project_root() / "samples" / "ultrachat_sample"), data_root / "ultrachat_sample", 100
+        )
+    except DatasetError as exc:
+        print(f"prepare-dataset: {exc}", file=sys.stderr)
+        return finish(1)
+    for line in report.summary_lines():
+        print(f"         {line}")
+
+    # 3. Drop the config. A timestamp comment makes every demo a new run (same bytes would be the same run).
+    config = (_project_root() / "samples" / DEMO_CONFIG).read_bytes()
+    content = f"# autopilot demo {datetime.now(UTC).isoformat(timespec='seconds')}\n".encode() + config
+    try:
+        upload_config(settings.storage_connection, settings.config_container, DEMO_CONFIG, content)
+    except Exception as exc:
+        print(f"cannot upload the config ({type(exc).__name__})", file=sys.stderr)
+        return finish(1)
+    run = run_id(settings.config_container, DEMO_CONFIG, content)
+    _say(f"dropped {settings.config_container}/{DEMO_CONFIG}: run {run}", started)
+
+    # 4. Follow it: submitted -> running (steps) -> completed -> registered -> deploying -> deployed.
+    store = runtime.run_store()
+    while store.get(run) is None:
+        if time.monotonic() > deadline or time.monotonic() - started > 300:
+            print("the host did not pick up the config; see .autopilot/host.log", file=sys.stderr)
+            return finish(1)
+        time.sleep(1)
+    if follow(run, until=FOLLOW_DONE, timeout_s=max(60.0, deadline - time.monotonic())) != 0:
+        record = store.get(run)
+        print(f"the run ended {record.state.value if record else '?'}; see `autopilot status {run}`", file=sys.stderr)
+        return finish(1)
+    record = store.get(run)
+    assert record is not None and record.endpoint_name
+
+    # 5. What fine-tuning did, and what the endpoint answers.
+    m = record.metrics
+    if "eval_loss_before" in m and "eval_loss_after" in m:
+        _say(
+            f"eval loss on test_sft: {m['eval_loss_before']:.3f} -> {m['eval_loss_after']:.3f}"
+            f" (perplexity {m.get('perplexity_before', 0):.1f} -> {m.get('perplexity_after', 0):.1f});"
+            f" training {m.get('tokens_per_second', 0):.0f} tokens/s",
+            started,
+        )
+    if record.smoke_test and record.smoke_test.get("answer"):
+        print(f"         smoke test answer: {record.smoke_test['answer']}")
+    conversation = _conversation(data_root / "ultrachat_sample" / "test_gen.jsonl", DEMO_QUESTION_ROW)
+    payload = scoring_payload([conversation], DEMO_PARAMETERS)
+    asked = time.monotonic()
+    try:
+        answer = runtime.platform().invoke(record.endpoint_name, None, payload)
+    except AutopilotError as exc:
+        print(f"invoke failed: {exc}", file=sys.stderr)
+        return finish(1)
+    latency = time.monotonic() - asked
+    _say(f"invoked {record.endpoint_name} ({record.scoring_uri}) in {latency:.1f} s", started)
+    print(f"         question:             {conversation[-1]['content']}")
+    print(f"         fine-tuned answer:    {answer_text(answer)}")
+    print(f"         base model answer:    {_base_model_answer(settings, conversation)}")
+
+    # 6. Leave it idle: the cleanup timer deletes it once idle_after_minutes (1) has passed.
+    _say("leaving the endpoint idle; the cleanup timer deletes it after 1 idle minute", started)
+    code = follow(
+        run,
+        until=frozenset({RunState.DELETED}) | TERMINAL,
+        timeout_s=max(60.0, deadline - time.monotonic()),
+        since=datetime.now(UTC),  # the states up to deployed were printed above
+    )
+    record = store.get(run)
+    if code != 0 or record is None or record.state != RunState.DELETED:
+        return finish(1)
+    left = [e.name for e in runtime.platform().list_endpoints() if e.name == record.endpoint_name]
+    _say(
+        f"endpoint {record.endpoint_name} deleted by the cleanup timer" + (" (still listed!)" if left else ""), started
+    )
+    return finish(0 if not left else 1)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(keep_up=args.keep_up, timeout_minutes=args.timeout_minutes)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the whole life cycle on this machine: up, fine-tune, deploy, invoke, cleanup")
+    p.add_argument("--keep-up", action="store_true", help="leave storage and the host running at the end")
+    p.add_argument("--timeout-minutes", type=float, default=30.0, help="give up after this long (default 30)")
+    p.set_defaults(func=cmd_demo)
