@@ -206,7 +206,7 @@ class FakePlatform:
 
     def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
         sku = instance_type or "Standard_NC24ads_A100_v4"
-        if allow_list is not None and sku not in allow_list:
+        if allow_list is not None and sku.lower() not in {a.lower() for a in allow_list}:
             raise RejectedError([FieldIssue("deployment.instance_type", f"{sku} not in {allow_list}")])
         return sku
 
@@ -291,6 +291,10 @@ class FakePlatform:
         )
 
     def set_traffic(self, endpoint_name: str, traffic: dict[str, int]) -> None:
+        if endpoint_name not in self.endpoints:
+            raise NotFoundError(f"no endpoint {endpoint_name}")
+        if not is_managed(self.endpoints[endpoint_name].tags):
+            raise NotManagedError(f"endpoint {endpoint_name} is not managed by the app")
         self.endpoints[endpoint_name].traffic = dict(traffic)
 
     def invoke(self, endpoint_name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:
