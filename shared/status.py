@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from shared.ledger.record import RunRecord
 from shared.naming import status_blob_name
+from shared.states import RunState
 
 
 class StatusStore(Protocol):
@@ -44,7 +45,18 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         "smoke_test": record.smoke_test,
         "effective_params": record.effective_params,
         "notes": record.notes,
+        "approval": record.approval,
+        "awaiting": awaiting(record),
     }
+
+
+def awaiting(record: RunRecord) -> str | None:
+    """What the run waits for from a person, if anything (today: approval of a registered model)."""
+    config = record.config or {}
+    manual = (config.get("deployment") or {}).get("approval") == "manual"
+    if record.state == RunState.REGISTERED and manual and record.approval is None:
+        return "approval"
+    return None
 
 
 class BlobStatusStore:

@@ -13,6 +13,7 @@ from typing import Any
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
 from shared.exceptions import ConfigError, FieldIssue
 from shared.ledger.record import RunRecord
+from shared.status import awaiting
 from shared.states import TERMINAL, RunState
 
 FOLLOW_INTERVAL_S = 2.0
@@ -114,6 +115,12 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
         lines.append(f"  metrics: {shown}")
     if r.model_version:
         lines.append(f"  model: {r.model_name}:{r.model_version}")
+    if awaiting(r) == "approval":
+        lines.append(f"  awaiting approval: autopilot approve {r.run_id}  |  autopilot reject {r.run_id} --reason ...")
+    if r.approval:
+        a = r.approval
+        why = f" ({a['reason']})" if a.get("reason") else ""
+        lines.append(f"  approval: {a.get('decision')} by {a.get('by')} at {a.get('at')}{why}")
     if r.endpoint_name:
         lines.append(f"  endpoint: {r.endpoint_name} / {r.deployment_name}  {r.scoring_uri or ''}")
     if r.smoke_test and r.smoke_test.get("answer"):

@@ -260,6 +260,10 @@ class DeploymentSection(Strict):
     max_concurrent_requests: int = Field(default=1, ge=1, le=1000)
     smoke_test: SmokeTestSection = Field(default_factory=SmokeTestSection)
     quality_gate: QualityGate | None = None
+    approval: Literal["auto", "manual"] = Field(
+        default="auto",
+        description="manual: the registered model waits for `autopilot approve RUN` (or `reject`) before deploying.",
+    )
 
     @field_validator("endpoint_name")
     @classmethod

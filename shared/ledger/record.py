@@ -40,6 +40,7 @@ class RunRecord:
     errors: list[dict[str, str]] = field(default_factory=list)  # [{"path", "message"}] of the last failure
     last_error_code: str | None = None
     attempts: dict[str, int] = field(default_factory=dict)  # step -> tries, for bounded retries
+    approval: dict[str, str] | None = None  # {"decision": approved|rejected, "by", "at", "reason"}
     etag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -173,6 +173,15 @@ def deploy(store: RunStore, platform: MLPlatform, run: str) -> RunRecord | None:
     if config is None or not config.deployment.enabled:
         log.info("run %s: deployment disabled; run ends registered", run)
         return None
+    if config.deployment.approval == "manual":
+        decision = (record.approval or {}).get("decision")
+        if decision is None:
+            log.info("run %s: registered, awaiting approval", run)
+            return None
+        if decision == "rejected":
+            reason = (record.approval or {}).get("reason") or "no reason given"
+            message = f"rejected by {(record.approval or {}).get('by', '?')}: {reason}"
+            return store.advance(run, RunState.DEPLOY_FAILED, _fail_with(message, "Rejected", "deployment.approval"))
     gate = quality_gate_failure(record, config)
     if gate:
         return store.advance(run, RunState.DEPLOY_FAILED, _fail_with(gate, "QualityGate", "deployment.quality_gate"))

@@ -4,7 +4,6 @@ out-of-order events, crashes between a side effect and its ledger write, and the
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,65 +14,12 @@ from shared.naming import TAG_MANAGED, TAG_RUN_ID
 from shared.platform.port import DeploymentState, JobStatus
 from shared.services.cleanup import cleanup
 from shared.services.lifecycle import on_model_registered, on_run_event
-from shared.services.reconcile import reconcile
 from shared.services.submit import submit_config
 from shared.states import RunState
 from tests.configs import CONFIG, config_bytes
 from tests.eventdata import WORKSPACE_TOPIC, load_event
-from tests.fakes import FakeClock, FakeEndpoint, FakePlatform, WorkerDied, die_entering, make_store
-
-TIMEOUT = timedelta(minutes=60)
-
-
-class World:
-    """The services with their collaborators, and shortcuts that deliver triggers like the runtime would."""
-
-    def __init__(self) -> None:
-        self.clock = FakeClock()
-        self.store, self.ledger, self.status = make_store(self.clock)
-        self.platform = FakePlatform(self.clock)
-
-    def drop(self, content: bytes | None = None, name: str = "phi3.yaml"):
-        return submit_config(
-            container="training-configs",
-            blob_name=name,
-            content=content or config_bytes(),
-            etag='"0x1"',
-            store=self.store,
-            platform=self.platform,
-            data_root=Path("."),
-        )
-
-    def run_event(self, fixture: str, run: str, **data: object) -> str:
-        raw = load_event(fixture, RUN_ID=run)
-        raw["data"].update(data)
-        return on_run_event(self.store, self.platform, parse_event(raw), WORKSPACE_TOPIC)  # type: ignore[arg-type]
-
-    def model_event(self, run: str) -> str:
-        record = self.store.get(run)
-        assert record is not None and record.model_version
-        raw = load_event(
-            "model_registered_camel",
-            RUN_ID=run,
-            MODEL_NAME=record.model_name or "",
-            MODEL_VERSION=record.model_version,
-        )
-        return on_model_registered(self.store, self.platform, parse_event(raw), WORKSPACE_TOPIC)  # type: ignore[arg-type]
-
-    def reconcile(self) -> None:
-        reconcile(self.store, self.platform, deploy_timeout=TIMEOUT)
-
-    def finish_through_reconcile(self, run: str) -> None:
-        """The job ends with no event seen; two reconcile looks take it to the deployment's outcome."""
-        self.platform.finish_job(run)
-        self.reconcile()
-        self.platform.complete_deployments()
-        self.reconcile()
-
-    def state(self, run: str) -> RunState:
-        record = self.store.get(run)
-        assert record is not None
-        return record.state
+from tests.fakes import FakeEndpoint, WorkerDied, die_entering
+from tests.functional.shared.world import World
 
 
 @pytest.fixture

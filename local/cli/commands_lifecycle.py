@@ -1,0 +1,57 @@
+"""``autopilot approve RUN`` / ``autopilot reject RUN --reason TEXT``: the decision on a model that waits for
+approval (``deployment.approval: manual``). The decision goes on the run in the ledger; the deploy step acts
+on it (the next reconcile sweep, or at once if the model is registered later)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from shared import runtime
+from shared.services.approval import ApprovalError, Decision, decide
+
+
+def _who(args: argparse.Namespace) -> str:
+    if args.by:
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _decide(args: argparse.Namespace, decision: Decision) -> int:
+    try:
+        record = decide(runtime.run_store(), args.run, decision, by=_who(args), reason=args.reason)
+    except ApprovalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    approval = record.approval or {}
+    print(f"run {record.run_id}: {approval.get('decision')} by {approval.get('by')} at {approval.get('at')}")
+    if decision == "approved":
+        print("it deploys at the next reconcile sweep (AUTOPILOT_RECONCILE_SCHEDULE) once registered")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    return _decide(args, "approved")
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    return _decide(args, "rejected")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("approve", help="approve a model that waits for approval; it is then deployed")
+    p.add_argument("run", help="the run id")
+    p.add_argument("--by", help="who decides (default: your user name)")
+    p.add_argument("--reason", help="why (kept on the run)")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("reject", help="reject a model that waits for approval; the run ends deploy_failed")
+    p.add_argument("run", help="the run id")
+    p.add_argument("--reason", required=True, help="why (kept on the run and shown in its status)")
+    p.add_argument("--by", help="who decides (default: your user name)")
+    p.set_defaults(func=cmd_reject)

@@ -1,0 +1,69 @@
+"""``World``: the services with their collaborators (in-memory ledger and status, stateful fake platform,
+a fake clock), and shortcuts that deliver triggers like the runtime would. Shared by the service tests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from shared.events import parse_event
+from shared.services.lifecycle import on_model_registered, on_run_event
+from shared.services.reconcile import reconcile
+from shared.services.submit import submit_config
+from shared.states import RunState
+from tests.configs import config_bytes
+from tests.eventdata import WORKSPACE_TOPIC, load_event
+from tests.fakes import FakeClock, FakePlatform, make_store
+
+TIMEOUT = timedelta(minutes=60)
+
+
+class World:
+    """The services with their collaborators, and shortcuts that deliver triggers like the runtime would."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.store, self.ledger, self.status = make_store(self.clock)
+        self.platform = FakePlatform(self.clock)
+
+    def drop(self, content: bytes | None = None, name: str = "phi3.yaml"):
+        return submit_config(
+            container="training-configs",
+            blob_name=name,
+            content=content or config_bytes(),
+            etag='"0x1"',
+            store=self.store,
+            platform=self.platform,
+            data_root=Path("."),
+        )
+
+    def run_event(self, fixture: str, run: str, **data: object) -> str:
+        raw = load_event(fixture, RUN_ID=run)
+        raw["data"].update(data)
+        return on_run_event(self.store, self.platform, parse_event(raw), WORKSPACE_TOPIC)  # type: ignore[arg-type]
+
+    def model_event(self, run: str) -> str:
+        record = self.store.get(run)
+        assert record is not None and record.model_version
+        raw = load_event(
+            "model_registered_camel",
+            RUN_ID=run,
+            MODEL_NAME=record.model_name or "",
+            MODEL_VERSION=record.model_version,
+        )
+        return on_model_registered(self.store, self.platform, parse_event(raw), WORKSPACE_TOPIC)  # type: ignore[arg-type]
+
+    def reconcile(self) -> None:
+        reconcile(self.store, self.platform, deploy_timeout=TIMEOUT)
+
+    def finish_through_reconcile(self, run: str) -> None:
+        """The job ends with no event seen; two reconcile looks take it to the deployment's outcome."""
+        self.platform.finish_job(run)
+        self.reconcile()
+        self.platform.complete_deployments()
+        self.reconcile()
+
+    def state(self, run: str) -> RunState:
+        record = self.store.get(run)
+        assert record is not None
+        return record.state
