@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from shared.exceptions import AlreadyExistsError, ConcurrencyError, FieldIssue
@@ -35,10 +35,18 @@ def issues_to_errors(issues: Iterable[FieldIssue]) -> list[dict[str, str]]:
 class RunStore:
     """The ledger plus its status-blob mirror, with the state machine applied on every write."""
 
-    def __init__(self, ledger: Ledger, status: StatusStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        status: StatusStore,
+        clock: Clock = utc_now,
+        observers: Sequence[Callable[[RunRecord], None]] = (),
+    ) -> None:
         self.ledger = ledger
         self.status = status
         self.clock = clock
+        # Told of every state a run enters, after the ledger write (e.g. the webhook notifier); best effort.
+        self.observers = tuple(observers)
 
     def get(self, run_id: str) -> RunRecord | None:
         return self.ledger.get(run_id)
@@ -117,11 +125,19 @@ class RunStore:
             except ConcurrencyError:
                 log.info("run %s: changed by another writer; re-reading", run_id)
                 continue
+            self._mirror(stored)
             if target is not None:
                 log.info("run %s: state %s", run_id, target.value, extra={"run_id": run_id, "state": target.value})
-            self._mirror(stored)
+                self._tell(stored)
             return stored
         raise ConcurrencyError(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} conflicting writes")
+
+    def _tell(self, record: RunRecord) -> None:
+        for observer in self.observers:
+            try:
+                observer(record)
+            except Exception:
+                log.warning("run %s: an observer of state changes failed", record.run_id, exc_info=True)
 
     def _mirror(self, record: RunRecord) -> None:
         # The ledger is the truth; a status blob that failed to write is rewritten by the next change.

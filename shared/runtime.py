@@ -37,11 +37,13 @@ def build_platform(settings: Settings) -> MLPlatform:
 
 def build_store(settings: Settings) -> RunStore:
     from shared.ledger.table import TableLedger
+    from shared.notify import WebhookNotifier
     from shared.status import BlobStatusStore
 
     return RunStore(
         TableLedger(settings.storage_connection, settings.ledger_table),
         BlobStatusStore(settings.storage_connection, settings.status_container),
+        observers=[WebhookNotifier(settings.notify_signing_key)],
     )
 
 

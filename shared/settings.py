@@ -62,6 +62,8 @@ class Settings:
     blob_source: str = setting("AUTOPILOT_BLOB_SOURCE", "LogsAndContainerScan")
     deploy_timeout_minutes: int = setting("AUTOPILOT_DEPLOY_TIMEOUT_MINUTES", "60")
     max_submit_attempts: int = setting("AUTOPILOT_MAX_SUBMIT_ATTEMPTS", "5")
+    # HMAC-SHA256 key that signs the notifications sent to the configs' `notify.webhooks`.
+    notify_signing_key: str = setting("AUTOPILOT_NOTIFY_SIGNING_KEY", "", secret=True)
     # Local platform only: the compute dtype of training and serving (auto | float32 | bfloat16).
     local_dtype: str = setting("AUTOPILOT_LOCAL_DTYPE", "auto")
     azureml_subscription_id: str = setting("AZUREML_SUBSCRIPTION_ID", "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -327,9 +327,11 @@ class FakePlatform:
         self.deleted_endpoints.append(endpoint_name)
 
 
-def make_store(clock: FakeClock | None = None) -> tuple[RunStore, InMemoryLedger, InMemoryStatusStore]:
+def make_store(
+    clock: FakeClock | None = None, observers: Sequence[Callable[[RunRecord], None]] = ()
+) -> tuple[RunStore, InMemoryLedger, InMemoryStatusStore]:
     ledger, status = InMemoryLedger(), InMemoryStatusStore()
-    return RunStore(ledger, status, clock or FakeClock()), ledger, status
+    return RunStore(ledger, status, clock or FakeClock(), observers), ledger, status
 
 
 def transient(message: str = "throttled") -> TransientPlatformError:

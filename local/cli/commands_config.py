@@ -13,8 +13,8 @@ from typing import Any
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
 from shared.exceptions import ConfigError, FieldIssue
 from shared.ledger.record import RunRecord
-from shared.status import awaiting
 from shared.states import TERMINAL, RunState
+from shared.status import awaiting
 
 FOLLOW_INTERVAL_S = 2.0
 # A run that reaches one of these has nothing more to show unless cleanup comes later.

@@ -175,6 +175,23 @@ def validate_data(data: Any) -> TrainingConfig:
         raise ConfigError(issues_from_validation(exc)) from None
 
 
+def notify_section_of(data: bytes) -> dict[str, Any] | None:
+    """The ``notify`` section of a config that may be invalid elsewhere, if that section itself is valid."""
+    from shared.config.model import NotifySection
+
+    try:
+        document = parse_document(data)
+    except Exception:  # whatever made the config unreadable is reported on its own; here: no section
+        return None
+    raw = document.get("notify") if isinstance(document, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return NotifySection.model_validate(raw).model_dump(mode="json")
+    except ValidationError:
+        return None
+
+
 def load_config(data: bytes) -> TrainingConfig:
     """Bytes of a YAML or JSON file to a validated config. Every failure is a ``ConfigError``."""
     return validate_data(parse_document(data))

@@ -283,6 +283,32 @@ class DeploymentSection(Strict):
         return value
 
 
+NotifyEvent = Literal[
+    "completed", "failed", "canceled", "rejected", "awaiting_approval", "deployed", "deploy_failed", "deleted"
+]
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+class NotifySection(Strict):
+    """Who hears about the run: signed JSON POSTs to webhooks (see shared/notify.py)."""
+
+    webhooks: list[str] = Field(default_factory=list, max_length=5, description="https URLs (http only on loopback).")
+    events: list[NotifyEvent] | None = Field(default=None, description="Default: every event.")
+
+    @field_validator("webhooks")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        from urllib.parse import urlsplit
+
+        for url in value:
+            parts = urlsplit(url)
+            if len(url) > 2048 or not parts.hostname:
+                raise ValueError(f"{url[:80]!r} is not a URL")
+            if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
+                raise ValueError("webhooks must be https URLs (plain http only to 127.0.0.1 or localhost)")
+        return value
+
+
 class CleanupSection(Strict):
     """When the idle endpoint is deleted."""
 
@@ -327,6 +353,7 @@ class TrainingConfig(Strict):
     registration: RegistrationSection = Field(default_factory=RegistrationSection)
     deployment: DeploymentSection = Field(default_factory=DeploymentSection)
     cleanup: CleanupSection = Field(default_factory=CleanupSection)
+    notify: NotifySection = Field(default_factory=NotifySection)
     component: ComponentSection = Field(default_factory=ComponentSection)
     dataset_label: str = Field(
         default="ultrachat",

@@ -40,6 +40,8 @@ class RunRecord:
     errors: list[dict[str, str]] = field(default_factory=list)  # [{"path", "message"}] of the last failure
     last_error_code: str | None = None
     attempts: dict[str, int] = field(default_factory=dict)  # step -> tries, for bounded retries
+    # The config's `notify` section when the config as a whole was rejected (else it is in `config`).
+    notify: dict[str, Any] | None = None
     approval: dict[str, str] | None = None  # {"decision": approved|rejected, "by", "at", "reason"}
     etag: str | None = None
 

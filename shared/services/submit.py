@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from shared.config.loader import load_config
+from shared.config.loader import load_config, notify_section_of
 from shared.exceptions import ConfigError, FieldIssue, PlatformError, RejectedError, TransientPlatformError
 from shared.ledger.record import RunRecord
 from shared.naming import check_blob_name, config_name, run_id
@@ -27,10 +27,15 @@ log = logging.getLogger(__name__)
 MAX_RECORD_JSON_CHARS = 30_000
 
 
-def _reject(store: RunStore, run: str, issues: list[FieldIssue], code: str) -> RunRecord | None:
+def _reject(
+    store: RunStore, run: str, issues: list[FieldIssue], code: str, content: bytes | None = None
+) -> RunRecord | None:
+    notify = notify_section_of(content) if content is not None else None
+
     def fill(record: RunRecord) -> None:
         record.errors = issues_to_errors(issues)
         record.last_error_code = code
+        record.notify = notify  # so that a rejection still reaches the people the config names
 
     log.info("run %s: rejected (%s): %s", run, code, "; ".join(str(i) for i in issues))
     return store.advance(run, RunState.REJECTED, fill)
@@ -110,7 +115,7 @@ def submit_config(
     except RejectedError as exc:
         return _reject(store, run, exc.issues, "InvalidBlobName")
     except ConfigError as exc:
-        return _reject(store, run, exc.issues, "InvalidConfig")
+        return _reject(store, run, exc.issues, "InvalidConfig", content)
 
     try:
         plan = build_plan(

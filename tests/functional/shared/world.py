@@ -3,10 +3,12 @@ a fake clock), and shortcuts that deliver triggers like the runtime would. Share
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from shared.events import parse_event
+from shared.ledger.record import RunRecord
 from shared.services.lifecycle import on_model_registered, on_run_event
 from shared.services.reconcile import reconcile
 from shared.services.submit import submit_config
@@ -21,9 +23,9 @@ TIMEOUT = timedelta(minutes=60)
 class World:
     """The services with their collaborators, and shortcuts that deliver triggers like the runtime would."""
 
-    def __init__(self) -> None:
+    def __init__(self, observers: Sequence[Callable[[RunRecord], None]] = ()) -> None:
         self.clock = FakeClock()
-        self.store, self.ledger, self.status = make_store(self.clock)
+        self.store, self.ledger, self.status = make_store(self.clock, observers)
         self.platform = FakePlatform(self.clock)
 
     def drop(self, content: bytes | None = None, name: str = "phi3.yaml"):
