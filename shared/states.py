@@ -23,13 +23,14 @@ class RunState(StrEnum):
 S = RunState
 # Forward moves only. Skips are allowed where an event can be lost (a job can complete with no
 # "running" event seen). A submit that keeps failing, or a registration that fails for good, ends failed.
+# A person can cancel a run until it is deployed (``autopilot cancel``).
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    S.RECEIVED: frozenset({S.REJECTED, S.SUBMITTED, S.FAILED}),
+    S.RECEIVED: frozenset({S.REJECTED, S.SUBMITTED, S.FAILED, S.CANCELED}),
     S.SUBMITTED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.CANCELED}),
-    S.COMPLETED: frozenset({S.REGISTERED, S.FAILED}),
-    S.REGISTERED: frozenset({S.DEPLOYING, S.DEPLOY_FAILED}),
-    S.DEPLOYING: frozenset({S.DEPLOYED, S.DEPLOY_FAILED}),
+    S.COMPLETED: frozenset({S.REGISTERED, S.FAILED, S.CANCELED}),
+    S.REGISTERED: frozenset({S.DEPLOYING, S.DEPLOY_FAILED, S.CANCELED}),
+    S.DEPLOYING: frozenset({S.DEPLOYED, S.DEPLOY_FAILED, S.CANCELED}),
     S.DEPLOYED: frozenset({S.DELETED}),
     S.REJECTED: frozenset(),
     S.FAILED: frozenset(),

@@ -231,6 +231,12 @@ class FakePlatform:
             raise NotFoundError(f"no job {name}")
         return JobInfo(name, job.status, dict(job.request.tags), job.error, dict(job.metrics))
 
+    def cancel_job(self, name: str) -> None:
+        self._maybe_fail("cancel_job")
+        job = self.jobs.get(name)
+        if job is not None and not job.status.is_terminal:
+            job.status = JobStatus.CANCELED
+
     def finish_job(self, name: str, status: JobStatus = JobStatus.COMPLETED, error: str | None = None) -> None:
         self.jobs[name].status = status
         self.jobs[name].error = error

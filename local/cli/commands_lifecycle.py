@@ -1,6 +1,7 @@
-"""``autopilot approve RUN`` / ``autopilot reject RUN --reason TEXT``: the decision on a model that waits for
-approval (``deployment.approval: manual``). The decision goes on the run in the ledger; the deploy step acts
-on it (the next reconcile sweep, or at once if the model is registered later)."""
+"""``autopilot approve RUN`` / ``reject RUN --reason TEXT``: the decision on a model that waits for approval
+(``deployment.approval: manual``); it goes on the run in the ledger and the deploy step acts on it (the next
+reconcile sweep, or at once if the model is registered later). ``autopilot cancel RUN``: stop a run before it
+is deployed; the job is canceled and anything deployed for it deleted."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import sys
 from typing import Any
 
 from shared import runtime
+from shared.exceptions import PlatformError
 from shared.services.approval import ApprovalError, Decision, decide
+from shared.services.cancel import CancelError, cancel_run
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -43,7 +46,28 @@ def cmd_reject(args: argparse.Namespace) -> int:
     return _decide(args, "rejected")
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    try:
+        record = cancel_run(runtime.run_store(), runtime.platform(), args.run, by=_who(args))
+    except CancelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except PlatformError as exc:
+        # The run is canceled in the ledger; telling the platform failed and is safe to try again.
+        print(
+            f"error: run {args.run} is canceled, but the platform said: {exc}; run the command again", file=sys.stderr
+        )
+        return 1
+    print(f"run {record.run_id}: canceled")
+    return 0
+
+
 def register(sub: Any) -> None:
+    p = sub.add_parser("cancel", help="cancel a run before it is deployed (job canceled, endpoint deleted)")
+    p.add_argument("run", help="the run id")
+    p.add_argument("--by", help="who cancels (default: your user name)")
+    p.set_defaults(func=cmd_cancel)
+
     p = sub.add_parser("approve", help="approve a model that waits for approval; it is then deployed")
     p.add_argument("run", help="the run id")
     p.add_argument("--by", help="who decides (default: your user name)")

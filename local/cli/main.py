@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "local.cli.commands_platform",  # invoke, endpoints, cleanup, prepare-dataset
     "local.cli.commands_plan",  # plan
     "local.cli.demo",  # demo
-    "local.cli.commands_lifecycle",  # approve, reject
+    "local.cli.commands_lifecycle",  # approve, reject, cancel
 )
 
 

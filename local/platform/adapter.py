@@ -215,6 +215,9 @@ class LocalPlatform:
 
     # -- models
 
+    def cancel_job(self, name: str) -> None:
+        self.jobs.cancel(name)
+
     def register_model(self, request: RegisterRequest) -> ModelRef:
         source, mlflow_run_id = self.jobs.model_output(request.job_name)
         model, _ = self.registry.register(

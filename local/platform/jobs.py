@@ -207,7 +207,24 @@ class Jobs:
         self._fail_mlflow_run(name, status.get("mlflow_run_id"))
         return status
 
+    def cancel(self, name: str) -> None:
+        """Stop the job's process and record it Canceled, unless it already ended; missing is success."""
+        directory = self._dir(name)
+        with file_lock(self.workspace.locks / f"job-{name}.lock"):
+            status = read_json(directory / STATUS_FILE)
+            if status is None or JobStatus.parse(status.get("status")).is_terminal:
+                return
+            status.update(status=JobStatus.CANCELED.value, error="canceled on request", finished_at=_now())
+            status["progress"] = "canceled"
+            write_json_atomic(directory / STATUS_FILE, status)
+        processes.stop_pid_file(self.pid_file(name), timeout_s=5.0)
+        log.info("job %s: canceled", name)
+        self._end_mlflow_run(name, status.get("mlflow_run_id"), "KILLED")
+
     def _fail_mlflow_run(self, name: str, run_id: Any) -> None:
+        self._end_mlflow_run(name, run_id, "FAILED")
+
+    def _end_mlflow_run(self, name: str, run_id: Any, end: str) -> None:
         """A killed job cannot end its own MLflow run; without this it would show RUNNING forever."""
         if not run_id:
             return
@@ -216,9 +233,9 @@ class Jobs:
 
             client = MlflowClient(tracking_uri=self.workspace.tracking_uri)
             if client.get_run(str(run_id)).info.status == "RUNNING":
-                client.set_terminated(str(run_id), status="FAILED")
+                client.set_terminated(str(run_id), status=end)
         except Exception as exc:  # the ledger already says failed; this is bookkeeping
-            log.warning("job %s: could not mark MLflow run %s failed: %s", name, run_id, exc)
+            log.warning("job %s: could not end MLflow run %s as %s: %s", name, run_id, end, exc)
 
     def model_output(self, name: str) -> tuple[Path, str | None]:
         """(the MLflow model directory a completed job wrote, its MLflow run id)."""

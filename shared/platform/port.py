@@ -216,6 +216,9 @@ class MLPlatform(Protocol):
     def get_job(self, name: str) -> JobInfo:
         """Status of a job; ``NotFoundError`` when there is none."""
 
+    def cancel_job(self, name: str) -> None:
+        """Start canceling a job, without waiting; a finished or missing job is success."""
+
     def register_model(self, request: RegisterRequest) -> ModelRef:
         """Register the job's model output; a retry returns the version registered before."""
 

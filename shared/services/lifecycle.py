@@ -197,7 +197,13 @@ def deploy(store: RunStore, platform: MLPlatform, run: str) -> RunRecord | None:
         return store.advance(
             run, RunState.DEPLOY_FAILED, _fail_with(message, exc.code or "DeploymentFailed", "deployment")
         )
-    return store.advance(run, RunState.DEPLOYING)
+    moved = store.advance(run, RunState.DEPLOYING)
+    if moved is None and (now := store.get(run)) is not None and now.state == RunState.CANCELED:
+        # Canceled while this endpoint was being started: nothing of a canceled run may stay up.
+        from shared.services.cancel import delete_endpoint_of
+
+        delete_endpoint_of(platform, now)
+    return moved
 
 
 def deploy_request(record: RunRecord, config: TrainingConfig, model: ModelRef) -> DeployRequest:

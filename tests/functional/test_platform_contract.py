@@ -136,6 +136,11 @@ def test_a_missing_job_is_not_found(impl: Profile) -> None:
         impl.platform.get_job("no-such-job-1234")
 
 
+def test_canceling_a_job_that_does_not_exist_is_success(impl: Profile) -> None:
+    impl.platform.cancel_job("no-such-job-1234")
+    impl.platform.cancel_job("no-such-job-1234")
+
+
 def test_missing_deployments_and_endpoints(impl: Profile) -> None:
     info = impl.platform.get_deployment("ft-missing-abcd1234", "d-missing")
     assert info.state == DeploymentState.MISSING

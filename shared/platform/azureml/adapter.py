@@ -198,6 +198,13 @@ class AzureMLPlatform:
             job = self.clients.workspace.jobs.get(name)
         return self._job_info(job)
 
+    def cancel_job(self, name: str) -> None:
+        try:
+            with azure_call(f"canceling job {name}"):
+                self.clients.workspace.jobs.begin_cancel(name)  # the poller is not waited on
+        except NotFoundError:
+            return
+
     def _job_info(self, job: Any) -> JobInfo:
         raw = getattr(job, "status", None)
         # A job the service has just accepted may not report a status yet: it has not started.
