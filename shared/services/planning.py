@@ -199,7 +199,9 @@ def build_plan(
         params=params,
         job=job,
         model_name=config.registration.model_name or model_name(config.model.name, name_of_config),
-        endpoint_name=config.deployment.endpoint_name or endpoint_name(run_id),
+        # A platform whose names must be unique beyond one workspace (Azure ML: per region) says so with a
+        # ``name_scope``; the local platform has none and keeps the run's own hash.
+        endpoint_name=config.deployment.endpoint_name or endpoint_name(run_id, getattr(platform, "name_scope", "")),
         deployment_name=config.deployment.deployment_name or deployment_name(run_id),
         inference_instance_type=inference_sku,
         smoke_request=smoke,

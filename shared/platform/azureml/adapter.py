@@ -30,7 +30,7 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 
 from shared.config.model_tags import FINETUNE_ALLOW_LIST, INFERENCE_ALLOW_LIST
 from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
-from shared.naming import TAG_RUN_ID, run_hash
+from shared.naming import TAG_RUN_ID, run_hash, workspace_scope
 from shared.platform.azureml.clients import AzureClients
 from shared.platform.azureml.compute import check_finetune_compute, check_inference_sku
 from shared.platform.azureml.endpoints import Endpoints
@@ -60,17 +60,20 @@ log = logging.getLogger(__name__)
 _REMOTE_DATA = re.compile(r"^(azureml://|azureml:[A-Za-z0-9_.-]+(:|@)|https://|abfss://|wasbs://)")
 
 
-def model_version(run_id: str) -> str:
-    """The registered model's version for a run: the run hash (8 hex digits) as a decimal number.
+MAX_MODEL_VERSION = 2**31 - 1  # registered model versions are positive 32-bit integers
 
-    Azure ML model versions are numbers by habit (the seed used a timestamp); deriving it from the run makes
-    a retried registration address the version it created, and the run is readable back from it
-    (``format(int(version), "08x")`` is the run id's suffix).
+
+def model_version(run_id: str) -> str:
+    """The registered model's version for a run: derived from the run hash, in 1 .. 2^31-1.
+
+    Azure ML model versions are positive integers (the seed used a timestamp); deriving the version from the
+    run makes a retried registration address the version it created. Eight hex digits reach 2^32-1 and can be
+    0, so the hash is folded into the valid range.
     """
     suffix = run_hash(run_id)
     if not re.fullmatch(r"[0-9a-f]{8}", suffix):
         suffix = hashlib.sha256(run_id.encode()).hexdigest()[:8]
-    return str(int(suffix, 16))
+    return str(int(suffix, 16) % MAX_MODEL_VERSION + 1)
 
 
 def _is_conflict(exc: HttpResponseError) -> bool:
@@ -98,6 +101,12 @@ class AzureMLPlatform:
         self.offline = offline or OfflineSources()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._endpoints = Endpoints(lambda: self.clients.workspace, lambda: self._clock())
+
+    @property
+    def name_scope(self) -> str:
+        """What makes derived names unique beyond the run: the workspace (endpoint names are per region)."""
+        s = self.settings
+        return workspace_scope(s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace_name)
 
     # -- model, compute, data ---------------------------------------------------------------------------------
     def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:

@@ -119,11 +119,15 @@ def test_get_job_of_an_unknown_job_is_not_found(settings: Settings, workspace: F
 
 
 # -- models -------------------------------------------------------------------------------------------------
-def test_model_version_is_derived_from_the_run() -> None:
-    from shared.platform.azureml.adapter import model_version
+def test_model_version_is_derived_from_the_run_and_is_a_positive_32_bit_integer() -> None:
+    from shared.platform.azureml.adapter import MAX_MODEL_VERSION, model_version
 
-    assert model_version("phi3-ultrachat-0000000a") == "10"
-    assert model_version(RUN_ID) == str(0x1A2B3C4D)
+    assert model_version("phi3-ultrachat-0000000a") == "11"
+    assert model_version(RUN_ID) == str(0x1A2B3C4D + 1)
+    # The edges of the hash: 0 would be no version at all, ffffffff is past 2^31-1.
+    assert model_version("phi3-ultrachat-00000000") == "1"
+    assert 1 <= int(model_version("phi3-ultrachat-ffffffff")) <= MAX_MODEL_VERSION == 2**31 - 1
+    assert int(model_version("phi3-ultrachat-7fffffff")) <= MAX_MODEL_VERSION
     assert model_version("odd-run-id") == model_version("odd-run-id")
     assert model_version("odd-run-id").isdigit()
 
@@ -137,7 +141,7 @@ def test_register_creates_one_version_and_a_retry_returns_it(settings: Settings,
         tags=app_tags(RUN_ID, "phi3-ultrachat.yaml"),
     )
     first = platform.register_model(request)
-    assert first.version == str(0x1A2B3C4D)
+    assert first.version == str(0x1A2B3C4D + 1)
     stored = workspace.models[("Phi-3-mini-4k-instruct-ultrachat-200k", first.version)]
     assert stored.path == f"azureml://jobs/{RUN_ID}/outputs/trained_model"
     assert stored.type == "mlflow_model"
@@ -153,7 +157,7 @@ def test_a_foreign_model_version_is_not_adopted(settings: Settings, workspace: F
     platform = make_platform(settings, workspace)
     request = RegisterRequest(RUN_ID, "m", "d", app_tags(RUN_ID, "c.yaml"))
     platform.register_model(request)
-    workspace.models[("m", str(0x1A2B3C4D))].tags = {}
+    workspace.models[("m", str(0x1A2B3C4D + 1))].tags = {}
     with pytest.raises(RejectedError) as exc:
         platform.register_model(request)
     assert exc.value.issues[0].path == "registration.model_name"
