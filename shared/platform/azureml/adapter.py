@@ -17,6 +17,7 @@ both given no workspace is touched: that is how ``autopilot plan`` previews a jo
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -28,7 +29,6 @@ from azure.ai.ml.entities import Model
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
-from shared.config.model_tags import FINETUNE_ALLOW_LIST, INFERENCE_ALLOW_LIST
 from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
 from shared.naming import TAG_RUN_ID, run_hash, workspace_scope
 from shared.platform.azureml.clients import AzureClients
@@ -36,7 +36,7 @@ from shared.platform.azureml.compute import check_finetune_compute, check_infere
 from shared.platform.azureml.endpoints import Endpoints
 from shared.platform.azureml.errors import azure_call, short, translate
 from shared.platform.azureml.monitor import MetricsQuery, endpoint_resource_id, query_activity
-from shared.platform.azureml.offline import OfflineSources, load_component_spec, load_model
+from shared.platform.azureml.offline import OfflineSources, load_component_spec, load_model, load_model_spec
 from shared.platform.azureml.pipeline import OUTPUT_NAME, BuiltJob, build_pipeline_job
 from shared.platform.port import (
     ComputeInfo,
@@ -110,6 +110,8 @@ class AzureMLPlatform:
 
     # -- model, compute, data ---------------------------------------------------------------------------------
     def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:
+        if self.offline.model_spec is not None:
+            return load_model_spec(self.offline.model_spec, name, version, registry)
         if self.offline.model_tags is not None:
             return load_model(self.offline.model_tags, name, version, registry)
         client = self.clients.registry(registry)
@@ -126,14 +128,20 @@ class AzureMLPlatform:
                 [FieldIssue(path, f"no model {name} version {version} in registry {registry} (see the model catalog)")]
             ) from None
         tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
-        return FoundationModel(name=str(model.name), version=str(model.version), id=str(model.id), tags=tags)
+        return FoundationModel(
+            name=str(model.name),
+            version=str(model.version),
+            id=str(model.id),
+            tags=tags,
+            system_metadata=_system_metadata(model),
+        )
 
     def check_compute(self, request: ComputeRequest, allow_list: list[str] | None) -> ComputeInfo:
         workspace = None if self.offline.no_workspace else self.clients.workspace
-        return check_finetune_compute(request, allow_list, workspace, FINETUNE_ALLOW_LIST)
+        return check_finetune_compute(request, allow_list, workspace, "fine-tune allow list")
 
     def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
-        return check_inference_sku(instance_type, allow_list, INFERENCE_ALLOW_LIST)
+        return check_inference_sku(instance_type, allow_list, "inference allow list")
 
     def check_data(self, paths: dict[str, str]) -> dict[str, str]:
         """Data must be readable by the job in Azure: datastore URIs, data assets or https URLs, as given."""
@@ -311,6 +319,22 @@ class AzureMLPlatform:
         name = self.settings.azureml_workspace_name
         with azure_call(f"reading workspace {name}"):
             return str(self.clients.workspace.workspaces.get(name).location)
+
+
+def _system_metadata(model: Any) -> dict[str, Any]:
+    """The registry's ``system_metadata`` of a model (allow lists, deprecation dates).
+
+    azure-ai-ml 1.35.2 keeps it on ``Model._system_metadata`` (there is no public property) and drops the
+    version's ``isArchived`` flag when it builds the entity; the dates say the same for retired models.
+    """
+    raw = getattr(model, "system_metadata", None) or getattr(model, "_system_metadata", None)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            log.warning("model %s: system_metadata is not JSON; ignored", getattr(model, "name", "?"))
+            return {}
+    return dict(raw) if isinstance(raw, dict) else {}
 
 
 def _model_ref(model: Any) -> ModelRef:
