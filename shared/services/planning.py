@@ -160,14 +160,14 @@ def build_plan(
             finetune_allow,
         )
     except RejectedError as exc:
-        issues.extend(exc.issues)
+        issues.extend(_with_source(exc.issues, finetune_list))
 
     inference_sku: str | None = None
     if config.deployment.enabled:
         try:
             inference_sku = platform.check_inference_compute(config.deployment.instance_type or "", inference_allow)
         except RejectedError as exc:
-            issues.extend(exc.issues)
+            issues.extend(_with_source(exc.issues, inference_list))
 
     data_paths = {k: v for k, v in config.data.model_dump().items() if v is not None}
     resolved_data: dict[str, str] = {}
@@ -232,6 +232,15 @@ def build_plan(
         inference_allow=inference_list,
         lifecycle=lifecycle,
     )
+
+
+def _with_source(issues: list[FieldIssue], allow: AllowList | None) -> list[FieldIssue]:
+    """A refusal by an allow list says which list it was (system metadata or the tag of an older version)."""
+    if allow is None or allow.skus is None:
+        return list(issues)
+    return [
+        FieldIssue(i.path, f"{i.message} (from {allow.source})") if "allow list" in i.message else i for i in issues
+    ]
 
 
 def _lifecycle_issues(

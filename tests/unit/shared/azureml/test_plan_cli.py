@@ -164,6 +164,7 @@ def test_rejections_exit_1_with_one_line_per_reason(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "A submit would be rejected (2 reasons):"
     assert err[1].startswith("  deployment.instance_type: Standard_NC6 is not in the model's inference allow list")
+    assert err[1].endswith("(from system_metadata.supportedComputes.inferenceComputes)")
     assert err[2].startswith("  data.train: on Azure ML give a datastore URI")
 
 
