@@ -60,18 +60,28 @@ def status_blob_name(blob_name: str) -> str:
     return f"{stem or blob_name}.json"
 
 
-def _endpointish(prefix: str, run: str, max_len: int = 32) -> str:
+def _endpointish(prefix: str, run: str, max_len: int = 32, scope: str = "") -> str:
     h = run_hash(run)
     base = re.sub(r"-+", "-", run[: -len(h) - 1] if run.endswith(h) else run).strip("-")
+    if scope:
+        # The run hash depends only on the blob path and bytes: the same sample deployed from two workspaces
+        # would collide, and managed online endpoint names are unique per Azure region. The scope (the
+        # workspace's identity) joins the hash, so names differ per workspace and stay stable for a run.
+        h = hashlib.sha256(f"{scope}\n{run}".encode()).hexdigest()[:8]
     room = max_len - len(prefix) - len(h) - 1
     base = base[:room].rstrip("-")
     name = f"{prefix}{base}-{h}" if base else f"{prefix}{h}"
     return name
 
 
-def endpoint_name(run: str) -> str:
-    """3-32 chars, a letter first: ``ft-<config>-<hash>``, stable for the run."""
-    return _endpointish("ft-", run)
+def workspace_scope(subscription_id: str, resource_group: str, workspace: str) -> str:
+    """The identity of an Azure ML workspace, case-folded as Azure resource ids compare."""
+    return f"{subscription_id}/{resource_group}/{workspace}".lower()
+
+
+def endpoint_name(run: str, scope: str = "") -> str:
+    """3-32 chars, a letter first: ``ft-<config>-<hash>``, stable for the run (and, given, the workspace)."""
+    return _endpointish("ft-", run, scope=scope)
 
 
 def deployment_name(run: str) -> str:

@@ -3,8 +3,9 @@
 The plan is ``shared.services.planning.build_plan``, the function submit itself runs, so the preview is the
 job that would run: effective parameters with their origin, the compute checks, the names derived from the
 run id and, on Azure ML, the pipeline job serialised from the SDK's own objects. With ``--component`` and
-``--model-tags`` the Azure ML plan needs no Azure access at all. Exit codes: 0 the submit would be accepted,
-1 it would be rejected (one line per reason), 2 the plan could not be made (bad arguments, no access).
+``--model-spec`` (or ``--model-tags``) the Azure ML plan needs no Azure access at all. Exit codes: 0 the
+submit would be accepted, 1 it would be rejected (one line per reason), 2 the plan could not be made (bad
+arguments, no access).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 import yaml
 
 from shared.config.loader import load_config
-from shared.config.model_tags import FINETUNE_ALLOW_LIST, INFERENCE_ALLOW_LIST, parse_sku_list
-from shared.exceptions import AutopilotError, ConfigError, FieldIssue, ModelTagError, RejectedError
+from shared.config.model_tags import AllowList
+from shared.exceptions import AutopilotError, ConfigError, FieldIssue, RejectedError
 from shared.naming import config_name, run_id
 from shared.services.planning import SubmissionPlan, build_plan
 from shared.settings import Settings
@@ -55,7 +56,7 @@ def register(subparsers: Any) -> None:
         "--platform",
         choices=("azureml", "local"),
         default=None,
-        help="default: azureml with --component/--model-tags, else AUTOPILOT_PLATFORM (the settings)",
+        help="default: azureml with --component/--model-tags/--model-spec, else AUTOPILOT_PLATFORM (the settings)",
     )
     parser.add_argument(
         "--component",
@@ -68,6 +69,13 @@ def register(subparsers: Any) -> None:
         type=Path,
         metavar="TAGS.json",
         help="Azure ML: the foundation model's tags from this file instead of the registry",
+    )
+    parser.add_argument(
+        "--model-spec",
+        type=Path,
+        metavar="MODEL.spec.yaml",
+        help="Azure ML: the foundation model from its registry asset spec (tags, system_metadata with allow lists "
+        "and lifecycle dates, isArchived) instead of the registry",
     )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.set_defaults(func=run)
@@ -97,7 +105,7 @@ def _platform(settings: Settings, name: str, args: argparse.Namespace) -> Any:
             from shared.platform.azureml.offline import OfflineSources
         except ImportError as exc:
             raise AutopilotError(f"the Azure ML adapter cannot be imported ({exc}); install requirements.txt") from None
-        return AzureMLPlatform(chosen, offline=OfflineSources(args.component, args.model_tags))
+        return AzureMLPlatform(chosen, offline=OfflineSources(args.component, args.model_tags, args.model_spec))
     from shared.runtime import build_platform
 
     try:
@@ -129,13 +137,19 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         return _error(str(exc))
     offline = [
         f"{flag} {value}"
-        for flag, value in (("--component", args.component), ("--model-tags", args.model_tags))
+        for flag, value in (
+            ("--component", args.component),
+            ("--model-tags", args.model_tags),
+            ("--model-spec", args.model_spec),
+        )
         if value
     ]
+    if args.model_tags and args.model_spec:
+        return _error("give --model-tags or --model-spec, not both (both describe the foundation model)")
     # The offline stand-ins only exist for Azure ML, so giving one picks it unless a platform is named.
     name = args.platform or ("azureml" if offline else settings.platform)
     if name != "azureml" and offline:
-        return _error("--component and --model-tags apply to --platform azureml only")
+        return _error("--component, --model-tags and --model-spec apply to --platform azureml only")
 
     try:
         config = load_config(content)
@@ -181,21 +195,18 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         return _rejected(exc.issues, args.json)
     except AutopilotError as exc:
         hint = ""
-        if name == "azureml" and not (args.component and args.model_tags):
+        if name == "azureml" and not (args.component and (args.model_tags or args.model_spec)):
             hint = (
-                " (to plan without Azure access pass --component and --model-tags; to use your own login set "
+                " (to plan without Azure access pass --component and --model-spec or --model-tags; to use your "
+                "own login set "
                 "AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS=true)"
             )
         return _error(f"{exc}{hint}")
     return PlanOutput(str(path), f"{settings.config_container}/{blob}", name, offline, plan, job_dict, job_yaml, notes)
 
 
-def _allow_list_line(tags: dict[str, str], tag: str) -> str:
-    try:
-        skus = parse_sku_list(tags, tag)
-    except ModelTagError as exc:
-        return f"{tag}: unreadable ({exc})"
-    return f"{tag}: {', '.join(skus)}" if skus is not None else f"{tag}: none (the deny list applies)"
+def _allow_list_line(allow: AllowList | None) -> str:
+    return "allow list " + (allow.describe() if allow is not None else "unreadable (see the rejection)")
 
 
 def _print_text(out: PlanOutput) -> None:
@@ -208,6 +219,11 @@ def _print_text(out: PlanOutput) -> None:
     print()
     print("Foundation model")
     print(f"  {model.name} version {model.version}: {model.id}")
+    life = plan.lifecycle
+    if life.archived or life.dates:
+        print(f"  lifecycle: {life.describe('finetune')}")
+        if plan.config.deployment.enabled:
+            print(f"  lifecycle: {life.describe('inference')}")
     print()
     print("Effective parameters (origin: default < model < config)")
     record = plan.params.to_record()
@@ -217,13 +233,13 @@ def _print_text(out: PlanOutput) -> None:
         print(f"  {key:<{width}}  {value:<12} {entry['source']}")
     print()
     print("Compute checks")
-    print(f"  fine-tune: {_allow_list_line(model.tags, FINETUNE_ALLOW_LIST)}")
+    print(f"  fine-tune: {_allow_list_line(plan.finetune_allow)}")
     print(
         f"  fine-tune: {compute.cluster}, VM size {compute.size}, {compute.gpus_per_node} GPU(s) per node, "
         f"{plan.job.params.num_nodes_finetune} node(s): accepted"
     )
     if plan.inference_instance_type:
-        print(f"  inference: {_allow_list_line(model.tags, INFERENCE_ALLOW_LIST)}")
+        print(f"  inference: {_allow_list_line(plan.inference_allow)}")
         print(f"  inference: {plan.inference_instance_type}: accepted")
     else:
         print("  inference: deployment disabled")
@@ -263,6 +279,16 @@ def _print_json(out: PlanOutput) -> None:
                 "effective_params": plan.params.to_record(),
                 "compute": dataclasses.asdict(plan.compute),
                 "inference_instance_type": plan.inference_instance_type,
+                "allow_lists": {
+                    a.kind: {"skus": a.skus, "source": a.source}
+                    for a in (plan.finetune_allow, plan.inference_allow)
+                    if a is not None
+                },
+                "lifecycle": {
+                    "archived": plan.lifecycle.archived,
+                    "dates": {k: v.isoformat() for k, v in plan.lifecycle.dates.items()},
+                    "source": plan.lifecycle.source,
+                },
                 "names": {
                     "job": plan.job.name,
                     "experiment": plan.job.experiment_name,

@@ -53,6 +53,21 @@ class ComponentParams(BaseModel):
     apply_early_stopping: bool = False
     early_stopping_patience: int = Field(default=1, ge=1)
     resume_from_checkpoint: bool = False
+    # The remaining tunable inputs of the real chat_completion_pipeline 0.0.82 (types, enums, defaults and
+    # bounds as its spec declares them; tests/fixtures/azureml/components/chat_completion_pipeline.spec.yaml).
+    ignore_mismatched_sizes: bool = False
+    trust_remote_code: bool = False
+    enable_full_determinism: bool = False
+    logging_strategy: Literal["epoch", "steps"] = "steps"
+    metric_for_best_model: Literal["loss", "f1", "exact"] = "loss"
+    early_stopping_threshold: float = 0.0
+    evaluation_steps_interval: float = Field(default=0.0, ge=0)
+    eval_accumulation_steps: int = Field(default=-1, ge=-1)
+    dataloader_num_workers: int = Field(default=0, ge=0)
+    batch_size: int = Field(default=1000, ge=1, description="rows per preprocessing batch")
+    finetune_config_path: str | None = Field(
+        default=None, description="a JSON file of extra fine-tune settings (azureml:// or https URI)"
+    )
     # Set through the config's other sections (optimization, compute), not `training`.
     apply_lora: bool = False
     lora_r: int = Field(default=8, ge=1, le=1024)

@@ -25,6 +25,27 @@ Source = Literal["default", "model", "config"]
 APP_DEFAULTS: dict[str, Any] = ComponentParams().model_dump()
 
 
+# Where the config writes each input set outside ``training`` (the rest are ``training.<input name>``).
+CONFIG_PATHS = {
+    "apply_lora": "optimization.lora.enabled",
+    "lora_r": "optimization.lora.r",
+    "lora_alpha": "optimization.lora.alpha",
+    "lora_dropout": "optimization.lora.dropout",
+    "merge_lora_weights": "optimization.lora.merge",
+    "apply_deepspeed": "optimization.deepspeed.enabled",
+    "deepspeed_stage": "optimization.deepspeed.stage",
+    "precision": "optimization.precision",
+    "apply_ort": "optimization.ort",
+    "num_nodes_finetune": "compute.nodes",
+    "shm_size_finetune": "compute.shm_size",
+}
+
+
+def config_path(name: str) -> str:
+    """The config field that sets component input ``name``."""
+    return CONFIG_PATHS.get(name, f"training.{name}")
+
+
 def config_values(config: TrainingConfig) -> dict[str, Any]:
     """The parameters the config writes explicitly, under their component input names."""
     written: dict[str, Any] = {k: v for k, v in config.training.model_dump().items() if v is not None}
@@ -108,9 +129,14 @@ def resolve(config: TrainingConfig, model_defaults: dict[str, Any] | None) -> Ef
 
 
 def as_component_inputs(values: dict[str, Any]) -> dict[str, str | int | float]:
-    """The component's wire types: booleans as "true"/"false", the DeepSpeed stage and precision as strings."""
+    """The component's wire types: booleans as "true"/"false", the DeepSpeed stage and precision as strings.
+
+    Optional inputs left unset (``None``) are not sent: the component's own default applies.
+    """
     out: dict[str, str | int | float] = {}
     for key, value in values.items():
+        if value is None:
+            continue
         if isinstance(value, bool):
             out[key] = "true" if value else "false"
         elif key in {"deepspeed_stage", "precision"}:

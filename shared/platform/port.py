@@ -28,6 +28,10 @@ class FoundationModel:
     version: str
     id: str  # the asset id passed to the pipeline (``azureml://registries/.../models/<name>/versions/<v>``)
     tags: dict[str, str] = field(default_factory=dict)
+    # The registry's ``system_metadata`` (allow lists in ``supportedComputes``, dates in ``deprecation``) and
+    # its archived flag; read by ``shared.config.model_tags``. Empty for models that have none (local).
+    system_metadata: dict[str, Any] = field(default_factory=dict)
+    archived: bool = False
 
 
 @dataclass(frozen=True)

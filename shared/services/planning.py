@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from shared.config.model import TrainingConfig
 from shared.config.model_tags import (
-    FINETUNE_ALLOW_LIST,
-    INFERENCE_ALLOW_LIST,
+    CHAT_FINETUNE_MODELS,
+    CHAT_FINETUNE_MODELS_SOURCE,
+    AllowList,
+    Lifecycle,
     parse_model_defaults,
-    parse_sku_list,
+    read_allow_list,
+    read_lifecycle,
 )
 from shared.config.params import EffectiveParams, resolve
 from shared.exceptions import FieldIssue, ModelTagError, RejectedError
@@ -40,6 +44,9 @@ class SubmissionPlan:
     inference_instance_type: str | None
     smoke_request: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)
+    finetune_allow: AllowList | None = None
+    inference_allow: AllowList | None = None
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
 
 def display_name(model: str, dataset_label: str, params: dict[str, Any], gpus_per_node: int) -> str:
@@ -106,8 +113,12 @@ def build_plan(
     config_name: str,
     platform: MLPlatform,
     data_root: Path,
+    today: date | None = None,
 ) -> SubmissionPlan:
-    """Everything a submit needs, checked. Raises ``RejectedError`` listing every problem found."""
+    """Everything a submit needs, checked. Raises ``RejectedError`` listing every problem found.
+
+    ``today`` (UTC, default now) is the day the model's lifecycle dates are compared with.
+    """
     issues: list[FieldIssue] = []
     notes: list[str] = []
     model = platform.get_foundation_model(config.model.name, config.model.version, config.model.registry)
@@ -119,8 +130,16 @@ def build_plan(
             issues.extend(exc.issues)
             return None
 
-    finetune_allow = tag_guard(parse_sku_list, model.tags, FINETUNE_ALLOW_LIST)
-    inference_allow = tag_guard(parse_sku_list, model.tags, INFERENCE_ALLOW_LIST)
+    finetune_list: AllowList | None = tag_guard(read_allow_list, "finetune", model.tags, model.system_metadata)
+    inference_list: AllowList | None = tag_guard(read_allow_list, "inference", model.tags, model.system_metadata)
+    finetune_allow = finetune_list.skus if finetune_list else None
+    inference_allow = inference_list.skus if inference_list else None
+    for allow in (finetune_list, inference_list):
+        if allow is not None and allow.skus is None and (allow.kind == "finetune" or config.deployment.enabled):
+            fallback = "the seed's K80 deny list applies" if allow.kind == "finetune" else "any SKU is accepted"
+            notes.append(f"warning: {allow.describe()}; {fallback}")
+    lifecycle: Lifecycle = tag_guard(read_lifecycle, model.tags, model.system_metadata, model.archived) or Lifecycle()
+    issues.extend(_lifecycle_issues(model, lifecycle, config, today or datetime.now(UTC).date(), notes))
     model_defaults = tag_guard(parse_model_defaults, model.tags) or {}
     params: EffectiveParams | None = None
     try:
@@ -128,7 +147,10 @@ def build_plan(
     except ModelTagError as exc:
         issues.extend(exc.issues)
     if params is not None and params.ignored_model_defaults:
-        notes.append("model defaults not used by the component: " + ", ".join(params.ignored_model_defaults))
+        notes.append(
+            "model_specific_defaults keys that are no input of the fine-tune component, not applied: "
+            + ", ".join(params.ignored_model_defaults)
+        )
 
     compute: ComputeInfo | None = None
     gpus = None if config.compute.gpus_per_node == "auto" else int(config.compute.gpus_per_node)
@@ -138,14 +160,14 @@ def build_plan(
             finetune_allow,
         )
     except RejectedError as exc:
-        issues.extend(exc.issues)
+        issues.extend(_with_source(exc.issues, finetune_list))
 
     inference_sku: str | None = None
     if config.deployment.enabled:
         try:
             inference_sku = platform.check_inference_compute(config.deployment.instance_type or "", inference_allow)
         except RejectedError as exc:
-            issues.extend(exc.issues)
+            issues.extend(_with_source(exc.issues, inference_list))
 
     data_paths = {k: v for k, v in config.data.model_dump().items() if v is not None}
     resolved_data: dict[str, str] = {}
@@ -199,9 +221,54 @@ def build_plan(
         params=params,
         job=job,
         model_name=config.registration.model_name or model_name(config.model.name, name_of_config),
-        endpoint_name=config.deployment.endpoint_name or endpoint_name(run_id),
+        # A platform whose names must be unique beyond one workspace (Azure ML: per region) says so with a
+        # ``name_scope``; the local platform has none and keeps the run's own hash.
+        endpoint_name=config.deployment.endpoint_name or endpoint_name(run_id, getattr(platform, "name_scope", "")),
         deployment_name=config.deployment.deployment_name or deployment_name(run_id),
         inference_instance_type=inference_sku,
         smoke_request=smoke,
         notes=notes,
+        finetune_allow=finetune_list,
+        inference_allow=inference_list,
+        lifecycle=lifecycle,
     )
+
+
+def _with_source(issues: list[FieldIssue], allow: AllowList | None) -> list[FieldIssue]:
+    """A refusal by an allow list says which list it was (system metadata or the tag of an older version)."""
+    if allow is None or allow.skus is None:
+        return list(issues)
+    return [
+        FieldIssue(i.path, f"{i.message} (from {allow.source})") if "allow list" in i.message else i for i in issues
+    ]
+
+
+def _lifecycle_issues(
+    model: FoundationModel, lifecycle: Lifecycle, config: TrainingConfig, today: date, notes: list[str]
+) -> list[FieldIssue]:
+    """A retired model is refused (with its dates and what to use instead); a deprecated one is a warning."""
+    issues: list[FieldIssue] = []
+    label = f"{model.name} version {model.version}"
+    if lifecycle.retired("finetune", today):
+        offered = ", ".join(m for m in CHAT_FINETUNE_MODELS if m != model.name)
+        issues.append(
+            FieldIssue(
+                "model.name",
+                f"{label} is retired for fine-tuning: {lifecycle.describe('finetune')}; models offered for "
+                f"chat-completion fine-tuning instead: {offered} (per {CHAT_FINETUNE_MODELS_SOURCE})",
+            )
+        )
+    elif lifecycle.deprecated("finetune", today):
+        notes.append(f"warning: {label} is deprecated for fine-tuning: {lifecycle.describe('finetune')}")
+    if config.deployment.enabled and not lifecycle.retired("finetune", today):
+        if lifecycle.retired("inference", today):
+            issues.append(
+                FieldIssue(
+                    "deployment.enabled",
+                    f"{label} is retired for inference, so the fine-tuned model cannot be deployed: "
+                    f"{lifecycle.describe('inference')}",
+                )
+            )
+        elif lifecycle.deprecated("inference", today):
+            notes.append(f"warning: {label} is deprecated for inference: {lifecycle.describe('inference')}")
+    return issues

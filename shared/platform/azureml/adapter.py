@@ -17,6 +17,7 @@ both given no workspace is touched: that is how ``autopilot plan`` previews a jo
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -28,15 +29,14 @@ from azure.ai.ml.entities import Model
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
-from shared.config.model_tags import FINETUNE_ALLOW_LIST, INFERENCE_ALLOW_LIST
 from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
-from shared.naming import TAG_RUN_ID, run_hash
+from shared.naming import TAG_RUN_ID, run_hash, workspace_scope
 from shared.platform.azureml.clients import AzureClients
 from shared.platform.azureml.compute import check_finetune_compute, check_inference_sku
 from shared.platform.azureml.endpoints import Endpoints
 from shared.platform.azureml.errors import azure_call, short, translate
 from shared.platform.azureml.monitor import MetricsQuery, endpoint_resource_id, query_activity
-from shared.platform.azureml.offline import OfflineSources, load_component_spec, load_model
+from shared.platform.azureml.offline import OfflineSources, load_component_spec, load_model, load_model_spec
 from shared.platform.azureml.pipeline import OUTPUT_NAME, BuiltJob, build_pipeline_job
 from shared.platform.port import (
     ComputeInfo,
@@ -60,17 +60,20 @@ log = logging.getLogger(__name__)
 _REMOTE_DATA = re.compile(r"^(azureml://|azureml:[A-Za-z0-9_.-]+(:|@)|https://|abfss://|wasbs://)")
 
 
-def model_version(run_id: str) -> str:
-    """The registered model's version for a run: the run hash (8 hex digits) as a decimal number.
+MAX_MODEL_VERSION = 2**31 - 1  # registered model versions are positive 32-bit integers
 
-    Azure ML model versions are numbers by habit (the seed used a timestamp); deriving it from the run makes
-    a retried registration address the version it created, and the run is readable back from it
-    (``format(int(version), "08x")`` is the run id's suffix).
+
+def model_version(run_id: str) -> str:
+    """The registered model's version for a run: derived from the run hash, in 1 .. 2^31-1.
+
+    Azure ML model versions are positive integers (the seed used a timestamp); deriving the version from the
+    run makes a retried registration address the version it created. Eight hex digits reach 2^32-1 and can be
+    0, so the hash is folded into the valid range.
     """
     suffix = run_hash(run_id)
     if not re.fullmatch(r"[0-9a-f]{8}", suffix):
         suffix = hashlib.sha256(run_id.encode()).hexdigest()[:8]
-    return str(int(suffix, 16))
+    return str(int(suffix, 16) % MAX_MODEL_VERSION + 1)
 
 
 def _is_conflict(exc: HttpResponseError) -> bool:
@@ -99,8 +102,16 @@ class AzureMLPlatform:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._endpoints = Endpoints(lambda: self.clients.workspace, lambda: self._clock())
 
+    @property
+    def name_scope(self) -> str:
+        """What makes derived names unique beyond the run: the workspace (endpoint names are per region)."""
+        s = self.settings
+        return workspace_scope(s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace_name)
+
     # -- model, compute, data ---------------------------------------------------------------------------------
     def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:
+        if self.offline.model_spec is not None:
+            return load_model_spec(self.offline.model_spec, name, version, registry)
         if self.offline.model_tags is not None:
             return load_model(self.offline.model_tags, name, version, registry)
         client = self.clients.registry(registry)
@@ -117,14 +128,20 @@ class AzureMLPlatform:
                 [FieldIssue(path, f"no model {name} version {version} in registry {registry} (see the model catalog)")]
             ) from None
         tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
-        return FoundationModel(name=str(model.name), version=str(model.version), id=str(model.id), tags=tags)
+        return FoundationModel(
+            name=str(model.name),
+            version=str(model.version),
+            id=str(model.id),
+            tags=tags,
+            system_metadata=_system_metadata(model),
+        )
 
     def check_compute(self, request: ComputeRequest, allow_list: list[str] | None) -> ComputeInfo:
         workspace = None if self.offline.no_workspace else self.clients.workspace
-        return check_finetune_compute(request, allow_list, workspace, FINETUNE_ALLOW_LIST)
+        return check_finetune_compute(request, allow_list, workspace, "fine-tune allow list")
 
     def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
-        return check_inference_sku(instance_type, allow_list, INFERENCE_ALLOW_LIST)
+        return check_inference_sku(instance_type, allow_list, "inference allow list")
 
     def check_data(self, paths: dict[str, str]) -> dict[str, str]:
         """Data must be readable by the job in Azure: datastore URIs, data assets or https URLs, as given."""
@@ -309,6 +326,22 @@ class AzureMLPlatform:
         name = self.settings.azureml_workspace_name
         with azure_call(f"reading workspace {name}"):
             return str(self.clients.workspace.workspaces.get(name).location)
+
+
+def _system_metadata(model: Any) -> dict[str, Any]:
+    """The registry's ``system_metadata`` of a model (allow lists, deprecation dates).
+
+    azure-ai-ml 1.35.2 keeps it on ``Model._system_metadata`` (there is no public property) and drops the
+    version's ``isArchived`` flag when it builds the entity; the dates say the same for retired models.
+    """
+    raw = getattr(model, "system_metadata", None) or getattr(model, "_system_metadata", None)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            log.warning("model %s: system_metadata is not JSON; ignored", getattr(model, "name", "?"))
+            return {}
+    return dict(raw) if isinstance(raw, dict) else {}
 
 
 def _model_ref(model: Any) -> ModelRef:

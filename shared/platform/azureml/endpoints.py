@@ -33,7 +33,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 
 from shared.exceptions import NotFoundError, NotManagedError
 from shared.naming import TAG_RUN_ID, is_managed
-from shared.platform.azureml.errors import azure_call, error_code, is_retryable, short, translate
+from shared.platform.azureml.errors import azure_call, error_code, is_retryable, short, translate, with_remedy
 from shared.platform.port import DeploymentInfo, DeploymentState, DeployRequest, EndpointInfo
 
 if TYPE_CHECKING:
@@ -191,6 +191,8 @@ class Endpoints:
         uri = getattr(endpoint, "scoring_uri", None)
 
         def info(state: DeploymentState, code: str | None = None, message: str | None = None) -> DeploymentInfo:
+            if state == DeploymentState.FAILED:
+                message = with_remedy(code, message)
             return DeploymentInfo(endpoint_name, deployment_name, state, code, message, uri)
 
         if TAG_DEPLOY_ERROR in tags:

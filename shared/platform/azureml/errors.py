@@ -24,12 +24,24 @@ from shared.exceptions import NotFoundError, PlatformError, TransientPlatformErr
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 KNOWN_CODES = (
     "OutOfQuota",
+    "OutOfCapacity",
     "ImageBuildFailure",
     "BadArgument",
     "ResourceNotReady",
     "ResourceNotFound",
     "OperationCanceled",
 )
+# What to do about a failed deployment, by its error code (how-to-troubleshoot-online-endpoints.md).
+DEPLOYMENT_REMEDIES = {
+    "OutOfQuota": "request more quota for the VM family in this region, or pick a SKU you have quota for "
+    "(deployment.instance_type)",
+    "OutOfCapacity": "Azure has no capacity for this SKU in the region right now: retry later, or choose another "
+    "SKU from the model's inference allow list (deployment.instance_type) or another region",
+    "ImageBuildFailure": "the environment image failed to build; its build log is in Azure ML studio",
+    "ResourceNotReady": "the container did not become ready: raise deployment.liveness_initial_delay_s, or read "
+    "the deployment's logs",
+    "BadArgument": "the service refused a setting of the deployment; the message names it",
+}
 MAX_MESSAGE = 300
 _CODE_PREFIX = re.compile(r"^\s*\((\w+)\)")
 _SECRETISH = re.compile(r"(?i)(sig|code|key|token|secret|password)=[^&\s]+")
@@ -56,6 +68,14 @@ def error_code(exc: BaseException) -> str | None:
         if known in text:
             return known
     return None
+
+
+def with_remedy(code: str | None, message: str | None) -> str | None:
+    """The failure message followed by the table's remedy for its code, when there is one."""
+    remedy = DEPLOYMENT_REMEDIES.get(code or "")
+    if remedy is None:
+        return message
+    return f"{message}; remedy: {remedy}" if message else f"remedy: {remedy}"
 
 
 def is_retryable(exc: BaseException) -> bool:

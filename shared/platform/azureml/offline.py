@@ -1,8 +1,9 @@
 """Stand-ins for the registry when previewing a job without Azure: a component spec and model tags on disk.
 
-``autopilot plan --component SPEC.yaml --model-tags TAGS.json`` loads the pipeline component with the SDK's
-own ``load_component`` (the same object type the registry returns) and the foundation model's tags from a
-JSON file, so the plan is built from real SDK objects with no network.
+``autopilot plan --component SPEC.yaml --model-tags TAGS.json`` (or ``--model-spec MODEL.spec.yaml``) loads the
+pipeline component with the SDK's own ``load_component`` (the same object type the registry returns) and the
+foundation model from a JSON file of its tags or from its registry asset spec (tags, ``system_metadata`` with
+the allow lists and lifecycle dates, ``isArchived``), so the plan is built from real SDK objects with no network.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from shared.exceptions import FieldIssue, RejectedError
 from shared.platform.port import FoundationModel
@@ -24,10 +27,15 @@ class OfflineSources:
 
     component_spec: Path | None = None
     model_tags: Path | None = None
+    model_spec: Path | None = None  # a registry model asset spec.yaml (tags, system_metadata, isArchived)
+
+    @property
+    def model_file(self) -> Path | None:
+        return self.model_spec or self.model_tags
 
     @property
     def no_workspace(self) -> bool:
-        return self.component_spec is not None and self.model_tags is not None
+        return self.component_spec is not None and self.model_file is not None
 
 
 def _bad(option: str, message: str) -> RejectedError:
@@ -70,6 +78,54 @@ def load_model(path: Path, name: str, version: str, registry: str) -> Foundation
     else:
         asset_id = f"azureml://registries/{registry}/models/{name}/versions/{use_version}"
     return FoundationModel(name=name, version=use_version, id=asset_id, tags=dict(tags))
+
+
+def as_tag_text(value: Any) -> str:
+    """A spec.yaml tag value as the registry stores it: text, lists and maps as Python literals."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) or value is None:
+        return "" if value is None else str(value)
+    return repr(value)
+
+
+def load_model_spec(path: Path, name: str, version: str, registry: str) -> FoundationModel:
+    """A foundation model from its registry asset ``spec.yaml`` (as in Azure/azureml-assets
+    ``assets/models/system/<model>/spec.yaml``): name, version, tags, ``system_metadata`` and ``isArchived``."""
+    option = "--model-spec"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _bad(option, f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_TAGS_FILE_BYTES:
+        raise _bad(option, f"{path} is {len(raw)} bytes; at most {MAX_TAGS_FILE_BYTES} are read")
+    try:
+        data: Any = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise _bad(option, f"{path} is not YAML: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise _bad(option, f"{path} is not a model asset spec (a mapping with name, version, tags)")
+    if data["name"] != name:
+        raise _bad(option, f"{path} describes model {data['name']!r}, the config asks for {name!r}")
+    file_version = str(data["version"]) if isinstance(data.get("version"), str | int) else None
+    if file_version is None:
+        raise _bad(option, f"{path} has no version")
+    if version not in ("latest", file_version):
+        raise _bad(option, f"{path} describes version {file_version}, the config asks for {version}")
+    tags = data.get("tags") or {}
+    meta = data.get("system_metadata") or {}
+    if not isinstance(tags, dict) or not isinstance(meta, dict):
+        raise _bad(option, f"{path}: tags and system_metadata must be mappings")
+    return FoundationModel(
+        name=name,
+        version=file_version,
+        id=f"azureml://registries/{registry}/models/{name}/versions/{file_version}",
+        tags={str(k): as_tag_text(v) for k, v in tags.items()},
+        system_metadata=dict(meta),
+        archived=data.get("isArchived") is True,
+    )
 
 
 def load_component_spec(path: Path) -> Any:

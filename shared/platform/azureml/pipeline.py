@@ -1,8 +1,10 @@
 """The fine-tuning pipeline job: the seed's ``@pipeline`` around ``chat_completion_pipeline``, from a JobRequest.
 
 Inputs come from the effective parameters in the component's wire types (``as_component_inputs``: booleans
-"true"/"false", the DeepSpeed stage as a string). Only inputs the component declares are passed, so a
-component version that drops one still accepts the job; the dropped names are reported as notes.
+"true"/"false", the DeepSpeed stage as a string). They are checked against the inputs of the component version
+actually resolved (its type, enum and bounds), so a newer component keeps working: an input it does not
+declare is dropped with a note while it holds the app's default, and is a rejection on the config field that
+set it otherwise (someone asked for a setting this component cannot apply).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from azure.ai.ml import Input
 from azure.ai.ml.dsl import pipeline
 from azure.ai.ml.entities import PipelineJob, PipelineJobSettings
 
-from shared.config.params import as_component_inputs
+from shared.config.params import APP_DEFAULTS, as_component_inputs, config_path
+from shared.exceptions import FieldIssue, RejectedError
 from shared.platform.azureml.compute import SERVERLESS
 from shared.platform.port import JobRequest
 
@@ -46,6 +49,8 @@ def component_inputs(request: JobRequest) -> dict[str, Any]:
             inputs[name] = request.compute.size
     inputs["number_of_gpu_to_use_finetuning"] = request.compute.gpus_per_node
     inputs["num_nodes_finetune"] = request.params.num_nodes_finetune
+    if request.params.finetune_config_path:
+        inputs["finetune_config_path"] = Input(type="uri_file", path=request.params.finetune_config_path)
     inputs["train_file_path"] = Input(type="uri_file", path=request.train_data)
     if request.validation_data:
         inputs["validation_file_path"] = Input(type="uri_file", path=request.validation_data)
@@ -54,10 +59,59 @@ def component_inputs(request: JobRequest) -> dict[str, Any]:
     return inputs
 
 
+_NUMBER_TYPES = {"integer": (int,), "number": (int, float)}
+
+
+def _input_problem(spec: Any, value: Any) -> str | None:
+    """Why ``value`` does not fit the component input ``spec`` (type, enum, min, max), or None."""
+    kind = str(getattr(spec, "type", "") or "")
+    enum = [str(e) for e in (getattr(spec, "enum", None) or [])]
+    if enum and str(value) not in enum:
+        return f"{value!r} is not one of {', '.join(enum)} (the component's enum)"
+    if kind in _NUMBER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES[kind]):
+            return f"{value!r} is not of the component's type {kind}"
+        low, high = getattr(spec, "min", None), getattr(spec, "max", None)
+        if low is not None and value < low:
+            return f"{value} is below the component's minimum {low}"
+        if high is not None and value > high:
+            return f"{value} is above the component's maximum {high}"
+    if kind == "string" and not isinstance(value, str):
+        return f"{value!r} is not text, the component's type string"
+    return None
+
+
+def check_params_against(component: Any, request: JobRequest, wanted: dict[str, Any]) -> list[str]:
+    """Rejects parameters the resolved component cannot take; returns the names of unsent app defaults."""
+    declared = component.inputs
+    values = request.params.model_dump()
+    issues: list[FieldIssue] = []
+    version = f"{request.component_name} {getattr(component, 'version', '')}".strip()
+    unsent: list[str] = []
+    for name, value in wanted.items():
+        if name not in values:
+            continue  # compute, data and model inputs: built by the app, not parameters
+        if name not in declared:
+            if value == as_component_inputs({name: APP_DEFAULTS.get(name)}).get(name):
+                unsent.append(name)
+            else:
+                issues.append(FieldIssue(config_path(name), f"{version} has no input {name}; remove the setting"))
+            continue
+        if name == "finetune_config_path":
+            continue  # a file Input; its path was checked as a URI in the config
+        problem = _input_problem(declared[name], value)
+        if problem:
+            issues.append(FieldIssue(config_path(name), f"{problem} in {version}"))
+    if issues:
+        raise RejectedError(issues)
+    return unsent
+
+
 def build_pipeline_job(request: JobRequest, component: Any) -> BuiltJob:
     """The PipelineJob the seed would submit, named after the run so a retry cannot make a second one."""
     declared = set(component.inputs)
     wanted = component_inputs(request)
+    check_params_against(component, request, wanted)
     inputs = {k: v for k, v in wanted.items() if k in declared}
     dropped = sorted(k for k in wanted if k not in declared)
     notes = []

@@ -15,6 +15,7 @@ from shared.naming import (
     endpoint_name,
     run_id,
     status_blob_name,
+    workspace_scope,
 )
 from shared.states import TERMINAL, TRANSITIONS, RunState, can_move
 
@@ -47,6 +48,26 @@ def test_endpoint_and_deployment_names_follow_the_azure_rule(blob: str) -> None:
         assert 3 <= len(name) <= 32 and ENDPOINT_NAME_RE.match(name), name
     assert endpoint_name(run) == endpoint_name(run)
     assert endpoint_name(run).endswith(run[-8:])
+    scoped = endpoint_name(run, workspace_scope("sub", "rg", "ws"))
+    assert 3 <= len(scoped) <= 32 and ENDPOINT_NAME_RE.match(scoped), scoped
+
+
+def test_endpoint_names_differ_per_workspace_and_are_stable_for_one() -> None:
+    # Managed online endpoint names are unique per region: the unchanged sample deployed from two
+    # workspaces must not ask for the same name.
+    run = run_id("training-configs", "phi3-ultrachat.yaml", b"the same bytes")
+    one = workspace_scope("00000000-0000-0000-0000-000000000001", "rg-a", "ws-a")
+    other = workspace_scope("00000000-0000-0000-0000-000000000002", "rg-a", "ws-a")
+    assert endpoint_name(run, one) != endpoint_name(run, other)
+    assert endpoint_name(run, one) != endpoint_name(
+        run, workspace_scope("00000000-0000-0000-0000-000000000001", "rg-a", "ws-b")
+    )
+    assert endpoint_name(run, one) == endpoint_name(run, one)
+    # Resource ids compare without case.
+    assert endpoint_name(run, one) == endpoint_name(
+        run, workspace_scope("00000000-0000-0000-0000-000000000001", "RG-A", "WS-A")
+    )
+    assert endpoint_name(run, one).startswith("ft-phi3-ultrachat-")
 
 
 @pytest.mark.parametrize(

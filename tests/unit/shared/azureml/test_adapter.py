@@ -17,7 +17,7 @@ from shared.services.planning import build_plan
 from shared.settings import Settings
 from tests.unit.shared.azureml import SDK_WARNINGS
 from tests.unit.shared.azureml.azure_fakes import FakePoller, FakeWorkspace, quota_error
-from tests.unit.shared.azureml.conftest import RUN_ID, make_platform, seed_config
+from tests.unit.shared.azureml.support import RUN_ID, make_platform, seed_config
 
 pytestmark = pytest.mark.filterwarnings(SDK_WARNINGS)
 
@@ -38,7 +38,7 @@ def job_request(platform: Any, run_id: str = RUN_ID) -> Any:
 
 
 def deploy_request(run_id: str = RUN_ID) -> DeployRequest:
-    model = ModelRef("Phi-3-mini-4k-instruct-phi3-ultrachat", "10", "azureml:Phi-3-mini-4k-instruct-phi3-ultrachat:10")
+    model = ModelRef("Phi-4-phi3-ultrachat", "10", "azureml:Phi-4-phi3-ultrachat:10")
     return DeployRequest(
         endpoint_name=ENDPOINT,
         deployment_name=DEPLOYMENT,
@@ -61,7 +61,7 @@ def test_submit_creates_one_job_named_after_the_run(settings: Settings, workspac
     assert (info.name, info.status, info.tags[TAG_RUN_ID]) == (RUN_ID, JobStatus.NOT_STARTED, RUN_ID)
     workspace.client.jobs.create_or_update.assert_called_once()
     job = workspace.jobs[RUN_ID]
-    assert job.experiment_name == "chat_completion_Phi-3-mini-4k-instruct"
+    assert job.experiment_name == "chat_completion_Phi-4"
     assert job.settings.force_rerun is True
 
     # A retried submit meets "already exists", finds this run's job and accepts it.
@@ -119,11 +119,15 @@ def test_get_job_of_an_unknown_job_is_not_found(settings: Settings, workspace: F
 
 
 # -- models -------------------------------------------------------------------------------------------------
-def test_model_version_is_derived_from_the_run() -> None:
-    from shared.platform.azureml.adapter import model_version
+def test_model_version_is_derived_from_the_run_and_is_a_positive_32_bit_integer() -> None:
+    from shared.platform.azureml.adapter import MAX_MODEL_VERSION, model_version
 
-    assert model_version("phi3-ultrachat-0000000a") == "10"
-    assert model_version(RUN_ID) == str(0x1A2B3C4D)
+    assert model_version("phi3-ultrachat-0000000a") == "11"
+    assert model_version(RUN_ID) == str(0x1A2B3C4D + 1)
+    # The edges of the hash: 0 would be no version at all, ffffffff is past 2^31-1.
+    assert model_version("phi3-ultrachat-00000000") == "1"
+    assert 1 <= int(model_version("phi3-ultrachat-ffffffff")) <= MAX_MODEL_VERSION == 2**31 - 1
+    assert int(model_version("phi3-ultrachat-7fffffff")) <= MAX_MODEL_VERSION
     assert model_version("odd-run-id") == model_version("odd-run-id")
     assert model_version("odd-run-id").isdigit()
 
@@ -132,13 +136,13 @@ def test_register_creates_one_version_and_a_retry_returns_it(settings: Settings,
     platform = make_platform(settings, workspace)
     request = RegisterRequest(
         job_name=RUN_ID,
-        model_name="Phi-3-mini-4k-instruct-ultrachat-200k",
+        model_name="Phi-4-ultrachat-200k",
         description="fine-tuned",
         tags=app_tags(RUN_ID, "phi3-ultrachat.yaml"),
     )
     first = platform.register_model(request)
-    assert first.version == str(0x1A2B3C4D)
-    stored = workspace.models[("Phi-3-mini-4k-instruct-ultrachat-200k", first.version)]
+    assert first.version == str(0x1A2B3C4D + 1)
+    stored = workspace.models[("Phi-4-ultrachat-200k", first.version)]
     assert stored.path == f"azureml://jobs/{RUN_ID}/outputs/trained_model"
     assert stored.type == "mlflow_model"
     assert stored.description == "fine-tuned"
@@ -153,7 +157,7 @@ def test_a_foreign_model_version_is_not_adopted(settings: Settings, workspace: F
     platform = make_platform(settings, workspace)
     request = RegisterRequest(RUN_ID, "m", "d", app_tags(RUN_ID, "c.yaml"))
     platform.register_model(request)
-    workspace.models[("m", str(0x1A2B3C4D))].tags = {}
+    workspace.models[("m", str(0x1A2B3C4D + 1))].tags = {}
     with pytest.raises(RejectedError) as exc:
         platform.register_model(request)
     assert exc.value.issues[0].path == "registration.model_name"
@@ -184,7 +188,7 @@ def test_deploy_starts_the_endpoint_then_the_deployment_without_waiting(
     deployment = workspace.deployments[(ENDPOINT, DEPLOYMENT)]
     assert deployment.instance_type == "Standard_NC24ads_A100_v4"
     assert deployment.instance_count == 1
-    assert deployment.model == "azureml:Phi-3-mini-4k-instruct-phi3-ultrachat:10"
+    assert deployment.model == "azureml:Phi-4-phi3-ultrachat:10"
     assert deployment.liveness_probe.initial_delay == 600
     assert deployment.request_settings.request_timeout_ms == 90_000
     assert deployment.request_settings.max_concurrent_requests_per_instance == 2

@@ -9,7 +9,7 @@ from shared.platform.port import ComputeRequest
 from shared.settings import Settings
 from tests.unit.shared.azureml import SDK_WARNINGS
 from tests.unit.shared.azureml.azure_fakes import FakeWorkspace
-from tests.unit.shared.azureml.conftest import make_platform, offline_platform
+from tests.unit.shared.azureml.support import make_platform, offline_platform
 
 pytestmark = pytest.mark.filterwarnings(SDK_WARNINGS)
 
@@ -28,13 +28,13 @@ def test_cluster_in_the_allow_list_gets_its_gpus_from_the_vm_sizes(
     settings: Settings, workspace: FakeWorkspace
 ) -> None:
     info = make_platform(settings, workspace).check_compute(cluster(), ALLOW)
-    assert (info.cluster, info.size, info.gpus_per_node) == ("gpu-cluster", "Standard_NC24rs_v3", 4)
+    assert (info.cluster, info.size, info.gpus_per_node) == ("gpu-cluster", "Standard_NC96ads_A100_v4", 4)
     workspace.client.compute.get.assert_called_once_with("gpu-cluster")
     workspace.client.compute.list_sizes.assert_called_once_with()
 
 
 def test_allow_list_compares_case_insensitively(settings: Settings, workspace: FakeWorkspace) -> None:
-    info = make_platform(settings, workspace).check_compute(cluster(), ["STANDARD_NC24RS_V3"])
+    info = make_platform(settings, workspace).check_compute(cluster(), ["STANDARD_NC96ADS_A100_V4"])
     assert info.gpus_per_node == 4
 
 
@@ -61,7 +61,7 @@ def test_size_outside_the_allow_list_is_rejected(settings: Settings, workspace: 
         make_platform(settings, workspace).check_compute(cluster(), ["Standard_NC24ads_A100_v4"])
     [(path, message)] = rejection(exc)
     assert path == "compute.cluster"
-    assert "Standard_NC24rs_v3 is not in the model's finetune_compute_allow_list" in message
+    assert "Standard_NC96ads_A100_v4 is not in the model's fine-tune allow list: Standard_NC24ads_A100_v4" in message
 
 
 def test_without_an_allow_list_the_seed_deny_list_applies(settings: Settings, workspace: FakeWorkspace) -> None:
@@ -79,12 +79,12 @@ def test_without_an_allow_list_the_seed_deny_list_applies(settings: Settings, wo
 def test_size_unknown_to_the_workspace_is_rejected_with_the_available_sizes(
     settings: Settings, workspace: FakeWorkspace
 ) -> None:
-    workspace.sizes = [s for s in workspace.sizes if s.name != "Standard_NC24rs_v3"]
+    workspace.sizes = [s for s in workspace.sizes if s.name != "Standard_NC96ads_A100_v4"]
     with pytest.raises(RejectedError) as exc:
         make_platform(settings, workspace).check_compute(cluster(), ALLOW)
     [(path, message)] = rejection(exc)
     assert path == "compute.cluster"
-    assert "GPU count for VM size Standard_NC24rs_v3 not found" in message
+    assert "GPU count for VM size Standard_NC96ads_A100_v4 not found" in message
     assert "Standard_NC24ads_A100_v4" in message
 
 
@@ -93,7 +93,7 @@ def test_more_gpus_than_the_sku_has_is_rejected(settings: Settings, workspace: F
     assert platform.check_compute(cluster(gpus=2), ALLOW).gpus_per_node == 2
     with pytest.raises(RejectedError) as exc:
         platform.check_compute(cluster(gpus=8), ALLOW)
-    assert rejection(exc) == [("compute.gpus_per_node", "8 is more than the 4 GPU(s) of Standard_NC24rs_v3")]
+    assert rejection(exc) == [("compute.gpus_per_node", "8 is more than the 4 GPU(s) of Standard_NC96ads_A100_v4")]
 
 
 def test_serverless_checks_the_instance_type(settings: Settings, workspace: FakeWorkspace) -> None:

@@ -13,7 +13,7 @@ from azure.core.exceptions import (
 )
 
 from shared.exceptions import NotFoundError, PlatformError, TransientPlatformError
-from shared.platform.azureml.errors import azure_call, error_code, short, translate
+from shared.platform.azureml.errors import DEPLOYMENT_REMEDIES, azure_call, error_code, short, translate, with_remedy
 from shared.settings import Settings
 from tests.unit.shared.azureml import SDK_WARNINGS
 
@@ -54,6 +54,18 @@ def test_error_codes_from_the_odata_error_the_prefix_or_the_text() -> None:
     assert error_code(http_error(409, "(OutOfQuota) not enough")) == "OutOfQuota"
     assert error_code(http_error(500, "container failed: ResourceNotReady after 3 probes")) == "ResourceNotReady"
     assert error_code(http_error(500, "something else")) is None
+    assert error_code(http_error(409, "(OutOfCapacity) no capacity for the SKU")) == "OutOfCapacity"
+    assert error_code(http_error(500, "deployment failed: OutOfCapacity in westus3")) == "OutOfCapacity"
+
+
+def test_deployment_failures_carry_the_remedy_of_their_code() -> None:
+    message = with_remedy("OutOfCapacity", "no capacity for Standard_NC24ads_A100_v4")
+    assert message is not None and message.startswith("no capacity for Standard_NC24ads_A100_v4; remedy: ")
+    assert "another SKU" in message and "deployment.instance_type" in message
+    assert {"OutOfQuota", "OutOfCapacity", "ImageBuildFailure", "ResourceNotReady", "BadArgument"} <= set(
+        DEPLOYMENT_REMEDIES
+    )
+    assert with_remedy("SomethingNew", "as the service said") == "as the service said"
 
 
 def test_messages_are_short_and_carry_no_query_secrets() -> None:

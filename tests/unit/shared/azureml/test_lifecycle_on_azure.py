@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from shared.services.cleanup import cleanup
 from shared.services.reconcile import reconcile
@@ -17,7 +18,14 @@ from shared.states import RunState
 from tests.fakes import FakeClock, make_store
 from tests.unit.shared.azureml import SDK_WARNINGS
 from tests.unit.shared.azureml.azure_fakes import FakeWorkspace, quota_error
-from tests.unit.shared.azureml.conftest import SEED_SAMPLE, make_platform
+from tests.unit.shared.azureml.support import (
+    MODEL_SPEC,
+    RETIRED_MODEL_SPEC,
+    RETIRED_SAMPLE,
+    SEED_SAMPLE,
+    make_platform,
+    registry_client,
+)
 
 pytestmark = pytest.mark.filterwarnings(SDK_WARNINGS)
 
@@ -65,7 +73,7 @@ def test_seed_sample_from_config_to_deployed_and_deleted(settings: Settings, wor
     reconcile(store, platform, deploy_timeout=TIMEOUT)
     record = store.get(run)
     assert record is not None and record.state == RunState.DEPLOYING
-    assert [key[0] for key in workspace.models] == ["Phi-3-mini-4k-instruct-ultrachat-200k"]
+    assert [key[0] for key in workspace.models] == ["Phi-4-ultrachat-200k"]
     endpoint = record.endpoint_name
     assert endpoint in workspace.endpoints and workspace.deployments == {}
 
@@ -108,3 +116,58 @@ def test_quota_refusal_ends_deploy_failed_with_its_code(settings: Settings, work
     assert record is not None and record.state == RunState.DEPLOY_FAILED
     assert record.last_error_code == "OutOfQuota"
     assert workspace.endpoints == {}
+
+
+def test_the_seed_sample_on_its_retired_model_is_rejected_at_submit(
+    settings: Settings, workspace: FakeWorkspace
+) -> None:
+    # The registry answers with Phi-3-mini-4k-instruct as it is today: archived, fine-tuning retired.
+    clock = FakeClock()
+    store, _, _ = make_store(clock)
+    platform = make_platform(settings, workspace, registry=registry_client(RETIRED_MODEL_SPEC))
+    record = submit_config(
+        container="training-configs",
+        blob_name="phi3-ultrachat.yaml",
+        content=RETIRED_SAMPLE.read_bytes(),
+        etag="0x1",
+        store=store,
+        platform=platform,
+        data_root=Path("."),
+    )
+    assert record is not None and record.state == RunState.REJECTED
+    [error] = [e for e in record.errors if e["path"] == "model.name"]
+    assert "retired for fine-tuning" in error["message"] and "retired 2025-08-30" in error["message"]
+    assert "Phi-4" in error["message"]
+    assert workspace.jobs == {}  # nothing was submitted
+
+
+def test_a_deprecated_model_is_submitted_with_a_warning_the_status_repeats(
+    settings: Settings, workspace: FakeWorkspace, tmp_path: Path
+) -> None:
+    from shared.status import status_document
+
+    spec = yaml.safe_load(MODEL_SPEC.read_text())
+    spec["system_metadata"]["deprecation"] = {
+        "finetuneDeprecationDate": "2020-01-01T00:00:00.000000Z",
+        "finetuneRetirementDate": "2999-01-01T00:00:00.000000Z",
+    }
+    deprecated = tmp_path / "phi-4.model.spec.yaml"
+    deprecated.write_text(yaml.safe_dump(spec))
+    clock = FakeClock()
+    store, _, _ = make_store(clock)
+    platform = make_platform(settings, workspace, registry=registry_client(deprecated))
+    record = submit_config(
+        container="training-configs",
+        blob_name="phi4-ultrachat.yaml",
+        content=SEED_SAMPLE.read_bytes(),
+        etag="0x1",
+        store=store,
+        platform=platform,
+        data_root=Path("."),
+    )
+    assert record is not None and record.state == RunState.SUBMITTED, record and record.errors
+    [warning] = [n for n in record.notes if "deprecated" in n]
+    assert warning.startswith(
+        "warning: Phi-4 version 8 is deprecated for fine-tuning: fine-tuning deprecated 2020-01-01"
+    )
+    assert warning in status_document(record)["notes"]

@@ -16,7 +16,7 @@ from shared.config.model_tags import (
     parse_sku_list,
 )
 from shared.exceptions import ModelTagError
-from tests.unit.shared.azureml.conftest import fixture_model_tags
+from tests.unit.shared.azureml.support import fixture_model_tags
 
 
 def issue(exc: pytest.ExceptionInfo[ModelTagError]) -> tuple[str, str]:
@@ -27,9 +27,17 @@ def issue(exc: pytest.ExceptionInfo[ModelTagError]) -> tuple[str, str]:
 def test_the_fixture_tags_parse() -> None:
     tags = fixture_model_tags()
     allow = parse_sku_list(tags, FINETUNE_ALLOW_LIST)
-    assert allow is not None and "Standard_NC24ads_A100_v4" in allow
+    # The real list of Phi-3-mini before 2026-06-16: A100 and ND96 only (our old fixture also listed V100s).
+    assert allow == [
+        "Standard_NC24ads_A100_v4",
+        "Standard_NC48ads_A100_v4",
+        "Standard_NC96ads_A100_v4",
+        "Standard_ND96asr_v4",
+        "Standard_ND96amsr_A100_v4",
+    ]
     defaults = parse_model_defaults(tags)
-    assert defaults["apply_lora"] == "true" and defaults["deepspeed_stage"] == "2"
+    assert defaults["apply_lora"] == "true" and defaults["deepspeed_stage"] == 2
+    assert defaults["logging_strategy"] == "steps" and defaults["ignore_mismatched_sizes"] == "false"
 
 
 def test_missing_tags_mean_no_list_and_no_defaults() -> None:
@@ -132,3 +140,50 @@ def test_tag_values_that_are_not_text_are_refused() -> None:
     with pytest.raises(ModelTagError) as exc:
         parse_literal(FINETUNE_ALLOW_LIST, ["Standard_NC6s_v3"])  # type: ignore[arg-type]
     assert issue(exc)[1] == "tag value must be text"
+
+
+def test_allow_lists_come_from_system_metadata_first_and_say_so() -> None:
+    from shared.config.model_tags import read_allow_list
+
+    meta = {"supportedComputes": {"finetuneComputes": ["Standard_NC24ads_A100_v4"]}}
+    tags = {FINETUNE_ALLOW_LIST: "['Standard_NC6s_v3']"}
+    first = read_allow_list("finetune", tags, meta)
+    assert (first.skus, first.source) == (
+        ["Standard_NC24ads_A100_v4"],
+        "system_metadata.supportedComputes.finetuneComputes",
+    )
+    older = read_allow_list("finetune", tags, {})
+    assert (older.skus, older.source) == (["Standard_NC6s_v3"], "tags.finetune_compute_allow_list")
+    none = read_allow_list("inference", {}, meta)
+    assert none.skus is None and "neither system_metadata.supportedComputes.inferenceComputes" in none.source
+    with pytest.raises(ModelTagError) as exc:
+        read_allow_list("finetune", {}, {"supportedComputes": {"finetuneComputes": "Standard_NC24ads_A100_v4"}})
+    assert issue(exc) == ("model.system_metadata.supportedComputes.finetuneComputes", "expected a list of SKU names")
+
+
+def test_lifecycle_dates_from_system_metadata_or_the_tags_of_older_versions() -> None:
+    from datetime import date
+
+    from shared.config.model_tags import read_lifecycle
+
+    current = read_lifecycle(
+        {},
+        {
+            "deprecation": {
+                "finetuneDeprecationDate": "2025-06-30T00:00:00.000000Z",
+                "finetuneRetirementDate": "2025-08-30T00:00:00.000000Z",
+            }
+        },
+        archived=False,
+    )
+    assert current.source == "system_metadata.deprecation"
+    assert not current.deprecated("finetune", date(2025, 6, 29))
+    assert current.deprecated("finetune", date(2025, 6, 30)) and not current.retired("finetune", date(2025, 8, 29))
+    assert current.retired("finetune", date(2025, 8, 30))
+    assert not current.retired("inference", date(2030, 1, 1))  # no inference dates given
+    older = read_lifecycle({"FinetuneRetirementDate": "2025-08-30"}, {}, archived=False)
+    assert older.dates == {"finetune_retirement": date(2025, 8, 30)} and older.source == "tags FinetuneRetirementDate"
+    assert read_lifecycle({}, {}, archived=True).retired("finetune", date(2000, 1, 1))
+    with pytest.raises(ModelTagError) as exc:
+        read_lifecycle({"FinetuneRetirementDate": "soon"}, {}, archived=False)
+    assert issue(exc)[0] == "model.tags.FinetuneRetirementDate"

@@ -21,7 +21,7 @@ from shared.platform.azureml.monitor import METRIC_NAMESPACE, MetricsQuery, quer
 from shared.settings import Settings
 from tests.unit.shared.azureml import SDK_WARNINGS
 from tests.unit.shared.azureml.azure_fakes import WORKSPACE_ID, FakeWorkspace
-from tests.unit.shared.azureml.conftest import make_platform
+from tests.unit.shared.azureml.support import make_platform
 
 pytestmark = pytest.mark.filterwarnings(SDK_WARNINGS)
 

@@ -14,7 +14,7 @@ from shared.services.planning import build_plan
 from shared.settings import Settings
 from tests.unit.shared.azureml import SDK_WARNINGS
 from tests.unit.shared.azureml.azure_fakes import FakeWorkspace
-from tests.unit.shared.azureml.conftest import (
+from tests.unit.shared.azureml.support import (
     COMPONENT_SPEC,
     DATA,
     RUN_ID,
@@ -25,7 +25,8 @@ from tests.unit.shared.azureml.conftest import (
 
 pytestmark = pytest.mark.filterwarnings(SDK_WARNINGS)
 
-SEED_DISPLAY = "Phi-3-mini-4k-instruct-ultrachat-bs{bs}-cosine-ds2-lora-save_limit-1-seqlen-1"
+# save_limit1: Phi-4's model_specific_defaults set save_total_limit 1.
+SEED_DISPLAY = "Phi-4-ultrachat-bs{bs}-cosine-ds2-lora-save_limit1-seqlen-1"
 COMPUTE_INPUTS = ("compute_model_import", "compute_preprocess", "compute_finetune", "compute_model_evaluation")
 
 
@@ -55,10 +56,11 @@ def test_seed_job_offline_is_what_the_notebook_submits(settings: Settings) -> No
     assert job["type"] == "pipeline"
     assert job["name"] == RUN_ID
     assert job["display_name"] == SEED_DISPLAY.format(bs=1)  # 1 GPU assumed offline
-    assert job["experiment_name"] == "chat_completion_Phi-3-mini-4k-instruct"
+    assert job["experiment_name"] == "chat_completion_Phi-4"
     assert job["tags"] == app_tags(RUN_ID, "phi3-ultrachat.yaml")
     assert job["settings"] == {"force_rerun": True, "continue_on_step_failure": False}
-    assert job["outputs"] == {"trained_model": {"type": "mlflow_model"}}
+    # The real component declares its mlflow_model_folder output with mode rw_mount.
+    assert job["outputs"] == {"trained_model": {"type": "mlflow_model", "mode": "rw_mount"}}
     node = job["jobs"]["chat_completion_pipeline"]
     assert node["type"] == "pipeline"
     assert node["outputs"] == {"mlflow_model_folder": "${{parent.outputs.trained_model}}"}
@@ -77,7 +79,7 @@ def test_seed_job_offline_is_what_the_notebook_submits(settings: Settings) -> No
     assert inputs["precision"] == "16"  # from the model's model_specific_defaults
     assert inputs["mlflow_model_path"] == {
         "type": "mlflow_model",
-        "path": "azureml://registries/azureml/models/Phi-3-mini-4k-instruct/versions/15",
+        "path": "azureml://registries/azureml/models/Phi-4/versions/8",
     }
     assert inputs["train_file_path"] == {"type": "uri_file", "path": f"{DATA}/train_sft.jsonl"}
     assert inputs["test_file_path"] == {"type": "uri_file", "path": f"{DATA}/test_sft.jsonl"}
@@ -99,24 +101,29 @@ def test_every_boolean_input_is_the_string_the_component_declares(settings: Sett
     ]
     assert len(boolean_inputs) >= 8
     for name in boolean_inputs:
-        assert inputs[name] in {"true", "false"}, name
+        if name in inputs:  # the app sends every boolean it types; the others keep the component's default
+            assert inputs[name] in {"true", "false"}, name
+    assert {"trust_remote_code", "ignore_mismatched_sizes", "enable_full_determinism"} <= set(inputs)
 
 
 def test_seed_job_against_a_workspace_reads_gpus_from_the_cluster_size(
     settings: Settings, workspace: FakeWorkspace
 ) -> None:
-    from tests.unit.shared.azureml.conftest import registry_client
+    from tests.unit.shared.azureml.support import registry_client
 
     registry = registry_client()
     platform = make_platform(settings, workspace, registry=registry)
     plan, job, _ = plan_and_job(platform)
 
-    registry.models.get.assert_called_once_with("Phi-3-mini-4k-instruct", label="latest")
+    registry.models.get.assert_called_once_with("Phi-4", label="latest")
     registry.components.get.assert_called_once_with(name="chat_completion_pipeline", label="latest")
-    assert plan.compute.size == "Standard_NC24rs_v3"
+    assert plan.compute.size == "Standard_NC96ads_A100_v4"
     assert node_inputs(job)["number_of_gpu_to_use_finetuning"] == 4
     assert job["display_name"] == SEED_DISPLAY.format(bs=4)  # 1 per device x 4 GPUs x 1 node, as the seed computes
-    assert plan.notes == ["model defaults not used by the component: ignore_mismatched_sizes"]
+    # Phi-4's defaults are all component inputs now (ignore_mismatched_sizes, logging_strategy included).
+    assert plan.params.params["ignore_mismatched_sizes"].source == "model"
+    assert plan.params.params["logging_strategy"].source == "model"
+    assert not any("model_specific_defaults" in note for note in plan.notes)
 
 
 def test_serverless_binds_the_gpu_steps_to_the_instance_type(settings: Settings) -> None:
@@ -131,7 +138,7 @@ def test_serverless_binds_the_gpu_steps_to_the_instance_type(settings: Settings)
     assert "instance_type_preprocess" not in inputs
     assert inputs["number_of_gpu_to_use_finetuning"] == 4  # offline table for the SKU
     assert inputs["num_nodes_finetune"] == 2
-    assert job["display_name"].startswith("Phi-3-mini-4k-instruct-ultrachat-bs8-")
+    assert job["display_name"].startswith("Phi-4-ultrachat-bs8-")
     assert any("built-in table" in note for note in plan.notes)
 
 
