@@ -53,7 +53,7 @@ def test_plan_prints_the_seed_job_with_lora_and_deepspeed_stage_2(capsys: pytest
     assert node["inputs"]["compute_finetune"] == "gpu-cluster-a100"
     assert job["display_name"] == "Phi-3-mini-4k-instruct-ultrachat-bs1-cosine-ds2-lora-save_limit-1-seqlen-1"
     assert job["name"].startswith("phi3-ultrachat-")
-    assert job["tags"]["autopilot.managed"] == "true"
+    assert job["tags"]["autopilot_managed"] == "true"
 
 
 def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
