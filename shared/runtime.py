@@ -37,8 +37,8 @@ def run_store() -> RunStore:
 
     s = settings()
     return RunStore(
-        TableLedger(s.storage_connection, s.ledger_table),
-        BlobStatusStore(s.storage_connection, s.status_container),
+        TableLedger(s.storage(), s.ledger_table),
+        BlobStatusStore(s.storage(), s.status_container),
     )
 
 
