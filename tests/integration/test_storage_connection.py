@@ -75,5 +75,5 @@ def test_a_named_connection_without_settings_is_a_clear_error(azurite: str) -> N
         pass
 
     env = {"AzureWebJobsStorage": azurite, "AUTOPILOT_WEBHOOK_KEY": "k"}
-    with pytest.raises(HostConfigError, match="Missing is not set: .*Missing__accountName"):
+    with pytest.raises(HostConfigError, match=r"Missing is not set: .*Missing__accountName"):
         LocalHost(app, Settings.from_env(env), env=env)

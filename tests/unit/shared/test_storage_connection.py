@@ -66,7 +66,7 @@ def identity_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str
     seen: list[dict[str, list[str]]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             seen.append(parse_qs(urlsplit(self.path).query))
             body = json.dumps(
                 {"access_token": "t", "expires_on": str(int(time.time()) + 3600), "token_type": "Bearer"}
