@@ -2,8 +2,8 @@
 
 Each subscription on the workspace's system topic delivers some event types to one function, narrowed by
 advanced filters. The Event Grid trigger functions take their names from here, the local ML platform posts
-each event to the function named here, the deployment hook (``infra/hooks/postdeploy.py``) creates exactly
-these subscriptions (``python -m shared.subscriptions`` prints them as ARM ``filter`` objects), and the tests
+each event to the function named here, the deployment hook (``infra/hooks/azd_hooks.py postdeploy``) creates
+exactly these subscriptions (``python -m shared.subscriptions`` prints them as ARM ``filter`` objects), and the tests
 run real and local event payloads through an evaluator of Event Grid's filter rules against them.
 
 Why these filters and no others:
