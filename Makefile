@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test lint schema clean
+.PHONY: setup demo test lint schema clean infra-venv check-infra
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt package.json pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -15,6 +15,19 @@ $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt package.j
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# checkov has its own venv: installed into .venv it would downgrade packaging (see requirements-infra.txt).
+INFRA_STAMP := .venv-infra/.installed
+$(INFRA_STAMP): requirements-infra.txt
+	test -x .venv-infra/bin/python || python3 -m venv .venv-infra
+	.venv-infra/bin/python -m pip install --quiet -r requirements-infra.txt
+	touch $(INFRA_STAMP)
+
+infra-venv: $(INFRA_STAMP)
+
+# The Bicep parses, checkov passes, and the infrastructure matches the code (no Azure needed).
+check-infra: setup infra-venv
+	$(PY) -m pytest -q tests/infra
 
 demo: setup
 	.venv/bin/autopilot demo

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.exceptions import AutopilotError
+from shared.naming import read_tags
 
 RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
@@ -94,8 +95,8 @@ class RunEvent(AzureMLEvent):
 
     @property
     def run_tags(self) -> dict[str, str]:
-        """``runTags``: where the app's ``autopilot.*`` tags travel."""
-        return _dict(self.data, "runTags")
+        """``runTags``: where the app's ``autopilot_*`` tags travel (legacy dotted keys read too)."""
+        return read_tags(_dict(self.data, "runTags"))
 
     @property
     def run_properties(self) -> dict[str, str]:
@@ -132,8 +133,8 @@ class ModelRegisteredEvent(AzureMLEvent):
 
     @property
     def model_tags(self) -> dict[str, str]:
-        """``modelTags``."""
-        return _dict(self.data, "modelTags")
+        """``modelTags`` (legacy dotted keys read too)."""
+        return read_tags(_dict(self.data, "modelTags"))
 
     @property
     def model_properties(self) -> dict[str, str]:
@@ -163,8 +164,8 @@ class ModelDeployedEvent(AzureMLEvent):
 
     @property
     def service_tags(self) -> dict[str, str]:
-        """``serviceTags``."""
-        return _dict(self.data, "serviceTags")
+        """``serviceTags`` (legacy dotted keys read too)."""
+        return read_tags(_dict(self.data, "serviceTags"))
 
 
 _WRAPPERS: dict[str, type[AzureMLEvent]] = {

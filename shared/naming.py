@@ -5,14 +5,29 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+from collections.abc import Mapping
 
 from shared.exceptions import FieldIssue, RejectedError
 
-TAG_RUN_ID = "autopilot.run_id"
-TAG_MANAGED = "autopilot.managed"
-TAG_CONFIG = "autopilot.config"
-TAG_IDLE_MINUTES = "autopilot.idle_after_minutes"
-TAG_KEEP = "autopilot.keep"
+# Tag keys carry no '.': Event Grid's advanced filters read every '.' in a filter key as one level of nesting
+# and have no escape, so a filter can reach ``data.runTags.autopilot_managed`` but never a tag literally named
+# ``autopilot.managed`` (event-filtering.md, "Limitations").
+TAG_RUN_ID = "autopilot_run_id"
+TAG_MANAGED = "autopilot_managed"
+TAG_CONFIG = "autopilot_config"
+TAG_IDLE_MINUTES = "autopilot_idle_after_minutes"
+TAG_KEEP = "autopilot_keep"
+
+# The dotted keys written before that change. Jobs, models and endpoints created then still carry them, so
+# tags are READ under either key (the new one wins) and only ever WRITTEN under the new one; an endpoint
+# deployed before the change is still recognised as the app's, cleaned up when idle, and its run found.
+LEGACY_TAG_KEYS: dict[str, str] = {
+    TAG_RUN_ID: "autopilot.run_id",
+    TAG_MANAGED: "autopilot.managed",
+    TAG_CONFIG: "autopilot.config",
+    TAG_IDLE_MINUTES: "autopilot.idle_after_minutes",
+    TAG_KEEP: "autopilot.keep",
+}
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 _SAFE_BLOB_RE = re.compile(r"^[A-Za-z0-9._/ -]+$")
@@ -98,5 +113,16 @@ def app_tags(run: str, config_blob: str) -> dict[str, str]:
     return {TAG_RUN_ID: run, TAG_MANAGED: "true", TAG_CONFIG: config_blob[:256]}
 
 
-def is_managed(tags: dict[str, str] | None) -> bool:
-    return bool(tags) and tags.get(TAG_MANAGED) == "true" and bool(tags.get(TAG_RUN_ID))  # type: ignore[union-attr]
+def read_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    """``tags`` with every legacy dotted key also readable under its current key (the current key wins)."""
+    result = dict(tags or {})
+    for key, legacy in LEGACY_TAG_KEYS.items():
+        if key not in result and legacy in result:
+            result[key] = result[legacy]
+    return result
+
+
+def is_managed(tags: Mapping[str, str] | None) -> bool:
+    """Carries the app's tags, under the current or the legacy keys."""
+    readable = read_tags(tags)
+    return readable.get(TAG_MANAGED) == "true" and bool(readable.get(TAG_RUN_ID))

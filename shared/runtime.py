@@ -41,8 +41,8 @@ def build_store(settings: Settings) -> RunStore:
     from shared.status import BlobStatusStore
 
     return RunStore(
-        TableLedger(settings.storage_connection, settings.ledger_table),
-        BlobStatusStore(settings.storage_connection, settings.status_container),
+        TableLedger(settings.storage(), settings.ledger_table),
+        BlobStatusStore(settings.storage(), settings.status_container),
         observers=[WebhookNotifier(settings.notify_signing_key)],
     )
 

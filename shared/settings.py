@@ -14,7 +14,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.storage import StorageConnection
 
 # Azurite's published development account (documented by Microsoft; not a secret). The full form is used
 # because older azure-storage-blob releases reject ``UseDevelopmentStorage=true``.
@@ -25,6 +28,9 @@ AZURITE_CONNECTION_STRING = (
     "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
+
+
+STORAGE_SETTING = "AzureWebJobsStorage"
 
 
 def setting(env: str, default: str, *, secret: bool = False) -> Any:
@@ -42,6 +48,14 @@ _CONVERT = {"str": str, "int": int, "float": float, "bool": _bool, "Path": lambd
 @dataclass(frozen=True)
 class Settings:
     storage_connection: str = setting("AzureWebJobsStorage", AZURITE_CONNECTION_STRING, secret=True)
+    # The Functions identity-based form of the same connection (shared/storage.py), used when
+    # AzureWebJobsStorage itself is unset: on Azure the app then runs without any storage key.
+    storage_account_name: str = setting("AzureWebJobsStorage__accountName", "")
+    storage_blob_service_uri: str = setting("AzureWebJobsStorage__blobServiceUri", "")
+    storage_queue_service_uri: str = setting("AzureWebJobsStorage__queueServiceUri", "")
+    storage_table_service_uri: str = setting("AzureWebJobsStorage__tableServiceUri", "")
+    storage_credential: str = setting("AzureWebJobsStorage__credential", "")
+    storage_client_id: str = setting("AzureWebJobsStorage__clientId", "")
     # Read by the Functions host itself; declared so the sample lists it.
     worker_runtime: str = setting("FUNCTIONS_WORKER_RUNTIME", "python")
     config_container: str = setting("AUTOPILOT_CONFIG_CONTAINER", "training-configs")
@@ -96,7 +110,29 @@ class Settings:
         if platform not in {"local", "azureml"}:
             raise ValueError(f"AUTOPILOT_PLATFORM must be 'local' or 'azureml', not {platform!r}")
         values["platform"] = platform
+        identity = [f.metadata["env"] for f in fields(cls) if f.metadata["env"].startswith(f"{STORAGE_SETTING}__")]
+        if not source.get(STORAGE_SETTING) and any(source.get(name) for name in identity):
+            # As the Functions host does: no connection string, so the identity-based settings apply, and the
+            # Azurite default must not win over them.
+            values["storage_connection"] = ""
         return cls(**values)
+
+    def storage(self) -> StorageConnection:
+        """The app's storage account (``AzureWebJobsStorage``): connection string or identity-based."""
+        from shared.storage import StorageConnection
+
+        connection = StorageConnection(
+            connection_string=self.storage_connection,
+            account_name=self.storage_account_name,
+            blob_service_uri=self.storage_blob_service_uri,
+            queue_service_uri=self.storage_queue_service_uri,
+            table_service_uri=self.storage_table_service_uri,
+            credential_kind=self.storage_credential.strip().lower(),
+            client_id=self.storage_client_id,
+            allow_developer_credentials=self.allow_developer_credentials,
+        )
+        connection.check(STORAGE_SETTING)
+        return connection
 
 
 DEFAULTS: dict[str, str] = {f.metadata["env"]: f.metadata["default"] for f in fields(Settings)}

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from shared.ledger.record import RunRecord
 from shared.naming import status_blob_name
 from shared.states import RunState
+from shared.storage import StorageConnection, as_connection
 
 
 class StatusStore(Protocol):
@@ -62,10 +63,9 @@ def awaiting(record: RunRecord) -> str | None:
 class BlobStatusStore:
     """``StatusStore`` on a blob container (Azurite locally); the container is created on first use."""
 
-    def __init__(self, connection_string: str, container: str) -> None:
-        from azure.storage.blob import BlobServiceClient
-
-        self._service = BlobServiceClient.from_connection_string(connection_string)
+    def __init__(self, connection: StorageConnection | str, container: str) -> None:
+        # A connection string (Azurite) or the identity-based connection of the Function App.
+        self._service = as_connection(connection).blob_service()
         self._container = self._service.get_container_client(container)
         self._ready = False
 

@@ -74,7 +74,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 1
     settings = runtime.settings()
     try:
-        upload_config(settings.storage_connection, settings.config_container, blob_name, data)
+        upload_config(settings.storage(), settings.config_container, blob_name, data)
     except Exception as exc:
         print(
             f"cannot upload to storage ({type(exc).__name__}); is it running? (`autopilot up`)",

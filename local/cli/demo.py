@@ -129,7 +129,7 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     config = (_project_root() / "samples" / DEMO_CONFIG).read_bytes()
     content = f"# autopilot demo {datetime.now(UTC).isoformat(timespec='seconds')}\n".encode() + config
     try:
-        upload_config(settings.storage_connection, settings.config_container, DEMO_CONFIG, content)
+        upload_config(settings.storage(), settings.config_container, DEMO_CONFIG, content)
     except Exception as exc:
         print(f"cannot upload the config ({type(exc).__name__})", file=sys.stderr)
         return finish(1)

@@ -31,10 +31,11 @@ from azure.functions.blob import InputStream
 from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient
 from azure.storage.blob import LinearRetry as BlobRetry
 from azure.storage.queue import LinearRetry as QueueRetry
-from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from azure.storage.queue import TextBase64EncodePolicy
 
 from local.common.exceptions import HostConfigError
 from local.host.discovery import FunctionSpec, Invocation, invoke
+from shared.storage import StorageConnection, as_connection
 
 log = logging.getLogger(__name__)
 
@@ -153,28 +154,28 @@ class BlobPoller:
         self,
         functions: Sequence[FunctionSpec],
         *,
-        host_connection: str,
-        resolve_connection: Callable[[str], str],
+        host_connection: StorageConnection | str,
+        resolve_connection: Callable[[str], StorageConnection | str],
         host_id: str,
         max_tries: int = MAX_TRIES,
         max_blob_bytes: int = MAX_BLOB_BYTES,
     ) -> None:
-        self._services: dict[str, BlobServiceClient] = {}
-        self._targets: list[tuple[FunctionSpec, BlobPath, str]] = []
+        self._services: dict[StorageConnection, BlobServiceClient] = {}
+        self._targets: list[tuple[FunctionSpec, BlobPath, StorageConnection]] = []
         for spec in functions:
             path = BlobPath.parse(spec.name, str(spec.binding.get("path") or ""))
-            connection = resolve_connection(str(spec.binding.get("connection") or "AzureWebJobsStorage"))
+            connection = as_connection(resolve_connection(str(spec.binding.get("connection") or "AzureWebJobsStorage")))
             self._targets.append((spec, path, connection))
-        self._receipts = ReceiptStore(self._service(host_connection), host_id)
+        self._receipts = ReceiptStore(self._service(as_connection(host_connection)), host_id)
         self._max_tries = max_tries
         self._max_blob_bytes = max_blob_bytes
         self._lock = threading.Lock()
         self._missing_logged: set[str] = set()
 
-    def _service(self, connection: str) -> BlobServiceClient:
+    def _service(self, connection: StorageConnection) -> BlobServiceClient:
+        # A connection string or an identity-based connection (``<name>__accountName`` ...), as the runtime's.
         if connection not in self._services:
-            self._services[connection] = BlobServiceClient.from_connection_string(
-                connection,
+            self._services[connection] = connection.blob_service(
                 retry_policy=BlobRetry(
                     backoff=FAST_RETRY_BACKOFF_S, retry_total=FAST_RETRY_TOTAL, random_jitter_range=0
                 ),
@@ -204,7 +205,7 @@ class BlobPoller:
                 log.exception("blob poll failed")
             stop.wait(interval_s)
 
-    def _poll_function(self, spec: FunctionSpec, path: BlobPath, connection: str) -> list[Invocation]:
+    def _poll_function(self, spec: FunctionSpec, path: BlobPath, connection: StorageConnection) -> list[Invocation]:
         container = self._service(connection).get_container_client(path.container)
         try:
             blobs = list(container.list_blobs(name_starts_with=path.prefix or None))
@@ -234,7 +235,7 @@ class BlobPoller:
         spec: FunctionSpec,
         container: ContainerClient,
         listed: BlobProperties,
-        connection: str,
+        connection: StorageConnection,
         receipt: str,
         failures: int,
     ) -> Invocation | None:
@@ -283,9 +284,10 @@ class BlobPoller:
             self._receipts.write(receipt, PENDING, failures)
         return outcome
 
-    def _poison(self, spec: FunctionSpec, connection: str, container: str, listed: BlobProperties) -> None:
-        queue = QueueClient.from_connection_string(
-            connection,
+    def _poison(
+        self, spec: FunctionSpec, connection: StorageConnection, container: str, listed: BlobProperties
+    ) -> None:
+        queue = connection.queue_client(
             POISON_QUEUE,
             message_encode_policy=TextBase64EncodePolicy(),
             retry_policy=QueueRetry(backoff=FAST_RETRY_BACKOFF_S, retry_total=FAST_RETRY_TOTAL, random_jitter_range=0),

@@ -36,6 +36,7 @@ from local.host.discovery import Functions, Invocation, discover
 from local.host.timers import Clock, TimerScheduler, utc_now
 from local.host.webhook import WEBHOOK_PATH, build_webhook_app
 from shared.settings import Settings, load_local_settings
+from shared.storage import StorageConfigError, StorageConnection
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class LocalHost:
         self.webhook_app = build_webhook_app(self.functions.event_grid, settings.webhook_key)
         self.blob_poller = BlobPoller(
             self.functions.blob,
-            host_connection=settings.storage_connection,
+            host_connection=settings.storage(),
             resolve_connection=self._connection,
             host_id=host_id or default_host_id(),
         )
@@ -75,13 +76,15 @@ class LocalHost:
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
 
-    def _connection(self, name: str) -> str:
+    def _connection(self, name: str) -> StorageConnection:
         if name == STORAGE_SETTING:
-            return self.settings.storage_connection
-        value = self._env.get(name, "")
-        if not value:
-            raise HostConfigError(f"blob trigger connection setting {name} is not set")
-        return value
+            return self.settings.storage()
+        try:
+            return StorageConnection.from_settings(
+                name, self._env, allow_developer_credentials=self.settings.allow_developer_credentials
+            )
+        except StorageConfigError as exc:
+            raise HostConfigError(f"blob trigger connection: {exc}") from None
 
     def poll_once(self) -> list[Invocation]:
         """One pass over the blob-trigger containers, in this thread."""

@@ -194,8 +194,8 @@ class RegistrationSection(Strict):
         for key, val in value.items():
             if not _TAG_KEY_RE.match(key):
                 raise ValueError(f"tag key {key!r} must be 1-128 letters, digits or _.:/-")
-            if key.startswith("autopilot."):
-                raise ValueError(f"tag key {key!r} is reserved: the app sets autopilot.* tags itself")
+            if key.startswith(("autopilot.", "autopilot_")):
+                raise ValueError(f"tag key {key!r} is reserved: the app sets autopilot_* tags itself")
             if len(val) > 256:
                 raise ValueError(f"tag {key!r}: value longer than 256 characters")
         return value

@@ -13,6 +13,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from shared.exceptions import AlreadyExistsError, ConcurrencyError
 from shared.ledger.record import RunRecord
 from shared.states import RunState
+from shared.storage import StorageConnection, as_connection
 
 PARTITION = "run"
 # Table string properties hold at most 64 KiB (32K UTF-16 characters); JSON columns are checked against it.
@@ -60,8 +61,9 @@ def _from_entity(entity: Any) -> RunRecord:
 class TableLedger:
     """``Ledger`` over one Azure table; the table is created on first use."""
 
-    def __init__(self, connection_string: str, table_name: str = "autopilotruns") -> None:
-        self._service = TableServiceClient.from_connection_string(connection_string)
+    def __init__(self, connection: StorageConnection | str, table_name: str = "autopilotruns") -> None:
+        # A connection string (Azurite) or the identity-based connection of the Function App.
+        self._service: TableServiceClient = as_connection(connection).table_service()
         self._table_name = table_name
         self._client: TableClient | None = None
 

@@ -4,7 +4,7 @@ Contract every adapter keeps:
 - every create is idempotent and keyed by names the caller derives from the run id (a retry finds the
   thing it made before and returns it; a foreign thing with the same name is an error, never adopted);
 - nothing blocks on a long-running operation: deployment and deletion are started and inspected later;
-- every resource it creates carries the tags passed in (``autopilot.run_id``, ``autopilot.managed``), and it
+- every resource it creates carries the tags passed in (``autopilot_run_id``, ``autopilot_managed``), and it
   refuses to delete or change endpoints without them (``NotManagedError``);
 - failures the user must fix raise ``RejectedError`` (with field paths), retryable ones
   ``TransientPlatformError``, missing things ``NotFoundError``; no secret ever appears in a message.
@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from shared.config.component import ComponentParams
+from shared.naming import read_tags
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,10 @@ class JobInfo:
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. eval_loss_before/after, train tokens/s
     progress: str | None = None  # one line for `autopilot status`
 
+    def __post_init__(self) -> None:
+        # Resources made before the tag keys lost their dots carry the legacy keys: read both (shared.naming).
+        object.__setattr__(self, "tags", read_tags(self.tags))
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -135,6 +140,10 @@ class ModelRef:
     version: str
     id: str
     tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Resources made before the tag keys lost their dots carry the legacy keys: read both (shared.naming).
+        object.__setattr__(self, "tags", read_tags(self.tags))
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,7 @@ class DeployRequest:
     liveness_initial_delay_s: int
     max_concurrent_requests: int
     description: str
-    tags: dict[str, str]  # app tags plus the idle policy (autopilot.idle_after_minutes, autopilot.keep)
+    tags: dict[str, str]  # app tags plus the idle policy (autopilot_idle_after_minutes, autopilot_keep)
 
 
 class DeploymentState(StrEnum):
@@ -186,6 +195,10 @@ class EndpointInfo:
     scoring_uri: str | None = None
     state: str | None = None  # provisioning state as the platform reports it
     healthy: bool | None = None  # None: unknown
+
+    def __post_init__(self) -> None:
+        # Resources made before the tag keys lost their dots carry the legacy keys: read both (shared.naming).
+        object.__setattr__(self, "tags", read_tags(self.tags))
 
 
 @dataclass(frozen=True)
@@ -242,7 +255,7 @@ class MLPlatform(Protocol):
         """Send a scoring request (the Azure ML chat payload) and return the decoded answer."""
 
     def list_endpoints(self) -> list[EndpointInfo]:
-        """Endpoints carrying the app's tags (``autopilot.managed=true``)."""
+        """Endpoints carrying the app's tags (``autopilot_managed=true``)."""
 
     def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
         """Requests to the endpoint since ``since``."""

@@ -120,7 +120,7 @@ def test_drop_config_to_deployed_invoked_idle_and_deleted(
     try:
         processes.wait_for_port(settings.host_port, timeout_s=60, process=host, name="host", log_path=host_log)
         content = CONFIG.replace("MODEL", model).encode()
-        upload_config(settings.storage_connection, settings.config_container, "e2e-tiny.yaml", content)
+        upload_config(settings.storage(), settings.config_container, "e2e-tiny.yaml", content)
         run = run_id(settings.config_container, "e2e-tiny.yaml", content)
 
         reached = wait_state(

@@ -32,7 +32,7 @@ from azure.ai.ml.entities import (
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from shared.exceptions import NotFoundError, NotManagedError
-from shared.naming import TAG_RUN_ID, is_managed
+from shared.naming import TAG_RUN_ID, is_managed, read_tags
 from shared.platform.azureml.errors import azure_call, error_code, is_retryable, short, translate, with_remedy
 from shared.platform.port import DeploymentInfo, DeploymentState, DeployRequest, EndpointInfo
 
@@ -103,7 +103,7 @@ class Endpoints:
         endpoint = self._endpoint(name)
         if endpoint is None:
             return None
-        tags = _tags(endpoint)
+        tags = read_tags(_tags(endpoint))  # tags written under the legacy dotted keys still count
         if not is_managed(tags) or (run_id is not None and tags.get(TAG_RUN_ID) != run_id):
             raise NotManagedError(
                 f"endpoint {name} exists but was not created by this app for this run; it is left alone "

@@ -127,7 +127,7 @@ def test_happy_path_to_deployed(world: World) -> None:
     assert record.metrics["eval_loss_after"] == 1.5
     (endpoint,) = world.platform.endpoints.values()
     assert endpoint.traffic == {record.deployment_name: 100}
-    assert endpoint.tags["autopilot.idle_after_minutes"] == "30"
+    assert endpoint.tags["autopilot_idle_after_minutes"] == "30"
     assert record.smoke_test and record.smoke_test["answer"] == "Here is a packing list."
     sent = world.platform.invocations[0]["input_data"]
     assert sent["input_string"] == [[{"role": "user", "content": "Pack for a hike?"}]]

@@ -22,7 +22,7 @@ def test_run_completed_pascal_case() -> None:
     assert isinstance(event, RunEvent)
     assert event.run_id == "phi3-1234abcd" and event.run_status == "Completed"
     assert event.run_type == "azureml.PipelineRun" and not event.is_child_run
-    assert event.run_tags["autopilot.run_id"] == "phi3-1234abcd"
+    assert event.run_tags["autopilot_run_id"] == "phi3-1234abcd"
     assert event.experiment_name == "chat_completion_Phi-3-mini-4k-instruct"
     assert event.short_type == "RunCompleted"
 
@@ -46,7 +46,7 @@ def test_model_deployed_is_parsed() -> None:
         "Phi-3-mini-4k-instruct-demo:1",
         "other:2",
     ]
-    assert event.service_tags["autopilot.managed"] == "true"
+    assert event.service_tags["autopilot_managed"] == "true"
 
 
 def test_child_step_detected_by_type_or_parent() -> None:

@@ -103,7 +103,7 @@ class Workspace:
             train_data=data["train"],
             validation_data=None,
             test_data=data["test"],
-            tags={"autopilot.run_id": name, "autopilot.managed": "true"},
+            tags={"autopilot_run_id": name, "autopilot_managed": "true"},
         )
 
     def wait_job(self, name: str, timeout_s: float = JOB_TIMEOUT_S) -> JobInfo:

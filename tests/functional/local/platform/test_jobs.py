@@ -19,7 +19,7 @@ from tests.functional.local.platform.support import WEBHOOK_KEY, Workspace
 def test_completed_job_reports_metrics_and_posts_its_events(workspace: Workspace, completed_job: str) -> None:
     info = workspace.platform.get_job(completed_job)
     assert info.status == JobStatus.COMPLETED
-    assert info.tags == {"autopilot.run_id": completed_job, "autopilot.managed": "true"}
+    assert info.tags == {"autopilot_run_id": completed_job, "autopilot_managed": "true"}
     assert {"eval_loss_before", "eval_loss_after", "perplexity_before", "perplexity_after"} <= set(info.metrics)
     assert info.progress and info.progress.startswith("completed")
 
@@ -50,7 +50,7 @@ def test_submit_is_idempotent_by_name_and_run(workspace: Workspace, completed_jo
     assert f"job-{completed_job}.pid" not in workspace.running_pids()
 
     foreign = workspace.job_request(completed_job)
-    foreign.tags["autopilot.run_id"] = "someone-else-1234abcd"
+    foreign.tags["autopilot_run_id"] = "someone-else-1234abcd"
     with pytest.raises(PlatformError, match="another run"):
         workspace.platform.submit_job(foreign)
 

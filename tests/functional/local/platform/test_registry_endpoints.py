@@ -32,7 +32,7 @@ SCORE = {
 
 
 def tags(run: str) -> dict[str, str]:
-    return {"autopilot.run_id": run, "autopilot.managed": "true"}
+    return {"autopilot_run_id": run, "autopilot_managed": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def deploy_request(model: ModelRef, endpoint: str, run: str, **overrides: object
         "liveness_initial_delay_s": 10,
         "max_concurrent_requests": 2,
         "description": "test",
-        "tags": {**tags(run), "autopilot.idle_after_minutes": "1"},
+        "tags": {**tags(run), "autopilot_idle_after_minutes": "1"},
     }
     values.update(overrides)
     return DeployRequest(**values)  # type: ignore[arg-type]
@@ -79,12 +79,12 @@ def test_register_model_is_idempotent_and_posts_model_registered(
     assert model.id == f"models:/{MODEL_NAME}/{model.version}"
     versions = workspace.platform.registry.client.search_model_versions(f"name='{MODEL_NAME}'")
     assert len(versions) == 1
-    assert workspace.platform.get_model(MODEL_NAME, model.version).tags["autopilot.run_id"] == completed_job
+    assert workspace.platform.get_model(MODEL_NAME, model.version).tags["autopilot_run_id"] == completed_job
 
     events = workspace.webhook.wait_for("ModelRegistered", count=2)
     assert {e["function"] for e in events} == {"deploy"}
     assert events[0]["data"]["modelName"] == MODEL_NAME and events[0]["data"]["modelVersion"] == model.version
-    assert events[0]["data"]["modelTags"]["autopilot.run_id"] == completed_job
+    assert events[0]["data"]["modelTags"]["autopilot_run_id"] == completed_job
     with pytest.raises(NotFoundError):
         workspace.platform.get_model(MODEL_NAME, "99")
 

@@ -40,5 +40,5 @@ def make_spec(tmp_path: Path, model_dir: Path, data: dict[str, Path], **params: 
         train_file=data["train_sft"],
         test_file=data["test_sft"],
         experiment_name="local-training-tests",
-        tags={"autopilot.run_id": "job-test", "autopilot.managed": "true"},
+        tags={"autopilot_run_id": "job-test", "autopilot_managed": "true"},
     )

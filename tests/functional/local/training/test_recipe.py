@@ -73,7 +73,7 @@ def test_mlflow_run_has_params_step_metrics_and_loss_curve(tracked_run: Any) -> 
     run = client.get_run(result.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "tracked"
-    assert run.data.tags["autopilot.run_id"] == "job-test"
+    assert run.data.tags["autopilot_run_id"] == "job-test"
     assert run.data.params["lora_r"] == "4" and run.data.params["model_name"] == "tiny-random-chat"
     losses = client.get_metric_history(run.info.run_id, "loss")
     assert sorted(m.step for m in losses) == list(range(1, STEPS + 1))

@@ -45,9 +45,9 @@ def deploy(platform: FakePlatform, name: str, idle_minutes: int = 1) -> None:
             max_concurrent_requests=1,
             description="",
             tags={
-                "autopilot.run_id": f"{name}-run",
-                "autopilot.managed": "true",
-                "autopilot.idle_after_minutes": str(idle_minutes),
+                "autopilot_run_id": f"{name}-run",
+                "autopilot_managed": "true",
+                "autopilot_idle_after_minutes": str(idle_minutes),
             },
         )
     )

@@ -13,8 +13,9 @@ import pytest
 
 from local.platform import eventpost
 from shared.events import ModelRegisteredEvent, RunEvent, parse_event
+from shared.naming import app_tags
 
-TAGS = {"autopilot.run_id": "demo-1234abcd", "autopilot.managed": "true"}
+TAGS = app_tags("demo-1234abcd", "demo.yaml")
 KEY = "webhook-key-for-tests"
 
 

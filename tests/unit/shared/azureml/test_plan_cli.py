@@ -74,7 +74,7 @@ def test_plan_prints_the_phi4_job_with_allow_lists_from_system_metadata(capsys: 
     assert node["inputs"]["ignore_mismatched_sizes"] == "false"
     assert job["display_name"] == "Phi-4-ultrachat-bs2-cosine-ds3-lora-save_limit1-seqlen-1"
     assert job["name"].startswith("phi4-ultrachat-")
-    assert job["tags"]["autopilot.managed"] == "true"
+    assert job["tags"]["autopilot_managed"] == "true"
 
 
 def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:

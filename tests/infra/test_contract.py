@@ -1,0 +1,149 @@
+"""The infrastructure against the code: the settings it sets are the ones the code reads, its roles cover the
+calls the adapters make, and the Event Grid subscriptions it creates are the ones tests/unit checks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from local.host.discovery import discover
+from shared.settings import DEFAULTS, Settings
+from shared.subscriptions import SUBSCRIPTIONS
+from tests.infra.infra_files import INFRA, MAIN, RESOURCES, ROOT, app_settings, hooks, parsed, roles
+
+# Read by the Functions platform itself, not by the app's code.
+PLATFORM_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+# What the app must be told on Azure (the rest keep their defaults).
+REQUIRED = {
+    "AUTOPILOT_PLATFORM",
+    "AZUREML_SUBSCRIPTION_ID",
+    "AZUREML_RESOURCE_GROUP",
+    "AZUREML_WORKSPACE_NAME",
+    "AZURE_CLIENT_ID",
+    "AUTOPILOT_WORKSPACE_TOPIC",
+    "AUTOPILOT_BLOB_SOURCE",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+}
+
+# Calls the code makes on Azure (a pattern in a source file) -> the role and scope they need.
+CALLS = [
+    ("shared/platform/azureml/adapter.py", r"workspace\.jobs\.", "AzureML Data Scientist", "workspace"),
+    (
+        "shared/platform/azureml/adapter.py",
+        r"workspace\.models\.create_or_update",
+        "AzureML Data Scientist",
+        "workspace",
+    ),
+    ("shared/platform/azureml/compute.py", r"workspace\.compute\.", "AzureML Data Scientist", "workspace"),
+    (
+        "shared/platform/azureml/endpoints.py",
+        r"online_endpoints\.(begin_delete|invoke)",
+        "AzureML Data Scientist",
+        "workspace",
+    ),
+    ("shared/platform/azureml/endpoints.py", r"online_deployments\.", "AzureML Data Scientist", "workspace"),
+    ("shared/platform/azureml/clients.py", r"MetricsClient\(", "Monitoring Reader", "subscription"),
+    ("shared/ledger/table.py", r"\.table_service\(", "Storage Table Data Contributor", "storage"),
+    ("shared/status.py", r"\.blob_service\(", "Storage Blob Data Owner", "storage"),
+    # The blob trigger keeps receipts in blobs and poison messages in a queue (Functions' identity guidance).
+    ("functions/submit.py", r"blob_trigger\(", "Storage Blob Data Owner", "storage"),
+    ("functions/submit.py", r"blob_trigger\(", "Storage Queue Data Contributor", "storage"),
+]
+
+
+def literal(name: str) -> str:
+    value = app_settings()[name]
+    assert isinstance(value, str), f"{name} is an expression in the Bicep, not a literal"
+    return value
+
+
+def test_every_app_setting_is_read_by_the_code_or_the_platform() -> None:
+    unknown = set(app_settings()) - set(DEFAULTS) - PLATFORM_SETTINGS
+    assert not unknown, f"the Bicep sets settings nothing reads: {sorted(unknown)}"
+    assert set(app_settings()) >= REQUIRED, sorted(REQUIRED - set(app_settings()))
+
+
+def test_storage_is_keyless_and_the_trigger_uses_event_grid() -> None:
+    settings = app_settings()
+    assert "AzureWebJobsStorage" not in settings  # no connection string, so no key
+    assert literal("AzureWebJobsStorage__credential") == "managedidentity"
+    assert literal("AUTOPILOT_BLOB_SOURCE") == "EventGrid"  # Flex Consumption has no polling source
+    assert literal("AUTOPILOT_PLATFORM") == "azureml"
+    assert "FUNCTIONS_WORKER_RUNTIME" not in settings  # Flex sets the runtime in functionAppConfig
+    env = {k: v if isinstance(v, str) else "x" for k, v in settings.items()}
+    assert Settings.from_env(env).storage().uses_identity
+    resources = RESOURCES.read_text(encoding="utf-8")
+    assert "allowSharedKeyAccess: false" in resources
+
+
+@pytest.mark.parametrize(("path", "pattern", "role", "scope"), CALLS, ids=[f"{c[0]}:{c[2]}" for c in CALLS])
+def test_the_roles_cover_the_calls(path: str, pattern: str, role: str, scope: str) -> None:
+    assert re.search(pattern, (ROOT / path).read_text(encoding="utf-8")), f"{path} no longer calls {pattern}"
+    assert {"name": role, "scope": scope} in [{"name": r["name"], "scope": r["scope"]} for r in roles()]
+
+
+def test_every_role_is_granted_by_the_bicep_or_the_hooks() -> None:
+    in_bicep = set(re.findall(r"filter\(roles, r => r\.scope == '(\w+)'\)", RESOURCES.read_text(encoding="utf-8")))
+    by_hooks = set(hooks().OUTSIDE_SCOPES)
+    assert in_bicep == {"storage", "appInsights"} and by_hooks == {"workspace", "subscription"}
+    assert {r["scope"] for r in roles()} == in_bicep | by_hooks
+    assert all(re.fullmatch(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", r["id"]) for r in roles())
+
+
+def test_role_assignments_outside_the_group_are_stable_so_predown_removes_what_postprovision_made() -> None:
+    h = hooks()
+    scope = "/subscriptions/s/resourceGroups/ml/providers/Microsoft.MachineLearningServices/workspaces/ws"
+    first = h.role_assignment_id(scope, "principal", "role")
+    assert first == h.role_assignment_id(scope, "principal", "role") and first.startswith(scope)
+    # ARM ids are case-insensitive: the name must not change with the casing azd reports the scope in.
+    assert first.rsplit("/", 1)[1] == h.role_assignment_id(scope.upper(), "principal", "role").rsplit("/", 1)[1]
+    assert first != h.role_assignment_id(scope, "principal", "other-role")
+    assert h.HOOKS["predown"][-1] is h.remove_roles and h.HOOKS["postprovision"] == [h.grant_roles]
+
+
+def test_the_hook_creates_exactly_the_declared_subscriptions_aimed_at_the_apps_functions() -> None:
+    import function_app
+
+    functions = discover(function_app.app)
+    created = hooks().workspace_subscriptions("func-x.azurewebsites.net", "KEY")
+    assert [name for name, _ in created] == [s.name for s in SUBSCRIPTIONS]
+    for (_, body), subscription in zip(created, SUBSCRIPTIONS, strict=True):
+        properties = body["properties"]
+        assert properties["filter"] == subscription.filter_arm()
+        url = properties["destination"]["properties"]["endpointUrl"]
+        assert url.startswith("https://func-x.azurewebsites.net/runtime/webhooks/eventgrid?")
+        assert f"functionName={subscription.function}&" in url
+        assert subscription.function in functions.event_grid
+    parameters = parsed(RESOURCES)["parameters"]
+    assert app_settings()["AUTOPILOT_CONFIG_CONTAINER"] == "configContainer"  # the parameter, passed as is
+    container = parameters["configContainer"]["default"]
+    assert container == DEFAULTS["AUTOPILOT_CONFIG_CONTAINER"]
+    blob = hooks().config_blob_subscription("func-x.azurewebsites.net", "KEY", container)
+    assert blob["properties"]["filter"]["subjectBeginsWith"] == "/blobServices/default/containers/training-configs/"
+    trigger = {f.name for f in functions.blob}
+    assert any(
+        f"functionName=Host.Functions.{name}&" in blob["properties"]["destination"]["properties"]["endpointUrl"]
+        for name in trigger
+    )
+    assert (
+        hooks()
+        .redact(blob["properties"]["destination"]["properties"]["endpointUrl"])
+        .endswith("/runtime/webhooks/blobs")
+    )
+
+
+def test_the_hooks_read_only_what_azd_provides() -> None:
+    outputs = set(parsed(MAIN)["outputs"])
+    azd_sets = {"AZURE_SUBSCRIPTION_ID"}  # azd's own environment value
+    read = set(re.findall(r'env\("(\w+)"\)', (INFRA / "hooks" / "azd_hooks.py").read_text(encoding="utf-8")))
+    read |= set(re.findall(r"env\('(\w+)'\)", (INFRA / "hooks" / "azd_hooks.py").read_text(encoding="utf-8")))
+    assert read and read <= outputs | azd_sets, sorted(read - outputs - azd_sets)
+    azure_yaml = yaml.safe_load((ROOT / "azure.yaml").read_text(encoding="utf-8"))
+    assert set(azure_yaml["hooks"]) == set(hooks().HOOKS)
+    for name, hook in azure_yaml["hooks"].items():
+        for platform in ("posix", "windows"):
+            assert hook[platform]["run"].endswith(f"infra/hooks/azd_hooks.py {name}")
+    assert azure_yaml["services"]["app"]["host"] == "function" and azure_yaml["infra"]["path"] == "infra"
