@@ -1,8 +1,9 @@
 """The Azure ML chat scoring contract in one place: request models, limits, defaults, and reading answers.
 
 The seed's payload is ``{"input_data": {"input_string": [conversation, ...], "parameters": {...}},
-"params": {}}``. Every user reads it from here: the smoke-test config (so a smoke test that validates can be
-served), the local endpoint server, the MLflow pyfunc, ``autopilot invoke`` and the demo.
+"params": {}}``; one conversation may also come as a flat list of messages (Azure's own samples do).
+Every user reads it from here: the smoke-test config (so a smoke test that validates can be served), the
+local endpoint server, the MLflow pyfunc, ``autopilot invoke`` and the demo.
 
 Defaults: a request without ``parameters`` (or with some left out) gets the seed's values, sampling
 (temperature 0.6, top_p 0.9, do_sample true, 200 new tokens), on every server; greedy decoding is asked for
@@ -69,6 +70,14 @@ def check_total_chars(conversations: Sequence[Sequence[ChatMessage]]) -> None:
 class ScoreInput(_Strict):
     input_string: list[Conversation] = Field(min_length=1, max_length=MAX_CONVERSATIONS)
     parameters: ScoringParameters = Field(default_factory=ScoringParameters)
+
+    @field_validator("input_string", mode="before")
+    @classmethod
+    def _one_flat_conversation(cls, value: Any) -> Any:
+        # Azure's chat-completion samples also send one conversation as a flat list of messages.
+        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            return [value]
+        return value
 
     @field_validator("input_string")
     @classmethod

@@ -195,7 +195,16 @@ class BatchEngine:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+            # Only the last position's logits are needed: the vocabulary projection of every prompt token
+            # would cost more than the rest of the pre-fill for a small model.
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         tokens = self._sample(out.logits[:, -1, :], new)
         self._merge(new, out.past_key_values, mask)
         self._advance(new, tokens)
@@ -273,18 +282,25 @@ class BatchEngine:
         row.ids.append(token)
         if token in self.stop_ids:
             return "stop"
+        # Without stop strings or a stream the text is decoded once, at the end.
+        if (row.sampling.stop or row.on_text is not None) and self._hand_out(row):
+            return "stop"
+        if len(row.ids) >= row.sampling.max_new_tokens or len(row.prompt_ids) + len(row.ids) >= self.context:
+            return "length"
+        return None
+
+    def _hand_out(self, row: _Row) -> bool:
+        """Stream the text that is safe to show; True when a stop string has appeared."""
         text = self._text(row)
         for stop in row.sampling.stop:
             if stop in text:
-                return "stop"
+                return True
         if row.on_text is not None:
             safe = text[: len(text) - _held_back(text, row.sampling.stop)]
             if safe.startswith(row.emitted) and len(safe) > len(row.emitted):
                 row.on_text(safe[len(row.emitted) :])
                 row.emitted = safe
-        if len(row.ids) >= row.sampling.max_new_tokens or len(row.prompt_ids) + len(row.ids) >= self.context:
-            return "length"
-        return None
+        return False
 
     def _text(self, row: _Row) -> str:
         ids = [t for t in row.ids if t not in self.stop_ids]
