@@ -388,11 +388,17 @@ class EndpointApp:
         """SSE ``data:`` chunks as text is decoded, then ``[DONE]``; the slot is held until the stream ends."""
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue[str] = asyncio.Queue()
-        handle = engine.submit(
-            conversation, payload.sampling(), lambda text: loop.call_soon_threadsafe(deltas.put_nowait, text)
-        )
+
+        def on_text(text: str) -> None:  # called on the engine's thread
+            loop.call_soon_threadsafe(deltas.put_nowait, text)
+
+        handle = engine.submit(conversation, payload.sampling(), on_text)
         done_future = asyncio.wrap_future(handle.future)
-        ids = {"id_": openai_api.completion_id(), "model": model, "created": int(time.time())}
+        id_, created = openai_api.completion_id(), int(time.time())
+
+        def piece(**fields: Any) -> str:
+            return json.dumps(openai_api.chunk(id_=id_, model=model, created=created, **fields))
+
         deadline = loop.time() + self.settings.request_timeout_ms / 1000
         released = False
 
@@ -405,25 +411,26 @@ class EndpointApp:
 
         async def events() -> AsyncIterator[str]:
             try:
-                yield json.dumps(openai_api.chunk(**ids, delta={"role": "assistant", "content": ""}))
+                yield piece(delta={"role": "assistant", "content": ""})
                 while True:
                     getter = asyncio.ensure_future(deltas.get())
+                    waiting: set[asyncio.Future[Any]] = {getter, done_future}
                     finished, _ = await asyncio.wait(
-                        {getter, done_future}, timeout=max(0.0, deadline - loop.time()), return_when="FIRST_COMPLETED"
+                        waiting, timeout=max(0.0, deadline - loop.time()), return_when="FIRST_COMPLETED"
                     )
                     if getter in finished:
-                        yield json.dumps(openai_api.chunk(**ids, delta={"content": getter.result()}))
+                        yield piece(delta={"content": getter.result()})
                         continue
                     getter.cancel()
                     if not finished:
                         raise TimeoutError
                     break
                 while not deltas.empty():  # text handed out just before the end
-                    yield json.dumps(openai_api.chunk(**ids, delta={"content": deltas.get_nowait()}))
+                    yield piece(delta={"content": deltas.get_nowait()})
                 done = done_future.result()
-                yield json.dumps(openai_api.chunk(**ids, finish_reason=done.finish_reason))
+                yield piece(finish_reason=done.finish_reason)
                 if payload.include_usage:
-                    yield json.dumps(openai_api.chunk(**ids, usage_=openai_api.usage(done)))
+                    yield piece(usage_=openai_api.usage(done))
             except TimeoutError:
                 message = f"no answer within request_timeout_ms={self.settings.request_timeout_ms}"
                 yield json.dumps(openai_api.error_body(message, type_="timeout", code="RequestTimeout"))
