@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.exceptions import AutopilotError
-from shared.scoring import answer_text, scoring_payload
+from pydantic import ValidationError
 
-DEFAULT_PARAMETERS = {"temperature": 0.6, "top_p": 0.9, "do_sample": True, "max_new_tokens": 200}
+from shared.exceptions import AutopilotError
+from shared.scoring import DEFAULT_PARAMETERS, ScoreRequest, ScoringParameters, answer_text, scoring_payload
 
 
 def _fail(message: str) -> int:
@@ -24,9 +24,14 @@ def _fail(message: str) -> int:
     return 1
 
 
-def message_payload(text: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+def message_payload(text: str, parameters: ScoringParameters | None = None) -> dict[str, Any]:
     """The seed's scoring payload for one user message."""
     return scoring_payload([[{"role": "user", "content": text}]], parameters or DEFAULT_PARAMETERS)
+
+
+def _invalid(what: str, exc: ValidationError) -> str:
+    reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()[:5])
+    return f"{what}: {reasons}"
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -41,14 +46,22 @@ def cmd_invoke(args: argparse.Namespace) -> int:
             return _fail(f"--request-file: not valid JSON ({exc})")
         if not isinstance(payload, dict):
             return _fail("--request-file: the payload must be a JSON object")
+        try:  # the scoring contract the endpoints serve; a bad file is named here, not by a 400
+            ScoreRequest.model_validate(payload)
+        except ValidationError as exc:
+            return _fail(_invalid("--request-file", exc))
     else:
-        params = dict(DEFAULT_PARAMETERS)
+        params: dict[str, Any] = DEFAULT_PARAMETERS.model_dump(exclude_none=True)
         if args.max_new_tokens is not None:
             params["max_new_tokens"] = args.max_new_tokens
         if args.temperature is not None:
             params["temperature"] = args.temperature
             params["do_sample"] = args.temperature > 0
-        payload = message_payload(args.message, params)
+        try:
+            parameters = ScoringParameters.model_validate(params)
+        except ValidationError as exc:
+            return _fail(_invalid("invoke", exc))
+        payload = message_payload(args.message, parameters)
     try:
         answer = runtime.platform().invoke(args.endpoint, args.deployment, payload)
     except AutopilotError as exc:
@@ -163,8 +176,16 @@ def register(sub: Any) -> None:
     source.add_argument("--request-file", help="a JSON scoring payload (the seed's sample_score.json format)")
     source.add_argument("--message", help="one user message; sent in the seed's payload format")
     p.add_argument("--deployment", help="a deployment of the endpoint (default: where traffic goes)")
-    p.add_argument("--max-new-tokens", type=int, help="with --message: tokens to generate (default 200)")
-    p.add_argument("--temperature", type=float, help="with --message: sampling temperature (default 0.6)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"with --message: tokens to generate (default {DEFAULT_PARAMETERS.max_new_tokens})",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help=f"with --message: sampling temperature (default {DEFAULT_PARAMETERS.temperature})",
+    )
     p.add_argument("--raw", action="store_true", help="print the JSON answer as returned")
     p.set_defaults(func=cmd_invoke)
 

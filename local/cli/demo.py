@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.exceptions import AutopilotError
-from shared.scoring import answer_text, scoring_payload
+from shared.scoring import ScoringParameters, answer_text, scoring_payload
 
 #
 # Where the demo keeps things: AUTOPILOT_WORKDIR (default .autopilot/) for storage, the host, the platform
@@ -21,7 +21,7 @@ from shared.scoring import answer_text, scoring_payload
 DEMO_CONFIG = "demo-smollm2.yaml"
 DEMO_SCHEDULES = {"AUTOPILOT_RECONCILE_SCHEDULE": "*/10 * * * * *", "AUTOPILOT_CLEANUP_SCHEDULE": "*/30 * * * * *"}
 DEMO_QUESTION_ROW = 1  # a test_gen row other than the smoke test's
-DEMO_PARAMETERS = {"temperature": 0.0, "top_p": 1.0, "do_sample": False, "max_new_tokens": 80}
+DEMO_PARAMETERS = ScoringParameters(temperature=0.0, top_p=1.0, do_sample=False, max_new_tokens=80)
 
 
 def _project_root() -> Path:
@@ -72,7 +72,7 @@ def _base_model_answer(settings: Any, conversation: list[dict[str, str]]) -> str
         hf_logging.disable_progress_bar()  # the demo's own lines are the progress here
 
         model = ChatModel.from_hf_dir(materialize(SMOLLM2, settings.workdir / "models"))
-        return model.generate([conversation], **DEMO_PARAMETERS)[0]  # type: ignore[arg-type]
+        return model.generate([conversation], **DEMO_PARAMETERS.model_dump())[0]
     except Exception as exc:  # a comparison only: the demo goes on without it
         return f"(not available: {type(exc).__name__})"
 

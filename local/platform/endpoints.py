@@ -47,6 +47,24 @@ SUCCEEDED = DeploymentState.SUCCEEDED.value
 FAILED = DeploymentState.FAILED.value
 
 
+# What an endpoint server may see of our environment: it loads a model and answers HTTP, so it needs no key,
+# connection string or token (the webhook key, storage and Azure credentials stay with the host and jobs).
+SERVER_ENV_NAMES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"}
+    | {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CUDA_VISIBLE_DEVICES", "AUTOPILOT_LOCAL_DTYPE"}
+)
+SERVER_ENV_PREFIXES = ("LC_", "OMP_", "MKL_", "PYTORCH_", "TORCH_")
+
+
+def server_env() -> dict[str, str]:
+    """The environment of an endpoint server process: an allow list of what it uses, nothing secret."""
+    return {
+        name: value
+        for name, value in child_env().items()
+        if name in SERVER_ENV_NAMES or name.startswith(SERVER_ENV_PREFIXES)
+    }
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -134,7 +152,7 @@ class Endpoints:
                 pid_path=self._pid_file(name),
                 name=f"endpoint {name}",
                 cwd=directory,
-                env=child_env(),
+                env=server_env(),
             )
             state["pid"] = proc.pid
             self._write_state(name, state)

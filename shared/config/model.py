@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared.config.component import TRAINING_INPUTS, optional_copy
+from shared.scoring import MAX_MESSAGES, ChatMessage, ScoringParameters
 
 # Azure ML online endpoint and deployment names: 3-32 chars, a letter first, no trailing hyphen.
 ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
@@ -201,29 +202,12 @@ class RegistrationSection(Strict):
         return value
 
 
-ChatRole = Literal["system", "user", "assistant"]
-
-
-class ChatMessage(Strict):
-    role: ChatRole
-    content: str = Field(min_length=1, max_length=32_000)
-
-
-class ScoringParameters(Strict):
-    """Generation parameters of the scoring request (the seed's `parameters`)."""
-
-    temperature: float = Field(default=0.6, ge=0, le=2)
-    top_p: float = Field(default=0.9, gt=0, le=1.0)
-    do_sample: bool = True
-    max_new_tokens: int = Field(default=200, ge=1, le=4096)
-
-
 class SmokeTestSection(Strict):
     """The request sent to the endpoint after deployment; a conversation or a row of a test file."""
 
     enabled: bool = True
     messages: list[ChatMessage] | None = Field(
-        default=None, min_length=1, max_length=64, description="The conversation to send."
+        default=None, min_length=1, max_length=MAX_MESSAGES, description="The conversation to send."
     )
     sample_file: str | None = Field(default=None, max_length=1024, description="A test_gen jsonl; one row is sent.")
     sample_index: int = Field(default=0, ge=0, description="Which row of sample_file.")

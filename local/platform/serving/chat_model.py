@@ -13,9 +13,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from shared.scoring import DEFAULT_PARAMETERS, ScoringParameters
 
 if TYPE_CHECKING:
     import torch
@@ -24,8 +28,6 @@ logger = logging.getLogger(__name__)
 
 HF_ARTIFACT = "hf_model"  # the artifact key (and folder name) of the Hugging Face directory in the MLflow model
 ADAPTER_DIR = "adapter"  # an unmerged LoRA adapter saved beside the base weights
-DEFAULT_MAX_NEW_TOKENS = 200
-MAX_NEW_TOKENS_LIMIT = 2048
 
 Message = dict[str, str]
 
@@ -56,20 +58,18 @@ def load_chat_model(mlflow_model_dir: Path, *, device: str = "cpu") -> ChatModel
     return ChatModel.from_hf_dir(hf_dir_of(mlflow_model_dir), device=device)
 
 
+def scoring_parameters(parameters: Mapping[str, Any]) -> ScoringParameters:
+    """The parameters checked against the scoring contract; GenerationParamError naming the field if not."""
+    try:
+        return ScoringParameters.model_validate(dict(parameters))
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}" for e in exc.errors())
+        raise GenerationParamError(reasons) from None
+
+
 def check_generation_params(temperature: float, top_p: float, max_new_tokens: int) -> None:
     """Refuse out-of-range parameters with the parameter's name (an endpoint turns this into a 400)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 5:
-        raise GenerationParamError(f"temperature must be a number in [0, 5], got {temperature!r}")
-    if isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0 < top_p <= 1:
-        raise GenerationParamError(f"top_p must be a number in (0, 1], got {top_p!r}")
-    if (
-        isinstance(max_new_tokens, bool)
-        or not isinstance(max_new_tokens, int)
-        or not (1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT)
-    ):
-        raise GenerationParamError(
-            f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}], got {max_new_tokens!r}"
-        )
+    scoring_parameters({"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens})
 
 
 class ChatModel:
@@ -133,20 +133,29 @@ class ChatModel:
         self,
         conversations: list[list[Message]],
         *,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        do_sample: bool = False,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        temperature: float = DEFAULT_PARAMETERS.temperature,
+        top_p: float = DEFAULT_PARAMETERS.top_p,
+        do_sample: bool = DEFAULT_PARAMETERS.do_sample,
+        max_new_tokens: int = DEFAULT_PARAMETERS.max_new_tokens,
         seed: int | None = None,
     ) -> list[str]:
-        """One reply per conversation; greedy when ``do_sample`` is false or ``temperature`` is 0."""
+        """One reply per conversation; the scoring contract's defaults; greedy when ``do_sample`` is false
+        or ``temperature`` is 0."""
         import torch
 
-        check_generation_params(temperature, top_p, max_new_tokens)
+        params = scoring_parameters(
+            {
+                "temperature": temperature,
+                "top_p": top_p,
+                "do_sample": do_sample,
+                "max_new_tokens": max_new_tokens,
+                "seed": seed,
+            }
+        )
         if not conversations:
             return []
         texts = [self.prompt_text(conversation) for conversation in conversations]
-        sampling = bool(do_sample) and temperature > 0
+        sampling = params.sampling
         options: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
             "do_sample": sampling,
@@ -165,7 +174,7 @@ class ChatModel:
             seeded = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
             with seeded, torch.inference_mode():
                 if seed is not None:
-                    torch.manual_seed(seed)
+                    torch.manual_seed(seed % 2**64)  # torch takes 64-bit unsigned seeds
                 output = self.model.generate(**batch, **options)
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -15,13 +15,15 @@ from typing import Any
 
 import mlflow.pyfunc
 from mlflow.pyfunc import PythonModel
+from pydantic import ValidationError
 
 from local.platform.serving.chat_model import (
-    DEFAULT_MAX_NEW_TOKENS,
     HF_ARTIFACT,
     ChatModel,
     GenerationParamError,
+    scoring_parameters,
 )
+from shared.scoring import ScoreInput
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,8 @@ RUNTIME_PACKAGES = ("torch", "transformers", "peft", "safetensors", "tokenizers"
 
 
 def parse_scoring_payload(payload: Any) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
-    """``(conversations, generation parameters)`` from an Azure ML chat scoring payload, or ValueError."""
+    """``(conversations, generation parameters)`` from an Azure ML chat scoring payload (the contract in
+    ``shared.scoring``), or GenerationParamError naming the field."""
     if hasattr(payload, "to_dict") and not isinstance(payload, dict):  # a one-row DataFrame from some clients
         payload = payload.to_dict(orient="list")
     if not isinstance(payload, dict):
@@ -38,43 +41,25 @@ def parse_scoring_payload(payload: Any) -> tuple[list[list[dict[str, str]]], dic
     data = payload.get("input_data", payload)
     if not isinstance(data, dict) or "input_string" not in data:
         raise GenerationParamError("`input_data.input_string` is required: a list of conversations")
-    conversations = data["input_string"]
-    if not isinstance(conversations, list) or not conversations:
-        raise GenerationParamError("`input_data.input_string` must be a non-empty list of conversations")
-    for i, conversation in enumerate(conversations):
-        if not isinstance(conversation, list) or not conversation:
-            raise GenerationParamError(f"`input_data.input_string[{i}]` must be a non-empty list of messages")
-        for j, message in enumerate(conversation):
-            if (
-                not isinstance(message, dict)
-                or message.get("role") not in {"user", "assistant", "system"}
-                or not isinstance(message.get("content"), str)
-            ):
-                raise GenerationParamError(
-                    f"`input_data.input_string[{i}][{j}]` must be {{'role': user|assistant|system, 'content': text}}"
-                )
     parameters = data.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise GenerationParamError("`input_data.parameters` must be an object")
+    try:
+        # Parameters are checked by generation_options (params may add to them); the rest here.
+        score = ScoreInput.model_validate({"input_string": data["input_string"]})
+    except ValidationError as exc:
+        raise GenerationParamError(_reasons("input_data", exc)) from None
+    conversations = [[m.model_dump() for m in conversation] for conversation in score.input_string]
     return conversations, parameters
 
 
+def _reasons(prefix: str, exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join([prefix, *(str(p) for p in e['loc'])])}: {e['msg']}" for e in exc.errors()[:5])
+
+
 def generation_options(parameters: dict[str, Any]) -> dict[str, Any]:
-    """The seed's parameters with the managed endpoint's defaults for missing ones."""
-    known = {"temperature", "top_p", "do_sample", "max_new_tokens", "seed"}
-    unknown = sorted(set(parameters) - known)
-    if unknown:
-        raise GenerationParamError(f"unknown parameters {unknown}; accepted: {sorted(known)}")
-    do_sample = parameters.get("do_sample", False)
-    if not isinstance(do_sample, bool):
-        raise GenerationParamError(f"do_sample must be true or false, got {do_sample!r}")
-    return {
-        "temperature": parameters.get("temperature", 1.0 if do_sample else 0.0),
-        "top_p": parameters.get("top_p", 1.0),
-        "do_sample": do_sample,
-        "max_new_tokens": parameters.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS),
-        "seed": parameters.get("seed"),
-    }
+    """The parameters checked against the scoring contract, its defaults for missing ones."""
+    return scoring_parameters(parameters).model_dump()
 
 
 class ChatPyfuncModel(PythonModel):

@@ -6,25 +6,27 @@ or the environment, and never logged.
 
 Routes:
 - ``GET /health`` (no key): 200 ``{"status": "healthy"}`` once the model is loaded, 503 while loading.
-- ``POST /score``: the Azure ML chat payload of the seed
-  (``{"input_data": {"input_string": [[{"role", "content"}, ...]], "parameters": {...}}, "params": {}}``).
-  The answer mirrors a managed online endpoint serving a chat-completion MLflow model: ``{"output": "..."}``
-  for the conversation sent (LangChain's Azure ML chat formatter reads exactly ``response["output"]`` from
-  such endpoints). Azure's chat-completion scorer takes one conversation per request; this server also
-  accepts a few, and then answers a list of ``{"output": ...}`` objects in request order.
-- ``POST /v1/chat/completions``: OpenAI-compatible, non-streaming, ``n=1``.
+- ``POST /score``: the Azure ML chat payload of the seed (``shared.scoring``: the contract the smoke test,
+  the MLflow pyfunc and ``autopilot invoke`` share). The answer mirrors a managed online endpoint serving a
+  chat-completion MLflow model: ``{"output": "..."}`` for the conversation sent (LangChain's Azure ML chat
+  formatter reads exactly ``response["output"]``). Azure's scorer takes one conversation per request; this
+  server also accepts a few, and then answers a list of ``{"output": ...}`` objects in request order.
+- ``POST /v1/chat/completions``: OpenAI-compatible (``openai_api``), streaming over SSE included.
+- ``GET /v1/models``, ``GET /v1/models/{id}``: the one model served.
 - ``GET /metrics`` (keyed): the request counters.
 
-Both scoring routes need ``Authorization: Bearer <key>`` or ``api-key: <key>`` (primary or secondary), checked
-with ``hmac.compare_digest``: 401 without a key or with a wrong one. Malformed payloads get 400 with the
-reason; more concurrent requests than ``max_concurrent_requests`` get 429, as on Azure; a generation past
-``request_timeout_ms`` gets 408. Only authenticated scoring requests count as activity (the idle check must
-not be kept awake by health probes or by callers without a key); the count, the last request time and
-per-minute counts are persisted to ``stats.json`` with atomic writes.
+Every route but ``/health`` needs ``Authorization: Bearer <key>`` or ``api-key: <key>`` (primary or
+secondary), checked with ``hmac.compare_digest``: 401 without a key or with a wrong one. Errors use
+OpenAI's shape (``error.message``, ``type``, ``param``, ``code``). Malformed payloads get 400 naming the
+field; a body not complete within ``BODY_TIMEOUT_S`` gets 408; more concurrent requests than
+``max_concurrent_requests`` get 429, as on Azure, counted once the body has arrived (a client trickling
+its body holds no slot); a generation past ``request_timeout_ms`` gets 408. Below the app, a header timeout
+and a connection cap (``http_limits``). Only authenticated scoring requests, streams included, count as
+activity (the idle check must not be kept awake by health probes or by callers without a key); the
+count, the last request time and per-minute counts are persisted to ``stats.json`` with atomic writes.
 
-Generation runs on a worker thread that owns the model (``serving.Generator``): requests submit a
-conversation and await a future, so the event loop never blocks, and gathering concurrent requests into one
-``generate()`` call is a matter of ``max_batch`` (requests with the same parameters are batched).
+Decoding is ``batching.BatchEngine``: one worker thread decodes every live request together (continuous
+batching), so the event loop never blocks and concurrent clients share each forward pass.
 """
 
 from __future__ import annotations
@@ -37,34 +39,26 @@ import logging
 import sys
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
+from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from local.platform.serving.serving import (
-    MAX_BODY_BYTES,
-    ChatCompletionRequest,
-    ChatModelLike,
-    Completion,
-    GenerationParams,
-    Generator,
-    Keys,
-    Message,
-    ScoreRequest,
-    Stats,
-    token_counter,
-    validation_reason,
-)
+from local.platform.serving import openai_api
+from local.platform.serving.batching import Completion, Handle, PromptTooLongError, Sampling
+from local.platform.serving.http_limits import HEADER_TIMEOUT_S, MAX_CONNECTIONS, guarded_protocol
+from local.platform.serving.serving import MAX_BODY_BYTES, MAX_JSON_DEPTH, Keys, Stats, json_depth_exceeds
 from local.platform.workspace import read_json, write_json_atomic
+from shared.scoring import ChatMessage, ScoreRequest, ScoringParameters
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +66,18 @@ STATE_FILE = "state.json"
 KEYS_FILE = "keys.json"
 STATS_FILE = "stats.json"
 SERVER_STATUS_FILE = "server_status.json"
+BODY_TIMEOUT_S = 30.0
+MAX_BATCH_LIMIT = 32  # rows decoded together; beyond this a step's cost grows about linearly anyway
+
+
+class Engine(Protocol):
+    """What decodes: ``batching.BatchEngine`` in the server, a stand-in in unit tests."""
+
+    def submit(
+        self, conversation: list[dict[str, str]], sampling: Sampling, on_text: Callable[[str], None] | None = None
+    ) -> Handle: ...
+
+    def close(self) -> None: ...
 
 
 # ------------------------------------------------------------------------------------------------ the app
@@ -82,12 +88,35 @@ class ServeSettings:
     model_name: str = "model"
     max_concurrent_requests: int = 1
     request_timeout_ms: int = 90_000
-    max_batch: int = 1
-    batch_window_s: float = 0.0
+    body_timeout_s: float = BODY_TIMEOUT_S
+    created: int = 0
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+class ApiError(Exception):
+    """A request answered with an error: status, OpenAI error type, the field at fault."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        body = openai_api.error_body(self.message, type_=self.type, param=self.param, code=self.code)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def _bad_request(exc: ValidationError) -> ApiError:
+    message, param = openai_api.validation_error(exc)
+    return ApiError(400, message, param=param, code="BadRequest")
 
 
 def _presented_key(request: Request) -> str | None:
@@ -99,6 +128,20 @@ def _presented_key(request: Request) -> str | None:
     return api_key.strip() if api_key and api_key.strip() else None
 
 
+def _sampling(parameters: ScoringParameters) -> Sampling:
+    return Sampling(
+        max_new_tokens=parameters.max_new_tokens,
+        sample=parameters.sampling,
+        temperature=parameters.temperature,
+        top_p=parameters.top_p,
+        seed=parameters.seed,
+    )
+
+
+def _dicts(conversation: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    return [m.model_dump() for m in conversation]
+
+
 class EndpointApp:
     """The Starlette app and the state behind it; the model loads on a thread after startup."""
 
@@ -107,7 +150,7 @@ class EndpointApp:
         *,
         keys: Keys,
         stats: Stats,
-        load_model: Callable[[], ChatModelLike],
+        load_model: Callable[[], Engine],
         settings: ServeSettings,
         on_loaded: Callable[[float], None] | None = None,
         on_load_failed: Callable[[str], None] | None = None,
@@ -118,7 +161,7 @@ class EndpointApp:
         self._load_model = load_model
         self._on_loaded = on_loaded
         self._on_load_failed = on_load_failed
-        self.generator: Generator | None = None
+        self.engine: Engine | None = None
         self.load_error: str | None = None
         self.loaded = threading.Event()
         self._in_flight = 0
@@ -127,6 +170,8 @@ class EndpointApp:
                 Route("/health", self.health, methods=["GET"]),
                 Route("/score", self.score, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/models/{model_id:path}", self.model, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
             ],
             lifespan=self._lifespan,
@@ -139,32 +184,26 @@ class EndpointApp:
         try:
             yield
         finally:
-            if self.generator is not None:
-                self.generator.close()
+            if self.engine is not None:
+                self.engine.close()
 
     def _load(self) -> None:
         started = time.monotonic()
         try:
-            model = self._load_model()
+            self.engine = self._load_model()
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"[:2000]
             log.error("the model could not be loaded: %s", self.load_error)
             if self._on_load_failed is not None:
                 self._on_load_failed(self.load_error)
             return
-        self.generator = Generator(
-            model,
-            max_batch=self.settings.max_batch,
-            batch_window_s=self.settings.batch_window_s,
-            count_tokens=token_counter(model),
-        )
         seconds = time.monotonic() - started
         log.info("model loaded in %.1f s", seconds)
         self.loaded.set()
         if self._on_loaded is not None:
             self._on_loaded(seconds)
 
-    # -- routes
+    # -- plain routes
 
     async def health(self, request: Request) -> JSONResponse:
         if self.load_error:
@@ -173,124 +212,245 @@ class EndpointApp:
             return JSONResponse({"status": "loading"}, status_code=503)
         return JSONResponse({"status": "healthy"})
 
-    async def metrics(self, request: Request) -> JSONResponse:
-        denied = self._authorize(request)
+    async def metrics(self, request: Request) -> Response:
+        return self._keyed(request) or JSONResponse(self.stats.snapshot())
+
+    async def models(self, request: Request) -> Response:
+        denied = self._keyed(request)
         if denied is not None:
             return denied
-        return JSONResponse(self.stats.snapshot())
+        model = openai_api.model_object(self.settings.model_name, self.settings.created)
+        return JSONResponse({"object": "list", "data": [model]})
 
-    def _authorize(self, request: Request) -> JSONResponse | None:
+    async def model(self, request: Request) -> Response:
+        denied = self._keyed(request)
+        if denied is not None:
+            return denied
+        model_id = request.path_params["model_id"]
+        if model_id != self.settings.model_name:
+            return ApiError(
+                404,
+                f"no model {model_id!r} on this endpoint; it serves {self.settings.model_name!r}",
+                param="model",
+                code="model_not_found",
+            ).response()
+        return JSONResponse(openai_api.model_object(model_id, self.settings.created))
+
+    def _keyed(self, request: Request) -> JSONResponse | None:
         key = _presented_key(request)
         if key is None:
-            return _error(
-                401,
-                "Unauthorized",
-                "a key is required: Authorization: Bearer <key> or api-key: <key>",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        if not self.keys.accepts(key):
-            return _error(401, "Unauthorized", "the key is not valid for this endpoint", {"WWW-Authenticate": "Bearer"})
-        return None
+            message = "a key is required: Authorization: Bearer <key> or api-key: <key>"
+        elif not self.keys.accepts(key):
+            message = "the key is not valid for this endpoint"
+        else:
+            return None
+        return ApiError(
+            401, message, type_="authentication_error", code="Unauthorized", headers={"WWW-Authenticate": "Bearer"}
+        ).response()
+
+    # -- scoring
 
     async def _body(self, request: Request) -> Any:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise _BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise _BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
+            raise ApiError(400, f"the body is larger than {MAX_BODY_BYTES} bytes", code="BadRequest")
         try:
-            return json.loads(raw)
+            raw = await asyncio.wait_for(self._read(request), timeout=self.settings.body_timeout_s)
+        except TimeoutError:
+            raise ApiError(
+                408, f"the body did not arrive within {self.settings.body_timeout_s:g} s", code="RequestTimeout"
+            ) from None
+        too_deep = ApiError(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels", code="BadRequest")
+        try:
+            body = json.loads(raw)
+        except RecursionError:
+            raise too_deep from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise _BadRequest(f"the body is not valid JSON ({exc})") from None
+            raise ApiError(400, f"the body is not valid JSON ({exc})", code="BadRequest") from None
+        if json_depth_exceeds(body):
+            raise too_deep
+        return body
 
-    async def _scoring(self, request: Request, handle: Callable[[Any], Any]) -> JSONResponse:
-        denied = self._authorize(request)
+    @staticmethod
+    async def _read(request: Request) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise ApiError(400, f"the body is larger than {MAX_BODY_BYTES} bytes", code="BadRequest")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _admit(self, request: Request) -> tuple[Any, Engine]:
+        """Key, activity, loaded model and body; the slot is the caller's to take (once the body is in)."""
+        denied = self._keyed(request)
         if denied is not None:
-            return denied
+            raise _Answered(denied)
         # Authenticated scoring requests count as activity, answered or not (as Azure's request metric).
         await asyncio.to_thread(self.stats.record)
         if self.load_error:
-            return _error(503, "ModelLoadFailed", "the model could not be loaded")
-        if self.generator is None:
-            return _error(503, "ModelLoading", "the model is still loading", {"Retry-After": "5"})
+            raise ApiError(503, "the model could not be loaded", type_="server_error", code="ModelLoadFailed")
+        if self.engine is None:
+            raise ApiError(
+                503,
+                "the model is still loading",
+                type_="server_error",
+                code="ModelLoading",
+                headers={"Retry-After": "5"},
+            )
+        return await self._body(request), self.engine
+
+    def _take_slot(self) -> None:
         if self._in_flight >= self.settings.max_concurrent_requests:
-            return _error(
+            raise ApiError(
                 429,
-                "TooManyRequests",
                 f"more than max_concurrent_requests={self.settings.max_concurrent_requests} requests at once",
-                {"Retry-After": "1"},
+                type_="rate_limit_error",
+                code="TooManyRequests",
+                headers={"Retry-After": "1"},
             )
         self._in_flight += 1
+
+    async def _complete(self, engine: Engine, conversation: list[dict[str, str]], sampling: Sampling) -> Completion:
+        handle = engine.submit(conversation, sampling)
         try:
-            body = await self._body(request)
-            result = await asyncio.wait_for(handle(body), timeout=self.settings.request_timeout_ms / 1000)
+            return await asyncio.wrap_future(handle.future)
+        finally:
+            handle.cancel()  # a no-op once finished; a timed-out or abandoned request leaves the batch
+
+    async def _answer(self, request: Request, handle: Callable[[Any, Engine], Any]) -> Response:
+        """The shared path of the scoring routes: admit, take a slot, run ``handle``, map errors."""
+        slot = False
+        try:
+            body, engine = await self._admit(request)
+            self._take_slot()
+            slot = True
+            timeout = self.settings.request_timeout_ms / 1000
+            result = await asyncio.wait_for(handle(body, engine), timeout=timeout)
+            if isinstance(result, Response):
+                slot = False  # a stream releases the slot when it ends
+                return result
             return JSONResponse(result)
-        except _BadRequest as exc:
-            return _error(400, "BadRequest", str(exc))
+        except _Answered as answered:
+            return answered.response
+        except ApiError as exc:
+            return exc.response()
         except ValidationError as exc:
-            return _error(400, "BadRequest", validation_reason(exc))
+            return _bad_request(exc).response()
+        except PromptTooLongError as exc:
+            return ApiError(400, str(exc), param="messages", code="context_length_exceeded").response()
         except TimeoutError:
-            return _error(
+            return ApiError(
                 408,
-                "RequestTimeout",
                 f"no answer within request_timeout_ms={self.settings.request_timeout_ms}",
-            )
+                code="RequestTimeout",
+            ).response()
+        except ClientDisconnect:
+            return Response(status_code=499)
         except Exception:
             log.exception("scoring failed")
-            return _error(500, "InternalServerError", "generation failed; see the endpoint log")
+            return ApiError(
+                500, "generation failed; see the endpoint log", type_="server_error", code="InternalServerError"
+            ).response()
         finally:
-            self._in_flight -= 1
+            if slot:
+                self._in_flight -= 1
 
-    async def _complete(
-        self, conversation: list[Message], params: GenerationParams, seed: int | None = None
-    ) -> Completion:
-        assert self.generator is not None
-        future = self.generator.submit([m.model_dump() for m in conversation], params, seed)
-        return await asyncio.wrap_future(future)
-
-    async def score(self, request: Request) -> JSONResponse:
-        async def handle(body: Any) -> Any:
-            payload = ScoreRequest.model_validate(body)
-            data = payload.input_data
-            done = await asyncio.gather(*(self._complete(c, data.parameters) for c in data.input_string))
-            answers = [{"output": c.text} for c in done]
+    async def score(self, request: Request) -> Response:
+        async def handle(body: Any, engine: Engine) -> Any:
+            data = ScoreRequest.model_validate(body).input_data
+            sampling = _sampling(data.parameters)
+            done = await asyncio.gather(*(self._complete(engine, _dicts(c), sampling) for c in data.input_string))
+            answers = [{"output": c.text.strip()} for c in done]
             return answers[0] if len(answers) == 1 else answers
 
-        return await self._scoring(request, handle)
+        return await self._answer(request, handle)
 
-    async def chat_completions(self, request: Request) -> JSONResponse:
-        async def handle(body: Any) -> Any:
-            payload = ChatCompletionRequest.model_validate(body)
-            params = payload.params()
-            done = await self._complete(payload.conversation(), params, payload.seed)
-            prompt = done.prompt_tokens or 0
-            completion = done.completion_tokens or 0
-            finish = "length" if done.completion_tokens is not None and completion >= params.max_new_tokens else "stop"
-            return {
-                "id": f"chatcmpl-{uuid.uuid4().hex}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": payload.model or self.settings.model_name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": done.text},
-                        "finish_reason": finish,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": prompt + completion,
-                },
-            }
+    async def chat_completions(self, request: Request) -> Response:
+        async def handle(body: Any, engine: Engine) -> Any:
+            payload = openai_api.ChatCompletionRequest.model_validate(body)
+            model = payload.model or self.settings.model_name
+            conversation = _dicts(payload.conversation())
+            if payload.stream:
+                return self._stream(engine, conversation, payload, model)
+            done = await self._complete(engine, conversation, payload.sampling())
+            return openai_api.completion_body(done, model=model, id_=openai_api.completion_id())
 
-        return await self._scoring(request, handle)
+        return await self._answer(request, handle)
+
+    def _stream(
+        self,
+        engine: Engine,
+        conversation: list[dict[str, str]],
+        payload: openai_api.ChatCompletionRequest,
+        model: str,
+    ) -> EventSourceResponse:
+        """SSE ``data:`` chunks as text is decoded, then ``[DONE]``; the slot is held until the stream ends."""
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue[str] = asyncio.Queue()
+
+        def on_text(text: str) -> None:  # called on the engine's thread
+            loop.call_soon_threadsafe(deltas.put_nowait, text)
+
+        handle = engine.submit(conversation, payload.sampling(), on_text)
+        done_future = asyncio.wrap_future(handle.future)
+        id_, created = openai_api.completion_id(), int(time.time())
+
+        def piece(**fields: Any) -> str:
+            return json.dumps(openai_api.chunk(id_=id_, model=model, created=created, **fields))
+
+        deadline = loop.time() + self.settings.request_timeout_ms / 1000
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                handle.cancel()
+                self._in_flight -= 1
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                yield piece(delta={"role": "assistant", "content": ""})
+                while True:
+                    getter = asyncio.ensure_future(deltas.get())
+                    waiting: set[asyncio.Future[Any]] = {getter, done_future}
+                    finished, _ = await asyncio.wait(
+                        waiting, timeout=max(0.0, deadline - loop.time()), return_when="FIRST_COMPLETED"
+                    )
+                    if getter in finished:
+                        yield piece(delta={"content": getter.result()})
+                        continue
+                    getter.cancel()
+                    if not finished:
+                        raise TimeoutError
+                    break
+                while not deltas.empty():  # text handed out just before the end
+                    yield piece(delta={"content": deltas.get_nowait()})
+                done = done_future.result()
+                yield piece(finish_reason=done.finish_reason)
+                if payload.include_usage:
+                    yield piece(usage_=openai_api.usage(done))
+            except TimeoutError:
+                message = f"no answer within request_timeout_ms={self.settings.request_timeout_ms}"
+                yield json.dumps(openai_api.error_body(message, type_="timeout", code="RequestTimeout"))
+            except Exception:
+                log.exception("streaming failed")
+                yield json.dumps(openai_api.error_body("generation failed; see the endpoint log", type_="server_error"))
+            finally:
+                release()
+            yield "[DONE]"
+
+        # The background task releases the slot too, should the client leave before the stream starts.
+        return EventSourceResponse(events(), sep="\n", ping=15, background=BackgroundTask(release))
 
 
-class _BadRequest(Exception):
-    """The request body cannot be read as a JSON payload."""
+class _Answered(Exception):
+    """A response already made (a 401): return it as it is."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("answered")
+        self.response = response
 
 
 # ------------------------------------------------------------------------------------------- the process
@@ -316,23 +476,25 @@ def serve(state_dir: Path) -> int:
         return 2
     model = state.get("model") or {}
     source = Path(str(model.get("source", "")))
+    created = state.get("created_at")
     settings = ServeSettings(
         model_name=f"{model.get('name', 'model')}:{model.get('version', '')}",
         max_concurrent_requests=int(state.get("max_concurrent_requests", 1)),
         request_timeout_ms=int(state.get("request_timeout_ms", 90_000)),
-        max_batch=int(state.get("max_batch", 1)),
-        batch_window_s=float(state.get("batch_window_s", 0.0)),
+        created=int(datetime.fromisoformat(created).timestamp()) if isinstance(created, str) else int(time.time()),
     )
+    # Every admitted request decodes in the same batch: max_concurrent_requests is the batch (capped).
+    max_batch = int(state.get("max_batch") or min(settings.max_concurrent_requests, MAX_BATCH_LIMIT))
     failed = threading.Event()
     server: uvicorn.Server | None = None
 
-    def load() -> ChatModelLike:
+    def load() -> Engine:
+        from local.platform.serving.batching import BatchEngine
         from local.platform.serving.chat_model import load_chat_model
 
         if not (source / "MLmodel").is_file():
             raise FileNotFoundError(f"no MLflow model at {source}")
-        loaded: ChatModelLike = load_chat_model(source, device=str(state.get("device") or "cpu"))
-        return loaded
+        return BatchEngine(load_chat_model(source, device=str(state.get("device") or "cpu")), max_batch=max_batch)
 
     def loaded(seconds: float) -> None:
         _write_status(state_dir, state="Ready", load_seconds=round(seconds, 2))
@@ -359,6 +521,7 @@ def serve(state_dir: Path) -> int:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            http=guarded_protocol(header_timeout_s=HEADER_TIMEOUT_S, max_connections=MAX_CONNECTIONS),
         )
     )
     _write_status(state_dir, state="Loading")

@@ -109,3 +109,27 @@ def test_status_lists_and_details_runs(use_runtime: Any, capsys: pytest.CaptureF
     assert main(["status", "demo", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["errors"] == [{"path": "training.seed", "message": "bad"}]
     assert main(["status", "nope"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--message", "hi", "--max-new-tokens", "5000"], "max_new_tokens"),
+        (["--message", "hi", "--temperature", "9"], "temperature"),
+    ],
+)
+def test_invoke_checks_the_scoring_contract_before_sending(
+    args: list[str], field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["invoke", "no-such-endpoint", *args]) == 1
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err
+
+
+def test_invoke_checks_a_request_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    request = tmp_path / "score.json"
+    request.write_text(
+        '{"input_data": {"input_string": [[{"role": "user", "content": "x"}]], "parameters": {"top_k": 2}}}'
+    )
+    assert main(["invoke", "no-such-endpoint", "--request-file", str(request)]) == 1
+    assert "top_k" in capsys.readouterr().err

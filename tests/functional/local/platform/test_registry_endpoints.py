@@ -96,10 +96,20 @@ def test_register_needs_a_completed_job(workspace: Workspace) -> None:
         )
 
 
-def test_deploy_invoke_activity_and_delete(workspace: Workspace, model: ModelRef) -> None:
+def process_env(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def test_deploy_invoke_activity_and_delete(
+    workspace: Workspace, model: ModelRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
     platform = workspace.platform
     request = deploy_request(model, "ft-functional-0000aaaa", "functional-0000aaaa")
     since = datetime.now(UTC) - timedelta(seconds=1)
+    # Secrets the host holds; the server process must not inherit them (it uses none).
+    monkeypatch.setenv("AUTOPILOT_WEBHOOK_KEY", "webhook-key-not-for-endpoints")
+    monkeypatch.setenv("AzureWebJobsStorage", "DefaultEndpointsProtocol=http;AccountKey=c2VjcmV0")
     platform.begin_deploy(request)
     platform.begin_deploy(request)  # a retry: no second server
     assert workspace.running_pids().count("endpoint-ft-functional-0000aaaa.pid") == 1
@@ -108,6 +118,9 @@ def test_deploy_invoke_activity_and_delete(workspace: Workspace, model: ModelRef
     pid, port = state["pid"], state["port"]
 
     assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
+    env = process_env(pid)
+    assert "AUTOPILOT_WEBHOOK_KEY" not in env and "AzureWebJobsStorage" not in env
+    assert not any("webhook-key-not-for-endpoints" in v or "c2VjcmV0" in v for v in env.values())
     platform.begin_deploy(request)
     assert platform.endpoints.read_state(request.endpoint_name)["pid"] == pid  # type: ignore[index]
     keys = Path(workspace.workdir / "platform" / "endpoints" / request.endpoint_name / KEYS_FILE)

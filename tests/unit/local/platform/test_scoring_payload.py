@@ -6,6 +6,7 @@ import pytest
 
 from local.platform.serving.chat_model import GenerationParamError, check_generation_params
 from local.platform.serving.chat_pyfunc import generation_options, parse_scoring_payload
+from shared.scoring import DEFAULT_PARAMETERS
 
 CONVERSATION = [{"role": "user", "content": "What is the capital of Peru?"}]
 
@@ -29,10 +30,10 @@ def test_seed_payload_parses() -> None:
     }
 
 
-def test_missing_parameters_default_to_greedy() -> None:
+def test_missing_parameters_get_the_contract_defaults() -> None:
     _, parameters = parse_scoring_payload({"input_data": {"input_string": [CONVERSATION]}})
-    options = generation_options(parameters)
-    assert options["do_sample"] is False and options["temperature"] == 0.0
+    assert generation_options(parameters) == DEFAULT_PARAMETERS.model_dump()
+    assert generation_options({"do_sample": False})["do_sample"] is False
 
 
 @pytest.mark.parametrize(
@@ -40,9 +41,9 @@ def test_missing_parameters_default_to_greedy() -> None:
     [
         ([], "JSON object"),
         ({"input_data": {}}, "input_string"),
-        ({"input_data": {"input_string": []}}, "non-empty list of conversations"),
-        ({"input_data": {"input_string": ["hi"]}}, r"input_string\[0\]"),
-        ({"input_data": {"input_string": [[{"role": "bot", "content": "x"}]]}}, r"input_string\[0\]\[0\]"),
+        ({"input_data": {"input_string": []}}, "input_data.input_string"),
+        ({"input_data": {"input_string": ["hi"]}}, r"input_string\.0"),
+        ({"input_data": {"input_string": [[{"role": "bot", "content": "x"}]]}}, r"input_string\.0\.0\.role"),
         ({"input_data": {"input_string": [CONVERSATION], "parameters": [1]}}, "parameters"),
     ],
 )
@@ -54,8 +55,9 @@ def test_malformed_payloads_say_what_is_wrong(payload: object, expected: str) ->
 @pytest.mark.parametrize(
     ("parameters", "expected"),
     [
-        ({"temprature": 0.5}, "unknown parameters"),
+        ({"temprature": 0.5}, "temprature"),
         ({"do_sample": "yes"}, "do_sample"),
+        ({"seed": 2**64}, "seed"),
     ],
 )
 def test_bad_parameters_are_named(parameters: dict, expected: str) -> None:

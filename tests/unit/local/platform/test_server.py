@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,29 +13,15 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from local.platform.serving.batching import Sampling
 from local.platform.serving.server import EndpointApp, ServeSettings
-from local.platform.serving.serving import GenerationParams, Generator, Keys, Stats, activity_since
+from local.platform.serving.serving import Keys, Stats, activity_since
 from local.platform.workspace import read_json
+from shared.scoring import DEFAULT_PARAMETERS
+from tests.unit.local.platform.serving_fakes import EchoEngine
 
 PRIMARY = "primary-key-for-tests"
 SECONDARY = "secondary-key-for-tests"
-
-
-class EchoModel:
-    """Answers ``echo: <last message>``; counts words as tokens; records every generate() call."""
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.calls: list[tuple[int, dict[str, Any]]] = []
-        self.delay_s = delay_s
-
-    def generate(self, conversations: list[list[dict[str, str]]], **params: Any) -> list[str]:
-        self.calls.append((len(conversations), params))
-        time.sleep(self.delay_s)
-        return [f"echo: {c[-1]['content']}" for c in conversations]
-
-    def count_tokens(self, conversation: Any) -> int:
-        text = conversation if isinstance(conversation, str) else " ".join(m["content"] for m in conversation)
-        return len(text.split())
 
 
 def seed_payload(*conversations: list[dict[str, str]], **parameters: Any) -> dict[str, Any]:
@@ -54,7 +41,7 @@ def make_app(tmp_path: Path, model: Any = None, **settings: Any) -> EndpointApp:
     return EndpointApp(
         keys=Keys(PRIMARY, SECONDARY),
         stats=Stats(tmp_path / "stats.json"),
-        load_model=lambda: model if model is not None else EchoModel(),
+        load_model=lambda: model if model is not None else EchoEngine(),
         settings=ServeSettings(model_name="m:1", **settings),
     )
 
@@ -91,13 +78,18 @@ def test_openai_chat_completions(endpoint: tuple[EndpointApp, TestClient]) -> No
     assert data["id"].startswith("chatcmpl-") and isinstance(data["created"], int)
     assert data["model"] == "whatever"
     assert data["choices"] == [
-        {"index": 0, "message": {"role": "assistant", "content": "echo: hi you"}, "finish_reason": "stop"}
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "echo: hi you"},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
     ]
     assert data["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
 
 
 def test_openai_defaults_map_to_generation_params(tmp_path: Path) -> None:
-    model = EchoModel()
+    model = EchoEngine()
     app = make_app(tmp_path, model)
     with TestClient(app.app) as client:
         assert app.loaded.wait(5)
@@ -110,8 +102,22 @@ def test_openai_defaults_map_to_generation_params(tmp_path: Path) -> None:
             "temperature": 0,
         }
         assert client.post("/v1/chat/completions", json=parts, headers=bearer()).json()["model"] == "m:1"
-    assert model.calls[0][1]["do_sample"] is True and model.calls[0][1]["max_new_tokens"] == 256
-    assert model.calls[1][1]["do_sample"] is False and model.calls[1][1]["temperature"] == 0
+    # OpenAI's defaults (temperature 1, top_p 1); the token budget is the scoring contract's default.
+    assert model.calls[0] == Sampling(max_new_tokens=DEFAULT_PARAMETERS.max_new_tokens, sample=True)
+    assert model.calls[1].sample is False and model.calls[1].temperature == 0
+
+
+def test_score_parameters_follow_the_contract_defaults(tmp_path: Path) -> None:
+    model = EchoEngine()
+    app = make_app(tmp_path, model)
+    with TestClient(app.app) as client:
+        assert app.loaded.wait(5)
+        body = {"input_data": {"input_string": [user("x")]}}
+        assert client.post("/score", json=body, headers=bearer()).status_code == 200
+        greedy = seed_payload(user("x"), do_sample=False, seed=7)
+        assert client.post("/score", json=greedy, headers=bearer()).status_code == 200
+    assert model.calls[0] == Sampling(max_new_tokens=200, sample=True, temperature=0.6, top_p=0.9)
+    assert model.calls[1].sample is False and model.calls[1].seed == 7
 
 
 @pytest.mark.parametrize(
@@ -148,6 +154,7 @@ def test_missing_or_wrong_key_is_401(
         (seed_payload(user("x"), max_new_tokens=100_000), "max_new_tokens"),
         (seed_payload(user("x"), temperature=-1), "temperature"),
         (seed_payload(user("x"), top_k=3), "top_k"),
+        (seed_payload(user("x"), seed=2**64), "seed"),
         ({"inputs": "x"}, "input_data"),
         ([1, 2], "ScoreRequest"),
         ({"input_data": {"input_string": [user("y" * 20_000) * 4]}}, "characters"),
@@ -167,8 +174,9 @@ def test_malformed_json_and_openai_limits_are_400(endpoint: tuple[EndpointApp, T
     response = client.post("/score", content=b"{not json", headers={**bearer(), "content-type": "application/json"})
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
     cases = [
-        ({"messages": [{"role": "user", "content": "x"}], "stream": True}, "streaming"),
+        ({"messages": [{"role": "user", "content": "x"}], "tools": []}, "tools: this field is not supported"),
         ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+        ({"messages": [{"role": "user", "content": "x"}], "seed": 2**64}, "seed"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "role"),
     ]
@@ -209,9 +217,9 @@ def test_counters_advance_for_scoring_requests_only(endpoint: tuple[EndpointApp,
 def test_health_is_503_while_loading_and_scoring_waits(tmp_path: Path) -> None:
     release = threading.Event()
 
-    def slow_load() -> EchoModel:
+    def slow_load() -> EchoEngine:
         release.wait(10)
-        return EchoModel()
+        return EchoEngine()
 
     app = EndpointApp(
         keys=Keys(PRIMARY, SECONDARY),
@@ -230,7 +238,7 @@ def test_health_is_503_while_loading_and_scoring_waits(tmp_path: Path) -> None:
 def test_model_that_cannot_load_reports_failed(tmp_path: Path) -> None:
     failures: list[str] = []
 
-    def broken() -> EchoModel:
+    def broken() -> EchoEngine:
         raise OSError("weights missing")
 
     app = EndpointApp(
@@ -250,7 +258,7 @@ def test_model_that_cannot_load_reports_failed(tmp_path: Path) -> None:
 
 
 def test_too_many_concurrent_requests_get_429(tmp_path: Path) -> None:
-    app = make_app(tmp_path, EchoModel(delay_s=0.5), max_concurrent_requests=1)
+    app = make_app(tmp_path, EchoEngine(delay_s=0.5), max_concurrent_requests=1)
     results: list[int] = []
     with TestClient(app.app) as client:
         assert app.loaded.wait(5)
@@ -267,32 +275,39 @@ def test_too_many_concurrent_requests_get_429(tmp_path: Path) -> None:
 
 
 def test_slow_generation_times_out_with_408(tmp_path: Path) -> None:
-    app = make_app(tmp_path, EchoModel(delay_s=1.0), request_timeout_ms=100)
+    app = make_app(tmp_path, EchoEngine(delay_s=1.0), request_timeout_ms=100)
     with TestClient(app.app) as client:
         assert app.loaded.wait(5)
         response = client.post("/score", json=seed_payload(user("x")), headers=bearer())
     assert response.status_code == 408
 
 
-def test_generator_batches_concurrent_requests_with_equal_params() -> None:
-    model = EchoModel(delay_s=0.2)
-    generator = Generator(model, max_batch=4, batch_window_s=0.3)
-    params = GenerationParams(max_new_tokens=5)
-    futures = [generator.submit(user(str(i)), params) for i in range(3)]
-    other = generator.submit(user("other"), GenerationParams(max_new_tokens=9))
-    assert [f.result(5).text for f in futures] == ["echo: 0", "echo: 1", "echo: 2"]
-    assert other.result(5).text == "echo: other"
-    generator.close()
-    assert [n for n, _ in model.calls] == [3, 1]
+def test_stream_is_server_sent_events_ending_with_done(endpoint: tuple[EndpointApp, TestClient]) -> None:
+    app, client = endpoint
+    body = {"messages": user("a b c"), "stream": True, "stream_options": {"include_usage": True}}
+    with client.stream("POST", "/v1/chat/completions", json=body, headers=bearer()) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == "echo: a b c"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 4
+    assert app._in_flight == 0  # the stream gave its slot back
 
 
-def test_generator_without_batching_calls_one_at_a_time() -> None:
-    model = EchoModel()
-    generator = Generator(model)
-    futures = [generator.submit(user(str(i)), GenerationParams()) for i in range(3)]
-    assert [f.result(5).text for f in futures] == ["echo: 0", "echo: 1", "echo: 2"]
-    generator.close()
-    assert [n for n, _ in model.calls] == [1, 1, 1]
+def test_nested_body_is_400_not_500(endpoint: tuple[EndpointApp, TestClient]) -> None:
+    _, client = endpoint
+    for depth in (33, 50_000):
+        nested = "[" * depth + "]" * depth
+        body = '{"input_data": {"input_string": [], "x": ' + nested + "}}"
+        response = client.post(
+            "/score", content=body.encode(), headers={**bearer(), "content-type": "application/json"}
+        )
+        assert response.status_code == 400, depth
+        assert "nests deeper than 32" in response.json()["error"]["message"]
 
 
 def test_keys_repr_hides_the_keys() -> None:

