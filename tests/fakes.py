@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,7 +144,6 @@ class InMemoryLedger:
         return ordered[skip : skip + limit]
 
 
-
 class InMemoryStatusStore:
     def __init__(self) -> None:
         self.blobs: dict[str, dict[str, Any]] = {}
@@ -182,6 +181,7 @@ class FakeEndpoint:
     requests: int = 0
     healthy: bool = True
     error_code: str | None = None
+    metrics_missing: bool = False  # the platform reports no data for it (the idle check must not guess)
 
 
 class FakePlatform:
@@ -209,6 +209,7 @@ class FakePlatform:
         self.registered: dict[tuple[str, str], ModelRef] = {}
         self.endpoints: dict[str, FakeEndpoint] = {}
         self.deleted_endpoints: list[str] = []
+        self.activity_calls = 0  # endpoints_activity calls: the cleanup asks for many endpoints at once
         self.fail_next: dict[str, Exception] = {}
         self.deployment_outcome = DeploymentState.SUCCEEDED
         self.deployment_error_code: str | None = None
@@ -352,8 +353,14 @@ class FakePlatform:
 
     def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
         ep = self.endpoints[endpoint_name]
+        if ep.metrics_missing:
+            return EndpointActivity(None, 0, known=False)
         last = ep.last_request_at if ep.last_request_at and ep.last_request_at >= since else None
         return EndpointActivity(last, ep.requests if last else 0)
+
+    def endpoints_activity(self, endpoint_names: Sequence[str], since: datetime) -> dict[str, EndpointActivity]:
+        self.activity_calls += 1
+        return {name: self.endpoint_activity(name, since) for name in endpoint_names}
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
         ep = self.endpoints.get(endpoint_name)

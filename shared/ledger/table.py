@@ -10,6 +10,7 @@ One table, four partitions:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -204,16 +205,12 @@ class TableLedger:
 
     def release(self, run_id: str) -> None:
         patch = {"PartitionKey": ACTIVE_PARTITION, "RowKey": run_id, "lease_until": ""}
-        try:
+        with contextlib.suppress(ResourceNotFoundError):  # the run finished and left the index meanwhile
             self.table.update_entity(patch, mode=UpdateMode.MERGE)
-        except ResourceNotFoundError:
-            pass  # the run finished and left the index meanwhile
 
     def drop_active(self, run_id: str) -> None:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(ACTIVE_PARTITION, run_id)
-        except ResourceNotFoundError:
-            pass
 
     def recent(self, limit: int, *, skip: int = 0) -> list[str]:
         self._ensure_indexes()
@@ -258,10 +255,8 @@ class TableLedger:
         self._indexed = True
 
     def _insert_if_missing(self, entity: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(ResourceExistsError):
             self.table.create_entity(entity)
-        except ResourceExistsError:
-            pass
 
     def _upsert_batches(self, entities: list[dict[str, Any]], *, merge: bool = False) -> None:
         # MERGE keeps a lease a live sweep may have written on an entry that already exists.

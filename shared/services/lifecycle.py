@@ -9,6 +9,7 @@ duplicate event or an out-of-order event ends in the same state with no second j
 from __future__ import annotations
 
 import logging
+
 from shared.config.model import TrainingConfig
 from shared.events import ModelRegisteredEvent, RunEvent, topic_matches
 from shared.exceptions import NotFoundError, PlatformError, RejectedError, TransientPlatformError

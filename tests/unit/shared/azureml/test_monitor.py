@@ -103,7 +103,7 @@ def client_with(body: dict[str, Any], region: str = "eastus") -> tuple[Any, Cann
 
 def test_the_request_asks_for_requests_per_minute_totals_over_the_window() -> None:
     client, transport = client_with(metrics_answer([]))
-    query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    query_activity(client, MetricsQuery((ENDPOINT_ID,), SINCE, NOW))
     [request] = transport.requests
     url = urlsplit(request.url)
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -113,7 +113,7 @@ def test_the_request_asks_for_requests_per_minute_totals_over_the_window() -> No
     assert query["metricnames"] == "RequestsPerMinute"
     assert query["metricnamespace"] == "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
     assert query["interval"] == "PT1M"
-    assert query["aggregation"] == "Total"
+    assert query["aggregation"] == "Average,Total"
     assert query["starttime"] == "2026-11-01T11:00:00.000Z"
     assert query["endtime"] == "2026-11-01T12:00:00.000Z"
     assert json.loads(request.content) == {"resourceids": [ENDPOINT_ID]}
@@ -132,14 +132,14 @@ def test_the_last_minute_with_requests_is_the_last_activity() -> None:
             ]
         )
     )
-    activity = query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    activity = query_activity(client, MetricsQuery((ENDPOINT_ID,), SINCE, NOW))[ENDPOINT_ID]
     assert activity.last_request_at == datetime(2026, 11, 1, 11, 41, tzinfo=UTC)
     assert activity.request_count == 7
 
 
 def test_no_requests_means_no_last_activity() -> None:
     client, _ = client_with(metrics_answer([("2026-11-01T11:05:00Z", 0.0)]))
-    activity = query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    activity = query_activity(client, MetricsQuery((ENDPOINT_ID,), SINCE, NOW))[ENDPOINT_ID]
     assert (activity.last_request_at, activity.request_count) == (None, 0)
 
 
