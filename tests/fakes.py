@@ -359,6 +359,7 @@ class FakePlatform:
         return EndpointActivity(last, ep.requests if last else 0)
 
     def endpoints_activity(self, endpoint_names: Sequence[str], since: datetime) -> dict[str, EndpointActivity]:
+        self._maybe_fail("endpoints_activity")
         self.activity_calls += 1
         return {name: self.endpoint_activity(name, since) for name in endpoint_names}
 
