@@ -117,6 +117,9 @@ class InMemoryLedger:
             (r for r in out if r is not None and (wanted is None or r.state in wanted)), key=lambda r: r.created_at
         )
 
+    def with_prefix(self, prefix: str) -> list[RunRecord]:
+        return [r for r in self.list() if r.run_id.startswith(prefix)]
+
     def active(self) -> list[ActiveEntry]:
         self.calls["active"] += 1
         return list(self._active.values())

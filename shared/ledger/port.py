@@ -53,6 +53,9 @@ class Ledger(Protocol):
     def list(self, states: Iterable[RunState] | None = None) -> list[RunRecord]:
         """Every run, or those in the given states: reads the whole ledger (``status --all``, migrations)."""
 
+    def with_prefix(self, prefix: str) -> list[RunRecord]:
+        """Runs whose id starts with ``prefix`` (a key range: ``<config name>-`` finds a config's runs)."""
+
     def active(self) -> list[ActiveEntry]:
         """The active index (a superset of the runs that may still change)."""
 

@@ -178,6 +178,14 @@ class TableLedger:
             entities = self.table.query_entities(f"PartitionKey eq '{PARTITION}'")
         return sorted((_from_entity(e) for e in entities), key=lambda r: r.created_at)
 
+    def with_prefix(self, prefix: str) -> list[RunRecord]:
+        if not prefix:
+            return self.list()
+        # Run ids are ``[a-z0-9-]``: the key range [prefix, prefix + U+FFFF) holds exactly the ids it starts.
+        low = prefix.replace("'", "''")
+        query = f"PartitionKey eq '{PARTITION}' and RowKey ge '{low}' and RowKey lt '{low}\uffff'"
+        return sorted((_from_entity(e) for e in self.table.query_entities(query)), key=lambda r: r.created_at)
+
     def active(self) -> list[ActiveEntry]:
         self._ensure_indexes()
         return [_entry(e) for e in self.table.query_entities(f"PartitionKey eq '{ACTIVE_PARTITION}'")]
@@ -222,6 +230,7 @@ class TableLedger:
 
     def import_records(self, records: Iterable[RunRecord]) -> int:
         """Insert many runs with their index entries in batch transactions (migrations, benchmarks)."""
+        self._ensure_indexes()  # a table from before the indexes is indexed first, so the marker stays true
         by_partition: dict[str, list[dict[str, Any]]] = {PARTITION: [], ACTIVE_PARTITION: [], RECENT_PARTITION: []}
         count = 0
         for record in records:

@@ -146,3 +146,11 @@ def test_import_records_writes_runs_and_indexes_in_batches(ledger: TableLedger) 
     assert len(ledger.list()) == 250
     assert sorted(e.run_id for e in ledger.active()) == [f"r-{i:08d}" for i in range(0, 250, 10)]
     assert ledger.get("r-00000042") is not None
+
+
+def test_runs_of_a_config_are_a_key_range(ledger: TableLedger) -> None:
+    for run in ("phi3-00000001", "phi3-00000002", "phi3-chat-00000003", "phi4-00000004"):
+        ledger.create(at(run, 0))
+    assert [r.run_id for r in ledger.with_prefix("phi3-")] == ["phi3-00000001", "phi3-00000002", "phi3-chat-00000003"]
+    assert [r.run_id for r in ledger.with_prefix("phi4")] == ["phi4-00000004"]
+    assert ledger.with_prefix("phi5") == []
