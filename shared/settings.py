@@ -64,7 +64,7 @@ class Settings:
     # Each timer sweep stops starting work after this many seconds: below the Functions timeout (5 minutes by
     # default on Consumption, 10 at most) with room for the calls in flight; the rest waits for the next sweep.
     sweep_budget_seconds: float = setting("AUTOPILOT_SWEEP_BUDGET_SECONDS", "240")
-    # Runs (or endpoints) a sweep handles at the same time: each waits on platform calls, not on the CPU.
+    # Runs a reconcile sweep handles at the same time: each waits on platform calls, not on the CPU.
     sweep_concurrency: int = setting("AUTOPILOT_SWEEP_CONCURRENCY", "8")
     max_submit_attempts: int = setting("AUTOPILOT_MAX_SUBMIT_ATTEMPTS", "5")
     # Local platform only: the compute dtype of training and serving (auto | float32 | bfloat16).
