@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from functions import app_setting
 from shared import runtime
 
+if TYPE_CHECKING:
+    from shared.services.sweep import SweepBudget
+
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
 
-def _budget():  # type: ignore[no-untyped-def]
+def _budget() -> SweepBudget:
     from shared.services.sweep import SweepBudget
 
     s = runtime.settings()

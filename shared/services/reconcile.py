@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -56,7 +56,7 @@ class ReconcileReport:
     left: list[str] = field(default_factory=list)
     skipped_steps: list[str] = field(default_factory=list)  # not started: the budget was spent
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ReconcileOutcome]:
         return iter(self.outcomes)
 
 

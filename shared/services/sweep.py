@@ -30,6 +30,9 @@ T = TypeVar("T")
 Monotonic = Callable[[], float]
 # A claim outlives the sweep's deadline by this much, for the calls still in flight when it passes.
 LEASE_GRACE = timedelta(minutes=2)
+# An entry whose run is missing is dropped only once it is this old: ``create`` writes the entry just before
+# the run, and a sweep reading in between must not drop the entry of a run about to exist.
+MISSING_RUN_GRACE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ def sweep_active(
 
     def take(entry: ActiveEntry) -> tuple[str, T] | None:
         record = store.ledger.get(entry.run_id)
+        if record is None and store.clock() - entry.indexed_at < MISSING_RUN_GRACE:
+            return None  # being created right now
         if record is None or record.state in TERMINAL:
             store.ledger.drop_active(entry.run_id)
             report.dropped.append(entry.run_id)

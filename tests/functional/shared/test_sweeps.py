@@ -5,6 +5,7 @@ of sweeps, a run claimed by another sweep is left alone, and extra sweep steps s
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import timedelta
 
 from shared.platform.port import JobInfo, JobStatus
@@ -155,3 +156,17 @@ def test_extra_sweep_steps_share_the_budget() -> None:
     seen.clear()
     report = sweep(store, platform, clock, seconds=2.5, sweeps=(sweep_runs, stranded))
     assert seen == [] and report.skipped_steps == ["stranded"]
+
+
+def test_an_entry_of_a_run_being_created_is_kept_and_a_stale_one_dropped() -> None:
+    store, ledger, platform, clock, runs = world(active=1)
+    existing = ledger.get(runs[0])
+    assert existing is not None
+    ledger.create(replace(existing, run_id="tmp-00000001", created_at=clock.now))
+    del ledger._rows["tmp-00000001"]  # as if ``create`` wrote the index entry and the run row is not there yet
+    sweep(store, platform, clock, seconds=600)
+    assert "tmp-00000001" in {e.run_id for e in ledger.active()}
+    clock.advance(hours=2)  # its creator died before writing the run: the entry is stale now
+    report = sweep(store, platform, clock, seconds=600)
+    assert "tmp-00000001" not in {e.run_id for e in ledger.active()}
+    assert [o.run_id for o in report.outcomes] == runs
