@@ -69,12 +69,15 @@ class InMemoryLedger:
         self._etags = itertools.count(1)
         self.concurrent_writes = 0
         self.calls: Counter[str] = Counter()
+        self.unreadable: set[str] = set()  # run ids whose reads fail, as storage can for a moment
 
     def _etag(self) -> str:
         return f'W/"{next(self._etags)}"'
 
     def get(self, run_id: str) -> RunRecord | None:
         self.calls["get"] += 1
+        if run_id in self.unreadable:
+            raise OSError(f"connection reset reading {run_id}")
         row = self._rows.get(run_id)
         if row is None:
             return None

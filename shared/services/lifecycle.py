@@ -2,8 +2,8 @@
 
 Each step is a guarded step (``step.py``): it takes the run as its caller read it, checks it is in the state
 the step starts from, does an idempotent platform call keyed by names derived from the run id, then advances
-the ledger and hands the written record on. Re-running a step after a crash, a
-duplicate event or an out-of-order event ends in the same state with no second job, model or endpoint.
+the ledger and hands the written record on. Re-running a step after a crash, a duplicate event or an
+out-of-order event ends in the same state with no second job, model or endpoint.
 """
 
 from __future__ import annotations
@@ -28,15 +28,17 @@ def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, j
 
     Returns the run as last written, or None when nothing changed."""
 
+    def status(x: RunRecord) -> None:
+        x.job_status = job.status.value
+
     def act(r: RunRecord) -> Outcome | None:
         if job.status == JobStatus.UNKNOWN:
             return None  # nothing is decided on a status nobody mapped; reconcile looks again
         if job.status.is_waiting:
             if r.state == RunState.SUBMITTED and r.job_status != job.status.value:
-                return Outcome(None, lambda x: setattr(x, "job_status", job.status.value))
+                return Outcome(None, status)
             return None
         if job.status.is_running:
-            status = lambda x: setattr(x, "job_status", job.status.value)  # noqa: E731
             if r.state == RunState.SUBMITTED:
                 return Outcome(RunState.RUNNING, status)
             return Outcome(None, status) if r.job_status != job.status.value else None

@@ -178,6 +178,7 @@ def sweep_runs(ctx: SweepContext, report: ReconcileReport) -> None:
         concurrency=ctx.concurrency,
     )
     report.outcomes.extend(swept.results)
+    report.outcomes.extend(ReconcileOutcome(r, "?", "?", "storage failed; next sweep") for r in swept.failed)
     report.left.extend(swept.left)
 
 

@@ -64,6 +64,7 @@ class SweepReport(Generic[T]):
     dropped: list[str] = field(default_factory=list)  # stale index entries removed
     busy: list[str] = field(default_factory=list)  # held by another sweep
     left: list[str] = field(default_factory=list)  # not reached before the deadline: first next time
+    failed: list[str] = field(default_factory=list)  # storage failed reading or claiming them: next time
 
 
 def sweep_active(
@@ -80,23 +81,31 @@ def sweep_active(
     lease = timedelta(seconds=deadline.left()) + LEASE_GRACE
 
     def take(entry: ActiveEntry) -> tuple[str, T] | None:
-        record = store.ledger.get(entry.run_id)
-        if record is None and store.clock() - entry.indexed_at < MISSING_RUN_GRACE:
-            return None  # being created right now
-        if record is None or record.state in TERMINAL:
-            store.ledger.drop_active(entry.run_id)
-            report.dropped.append(entry.run_id)
-            return None
-        if not wants(record):
-            return None
-        now = store.clock()
-        if not store.ledger.claim(entry, now, now + lease):
-            report.busy.append(entry.run_id)
+        try:
+            record = store.ledger.get(entry.run_id)
+            if record is None and store.clock() - entry.indexed_at < MISSING_RUN_GRACE:
+                return None  # being created right now
+            if record is None or record.state in TERMINAL:
+                store.ledger.drop_active(entry.run_id)
+                report.dropped.append(entry.run_id)
+                return None
+            if not wants(record):
+                return None
+            now = store.clock()
+            if not store.ledger.claim(entry, now, now + lease):
+                report.busy.append(entry.run_id)
+                return None
+        except Exception as exc:  # storage trouble with one run must not stop the sweep; its turn stays early
+            log.warning("run %s: not taken by the sweep: %s", entry.run_id, exc)
+            report.failed.append(entry.run_id)
             return None
         try:
             return entry.run_id, step(record)
         finally:
-            store.ledger.release(entry.run_id)
+            try:
+                store.ledger.release(entry.run_id)
+            except Exception as exc:  # the lease then runs out by itself
+                log.warning("run %s: lease not released: %s", entry.run_id, exc)
 
     def collect(done: Future[tuple[str, T] | None]) -> None:
         outcome = done.result()  # ``step`` reports its own failures; anything else is a bug worth raising

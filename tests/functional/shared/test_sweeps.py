@@ -170,3 +170,16 @@ def test_an_entry_of_a_run_being_created_is_kept_and_a_stale_one_dropped() -> No
     report = sweep(store, platform, clock, seconds=600)
     assert "tmp-00000001" not in {e.run_id for e in ledger.active()}
     assert [o.run_id for o in report.outcomes] == runs
+
+
+def test_storage_failing_for_one_run_does_not_stop_the_sweep_and_it_goes_first_next_time() -> None:
+    store, ledger, platform, clock, runs = world(active=3)
+    ledger.unreadable.add(runs[0])
+    report = sweep(store, platform, clock, seconds=600)
+    assert [(o.run_id, o.error) for o in report.outcomes if o.error] == [(runs[0], "storage failed; next sweep")]
+    assert sorted(platform.looked) == sorted(runs[1:])
+    ledger.unreadable.clear()
+    clock.advance(minutes=5)
+    platform.looked.clear()
+    sweep(store, platform, clock, seconds=1.5)  # room for two: the one that failed is among them
+    assert platform.looked[0] == runs[0]
