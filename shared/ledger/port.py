@@ -13,6 +13,7 @@ proportion to what is live, never to every run ever made:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,10 +54,10 @@ class Ledger(Protocol):
     def list(self, states: Iterable[RunState] | None = None) -> list[RunRecord]:
         """Every run, or those in the given states: reads the whole ledger (``status --all``, migrations)."""
 
-    def with_prefix(self, prefix: str) -> list[RunRecord]:
+    def with_prefix(self, prefix: str) -> builtins.list[RunRecord]:
         """Runs whose id starts with ``prefix`` (a key range: ``<config name>-`` finds a config's runs)."""
 
-    def active(self) -> list[ActiveEntry]:
+    def active(self) -> builtins.list[ActiveEntry]:
         """The active index (a superset of the runs that may still change)."""
 
     def claim(self, entry: ActiveEntry, now: datetime, until: datetime) -> bool:
@@ -68,5 +69,5 @@ class Ledger(Protocol):
     def drop_active(self, run_id: str) -> None:
         """Remove a stale entry (its run is finished or gone); a missing entry is not an error."""
 
-    def recent(self, limit: int, *, skip: int = 0) -> list[str]:
+    def recent(self, limit: int, *, skip: int = 0) -> builtins.list[str]:
         """Run ids newest first: ``limit`` of them after the first ``skip``."""

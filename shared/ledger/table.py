@@ -10,6 +10,7 @@ One table, four partitions:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 from collections.abc import Iterable
@@ -178,7 +179,7 @@ class TableLedger:
             entities = self.table.query_entities(f"PartitionKey eq '{PARTITION}'")
         return sorted((_from_entity(e) for e in entities), key=lambda r: r.created_at)
 
-    def with_prefix(self, prefix: str) -> list[RunRecord]:
+    def with_prefix(self, prefix: str) -> builtins.list[RunRecord]:
         if not prefix:
             return self.list()
         # Run ids are ``[a-z0-9-]``: the key range [prefix, prefix + U+FFFF) holds exactly the ids it starts.
@@ -186,7 +187,7 @@ class TableLedger:
         query = f"PartitionKey eq '{PARTITION}' and RowKey ge '{low}' and RowKey lt '{low}\uffff'"
         return sorted((_from_entity(e) for e in self.table.query_entities(query)), key=lambda r: r.created_at)
 
-    def active(self) -> list[ActiveEntry]:
+    def active(self) -> builtins.list[ActiveEntry]:
         self._ensure_indexes()
         return [_entry(e) for e in self.table.query_entities(f"PartitionKey eq '{ACTIVE_PARTITION}'")]
 
@@ -220,7 +221,7 @@ class TableLedger:
         with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(ACTIVE_PARTITION, run_id)
 
-    def recent(self, limit: int, *, skip: int = 0) -> list[str]:
+    def recent(self, limit: int, *, skip: int = 0) -> builtins.list[str]:
         self._ensure_indexes()
         wanted = limit + skip
         entities = self.table.query_entities(
@@ -267,7 +268,7 @@ class TableLedger:
         with contextlib.suppress(ResourceExistsError):
             self.table.create_entity(entity)
 
-    def _upsert_batches(self, entities: list[dict[str, Any]], *, merge: bool = False) -> None:
+    def _upsert_batches(self, entities: builtins.list[dict[str, Any]], *, merge: bool = False) -> None:
         # MERGE keeps a lease a live sweep may have written on an entry that already exists.
         mode = UpdateMode.MERGE if merge else UpdateMode.REPLACE
         for start in range(0, len(entities), BATCH_SIZE):

@@ -77,7 +77,7 @@ def sweep_active(
 ) -> SweepReport[T]:
     """Hand each active run that ``wants`` accepts to ``step``, in turn order, within ``deadline``."""
     report: SweepReport[T] = SweepReport()
-    entries = sorted(store.ledger.active(), key=lambda e: (e.turn, e.run_id))
+    entries: list[ActiveEntry] = sorted(store.ledger.active(), key=lambda e: (e.turn, e.run_id))
     lease = timedelta(seconds=deadline.left()) + LEASE_GRACE
 
     def take(entry: ActiveEntry) -> tuple[str, T] | None:
