@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from functions import app_setting
 from shared import runtime
 
+if TYPE_CHECKING:
+    from shared.services.sweep import SweepBudget
+
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
+
+
+def _budget() -> SweepBudget:
+    from shared.services.sweep import SweepBudget
+
+    s = runtime.settings()
+    return SweepBudget(seconds=s.sweep_budget_seconds, concurrency=s.sweep_concurrency)
 
 
 @bp.function_name("reconcile")
@@ -20,8 +31,10 @@ def reconcile(timer: func.TimerRequest) -> None:
         log.info("reconcile: timer is past due; running now")
     from shared.services.reconcile import reconcile as reconcile_service  # loads on first use
 
-    outcomes = reconcile_service(runtime.run_store(), runtime.platform(), deploy_timeout=runtime.deploy_timeout())
-    for o in outcomes:
+    report = reconcile_service(
+        runtime.run_store(), runtime.platform(), deploy_timeout=runtime.deploy_timeout(), budget=_budget()
+    )
+    for o in report.outcomes:
         if o.before != o.after or o.error:
             log.info(
                 "reconcile: run %s %s -> %s%s",
@@ -39,5 +52,5 @@ def cleanup(timer: func.TimerRequest) -> None:
         log.info("cleanup: timer is past due; running now")
     from shared.services.cleanup import cleanup as cleanup_service
 
-    for d in cleanup_service(runtime.run_store(), runtime.platform()):
+    for d in cleanup_service(runtime.run_store(), runtime.platform(), budget=_budget()):
         log.info("cleanup: endpoint %s: %s (%s)", d.endpoint, d.action, d.reason)

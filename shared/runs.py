@@ -6,6 +6,7 @@ backward move is a logged no-op, a concurrent writer makes us re-read and re-dec
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -87,17 +88,23 @@ class RunStore:
         self._mirror(stored)
         return stored, True
 
-    def advance(self, run_id: str, target: RunState, mutate: Mutation | None = None) -> RunRecord | None:
-        """Move the run to ``target`` and apply ``mutate``; None (and a log line) if the move is not legal."""
-        return self._write(run_id, target, mutate)
+    def advance(self, run: RunRecord | str, target: RunState, mutate: Mutation | None = None) -> RunRecord | None:
+        """Move the run to ``target`` and apply ``mutate``; None (and a log line) if the move is not legal.
 
-    def update(self, run_id: str, mutate: Mutation) -> RunRecord | None:
+        Given a record (as read by the caller, with its ETag) the first write needs no read; a concurrent
+        writer makes it re-read and re-decide."""
+        return self._write(run, target, mutate)
+
+    def update(self, run: RunRecord | str, mutate: Mutation) -> RunRecord | None:
         """Change fields without changing state."""
-        return self._write(run_id, None, mutate)
+        return self._write(run, None, mutate)
 
-    def _write(self, run_id: str, target: RunState | None, mutate: Mutation | None) -> RunRecord | None:
+    def _write(self, run: RunRecord | str, target: RunState | None, mutate: Mutation | None) -> RunRecord | None:
+        run_id = run if isinstance(run, str) else run.run_id
+        # A copy: the caller's record stays as it was read if the write loses a race.
+        known = None if isinstance(run, str) or run.etag is None else copy.deepcopy(run)
         for _ in range(MAX_CONFLICT_RETRIES):
-            record = self.ledger.get(run_id)
+            record, known = (known, None) if known is not None else (self.ledger.get(run_id), None)
             if record is None:
                 log.warning("run %s: not in the ledger; nothing to update", run_id)
                 return None

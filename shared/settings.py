@@ -75,6 +75,11 @@ class Settings:
     # Read when the app is indexed (functions/__init__.py): the blob trigger's source.
     blob_source: str = setting("AUTOPILOT_BLOB_SOURCE", "LogsAndContainerScan")
     deploy_timeout_minutes: int = setting("AUTOPILOT_DEPLOY_TIMEOUT_MINUTES", "60")
+    # Each timer sweep stops starting work after this many seconds: below the Functions timeout (5 minutes by
+    # default on Consumption, 10 at most) with room for the calls in flight; the rest waits for the next sweep.
+    sweep_budget_seconds: float = setting("AUTOPILOT_SWEEP_BUDGET_SECONDS", "240")
+    # Runs a reconcile sweep handles at the same time: each waits on platform calls, not on the CPU.
+    sweep_concurrency: int = setting("AUTOPILOT_SWEEP_CONCURRENCY", "8")
     max_submit_attempts: int = setting("AUTOPILOT_MAX_SUBMIT_ATTEMPTS", "5")
     # HMAC-SHA256 key that signs the notifications sent to the configs' `notify.webhooks`.
     notify_signing_key: str = setting("AUTOPILOT_NOTIFY_SIGNING_KEY", "", secret=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from shared.exceptions import (
     RejectedError,
     TransientPlatformError,
 )
+from shared.ledger.port import ActiveEntry
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import (
@@ -42,7 +44,7 @@ from shared.platform.port import (
     RegisterRequest,
 )
 from shared.runs import RunStore
-from shared.states import RunState
+from shared.states import TERMINAL, RunState
 
 
 class FakeClock:
@@ -57,17 +59,25 @@ class FakeClock:
 
 
 class InMemoryLedger:
-    """``Ledger`` with ETags; ``fail_next_replace`` simulates a concurrent writer."""
+    """``Ledger`` with ETags and the active/recent indexes; ``concurrent_writes`` simulates another writer.
+
+    ``calls`` counts reads and writes by kind, so tests can show what a sweep touches."""
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._active: dict[str, ActiveEntry] = {}
         self._etags = itertools.count(1)
         self.concurrent_writes = 0
+        self.calls: Counter[str] = Counter()
+        self.unreadable: set[str] = set()  # run ids whose reads fail, as storage can for a moment
 
     def _etag(self) -> str:
         return f'W/"{next(self._etags)}"'
 
     def get(self, run_id: str) -> RunRecord | None:
+        self.calls["get"] += 1
+        if run_id in self.unreadable:
+            raise OSError(f"connection reset reading {run_id}")
         row = self._rows.get(run_id)
         if row is None:
             return None
@@ -76,6 +86,8 @@ class InMemoryLedger:
         return record
 
     def create(self, record: RunRecord) -> RunRecord:
+        if record.state not in TERMINAL and record.run_id not in self._active:
+            self._active[record.run_id] = ActiveEntry(record.run_id, record.created_at, etag=self._etag())
         if record.run_id in self._rows:
             raise AlreadyExistsError(record.run_id)
         self._rows[record.run_id] = (self._etag(), record.to_dict())
@@ -84,6 +96,7 @@ class InMemoryLedger:
         return stored
 
     def replace(self, record: RunRecord) -> RunRecord:
+        self.calls["replace"] += 1
         current = self._rows.get(record.run_id)
         if current is None or current[0] != record.etag:
             raise ConcurrencyError(record.run_id)
@@ -95,12 +108,46 @@ class InMemoryLedger:
         etag = self._etag()
         self._rows[record.run_id] = (etag, record.to_dict())
         record.etag = etag
+        if record.state in TERMINAL:
+            self.drop_active(record.run_id)
         return record
 
     def list(self, states: Iterable[RunState] | None = None) -> list[RunRecord]:
+        self.calls["list"] += 1
         wanted = set(states) if states is not None else None
         out = [self.get(k) for k in self._rows]
-        return [r for r in out if r is not None and (wanted is None or r.state in wanted)]
+        return sorted(
+            (r for r in out if r is not None and (wanted is None or r.state in wanted)), key=lambda r: r.created_at
+        )
+
+    def with_prefix(self, prefix: str) -> list[RunRecord]:
+        return [r for r in self.list() if r.run_id.startswith(prefix)]
+
+    def active(self) -> list[ActiveEntry]:
+        self.calls["active"] += 1
+        return list(self._active.values())
+
+    def claim(self, entry: ActiveEntry, now: datetime, until: datetime) -> bool:
+        self.calls["claim"] += 1
+        current = self._active.get(entry.run_id)
+        if current is None or current.etag != entry.etag:
+            return False
+        if current.lease_until is not None and current.lease_until > now:
+            return False
+        self._active[entry.run_id] = replace(current, handled_at=now, lease_until=until, etag=self._etag())
+        return True
+
+    def release(self, run_id: str) -> None:
+        current = self._active.get(run_id)
+        if current is not None:
+            self._active[run_id] = replace(current, lease_until=None, etag=self._etag())
+
+    def drop_active(self, run_id: str) -> None:
+        self._active.pop(run_id, None)
+
+    def recent(self, limit: int, *, skip: int = 0) -> list[str]:
+        ordered = sorted(self._rows, key=lambda k: (self._rows[k][1]["created_at"], k), reverse=True)
+        return ordered[skip : skip + limit]
 
 
 class InMemoryStatusStore:
@@ -140,6 +187,7 @@ class FakeEndpoint:
     requests: int = 0
     healthy: bool = True
     error_code: str | None = None
+    metrics_missing: bool = False  # the platform reports no data for it (the idle check must not guess)
 
 
 class FakePlatform:
@@ -167,6 +215,7 @@ class FakePlatform:
         self.registered: dict[tuple[str, str], ModelRef] = {}
         self.endpoints: dict[str, FakeEndpoint] = {}
         self.deleted_endpoints: list[str] = []
+        self.activity_calls = 0  # endpoints_activity calls: the cleanup asks for many endpoints at once
         self.fail_next: dict[str, Exception] = {}
         self.deployment_outcome = DeploymentState.SUCCEEDED
         self.deployment_error_code: str | None = None
@@ -320,8 +369,15 @@ class FakePlatform:
 
     def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
         ep = self.endpoints[endpoint_name]
+        if ep.metrics_missing:
+            return EndpointActivity(None, 0, known=False)
         last = ep.last_request_at if ep.last_request_at and ep.last_request_at >= since else None
         return EndpointActivity(last, ep.requests if last else 0)
+
+    def endpoints_activity(self, endpoint_names: Sequence[str], since: datetime) -> dict[str, EndpointActivity]:
+        self._maybe_fail("endpoints_activity")
+        self.activity_calls += 1
+        return {name: self.endpoint_activity(name, since) for name in endpoint_names}
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
         ep = self.endpoints.get(endpoint_name)

@@ -13,10 +13,12 @@ from typing import Any
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
 from shared.exceptions import ConfigError, FieldIssue
 from shared.ledger.record import RunRecord
+from shared.naming import config_name
 from shared.states import TERMINAL, RunState
 from shared.status import awaiting
 
 FOLLOW_INTERVAL_S = 2.0
+STATUS_PAGE = 20
 # A run that reaches one of these has nothing more to show unless cleanup comes later.
 FOLLOW_DONE = TERMINAL | {RunState.DEPLOYED}
 
@@ -87,15 +89,43 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find(records: list[RunRecord], key: str) -> RunRecord | None:
-    exact = [r for r in records if r.run_id == key]
-    if exact:
-        return exact[0]
-    by_config = [r for r in records if r.config_name == key or r.config_blob == key]
+def _find(store: Any, key: str) -> RunRecord | None:
+    """A run by id, else the newest of a config (by name or blob path), else the newest whose id starts so.
+
+    Point reads and key ranges of the ledger: never a scan of every run."""
+    exact = store.get(key)
+    if exact is not None:
+        return exact
+    name = config_name(key)
+    by_config = [r for r in store.ledger.with_prefix(f"{name}-") if r.config_name == name or r.config_blob == key]
     if by_config:
         return max(by_config, key=lambda r: r.created_at)
-    prefixed = [r for r in records if r.run_id.startswith(key)]
+    prefixed = store.ledger.with_prefix(key)
     return max(prefixed, key=lambda r: r.created_at) if prefixed else None
+
+
+def _page(store: Any, args: argparse.Namespace) -> tuple[list[RunRecord], bool]:
+    """The runs to list, newest first, and whether there are more than shown."""
+    states = _states(args.state)
+    if args.all or states:
+        # ``--all`` reads the whole ledger; ``--state`` is one filtered query. Both are for a person, not a timer.
+        records = sorted(store.list(states or None), key=lambda r: r.created_at, reverse=True)
+        if args.all:
+            return records, False
+        start = (args.page - 1) * args.limit
+        return records[start : start + args.limit], len(records) > start + args.limit
+    ids = store.ledger.recent(args.limit + 1, skip=(args.page - 1) * args.limit)
+    records = [r for r in (store.get(i) for i in ids[: args.limit]) if r is not None]
+    return records, len(ids) > args.limit
+
+
+def _states(values: list[str] | None) -> list[RunState]:
+    wanted = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    known = {s.value for s in RunState}
+    bad = [v for v in wanted if v not in known]
+    if bad:
+        raise ValueError(f"--state: {', '.join(bad)} is not a run state (one of: {', '.join(sorted(known))})")
+    return [RunState(v) for v in wanted]
 
 
 def _summary_row(r: RunRecord) -> str:
@@ -149,7 +179,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     store = runtime.run_store()
     try:
-        records = store.list()
+        if args.run:
+            record = _find(store, args.run)
+        else:
+            records, more = _page(store, args)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     except Exception as exc:
         print(
             f"cannot read the run ledger ({type(exc).__name__}); is storage running? (`autopilot up`)",
@@ -160,12 +196,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([status_document(r) for r in records], indent=2, default=str))
         elif not records:
-            print("no runs yet (drop a config: autopilot submit FILE)")
+            print("no runs" + (" in that state" if args.state else " yet (drop a config: autopilot submit FILE)"))
         else:
             for r in records:
                 print(_summary_row(r))
+            if more:
+                print(f"(newest first; more: --page {args.page + 1}, or --all)")
         return 0
-    record = _find(records, args.run)
     if record is None:
         print(f"no run matches {args.run!r}", file=sys.stderr)
         return 1
@@ -239,6 +276,16 @@ def follow(
         time.sleep(FOLLOW_INTERVAL_S)
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
+    return number
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check a training config; one line per error")
     p.add_argument("file")
@@ -250,8 +297,12 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="upload even if it does not validate")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("status", help="runs and their state")
+    p = sub.add_parser("status", help="runs and their state, newest first, a page at a time")
     p.add_argument("run", nargs="?", help="run id, config name, or a prefix of a run id")
+    p.add_argument("--limit", type=_positive, default=STATUS_PAGE, help=f"runs per page (default {STATUS_PAGE})")
+    p.add_argument("--page", type=_positive, default=1, help="which page, 1 the newest")
+    p.add_argument("--all", action="store_true", help="every run (reads the whole ledger)")
+    p.add_argument("--state", action="append", help="only runs in this state (repeat or comma-separate)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--follow", action="store_true", help="print changes until the run finishes or deploys")
     p.set_defaults(func=cmd_status)

@@ -1,23 +1,46 @@
-"""The ledger on Azure Table storage (Azurite locally). One entity per run, ETag optimistic concurrency."""
+"""The ledger on Azure Table storage (Azurite locally). ETag optimistic concurrency on every run write.
+
+One table, four partitions:
+- ``run``: one entity per run, RowKey the run id (point reads by id; ``<config>-`` is a RowKey prefix);
+- ``active``: the active index (see ``port.py``), RowKey the run id, so a sweep reads one small partition;
+- ``recent``: RowKey ``<inverted creation time>-<run id>``, so the newest runs come first in key order;
+- ``meta``: the marker that the indexes were built. A table written before the indexes existed is indexed
+  lazily by the first reader that needs them (one scan of ``run``, once per table, idempotent).
+"""
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.exceptions import AlreadyExistsError, ConcurrencyError
+from shared.ledger.limits import MAX_PROPERTY_CHARS
+from shared.ledger.port import ActiveEntry
 from shared.ledger.record import RunRecord
-from shared.states import RunState
+from shared.states import TERMINAL, RunState
 from shared.storage import StorageConnection, as_connection
 
 PARTITION = "run"
-# Table string properties hold at most 64 KiB (32K UTF-16 characters); JSON columns are checked against it.
-MAX_PROPERTY_CHARS = 32_000
+ACTIVE_PARTITION = "active"
+RECENT_PARTITION = "recent"
+META_PARTITION = "meta"
+INDEX_MARKER = "indexes-v1"
+BATCH_SIZE = 100  # entities per table transaction (the service's limit)
+_INVERT_MS = 10**15
 _JSON_FIELDS = (
     "config",
     "effective_params",
@@ -58,14 +81,45 @@ def _from_entity(entity: Any) -> RunRecord:
     return record
 
 
-class TableLedger:
-    """``Ledger`` over one Azure table; the table is created on first use."""
+def _active_entity(record: RunRecord) -> dict[str, Any]:
+    return {"PartitionKey": ACTIVE_PARTITION, "RowKey": record.run_id, "indexed_at": record.created_at.isoformat()}
 
-    def __init__(self, connection: StorageConnection | str, table_name: str = "autopilotruns") -> None:
+
+def _recent_entity(record: RunRecord) -> dict[str, Any]:
+    millis = int(record.created_at.timestamp() * 1000)
+    return {"PartitionKey": RECENT_PARTITION, "RowKey": f"{_INVERT_MS - millis:015d}-{record.run_id}"}
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _entry(entity: Any) -> ActiveEntry:
+    return ActiveEntry(
+        run_id=entity["RowKey"],
+        indexed_at=_time(entity.get("indexed_at")) or datetime.min.replace(tzinfo=UTC),
+        handled_at=_time(entity.get("handled_at")),
+        lease_until=_time(entity.get("lease_until")),
+        etag=entity.metadata.get("etag"),
+    )
+
+
+class TableLedger:
+    """``Ledger`` over one Azure table; the table is created on first use.
+
+    ``client_options`` go to the storage client (the benchmark passes a hook that counts requests)."""
+
+    def __init__(
+        self, connection: StorageConnection | str, table_name: str = "autopilotruns", **client_options: Any
+    ) -> None:
         # A connection string (Azurite) or the identity-based connection of the Function App.
-        self._service: TableServiceClient = as_connection(connection).table_service()
+        self._service: TableServiceClient = as_connection(connection).table_service(**client_options)
         self._table_name = table_name
         self._client: TableClient | None = None
+        self._indexed = False
 
     @property
     def table(self) -> TableClient:
@@ -84,10 +138,17 @@ class TableLedger:
         return _from_entity(entity)
 
     def create(self, record: RunRecord) -> RunRecord:
+        entity = _to_entity(record)  # checks the limits before anything is written
+        if record.state not in TERMINAL:
+            self._insert_if_missing(_active_entity(record))  # before the run: the index is never short
         try:
-            self.table.create_entity(_to_entity(record))
+            self.table.create_entity(entity)
         except ResourceExistsError:
+            existing = self.get(record.run_id)
+            if existing is not None and existing.state in TERMINAL:
+                self.drop_active(record.run_id)  # a re-delivered blob of a finished run
             raise AlreadyExistsError(record.run_id) from None
+        self._insert_if_missing(_recent_entity(record))
         stored = self.get(record.run_id)
         assert stored is not None
         return stored
@@ -109,6 +170,8 @@ class TableLedger:
                 raise ConcurrencyError(f"run {record.run_id} changed since it was read") from None
             raise
         record.etag = meta.get("etag")
+        if record.state in TERMINAL:
+            self.drop_active(record.run_id)  # after the terminal write: a crash here leaves a stale entry only
         return record
 
     def list(self, states: Iterable[RunState] | None = None) -> list[RunRecord]:
@@ -119,3 +182,99 @@ class TableLedger:
         else:
             entities = self.table.query_entities(f"PartitionKey eq '{PARTITION}'")
         return sorted((_from_entity(e) for e in entities), key=lambda r: r.created_at)
+
+    def with_prefix(self, prefix: str) -> builtins.list[RunRecord]:
+        if not prefix:
+            return self.list()
+        # Run ids are ``[a-z0-9-]``: the key range [prefix, prefix + U+FFFF) holds exactly the ids it starts.
+        low = prefix.replace("'", "''")
+        query = f"PartitionKey eq '{PARTITION}' and RowKey ge '{low}' and RowKey lt '{low}\uffff'"
+        return sorted((_from_entity(e) for e in self.table.query_entities(query)), key=lambda r: r.created_at)
+
+    def active(self) -> builtins.list[ActiveEntry]:
+        self._ensure_indexes()
+        return [_entry(e) for e in self.table.query_entities(f"PartitionKey eq '{ACTIVE_PARTITION}'")]
+
+    def claim(self, entry: ActiveEntry, now: datetime, until: datetime) -> bool:
+        if entry.lease_until is not None and entry.lease_until > now:
+            return False
+        patch = {
+            "PartitionKey": ACTIVE_PARTITION,
+            "RowKey": entry.run_id,
+            "handled_at": now.isoformat(),
+            "lease_until": until.isoformat(),
+        }
+        try:
+            self.table.update_entity(
+                patch, mode=UpdateMode.MERGE, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 409, 412):
+                return False
+            raise
+        return True
+
+    def release(self, run_id: str) -> None:
+        patch = {"PartitionKey": ACTIVE_PARTITION, "RowKey": run_id, "lease_until": ""}
+        with contextlib.suppress(ResourceNotFoundError):  # the run finished and left the index meanwhile
+            self.table.update_entity(patch, mode=UpdateMode.MERGE)
+
+    def drop_active(self, run_id: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(ACTIVE_PARTITION, run_id)
+
+    def recent(self, limit: int, *, skip: int = 0) -> builtins.list[str]:
+        self._ensure_indexes()
+        wanted = limit + skip
+        entities = self.table.query_entities(
+            f"PartitionKey eq '{RECENT_PARTITION}'", select=["RowKey"], results_per_page=min(max(wanted, 1), 1000)
+        )
+        return [e["RowKey"].split("-", 1)[1] for e in islice(entities, skip, wanted)]
+
+    def import_records(self, records: Iterable[RunRecord]) -> int:
+        """Insert many runs with their index entries in batch transactions (migrations, benchmarks)."""
+        self._ensure_indexes()  # a table from before the indexes is indexed first, so the marker stays true
+        by_partition: dict[str, list[dict[str, Any]]] = {PARTITION: [], ACTIVE_PARTITION: [], RECENT_PARTITION: []}
+        count = 0
+        for record in records:
+            by_partition[PARTITION].append(_to_entity(record))
+            by_partition[RECENT_PARTITION].append(_recent_entity(record))
+            if record.state not in TERMINAL:
+                by_partition[ACTIVE_PARTITION].append(_active_entity(record))
+            count += 1
+        # The active entries go first, as in ``create``.
+        for partition in (ACTIVE_PARTITION, PARTITION, RECENT_PARTITION):
+            self._upsert_batches(by_partition[partition])
+        return count
+
+    def build_indexes(self) -> int:
+        """Index a table written before the indexes existed: one scan of the runs. Returns how many were indexed."""
+        records = self.list()
+        self._upsert_batches([_active_entity(r) for r in records if r.state not in TERMINAL], merge=True)
+        self._upsert_batches([_recent_entity(r) for r in records])
+        self.table.upsert_entity({"PartitionKey": META_PARTITION, "RowKey": INDEX_MARKER, "runs": len(records)})
+        self._indexed = True
+        return len(records)
+
+    def _ensure_indexes(self) -> None:
+        if self._indexed:
+            return
+        try:
+            self.table.get_entity(META_PARTITION, INDEX_MARKER)
+        except ResourceNotFoundError:
+            self.build_indexes()
+            return
+        self._indexed = True
+
+    def _insert_if_missing(self, entity: dict[str, Any]) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self.table.create_entity(entity)
+
+    def _upsert_batches(self, entities: builtins.list[dict[str, Any]], *, merge: bool = False) -> None:
+        # MERGE keeps a lease a live sweep may have written on an entry that already exists.
+        mode = UpdateMode.MERGE if merge else UpdateMode.REPLACE
+        for start in range(0, len(entities), BATCH_SIZE):
+            chunk = entities[start : start + BATCH_SIZE]
+            self.table.submit_transaction([("upsert", e, {"mode": mode}) for e in chunk])

@@ -12,6 +12,7 @@ Contract every adapter keeps:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -203,10 +204,14 @@ class EndpointInfo:
 
 @dataclass(frozen=True)
 class EndpointActivity:
-    """Requests seen by an endpoint: ``last_request_at`` None means none in the window looked at."""
+    """Requests seen by an endpoint in the window looked at: ``last_request_at`` None means none.
+
+    ``known`` False: the platform had no data for the window (no metric reported, or an error), which says
+    nothing about idleness; the cleanup deletes only on known, positive evidence."""
 
     last_request_at: datetime | None
     request_count: int
+    known: bool = True
 
 
 class MLPlatform(Protocol):
@@ -258,7 +263,10 @@ class MLPlatform(Protocol):
         """Endpoints carrying the app's tags (``autopilot_managed=true``)."""
 
     def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
-        """Requests to the endpoint since ``since``."""
+        """One endpoint's requests since ``since``."""
+
+    def endpoints_activity(self, endpoint_names: Sequence[str], since: datetime) -> dict[str, EndpointActivity]:
+        """Many endpoints' requests since ``since``, in as few platform calls as it allows (one name each)."""
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
         """Start deleting an app-managed endpoint and its deployments; missing is success."""

@@ -4,17 +4,26 @@ Idle means: no request since ``idle_after_minutes`` (the endpoint's ``autopilot.
 set from the config's cleanup section), counted from the last request, or from when the endpoint was
 deployed if it never had one. ``autopilot.keep=true`` endpoints stay. Endpoints without the app's tags are
 never listed by the platform, so never touched. Endpoints still being deployed are left to reconcile.
+
+The check fails safe: an endpoint is deleted for idleness only on positive evidence, activity the platform
+reported (``known``) with no request in the window. No metric data, or a failed metrics call, keeps it for
+the next sweep. Activity is asked for many endpoints per platform call (one call per idle window), and the
+deletes stop when the sweep's time budget is spent; the rest are looked at again next time.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID
-from shared.platform.port import EndpointInfo, MLPlatform
+from shared.platform.port import EndpointActivity, EndpointInfo, MLPlatform
 from shared.runs import RunStore
+from shared.services.sweep import Deadline, Monotonic, SweepBudget
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
@@ -37,44 +46,108 @@ def _idle_minutes(tags: dict[str, str]) -> int:
         return DEFAULT_IDLE_MINUTES
 
 
-def decide(store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: datetime) -> CleanupDecision:
+def _before_metrics(endpoint: EndpointInfo, record: RunRecord | None) -> CleanupDecision | None:
+    """What is decided without asking for activity; None: it depends on the endpoint's requests."""
     run = endpoint.tags.get(TAG_RUN_ID)
-    record = store.get(run) if run else None
     if endpoint.tags.get(TAG_KEEP) == "true":
         return CleanupDecision(endpoint.name, run, "keep", "autopilot.keep is set")
     if record is not None and record.state == RunState.DEPLOYING:
         return CleanupDecision(endpoint.name, run, "skip", "still deploying (reconcile owns it)")
     if endpoint.healthy is False:
         return CleanupDecision(endpoint.name, run, "delete", "endpoint is unhealthy")
+    return None
+
+
+def decide_idle(
+    endpoint: EndpointInfo, record: RunRecord | None, activity: EndpointActivity, now: datetime
+) -> CleanupDecision:
+    """Delete only on known activity with no request in the window, for an endpoint older than the window."""
+    run = endpoint.tags.get(TAG_RUN_ID)
     idle = timedelta(minutes=_idle_minutes(endpoint.tags))
-    activity = platform.endpoint_activity(endpoint.name, since=now - idle)
+    minutes = int(idle.total_seconds() // 60)
+    if activity.last_request_at is not None and activity.last_request_at >= now - idle:
+        return CleanupDecision(endpoint.name, run, "skip", f"last request {activity.last_request_at.isoformat()}")
     started = endpoint.created_at
     if record is not None and RunState.DEPLOYED.value in record.timeline:
         started = datetime.fromisoformat(record.timeline[RunState.DEPLOYED.value])
-    if activity.last_request_at is not None and activity.last_request_at >= now - idle:
-        return CleanupDecision(endpoint.name, run, "skip", f"last request {activity.last_request_at.isoformat()}")
     if started is not None and started > now - idle:
         return CleanupDecision(endpoint.name, run, "skip", f"deployed {started.isoformat()}, not idle long enough")
-    minutes = int(idle.total_seconds() // 60)
+    if not activity.known:
+        return CleanupDecision(
+            endpoint.name, run, "skip", f"no request metrics for the last {minutes} min: idleness unknown, kept"
+        )
     return CleanupDecision(endpoint.name, run, "delete", f"idle: no request in the last {minutes} min")
 
 
-def cleanup(store: RunStore, platform: MLPlatform, *, dry_run: bool = False) -> list[CleanupDecision]:
-    """One sweep over the app's endpoints."""
-    now = store.clock()
-    decisions = []
+def decide(store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: datetime) -> CleanupDecision:
+    """One endpoint on its own (the CLI's dry run of one); the sweep batches the activity calls."""
+    run = endpoint.tags.get(TAG_RUN_ID)
+    record = store.get(run) if run else None
+    early = _before_metrics(endpoint, record)
+    if early is not None:
+        return early
+    since = now - timedelta(minutes=_idle_minutes(endpoint.tags))
+    return decide_idle(endpoint, record, platform.endpoint_activity(endpoint.name, since=since), now)
+
+
+def _decisions(store: RunStore, platform: MLPlatform, now: datetime) -> list[CleanupDecision]:
+    decisions: list[CleanupDecision] = []
+    waiting: dict[int, list[tuple[EndpointInfo, RunRecord | None]]] = defaultdict(list)
     for endpoint in platform.list_endpoints():
+        run = endpoint.tags.get(TAG_RUN_ID)
         try:
-            decision = decide(store, platform, endpoint, now)
+            record = store.get(run) if run else None
         except Exception as exc:
-            log.warning("endpoint %s: idle check failed: %s", endpoint.name, exc)
-            decisions.append(CleanupDecision(endpoint.name, endpoint.tags.get(TAG_RUN_ID), "skip", f"error: {exc}"))
+            log.warning("endpoint %s: run %s not read: %s", endpoint.name, run, exc)
+            decisions.append(CleanupDecision(endpoint.name, run, "skip", f"error: {exc}"))
             continue
-        decisions.append(decision)
+        early = _before_metrics(endpoint, record)
+        if early is not None:
+            decisions.append(early)
+        else:
+            waiting[_idle_minutes(endpoint.tags)].append((endpoint, record))
+    for minutes, group in waiting.items():
+        names = [endpoint.name for endpoint, _ in group]
+        try:
+            activity = platform.endpoints_activity(names, since=now - timedelta(minutes=minutes))
+        except Exception as exc:  # no answer is no evidence: keep them all for the next sweep
+            log.warning("idle check of %d endpoints failed: %s", len(names), exc)
+            decisions += [CleanupDecision(e.name, e.tags.get(TAG_RUN_ID), "skip", f"error: {exc}") for e, _ in group]
+            continue
+        for endpoint, record in group:
+            found = activity.get(endpoint.name) or EndpointActivity(None, 0, known=False)
+            decisions.append(decide_idle(endpoint, record, found, now))
+    return decisions
+
+
+def cleanup(
+    store: RunStore,
+    platform: MLPlatform,
+    *,
+    dry_run: bool = False,
+    budget: SweepBudget | None = None,
+    monotonic: Monotonic = time.monotonic,
+) -> list[CleanupDecision]:
+    """One sweep over the app's endpoints."""
+    deadline = Deadline((budget or SweepBudget()).seconds, monotonic)
+    now = store.clock()
+    decisions = _decisions(store, platform, now)
+    done: list[CleanupDecision] = []
+    for decision in decisions:
         if decision.action != "delete" or dry_run:
+            done.append(decision)
             continue
-        log.info("endpoint %s: deleting (%s)", endpoint.name, decision.reason)
-        platform.begin_delete_endpoint(endpoint.name)
+        if deadline.expired:
+            done.append(CleanupDecision(decision.endpoint, decision.run_id, "skip", "budget spent: next sweep"))
+            continue
+        log.info("endpoint %s: deleting (%s)", decision.endpoint, decision.reason)
+        try:
+            platform.begin_delete_endpoint(decision.endpoint)
+        except Exception as exc:
+            log.warning("endpoint %s: delete failed: %s", decision.endpoint, exc)
+            done.append(CleanupDecision(decision.endpoint, decision.run_id, "skip", f"error: {exc}"))
+            continue
+        done.append(decision)
         if decision.run_id:
             reason = decision.reason
             store.advance(
@@ -82,4 +155,4 @@ def cleanup(store: RunStore, platform: MLPlatform, *, dry_run: bool = False) -> 
                 RunState.DELETED,
                 lambda r, reason=reason: r.notes.append(f"endpoint deleted: {reason}"),  # type: ignore[misc]
             )
-    return decisions
+    return done

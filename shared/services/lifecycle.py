@@ -1,14 +1,14 @@
 """Services driven by the platform's events (and by the reconcile timer when events are lost).
 
-Each step reads the run, checks it is in the state the step starts from, does an idempotent platform call
-keyed by names derived from the run id, then advances the ledger. Re-running a step after a crash, a
-duplicate event or an out-of-order event ends in the same state with no second job, model or endpoint.
+Each step is a guarded step (``step.py``): it takes the run as its caller read it, checks it is in the state
+the step starts from, does an idempotent platform call keyed by names derived from the run id, then advances
+the ledger and hands the written record on. Re-running a step after a crash, a duplicate event or an
+out-of-order event ends in the same state with no second job, model or endpoint.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from shared.config.model import TrainingConfig
 from shared.events import ModelRegisteredEvent, RunEvent, topic_matches
@@ -17,59 +17,61 @@ from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID, app_tags, is_managed
 from shared.platform.port import DeployRequest, JobInfo, JobStatus, MLPlatform, ModelRef, RegisterRequest
 from shared.runs import RunStore
+from shared.services.step import Outcome, failure, guarded
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
 
-def _fail_with(message: str, code: str, path: str = "job") -> Any:
-    def fill(record: RunRecord) -> None:
-        record.errors = [{"path": path, "message": message}]
-        record.last_error_code = code
-
-    return fill
-
-
 def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, job: JobInfo) -> RunRecord | None:
-    """Move the run to match the job's status; a completed job is registered right away."""
-    run = record.run_id
-    if job.status == JobStatus.UNKNOWN:
-        return None  # nothing is decided on a status nobody mapped; reconcile looks again
-    if job.status.is_waiting:
-        if record.state == RunState.SUBMITTED and record.job_status != job.status.value:
-            return store.update(run, lambda r: setattr(r, "job_status", job.status.value))
-        return None
-    if job.status.is_running:
-        if record.state == RunState.SUBMITTED:
-            return store.advance(run, RunState.RUNNING, lambda r: setattr(r, "job_status", job.status.value))
-        if record.state == RunState.RUNNING and record.job_status != job.status.value:
-            return store.update(run, lambda r: setattr(r, "job_status", job.status.value))
-        return None
-    if job.status == JobStatus.FAILED:
-        error = job.error
-        if error is None:
+    """Move the run to match the job's status; a completed job is registered right away.
+
+    Returns the run as last written, or None when nothing changed."""
+
+    def status(x: RunRecord) -> None:
+        x.job_status = job.status.value
+
+    def act(r: RunRecord) -> Outcome | None:
+        if job.status == JobStatus.UNKNOWN:
+            return None  # nothing is decided on a status nobody mapped; reconcile looks again
+        if job.status.is_waiting:
+            if r.state == RunState.SUBMITTED and r.job_status != job.status.value:
+                return Outcome(None, status)
+            return None
+        if job.status.is_running:
+            if r.state == RunState.SUBMITTED:
+                return Outcome(RunState.RUNNING, status)
+            return Outcome(None, status) if r.job_status != job.status.value else None
+        if job.status == JobStatus.FAILED:
+            error = job.error
+            if error is None:
+                try:
+                    error = platform.get_job(job.name).error
+                except NotFoundError:
+                    error = None
+            return Outcome(RunState.FAILED, failure(error or "the job failed (no reason given)", "JobFailed"))
+        if job.status == JobStatus.CANCELED:
+            return Outcome(RunState.CANCELED, failure("the job was canceled", "JobCanceled"))
+        # Completed: record metrics (the event carries none; ask the platform), then register.
+        metrics = dict(job.metrics)
+        if not metrics:
             try:
-                error = platform.get_job(job.name).error
+                metrics = dict(platform.get_job(job.name).metrics)
             except NotFoundError:
-                error = None
-        return store.advance(run, RunState.FAILED, _fail_with(error or "the job failed (no reason given)", "JobFailed"))
-    if job.status == JobStatus.CANCELED:
-        return store.advance(run, RunState.CANCELED, _fail_with("the job was canceled", "JobCanceled"))
+                metrics = {}
 
-    # Completed: record metrics (the event carries none; ask the platform), then register.
-    metrics = dict(job.metrics)
-    if not metrics:
-        try:
-            metrics = dict(platform.get_job(job.name).metrics)
-        except NotFoundError:
-            metrics = {}
+        def completed(x: RunRecord) -> None:
+            x.job_status = JobStatus.COMPLETED.value
+            x.metrics = {**x.metrics, **metrics}
 
-    def completed(r: RunRecord) -> None:
-        r.job_status = JobStatus.COMPLETED.value
-        r.metrics = {**r.metrics, **metrics}
+        return Outcome(RunState.COMPLETED, completed)
 
-    store.advance(run, RunState.COMPLETED, completed)
-    return register(store, platform, run)
+    written = guarded(store, record, (RunState.SUBMITTED, RunState.RUNNING), act)
+    done = written or (record if record.state == RunState.COMPLETED and job.status == JobStatus.COMPLETED else None)
+    if done is not None and done.state == RunState.COMPLETED:
+        # Also a duplicate completion of a run whose registration did not finish: register it now.
+        return register(store, platform, done) or done
+    return written
 
 
 def on_run_event(store: RunStore, platform: MLPlatform, event: RunEvent, expected_topic: str = "") -> str:
@@ -89,34 +91,35 @@ def on_run_event(store: RunStore, platform: MLPlatform, event: RunEvent, expecte
     status = JobStatus.parse(event.run_status)
     if status == JobStatus.UNKNOWN:
         return f"ignored: unknown run status {event.run_status!r}"
-    apply_job_status(store, platform, record, JobInfo(name=event.run_id, status=status, tags=tags))
-    after = store.get(record.run_id)
-    return f"run {record.run_id}: {event.run_status} -> {after.state.value if after else '?'}"
+    after = apply_job_status(store, platform, record, JobInfo(name=event.run_id, status=status, tags=tags))
+    return f"run {record.run_id}: {event.run_status} -> {(after or record).state.value}"
 
 
-def register(store: RunStore, platform: MLPlatform, run: str) -> RunRecord | None:
+def register(store: RunStore, platform: MLPlatform, run: RunRecord | str) -> RunRecord | None:
     """completed -> registered: register the job's MLflow output (idempotent on the platform side)."""
-    record = store.get(run)
-    if record is None or record.state != RunState.COMPLETED:
-        return None
-    assert record.job_name and record.model_name
-    config = _config(record)
-    description = (config.registration.description if config else None) or (
-        f"{config.model.name if config else 'model'} fine-tuned by Fine-tune Autopilot (run {run})"
-    )
-    tags = {**(config.registration.tags if config else {}), **app_tags(run, record.config_blob)}
-    try:
-        model = platform.register_model(
-            RegisterRequest(job_name=record.job_name, model_name=record.model_name, description=description, tags=tags)
+
+    def act(record: RunRecord) -> Outcome:
+        assert record.job_name and record.model_name
+        config = _config(record)
+        description = (config.registration.description if config else None) or (
+            f"{config.model.name if config else 'model'} fine-tuned by Fine-tune Autopilot (run {record.run_id})"
         )
-    except (RejectedError, NotFoundError) as exc:
-        return store.advance(run, RunState.FAILED, _fail_with(f"registration failed: {exc}", "RegistrationFailed"))
+        tags = {**(config.registration.tags if config else {}), **app_tags(record.run_id, record.config_blob)}
+        request = RegisterRequest(
+            job_name=record.job_name, model_name=record.model_name, description=description, tags=tags
+        )
+        try:
+            model = platform.register_model(request)
+        except (RejectedError, NotFoundError) as exc:
+            return Outcome(RunState.FAILED, failure(f"registration failed: {exc}", "RegistrationFailed"))
 
-    def fill(r: RunRecord) -> None:
-        r.model_name = model.name
-        r.model_version = model.version
+        def fill(r: RunRecord) -> None:
+            r.model_name = model.name
+            r.model_version = model.version
 
-    return store.advance(run, RunState.REGISTERED, fill)
+        return Outcome(RunState.REGISTERED, fill)
+
+    return guarded(store, run, RunState.COMPLETED, act)
 
 
 def on_model_registered(
@@ -133,12 +136,9 @@ def on_model_registered(
         return f"ignored: run {tags[TAG_RUN_ID]} is not in the ledger"
     if record.state == RunState.COMPLETED:
         # The register handler died after registering but before its ledger write: finish it here.
-        register(store, platform, record.run_id)
-    deploy(store, platform, record.run_id)
-    after = store.get(record.run_id)
-    return (
-        f"run {record.run_id}: model {event.model_name}:{event.model_version} -> {after.state.value if after else '?'}"
-    )
+        record = register(store, platform, record) or record
+    record = deploy(store, platform, record) or record
+    return f"run {record.run_id}: model {event.model_name}:{event.model_version} -> {record.state.value}"
 
 
 def _config(record: RunRecord) -> TrainingConfig | None:
@@ -164,41 +164,41 @@ def quality_gate_failure(record: RunRecord, config: TrainingConfig) -> str | Non
     return None
 
 
-def deploy(store: RunStore, platform: MLPlatform, run: str) -> RunRecord | None:
+def deploy(store: RunStore, platform: MLPlatform, run: RunRecord | str) -> RunRecord | None:
     """registered -> deploying: start endpoint + deployment creation, without waiting."""
-    record = store.get(run)
-    if record is None or record.state != RunState.REGISTERED:
-        return None
-    config = _config(record)
-    if config is None or not config.deployment.enabled:
-        log.info("run %s: deployment disabled; run ends registered", run)
-        return None
-    if config.deployment.approval == "manual":
-        decision = (record.approval or {}).get("decision")
-        if decision is None:
-            log.info("run %s: registered, awaiting approval", run)
+
+    def act(record: RunRecord) -> Outcome | None:
+        config = _config(record)
+        if config is None or not config.deployment.enabled:
+            log.info("run %s: deployment disabled; run ends registered", record.run_id)
             return None
-        if decision == "rejected":
-            reason = (record.approval or {}).get("reason") or "no reason given"
-            message = f"rejected by {(record.approval or {}).get('by', '?')}: {reason}"
-            return store.advance(run, RunState.DEPLOY_FAILED, _fail_with(message, "Rejected", "deployment.approval"))
-    gate = quality_gate_failure(record, config)
-    if gate:
-        return store.advance(run, RunState.DEPLOY_FAILED, _fail_with(gate, "QualityGate", "deployment.quality_gate"))
-    assert record.endpoint_name and record.deployment_name and record.model_name and record.model_version
-    try:
-        model = platform.get_model(record.model_name, record.model_version)
-        platform.begin_deploy(deploy_request(record, config, model))
-    except TransientPlatformError:
-        raise  # Event Grid (or the next reconcile) tries again
-    except PlatformError as exc:
-        # e.g. the endpoint name belongs to someone else, or quota refused at once: nothing was created.
-        message = f"deployment could not start: {exc}"
-        return store.advance(
-            run, RunState.DEPLOY_FAILED, _fail_with(message, exc.code or "DeploymentFailed", "deployment")
-        )
-    moved = store.advance(run, RunState.DEPLOYING)
-    if moved is None and (now := store.get(run)) is not None and now.state == RunState.CANCELED:
+        if config.deployment.approval == "manual":
+            approval = record.approval or {}
+            if not approval.get("decision"):
+                log.info("run %s: registered, awaiting approval", record.run_id)
+                return None
+            if approval["decision"] == "rejected":
+                message = f"rejected by {approval.get('by', '?')}: {approval.get('reason') or 'no reason given'}"
+                return Outcome(RunState.DEPLOY_FAILED, failure(message, "Rejected", "deployment.approval"))
+        gate = quality_gate_failure(record, config)
+        if gate:
+            return Outcome(RunState.DEPLOY_FAILED, failure(gate, "QualityGate", "deployment.quality_gate"))
+        assert record.endpoint_name and record.deployment_name and record.model_name and record.model_version
+        try:
+            model = platform.get_model(record.model_name, record.model_version)
+            platform.begin_deploy(deploy_request(record, config, model))
+            started.append(record.run_id)
+        except TransientPlatformError:
+            raise  # Event Grid (or the next reconcile) tries again
+        except PlatformError as exc:
+            # e.g. the endpoint name belongs to someone else, or quota refused at once: nothing was created.
+            message = f"deployment could not start: {exc}"
+            return Outcome(RunState.DEPLOY_FAILED, failure(message, exc.code or "DeploymentFailed", "deployment"))
+        return Outcome(RunState.DEPLOYING)
+
+    started: list[str] = []
+    moved = guarded(store, run, RunState.REGISTERED, act)
+    if moved is None and started and (now := store.get(started[0])) is not None and now.state == RunState.CANCELED:
         # Canceled while this endpoint was being started: nothing of a canceled run may stay up.
         from shared.services.cancel import delete_endpoint_of
 

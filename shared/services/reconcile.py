@@ -5,13 +5,21 @@
 - deploying: Succeeded -> traffic 100%, smoke test -> deployed; Failed, a failed smoke test or a deployment
   past its deadline -> delete what was created -> deploy_failed with the platform's error code.
 One run's failure is logged and does not stop the others.
+
+One invocation runs the steps of ``SWEEPS`` in order, sharing one time budget (``SweepBudget``): each step
+takes a ``SweepContext`` and returns its outcomes, and is skipped once the budget is spent. The runs step
+goes through the ledger's active index with bounded concurrency in rotating order (``sweep.py``), so its cost
+follows the live runs only, and a run not reached is first in line next time. Another sweep (say, runs stuck
+in ``received``, or platform resources without a run) is a function of the same shape added to ``SWEEPS``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared.exceptions import AutopilotError, NotFoundError
@@ -19,10 +27,17 @@ from shared.ledger.record import RunRecord
 from shared.platform.port import DeploymentState, MLPlatform
 from shared.runs import RunStore
 from shared.scoring import answer_text
-from shared.services.lifecycle import _fail_with, apply_job_status, deploy, deploy_request, register
+from shared.services.lifecycle import apply_job_status, deploy, deploy_request, register
+from shared.services.step import Outcome, failure, guarded
+from shared.services.sweep import Deadline, Monotonic, SweepBudget, sweep_active
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
+
+# What the runs step moves forward; ``received`` belongs to submit (and to a stranded-run sweep).
+RECONCILED = frozenset(
+    {RunState.SUBMITTED, RunState.RUNNING, RunState.COMPLETED, RunState.REGISTERED, RunState.DEPLOYING}
+)
 
 
 @dataclass(frozen=True)
@@ -33,106 +48,177 @@ class ReconcileOutcome:
     error: str | None = None
 
 
-def _delete_and_fail(store: RunStore, platform: MLPlatform, record: RunRecord, message: str, code: str) -> None:
+@dataclass
+class ReconcileReport:
+    """What one invocation did: per-run outcomes, and the runs left for the next one."""
+
+    outcomes: list[ReconcileOutcome] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    skipped_steps: list[str] = field(default_factory=list)  # not started: the budget was spent
+
+    def __iter__(self) -> Iterator[ReconcileOutcome]:
+        return iter(self.outcomes)
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every sweep step gets: collaborators, the invocation's time, and the budget it shares."""
+
+    store: RunStore
+    platform: MLPlatform
+    now: datetime
+    deadline: Deadline
+    concurrency: int
+    deploy_timeout: timedelta
+
+
+SweepStep = Callable[[SweepContext, ReconcileReport], None]
+
+
+def _delete_and_fail(platform: MLPlatform, record: RunRecord, message: str, code: str) -> Outcome:
     assert record.endpoint_name
     with contextlib.suppress(NotFoundError):
         platform.begin_delete_endpoint(record.endpoint_name)
-    store.advance(record.run_id, RunState.DEPLOY_FAILED, _fail_with(message, code, "deployment"))
+    return Outcome(RunState.DEPLOY_FAILED, failure(message, code, "deployment"))
 
 
 def finish_deployment(
     store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta
-) -> None:
+) -> RunRecord | None:
     """One look at a deploying run; never waits."""
-    assert record.endpoint_name and record.deployment_name
-    info = platform.get_deployment(record.endpoint_name, record.deployment_name)
-    if info.state == DeploymentState.FAILED:
-        message = info.error_message or "the deployment failed"
-        _delete_and_fail(store, platform, record, message, info.error_code or "DeploymentFailed")
-        return
-    if info.state == DeploymentState.MISSING:
-        # The create call was lost (crash before the platform saw it): start it again, idempotently.
-        config = record.config
-        if config is None or record.model_name is None or record.model_version is None:
-            _delete_and_fail(store, platform, record, "deployment disappeared", "ResourceNotFound")
-            return
-        from shared.config.model import TrainingConfig
 
-        model = platform.get_model(record.model_name, record.model_version)
-        platform.begin_deploy(deploy_request(record, TrainingConfig.model_validate(config), model))
-        return
-    if info.state != DeploymentState.SUCCEEDED:
-        started = datetime.fromisoformat(record.timeline.get(RunState.DEPLOYING.value, now.isoformat()))
-        if now - started > deploy_timeout:
-            _delete_and_fail(
-                store,
-                platform,
-                record,
-                f"deployment still {info.state.value} after {int(deploy_timeout.total_seconds() // 60)} minutes",
-                "DeploymentTimeout",
-            )
-        return
+    def act(r: RunRecord) -> Outcome | None:
+        assert r.endpoint_name and r.deployment_name
+        info = platform.get_deployment(r.endpoint_name, r.deployment_name)
+        if info.state == DeploymentState.FAILED:
+            message = info.error_message or "the deployment failed"
+            return _delete_and_fail(platform, r, message, info.error_code or "DeploymentFailed")
+        if info.state == DeploymentState.MISSING:
+            # The create call was lost (crash before the platform saw it): start it again, idempotently.
+            if r.config is None or r.model_name is None or r.model_version is None:
+                return _delete_and_fail(platform, r, "deployment disappeared", "ResourceNotFound")
+            from shared.config.model import TrainingConfig
 
-    platform.set_traffic(record.endpoint_name, {record.deployment_name: 100})
-    smoke = dict(record.smoke_test or {})
-    request = smoke.get("request")
-    if request is not None:
-        try:
-            answer = platform.invoke(record.endpoint_name, record.deployment_name, request)
-        except AutopilotError as exc:
-            _delete_and_fail(store, platform, record, f"smoke test failed: {exc}", "SmokeTestFailed")
-            return
-        smoke["answer"] = answer_text(answer)[:4000]
-        smoke["at"] = now.isoformat()
+            model = platform.get_model(r.model_name, r.model_version)
+            platform.begin_deploy(deploy_request(r, TrainingConfig.model_validate(r.config), model))
+            return None
+        if info.state != DeploymentState.SUCCEEDED:
+            started = datetime.fromisoformat(r.timeline.get(RunState.DEPLOYING.value, now.isoformat()))
+            if now - started > deploy_timeout:
+                minutes = int(deploy_timeout.total_seconds() // 60)
+                return _delete_and_fail(
+                    platform, r, f"deployment still {info.state.value} after {minutes} minutes", "DeploymentTimeout"
+                )
+            return None
 
-    def fill(r: RunRecord) -> None:
-        r.scoring_uri = info.scoring_uri
-        r.smoke_test = smoke or None
+        platform.set_traffic(r.endpoint_name, {r.deployment_name: 100})
+        smoke = dict(r.smoke_test or {})
+        request = smoke.get("request")
+        if request is not None:
+            try:
+                answer = platform.invoke(r.endpoint_name, r.deployment_name, request)
+            except AutopilotError as exc:
+                return _delete_and_fail(platform, r, f"smoke test failed: {exc}", "SmokeTestFailed")
+            smoke["answer"] = answer_text(answer)[:4000]
+            smoke["at"] = now.isoformat()
 
-    store.advance(record.run_id, RunState.DEPLOYED, fill)
+        def fill(x: RunRecord) -> None:
+            x.scoring_uri = info.scoring_uri
+            x.smoke_test = smoke or None
+
+        return Outcome(RunState.DEPLOYED, fill)
+
+    return guarded(store, record, RunState.DEPLOYING, act)
+
+
+def _step(
+    store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta
+) -> RunRecord | None:
+    """One move of the run; returns the record it wrote, or None when it stays where it is."""
+    if record.state in (RunState.SUBMITTED, RunState.RUNNING) and record.job_name:
+        return apply_job_status(store, platform, record, platform.get_job(record.job_name))
+    if record.state == RunState.COMPLETED:
+        return register(store, platform, record)
+    if record.state == RunState.REGISTERED:
+        return deploy(store, platform, record)
+    if record.state == RunState.DEPLOYING:
+        return finish_deployment(store, platform, record, now, deploy_timeout)
+    return None
 
 
 def reconcile_run(
     store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta
-) -> None:
+) -> RunRecord:
     """Step the run forward as far as it can go now (a finished job goes on to register and deploy)."""
     for _ in range(len(RunState)):
-        _step(store, platform, record, now, deploy_timeout)
-        after = store.get(record.run_id)
+        after = _step(store, platform, record, now, deploy_timeout)
         if after is None or after.state == record.state:
-            return
+            return after or record
         record = after
+    return record
 
 
-def _step(store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta) -> None:
-    if record.state in (RunState.SUBMITTED, RunState.RUNNING) and record.job_name:
-        apply_job_status(store, platform, record, platform.get_job(record.job_name))
-    elif record.state == RunState.COMPLETED:
-        register(store, platform, record.run_id)
-    elif record.state == RunState.REGISTERED:
-        deploy(store, platform, record.run_id)
-    elif record.state == RunState.DEPLOYING:
-        finish_deployment(store, platform, record, now, deploy_timeout)
+def sweep_runs(ctx: SweepContext, report: ReconcileReport) -> None:
+    """The runs step: every active run the reconcile moves, within the shared budget."""
 
-
-def reconcile(store: RunStore, platform: MLPlatform, *, deploy_timeout: timedelta) -> list[ReconcileOutcome]:
-    """Look once at every run that is not finished."""
-    outcomes: list[ReconcileOutcome] = []
-    now = store.clock()
-    active = (
-        RunState.SUBMITTED,
-        RunState.RUNNING,
-        RunState.COMPLETED,
-        RunState.REGISTERED,
-        RunState.DEPLOYING,
-    )
-    for record in store.list(active):
-        error = None
+    def handle(record: RunRecord) -> ReconcileOutcome:
         try:
-            reconcile_run(store, platform, record, now, deploy_timeout)
+            after = reconcile_run(ctx.store, ctx.platform, record, ctx.now, ctx.deploy_timeout)
         except Exception as exc:  # one bad run must not stop the sweep
             error = f"{type(exc).__name__}: {exc}"
             log.warning("run %s: reconcile failed: %s", record.run_id, error)
-        after = store.get(record.run_id)
-        outcomes.append(ReconcileOutcome(record.run_id, record.state.value, after.state.value if after else "?", error))
-    return outcomes
+            return ReconcileOutcome(record.run_id, record.state.value, record.state.value, error)
+        return ReconcileOutcome(record.run_id, record.state.value, after.state.value)
+
+    swept = sweep_active(
+        ctx.store,
+        handle,
+        wants=lambda r: r.state in RECONCILED,
+        deadline=ctx.deadline,
+        concurrency=ctx.concurrency,
+    )
+    report.outcomes.extend(swept.results)
+    report.outcomes.extend(ReconcileOutcome(r, "?", "?", "storage failed; next sweep") for r in swept.failed)
+    report.left.extend(swept.left)
+
+
+SWEEPS: tuple[SweepStep, ...] = (sweep_runs,)
+
+
+def reconcile(
+    store: RunStore,
+    platform: MLPlatform,
+    *,
+    deploy_timeout: timedelta,
+    budget: SweepBudget | None = None,
+    monotonic: Monotonic = time.monotonic,
+    sweeps: Sequence[SweepStep] = SWEEPS,
+) -> ReconcileReport:
+    """One invocation: each sweep step in turn while the budget lasts."""
+    budget = budget or SweepBudget(concurrency=1)
+    ctx = SweepContext(
+        store=store,
+        platform=platform,
+        now=store.clock(),
+        deadline=Deadline(budget.seconds, monotonic),
+        concurrency=budget.concurrency,
+        deploy_timeout=deploy_timeout,
+    )
+    report = ReconcileReport()
+    for sweep in sweeps:
+        name = getattr(sweep, "__name__", repr(sweep))
+        if ctx.deadline.expired:
+            report.skipped_steps.append(name)
+            continue
+        try:
+            sweep(ctx, report)
+        except Exception:  # one step's failure (say, storage throttling) must not stop the others
+            log.exception("reconcile: sweep step %s failed", name)
+    if report.left or report.skipped_steps:
+        log.info(
+            "reconcile: budget of %ss spent; %d runs and steps %s left for the next invocation",
+            budget.seconds,
+            len(report.left),
+            report.skipped_steps,
+        )
+    return report

@@ -7,63 +7,59 @@ re-delivery, because the platform returns the job it already has under that name
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from shared.config.loader import load_config, notify_section_of
 from shared.exceptions import ConfigError, FieldIssue, PlatformError, RejectedError, TransientPlatformError
+from shared.ledger.limits import MAX_FIELD_JSON_CHARS, json_chars
 from shared.ledger.record import RunRecord
 from shared.naming import check_blob_name, config_name, run_id
 from shared.platform.port import MLPlatform
-from shared.runs import RunStore, issues_to_errors
+from shared.runs import RunStore
 from shared.services.planning import build_plan
+from shared.services.step import failure, rejection
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
-# Table properties hold 32K characters; keep a margin for the JSON of the other fields.
-MAX_RECORD_JSON_CHARS = 30_000
-
 
 def _reject(
-    store: RunStore, run: str, issues: list[FieldIssue], code: str, content: bytes | None = None
+    store: RunStore, record: RunRecord, issues: list[FieldIssue], code: str, content: bytes | None = None
 ) -> RunRecord | None:
+    log.info("run %s: rejected (%s): %s", record.run_id, code, "; ".join(str(i) for i in issues))
+    fill = rejection(issues, code)
     notify = notify_section_of(content) if content is not None else None
 
-    def fill(record: RunRecord) -> None:
-        record.errors = issues_to_errors(issues)
-        record.last_error_code = code
-        record.notify = notify  # so that a rejection still reaches the people the config names
+    def fill_and_keep_notify(r: RunRecord) -> None:
+        fill(r)
+        r.notify = notify  # so that a rejection still reaches the people the config names
 
-    log.info("run %s: rejected (%s): %s", run, code, "; ".join(str(i) for i in issues))
-    return store.advance(run, RunState.REJECTED, fill)
+    return store.advance(record, RunState.REJECTED, fill_and_keep_notify)
 
 
 def _too_big_for_the_ledger(config: dict[str, Any], smoke: dict[str, Any] | None) -> FieldIssue | None:
     """The normalised config and smoke request are kept on the run; refuse what the ledger cannot hold."""
     for path, value in (("deployment.smoke_test", smoke), ("", config)):
-        size = len(json.dumps(value, separators=(",", ":")))
-        if size > MAX_RECORD_JSON_CHARS:
+        size = json_chars(value)
+        if size > MAX_FIELD_JSON_CHARS:
             return FieldIssue(
                 path,
-                f"{size} characters once normalised; a run keeps at most {MAX_RECORD_JSON_CHARS} "
+                f"{size} characters once normalised; a run keeps at most {MAX_FIELD_JSON_CHARS} "
                 "(shorten the smoke test conversation or the registration tags)",
             )
     return None
 
 
-def _fail(store: RunStore, run: str, message: str, code: str) -> RunRecord | None:
-    def fill(record: RunRecord) -> None:
-        record.errors = [{"path": "job", "message": message}]
-        record.last_error_code = code
-
-    log.warning("run %s: failed (%s): %s", run, code, message)
-    return store.advance(run, RunState.FAILED, fill)
+def _fail(store: RunStore, record: RunRecord, message: str, code: str) -> RunRecord | None:
+    log.warning("run %s: failed (%s): %s", record.run_id, code, message)
+    return store.advance(record, RunState.FAILED, failure(message, code))
 
 
-def _give_up_or_retry(store: RunStore, run: str, exc: TransientPlatformError, max_attempts: int) -> RunRecord | None:
+def _give_up_or_retry(
+    store: RunStore, record: RunRecord, exc: TransientPlatformError, max_attempts: int
+) -> RunRecord | None:
     """Count the failed try; re-raise (the trigger retries) until the budget is spent, then fail the run.
 
     The blob trigger would park the blob in the poison queue after 5 tries and the run would sit in
@@ -73,12 +69,12 @@ def _give_up_or_retry(store: RunStore, run: str, exc: TransientPlatformError, ma
     def count(record: RunRecord) -> None:
         record.attempts["submit"] = record.attempts.get("submit", 0) + 1
 
-    updated = store.update(run, count)
+    updated = store.update(record, count)
     tries = updated.attempts.get("submit", 0) if updated else max_attempts
     if tries < max_attempts:
-        log.warning("run %s: submit failed (try %d of %d): %s", run, tries, max_attempts, exc)
+        log.warning("run %s: submit failed (try %d of %d): %s", record.run_id, tries, max_attempts, exc)
         raise exc
-    return _fail(store, run, f"could not submit after {tries} tries: {exc}", exc.code or "SubmitFailed")
+    return _fail(store, updated or record, f"could not submit after {tries} tries: {exc}", exc.code or "SubmitFailed")
 
 
 def submit_config(
@@ -113,9 +109,9 @@ def submit_config(
         check_blob_name(blob_name)
         config = load_config(content)
     except RejectedError as exc:
-        return _reject(store, run, exc.issues, "InvalidBlobName")
+        return _reject(store, record, exc.issues, "InvalidBlobName")
     except ConfigError as exc:
-        return _reject(store, run, exc.issues, "InvalidConfig", content)
+        return _reject(store, record, exc.issues, "InvalidConfig", content)
 
     try:
         plan = build_plan(
@@ -128,15 +124,15 @@ def submit_config(
         )
         too_big = _too_big_for_the_ledger(config.model_dump(mode="json"), plan.smoke_request)
         if too_big:
-            return _reject(store, run, [too_big], "ConfigTooLarge")
+            return _reject(store, record, [too_big], "ConfigTooLarge")
         job = platform.submit_job(plan.job)
     except RejectedError as exc:
-        return _reject(store, run, exc.issues, "Rejected")
+        return _reject(store, record, exc.issues, "Rejected")
     except TransientPlatformError as exc:
-        return _give_up_or_retry(store, run, exc, max_attempts)
+        return _give_up_or_retry(store, record, exc, max_attempts)
     except PlatformError as exc:
         # Not the user's config and not worth retrying (e.g. the job name is taken by another run).
-        return _fail(store, run, f"the platform refused the job: {exc}", exc.code or "SubmitFailed")
+        return _fail(store, record, f"the platform refused the job: {exc}", exc.code or "SubmitFailed")
 
     def fill(rec: RunRecord) -> None:
         rec.config = config.model_dump(mode="json")
@@ -152,4 +148,4 @@ def submit_config(
         rec.smoke_test = {"request": plan.smoke_request} if plan.smoke_request else None
         rec.errors = []
 
-    return store.advance(run, RunState.SUBMITTED, fill) or store.get(run)
+    return store.advance(record, RunState.SUBMITTED, fill) or store.get(run)

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -313,14 +313,20 @@ class AzureMLPlatform:
         self._endpoints.begin_delete_endpoint(endpoint_name)
 
     def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
-        endpoint = self._endpoints.endpoint(endpoint_name)
+        return self.endpoints_activity([endpoint_name], since)[endpoint_name]
+
+    def endpoints_activity(self, endpoint_names: Sequence[str], since: datetime) -> dict[str, EndpointActivity]:
+        # Endpoints are created in the workspace's region, so one regional client answers for all of them,
+        # 50 resource ids per metrics:getBatch call (monitor.py); one endpoint read tells the region.
+        if not endpoint_names:
+            return {}
+        location = getattr(self._endpoints.endpoint(endpoint_names[0]), "location", None) or self._workspace_location()
         s = self.settings
-        resource_id = getattr(endpoint, "id", None) or endpoint_resource_id(
-            s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace_name, endpoint_name
-        )
-        location = getattr(endpoint, "location", None) or self._workspace_location()
-        query = MetricsQuery(resource_id=str(resource_id), since=since, until=self._clock())
-        return query_activity(self.clients.metrics(str(location)), query)
+        scope = (s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace_name)
+        ids = {name: endpoint_resource_id(*scope, name) for name in endpoint_names}
+        query = MetricsQuery(resource_ids=tuple(ids.values()), since=since, until=self._clock())
+        found = query_activity(self.clients.metrics(str(location)), query)
+        return {name: found[rid] for name, rid in ids.items()}
 
     def _workspace_location(self) -> str:
         name = self.settings.azureml_workspace_name

@@ -1,13 +1,20 @@
-"""Endpoint activity for the idle check: Azure Monitor's ``RequestsPerMinute`` metric of the endpoint.
+"""Endpoint activity for the idle check: Azure Monitor's ``RequestsPerMinute`` metric of the endpoints.
 
 azure-monitor-query 2.0 has no metrics client any more (its README: "MetricsClient and MetricsQueryClient
 have been removed ... use azure-monitor-querymetrics"). The successor, ``azure.monitor.querymetrics``
-``MetricsClient``, queries the regional metrics endpoint with ``query_resources``; the endpoint's region
-comes from the endpoint resource itself.
+``MetricsClient``, calls the regional batch API (``metrics:getBatch``) with ``query_resources``: many resource
+ids of one subscription and region per call (at most ``MAX_RESOURCES_PER_CALL``).
+
+The idle check fails safe. ``RequestsPerMinute`` is documented with the ``Average`` aggregation and read by
+the app as ``Total`` too, so both are asked for; a minute with either one above zero is activity. A minute
+reported with zero is evidence of no requests; a minute with no value says nothing. An endpoint with no
+reported minute at all (no series, an error for that resource, or a resource missing from the answer) is
+``known=False``: unknown, which the cleanup never reads as idle.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,25 +25,28 @@ from shared.platform.port import EndpointActivity
 METRIC_NAME = "RequestsPerMinute"
 METRIC_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
 GRANULARITY = timedelta(minutes=1)
-AGGREGATION = "Total"
+AGGREGATIONS = ("Average", "Total")
+# The batch API takes at most 50 resource ids per call.
+MAX_RESOURCES_PER_CALL = 50
+UNKNOWN = EndpointActivity(last_request_at=None, request_count=0, known=False)
 
 
 @dataclass(frozen=True)
 class MetricsQuery:
     """One ``MetricsClient.query_resources`` call, as keyword arguments."""
 
-    resource_id: str
+    resource_ids: tuple[str, ...]
     since: datetime
     until: datetime
 
     def kwargs(self) -> dict[str, Any]:
         return {
-            "resource_ids": [self.resource_id],
+            "resource_ids": list(self.resource_ids),
             "metric_namespace": METRIC_NAMESPACE,
             "metric_names": [METRIC_NAME],
             "timespan": (self.since, self.until),
             "granularity": GRANULARITY,
-            "aggregations": [AGGREGATION],
+            "aggregations": list(AGGREGATIONS),
         }
 
 
@@ -47,29 +57,59 @@ def endpoint_resource_id(subscription: str, resource_group: str, workspace: str,
     )
 
 
-def activity_from_results(results: Any) -> EndpointActivity:
-    """Sum the per-minute totals; the last minute with requests is the last activity."""
+def _resource_of(metric: Any) -> str:
+    """A metric's id is ``<resource id>/providers/Microsoft.Insights/metrics/<name>``; ids compare lowercase."""
+    metric_id = str(getattr(metric, "id", "") or "")
+    return metric_id.lower().split("/providers/microsoft.insights/", 1)[0]
+
+
+def _activity(metrics: list[Any]) -> EndpointActivity:
     count = 0.0
     last: datetime | None = None
+    reported = False
+    for metric in metrics:
+        for series in getattr(metric, "timeseries", None) or []:
+            for point in getattr(series, "data", None) or []:
+                values = [getattr(point, name.lower(), None) for name in AGGREGATIONS]
+                if all(v is None for v in values):
+                    continue  # no value that minute: says nothing either way
+                reported = True
+                total, average = getattr(point, "total", None), getattr(point, "average", None)
+                if not any(v is not None and v > 0 for v in values):
+                    continue
+                # Total counts requests; a minute with only an average above zero had at least one.
+                count += float(total) if total is not None and total > 0 else max(1.0, float(average or 0))
+                stamp = point.timestamp
+                stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+                if last is None or stamp > last:
+                    last = stamp
+    if not reported:
+        return UNKNOWN
+    return EndpointActivity(last_request_at=last, request_count=round(count))
+
+
+def activities_from_results(resource_ids: Sequence[str], results: Any) -> dict[str, EndpointActivity]:
+    """Each queried resource's activity; one absent from the answer is unknown."""
+    by_resource: dict[str, list[Any]] = {rid.lower(): [] for rid in resource_ids}
     for result in results or []:
         for metric in getattr(result, "metrics", None) or []:
             if getattr(metric, "name", METRIC_NAME) != METRIC_NAME:
                 continue
-            for series in getattr(metric, "timeseries", None) or []:
-                for point in getattr(series, "data", None) or []:
-                    total = getattr(point, "total", None) or 0
-                    if total <= 0:
-                        continue
-                    count += float(total)
-                    stamp = point.timestamp
-                    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-                    if last is None or stamp > last:
-                        last = stamp
-    return EndpointActivity(last_request_at=last, request_count=round(count))
+            key = _resource_of(metric)
+            if key in by_resource:
+                by_resource[key].append(metric)
+    return {rid: _activity(by_resource[rid.lower()]) for rid in resource_ids}
 
 
-def query_activity(client: Any, query: MetricsQuery) -> EndpointActivity:
-    """Ask Azure Monitor for the endpoint's request counts over the window."""
-    with azure_call(f"reading {METRIC_NAME} of {query.resource_id.rsplit('/', 1)[-1]}"):
-        results = client.query_resources(**query.kwargs())
-    return activity_from_results(results)
+def query_activity(client: Any, query: MetricsQuery) -> dict[str, EndpointActivity]:
+    """Ask Azure Monitor for the request counts of the resources over the window, in batches."""
+    out: dict[str, EndpointActivity] = {}
+    ids = list(query.resource_ids)
+    for start in range(0, len(ids), MAX_RESOURCES_PER_CALL):
+        chunk = tuple(ids[start : start + MAX_RESOURCES_PER_CALL])
+        names = ", ".join(rid.rsplit("/", 1)[-1] for rid in chunk)
+        part = MetricsQuery(chunk, query.since, query.until)
+        with azure_call(f"reading {METRIC_NAME} of {names}"):
+            results = client.query_resources(**part.kwargs())
+        out.update(activities_from_results(chunk, results))
+    return out

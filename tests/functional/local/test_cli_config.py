@@ -133,3 +133,34 @@ def test_invoke_checks_a_request_file(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert main(["invoke", "no-such-endpoint", "--request-file", str(request)]) == 1
     assert "top_k" in capsys.readouterr().err
+
+
+def test_status_pages_newest_first_with_all_and_state(use_runtime: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = FakeClock()
+    store, _, _ = make_store(clock)
+    use_runtime(store=store)
+    for i in range(5):
+        store.create(
+            f"cfg{i}-0000000{i}",
+            config_blob=f"cfg{i}.yaml",
+            config_name=f"cfg{i}",
+            content=b"x",
+            config_etag=None,
+            platform="fake",
+        )
+        clock.advance(minutes=1)
+    store.advance("cfg1-00000001", RunState.REJECTED)
+
+    def listed(*args: str) -> list[str]:
+        assert main(["status", *args]) == 0
+        return [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith("(")]
+
+    assert listed("--limit", "2") == ["cfg4-00000004", "cfg3-00000003"]
+    assert main(["status", "--limit", "2"]) == 0 and "--page 2" in capsys.readouterr().out
+    assert listed("--limit", "2", "--page", "3") == ["cfg0-00000000"]
+    assert listed("--all") == [f"cfg{i}-0000000{i}" for i in (4, 3, 2, 1, 0)]
+    assert listed("--state", "rejected") == ["cfg1-00000001"]
+    assert listed("--state", "received,rejected", "--limit", "1") == ["cfg4-00000004"]
+    assert main(["status", "cfg2"]) == 0 and "cfg2-00000002" in capsys.readouterr().out  # by config name
+    assert main(["status", "--state", "done"]) == 2
+    assert "--state: done is not a run state" in capsys.readouterr().err

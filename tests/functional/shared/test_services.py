@@ -307,6 +307,34 @@ def test_cleanup_respects_keep_and_never_sees_foreign_endpoints(world: World) ->
     assert set(world.platform.endpoints) == {world.store.get(run).endpoint_name, "someone-elses"}  # type: ignore[union-attr]
 
 
+def test_cleanup_deletes_only_on_evidence_of_idleness(world: World) -> None:
+    run = run_to_deployed(world)
+    (endpoint,) = world.platform.endpoints.values()
+    endpoint.metrics_missing = True  # the platform has no request data for the window
+    world.clock.advance(days=2)
+    (decision,) = cleanup(world.store, world.platform)
+    assert decision.action == "skip" and "unknown" in decision.reason
+    assert world.platform.endpoints and world.state(run) == RunState.DEPLOYED
+    endpoint.metrics_missing = False  # data again: zero requests in the window is evidence
+    (decision,) = cleanup(world.store, world.platform)
+    assert decision.action == "delete" and world.state(run) == RunState.DELETED
+
+
+def test_cleanup_asks_for_many_endpoints_in_one_call_and_a_failed_call_deletes_nothing(world: World) -> None:
+    runs = [world.drop(name=f"team{i}.yaml").run_id for i in range(3)]  # type: ignore[union-attr]
+    for run in runs:
+        world.finish_through_reconcile(run)
+    assert len(world.platform.endpoints) == 3
+    world.clock.advance(days=2)
+    world.platform.fail_next["endpoints_activity"] = RuntimeError("metrics service unavailable")
+    decisions = cleanup(world.store, world.platform)
+    assert {d.action for d in decisions} == {"skip"} and len(world.platform.endpoints) == 3
+    world.platform.activity_calls = 0
+    decisions = cleanup(world.store, world.platform)
+    assert [d.action for d in decisions] == ["delete"] * 3 and world.platform.activity_calls == 1
+    assert {world.state(r) for r in runs} == {RunState.DELETED}
+
+
 def test_cleanup_removes_unhealthy_endpoint(world: World) -> None:
     run = run_to_deployed(world)
     (endpoint,) = world.platform.endpoints.values()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,10 +34,20 @@ TIMEOUT = timedelta(minutes=60)
 
 
 class NoTraffic:
-    """A metrics client whose answer is "no requests at all"."""
+    """A metrics client whose answer is "no requests at all": every minute reported, with zero."""
 
     def query_resources(self, **kwargs: Any) -> list[Any]:
-        return []
+        since, until = kwargs["timespan"]
+        zero = [SimpleNamespace(timestamp=since, total=0.0, average=0.0), SimpleNamespace(timestamp=until, total=0.0)]
+        metrics = [
+            SimpleNamespace(
+                name="RequestsPerMinute",
+                id=f"{rid}/providers/Microsoft.Insights/metrics/RequestsPerMinute",
+                timeseries=[SimpleNamespace(data=zero)],
+            )
+            for rid in kwargs["resource_ids"]
+        ]
+        return [SimpleNamespace(metrics=metrics)]
 
 
 def submitted(settings: Settings, workspace: FakeWorkspace) -> tuple[Any, Any, str, FakeClock]:

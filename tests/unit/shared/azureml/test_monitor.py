@@ -103,7 +103,7 @@ def client_with(body: dict[str, Any], region: str = "eastus") -> tuple[Any, Cann
 
 def test_the_request_asks_for_requests_per_minute_totals_over_the_window() -> None:
     client, transport = client_with(metrics_answer([]))
-    query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    query_activity(client, MetricsQuery((ENDPOINT_ID,), SINCE, NOW))
     [request] = transport.requests
     url = urlsplit(request.url)
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -113,7 +113,7 @@ def test_the_request_asks_for_requests_per_minute_totals_over_the_window() -> No
     assert query["metricnames"] == "RequestsPerMinute"
     assert query["metricnamespace"] == "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
     assert query["interval"] == "PT1M"
-    assert query["aggregation"] == "Total"
+    assert query["aggregation"] == "Average,Total"
     assert query["starttime"] == "2026-11-01T11:00:00.000Z"
     assert query["endtime"] == "2026-11-01T12:00:00.000Z"
     assert json.loads(request.content) == {"resourceids": [ENDPOINT_ID]}
@@ -132,14 +132,14 @@ def test_the_last_minute_with_requests_is_the_last_activity() -> None:
             ]
         )
     )
-    activity = query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    activity = query_activity(client, MetricsQuery((ENDPOINT_ID,), SINCE, NOW))[ENDPOINT_ID]
     assert activity.last_request_at == datetime(2026, 11, 1, 11, 41, tzinfo=UTC)
     assert activity.request_count == 7
 
 
 def test_no_requests_means_no_last_activity() -> None:
     client, _ = client_with(metrics_answer([("2026-11-01T11:05:00Z", 0.0)]))
-    activity = query_activity(client, MetricsQuery(ENDPOINT_ID, SINCE, NOW))
+    activity = query_activity(client, MetricsQuery((ENDPOINT_ID,), SINCE, NOW))[ENDPOINT_ID]
     assert (activity.last_request_at, activity.request_count) == (None, 0)
 
 
@@ -177,3 +177,51 @@ def test_the_adapter_queries_the_endpoint_in_its_region(settings: Settings, work
     assert regions == ["eastus"]
     assert json.loads(transports[0].requests[0].content) == {"resourceids": [ENDPOINT_ID]}
     assert activity.last_request_at == datetime(2026, 11, 1, 11, 30, tzinfo=UTC)
+
+
+def batch_answer(resources: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A metrics:getBatch answer with one entry per resource, each with its own data points."""
+    values = []
+    for rid, data in resources.items():
+        one = metrics_answer([])["values"][0]
+        one["resourceid"] = rid
+        one["value"][0]["id"] = f"{rid}/providers/Microsoft.Insights/metrics/RequestsPerMinute"
+        one["value"][0]["timeseries"] = [{"metadatavalues": [], "data": data}] if data else []
+        values.append(one)
+    return {"values": values}
+
+
+def test_a_minute_with_only_an_average_above_zero_is_activity() -> None:
+    client, _ = client_with(batch_answer({ENDPOINT_ID: [{"timeStamp": "2026-11-01T11:50:00Z", "average": 0.5}]}))
+    activity = query_activity(client, MetricsQuery((ENDPOINT_ID,), SINCE, NOW))[ENDPOINT_ID]
+    assert activity.known and activity.last_request_at == datetime(2026, 11, 1, 11, 50, tzinfo=UTC)
+    assert activity.request_count >= 1
+
+
+def test_no_data_is_unknown_never_idle() -> None:
+    other = f"{WORKSPACE_ID}/onlineEndpoints/ft-other-00000000"
+    missing = f"{WORKSPACE_ID}/onlineEndpoints/ft-missing-00000000"
+    client, transport = client_with(
+        batch_answer(
+            {
+                ENDPOINT_ID: [{"timeStamp": "2026-11-01T11:05:00Z"}],  # a minute with no value
+                other: [],  # no series at all
+            }
+        )
+    )
+    found = query_activity(client, MetricsQuery((ENDPOINT_ID, other, missing), SINCE, NOW))
+    assert [found[r].known for r in (ENDPOINT_ID, other, missing)] == [False, False, False]
+    assert len(transport.requests) == 1
+
+
+def test_many_endpoints_are_asked_for_fifty_per_call_and_answers_map_back_by_resource() -> None:
+    ids = [f"{WORKSPACE_ID}/onlineEndpoints/ft-e{i:03d}-00000000" for i in range(120)]
+    busy = ids[75]
+    answer = batch_answer(
+        {rid: [{"timeStamp": "2026-11-01T11:30:00Z", "total": 3.0 if rid == busy else 0.0}] for rid in ids}
+    )
+    client, transport = client_with(answer)
+    found = query_activity(client, MetricsQuery(tuple(ids), SINCE, NOW))
+    assert [len(json.loads(r.content)["resourceids"]) for r in transport.requests] == [50, 50, 20]
+    assert found[busy].request_count == 3 and found[busy].last_request_at is not None
+    assert all(found[r].known and found[r].last_request_at is None for r in ids if r != busy)

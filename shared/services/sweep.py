@@ -1,0 +1,140 @@
+"""Sweeps bounded in time and fair: the engine the timers share.
+
+A sweep walks the ledger's active index (never the finished runs) in turn order: least recently handled
+first, new runs by when they came. For each entry it reads the run once, drops the entry if the run is
+finished or gone, and otherwise claims it (an ETag write on the entry, so two sweeps never handle one run at
+once) and hands the record to the step. At most ``concurrency`` runs are in hand at a time, and no new run is
+started once the budget is spent: what is left keeps its early turn and is first in the next sweep. Claiming
+moves a run to the back of the order, so every active run is handled within ceil(active / handled per
+sweep) sweeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from shared.ledger.port import ActiveEntry
+from shared.ledger.record import RunRecord
+from shared.runs import RunStore
+from shared.states import TERMINAL
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Monotonic = Callable[[], float]
+# A claim outlives the sweep's deadline by this much, for the calls still in flight when it passes.
+LEASE_GRACE = timedelta(minutes=2)
+# An entry whose run is missing is dropped only once it is this old: ``create`` writes the entry just before
+# the run, and a sweep reading in between must not drop the entry of a run about to exist.
+MISSING_RUN_GRACE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SweepBudget:
+    """How long one timer invocation may start work, and how many runs it handles at once."""
+
+    seconds: float = 240.0
+    concurrency: int = 8
+
+
+class Deadline:
+    """The budget of one invocation, shared by its sweep steps; ``monotonic`` is injectable for tests."""
+
+    def __init__(self, seconds: float, monotonic: Monotonic = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._end = monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._end - self._monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.left() <= 0
+
+
+@dataclass
+class SweepReport(Generic[T]):
+    results: list[T] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # stale index entries removed
+    busy: list[str] = field(default_factory=list)  # held by another sweep
+    left: list[str] = field(default_factory=list)  # not reached before the deadline: first next time
+    failed: list[str] = field(default_factory=list)  # storage failed reading or claiming them: next time
+
+
+def sweep_active(
+    store: RunStore,
+    step: Callable[[RunRecord], T],
+    *,
+    wants: Callable[[RunRecord], bool],
+    deadline: Deadline,
+    concurrency: int,
+) -> SweepReport[T]:
+    """Hand each active run that ``wants`` accepts to ``step``, in turn order, within ``deadline``."""
+    report: SweepReport[T] = SweepReport()
+    entries: list[ActiveEntry] = sorted(store.ledger.active(), key=lambda e: (e.turn, e.run_id))
+    lease = timedelta(seconds=deadline.left()) + LEASE_GRACE
+
+    def take(entry: ActiveEntry) -> tuple[str, T] | None:
+        try:
+            record = store.ledger.get(entry.run_id)
+            if record is None and store.clock() - entry.indexed_at < MISSING_RUN_GRACE:
+                return None  # being created right now
+            if record is None or record.state in TERMINAL:
+                store.ledger.drop_active(entry.run_id)
+                report.dropped.append(entry.run_id)
+                return None
+            if not wants(record):
+                return None
+            now = store.clock()
+            if not store.ledger.claim(entry, now, now + lease):
+                report.busy.append(entry.run_id)
+                return None
+        except Exception as exc:  # storage trouble with one run must not stop the sweep; its turn stays early
+            log.warning("run %s: not taken by the sweep: %s", entry.run_id, exc)
+            report.failed.append(entry.run_id)
+            return None
+        try:
+            return entry.run_id, step(record)
+        finally:
+            try:
+                store.ledger.release(entry.run_id)
+            except Exception as exc:  # the lease then runs out by itself
+                log.warning("run %s: lease not released: %s", entry.run_id, exc)
+
+    def collect(done: Future[tuple[str, T] | None]) -> None:
+        outcome = done.result()  # ``step`` reports its own failures; anything else is a bug worth raising
+        if outcome is not None:
+            report.results.append(outcome[1])
+
+    if concurrency <= 1:
+        for i, entry in enumerate(entries):
+            if deadline.expired:
+                report.left = [e.run_id for e in entries[i:]]
+                break
+            outcome = take(entry)
+            if outcome is not None:
+                report.results.append(outcome[1])
+        return report
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sweep") as pool:
+        in_flight: set[Future[tuple[str, T] | None]] = set()
+        for i, entry in enumerate(entries):
+            if len(in_flight) >= concurrency:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for f in done:
+                    collect(f)
+            if deadline.expired:
+                report.left = [e.run_id for e in entries[i:]]
+                break
+            in_flight.add(pool.submit(take, entry))
+        for f in in_flight:
+            collect(f)
+    if report.left:
+        log.info("sweep: budget spent; %d runs left for the next sweep", len(report.left))
+    return report
