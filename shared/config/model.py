@@ -148,6 +148,8 @@ class TrainingSection(Strict):
     eval_steps: int | None = Field(default=None, ge=1)
     logging_steps: int | None = Field(default=None, ge=1)
     save_total_limit: int | None = Field(default=None, ge=-1)
+    save_steps: int | None = Field(default=None, ge=1, description="Local platform: checkpoint every N steps.")
+    metric_for_best_model: Literal["loss", "f1", "exact"] | None = None
     apply_early_stopping: bool | None = None
     early_stopping_patience: int | None = Field(default=None, ge=1)
     resume_from_checkpoint: bool | None = None

@@ -48,6 +48,11 @@ class ComponentParams(BaseModel):
     eval_steps: int = Field(default=500, ge=1)
     logging_steps: int = Field(default=10, ge=1)
     save_total_limit: int = Field(default=-1, ge=-1)
+    # Not an input of the Azure ML component (its node drops undeclared inputs): the local trainer's
+    # checkpoint interval, in optimizer steps, as in the Hugging Face Trainer (default 500).
+    save_steps: int = Field(default=500, ge=1)
+    # A real component input; None: the config did not ask, so the last weights are the model.
+    metric_for_best_model: Literal["loss", "f1", "exact"] | None = None
     apply_early_stopping: bool = False
     early_stopping_patience: int = Field(default=1, ge=1)
     resume_from_checkpoint: bool = False
@@ -156,6 +161,8 @@ def as_component_inputs(values: dict[str, Any]) -> dict[str, str | int | float]:
     """The component's wire types: booleans as "true"/"false", the DeepSpeed stage and precision as strings."""
     out: dict[str, str | int | float] = {}
     for key, value in values.items():
+        if value is None:  # unset optional input: the component's own default applies
+            continue
         if isinstance(value, bool):
             out[key] = "true" if value else "false"
         elif key in {"deepspeed_stage", "precision"}:
