@@ -70,6 +70,8 @@ class ComponentParams(BaseModel):
 
 
 APP_DEFAULTS: dict[str, Any] = ComponentParams().model_dump()
+# Parameters only the local trainer reads: never sent to the Azure ML component (it has no such input).
+LOCAL_ONLY = frozenset({"save_steps"})
 
 
 def config_values(config: TrainingConfig) -> dict[str, Any]:
@@ -161,7 +163,7 @@ def as_component_inputs(values: dict[str, Any]) -> dict[str, str | int | float]:
     """The component's wire types: booleans as "true"/"false", the DeepSpeed stage and precision as strings."""
     out: dict[str, str | int | float] = {}
     for key, value in values.items():
-        if value is None:  # unset optional input: the component's own default applies
+        if value is None or key in LOCAL_ONLY:  # unset optional input: the component's own default applies
             continue
         if isinstance(value, bool):
             out[key] = "true" if value else "false"

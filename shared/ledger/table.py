@@ -22,6 +22,7 @@ _JSON_FIELDS = (
     "effective_params",
     "notes",
     "metrics",
+    "history",
     "smoke_test",
     "timeline",
     "errors",

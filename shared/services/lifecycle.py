@@ -69,16 +69,18 @@ def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, j
         return store.advance(run, RunState.CANCELED, _fail_with("the job was canceled", "JobCanceled"))
 
     # Completed: record metrics (the event carries none; ask the platform), then register.
-    metrics = dict(job.metrics)
+    metrics, history = dict(job.metrics), list(job.history)
     if not metrics:
         try:
-            metrics = dict(platform.get_job(job.name).metrics)
+            found = platform.get_job(job.name)
+            metrics, history = dict(found.metrics), list(found.history)
         except NotFoundError:
             metrics = {}
 
     def completed(r: RunRecord) -> None:
         r.job_status = JobStatus.COMPLETED.value
         r.metrics = {**r.metrics, **metrics}
+        r.history = history or r.history
 
     store.advance(run, RunState.COMPLETED, completed)
     return register(store, platform, run)

@@ -232,7 +232,7 @@ def use_best_checkpoint(spec: TrainingSpec, model: Any, stats: LoopStats, notes:
 def write_short_history(spec: TrainingSpec, stats: LoopStats) -> None:
     """The downsampled curve beside the model, where the platform reads it for the run's status."""
     curve = short_history(stats.history, stats.validation)
-    (spec.output_dir / HISTORY_FILE).write_text(json.dumps(curve), encoding="utf-8")
+    (spec.output_dir / HISTORY_FILE).write_text(json.dumps({"points": curve}), encoding="utf-8")
 
 
 def check_data_files(spec: TrainingSpec) -> None:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from shared.config.params import ComponentParams
 
-HISTORY_FILE = "loss_history.json"  # in output_dir: the short curve the platform reports with the job
+HISTORY_FILE = "loss_history.json"  # in output_dir, {"points": [...]}: the short curve reported with the job
 MAX_HISTORY_POINTS = 40
 
 

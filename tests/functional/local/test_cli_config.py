@@ -109,3 +109,21 @@ def test_status_lists_and_details_runs(monkeypatch: pytest.MonkeyPatch, capsys: 
     assert main(["status", "demo", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["errors"] == [{"path": "training.seed", "message": "bad"}]
     assert main(["status", "nope"]) == 1
+
+
+def test_status_shows_the_loss_curve_as_a_sparkline(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, _, _ = make_store()
+    monkeypatch.setattr(runtime, "run_store", lambda: store)
+    store.create("curve-1", config_blob="c.yaml", config_name="c", content=b"x", config_etag=None, platform="fake")
+    curve = [{"step": 1.0, "loss": 3.0, "mean_token_accuracy": 0.2}, {"step": 2.0, "validation_loss": 2.9}]
+    curve += [{"step": float(s), "loss": 3.0 - s / 10} for s in range(3, 11)]
+    store.update("curve-1", lambda r: setattr(r, "history", curve))
+    assert main(["status", "curve-1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    loss = next(line for line in lines if line.strip().startswith("loss:"))
+    assert loss.split()[1] == "█▆▅▅▄▃▂▂▁" and "3.000 -> 2.000  (steps 1-10)" in loss
+    assert any(line.strip().startswith("validation loss: ▄  2.900 -> 2.900") for line in lines)
+    assert main(["status", "curve-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["history"] == curve
