@@ -50,6 +50,8 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
     report: Progress = progress or (lambda event: None)
     params = spec.typed_params()
     device = torch.device(spec.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device cuda (compute local-cuda) asked for, but this machine's torch sees no CUDA GPU")
     dtype = pick_dtype(device)
     notes = not_applicable_notes(params, device, dtype)
 

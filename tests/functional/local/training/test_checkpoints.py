@@ -114,3 +114,18 @@ def test_metric_for_best_model_keeps_the_checkpoint_of_the_lowest_validation_los
     assert len(kept) == len(trained)
     for name, tensor in kept.items():
         assert torch.equal(trained[name.replace(".default", "")], tensor), name
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_a_cuda_job_on_a_machine_without_cuda_fails_with_a_reason_before_loading(
+    tmp_path: Path, tiny_model_dir: Path, small_data: dict[str, Path]
+) -> None:
+    from local.platform.models import pick_dtype
+    from local.platform.training import TrainingError
+
+    spec = make_spec(tmp_path, tiny_model_dir, small_data)
+    spec.device = "cuda"
+    with pytest.raises(TrainingError, match="no CUDA GPU"):
+        run(spec)
+    assert not spec.output_dir.exists()
+    assert pick_dtype("cuda", env={}) == torch.float32  # auto: bf16 only where a GPU supports it
