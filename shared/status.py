@@ -43,6 +43,7 @@ def status_document(record: RunRecord) -> dict[str, Any]:
             else None
         ),
         "metrics": record.metrics,
+        "history": record.history,
         "smoke_test": record.smoke_test,
         "effective_params": record.effective_params,
         "notes": record.notes,

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from local.cli.sparkline import curve_lines
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
 from shared.exceptions import ConfigError, FieldIssue
 from shared.ledger.record import RunRecord
@@ -143,6 +144,7 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
     if r.metrics:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()) if isinstance(v, int | float))
         lines.append(f"  metrics: {shown}")
+    lines.extend(curve_lines(r.history))
     if r.model_version:
         lines.append(f"  model: {r.model_name}:{r.model_version}")
     if awaiting(r) == "approval":

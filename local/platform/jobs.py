@@ -17,6 +17,7 @@ from typing import Any
 
 from local.common import processes
 from local.platform.eventpost import LOCAL_TOPIC
+from local.platform.training.spec import HISTORY_FILE
 from local.platform.workspace import (
     Workspace,
     child_env,
@@ -55,6 +56,14 @@ def _float_metrics(raw: Any) -> dict[str, float]:
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[str(key)] = float(value)
     return out
+
+
+def _history(raw: dict[str, Any] | None) -> list[dict[str, float]]:
+    """The recipe's short loss curve (``HISTORY_FILE``), numbers only; nothing when absent or unreadable."""
+    points = (raw or {}).get("points")
+    if not isinstance(points, list):
+        return []
+    return [m for point in points if (m := _float_metrics(point)) and "step" in m]
 
 
 class Jobs:
@@ -180,6 +189,7 @@ class Jobs:
             error=status.get("error"),
             metrics=_float_metrics(status.get("metrics")),
             progress=status.get("progress"),
+            history=_history(read_json(directory / OUTPUT_DIR / HISTORY_FILE)),
         )
 
     def _running(self, name: str, spec: dict[str, Any]) -> bool:

@@ -50,6 +50,9 @@ class ComponentParams(BaseModel):
     eval_steps: int = Field(default=500, ge=1)
     logging_steps: int = Field(default=10, ge=1)
     save_total_limit: int = Field(default=-1, ge=-1)
+    # Not an input of the Azure ML component (never sent to it, see params.LOCAL_ONLY): the local trainer's
+    # checkpoint interval in optimizer steps, as in the Hugging Face Trainer.
+    save_steps: int = Field(default=500, ge=1, description="Local platform: a checkpoint every N steps.")
     apply_early_stopping: bool = False
     early_stopping_patience: int = Field(default=1, ge=1)
     resume_from_checkpoint: bool = False

@@ -23,6 +23,8 @@ Source = Literal["default", "model", "config"]
 
 
 APP_DEFAULTS: dict[str, Any] = ComponentParams().model_dump()
+# Parameters only the local trainer reads: never sent to the Azure ML component (it has no such input).
+LOCAL_ONLY = frozenset({"save_steps"})
 
 
 # Where the config writes each input set outside ``training`` (the rest are ``training.<input name>``).
@@ -135,7 +137,7 @@ def as_component_inputs(values: dict[str, Any]) -> dict[str, str | int | float]:
     """
     out: dict[str, str | int | float] = {}
     for key, value in values.items():
-        if value is None:
+        if value is None or key in LOCAL_ONLY:  # unset optional input: the component's own default applies
             continue
         if isinstance(value, bool):
             out[key] = "true" if value else "false"

@@ -35,6 +35,7 @@ class RunRecord:
     inference_instance_type: str | None = None
     scoring_uri: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)  # the job's short loss curve, if reported
     smoke_test: dict[str, Any] | None = None
     timeline: dict[str, str] = field(default_factory=dict)  # state -> ISO time first entered
     errors: list[dict[str, str]] = field(default_factory=list)  # [{"path", "message"}] of the last failure

@@ -46,6 +46,7 @@ _JSON_FIELDS = (
     "effective_params",
     "notes",
     "metrics",
+    "history",
     "smoke_test",
     "timeline",
     "errors",

@@ -129,6 +129,9 @@ class JobInfo:
     error: str | None = None  # why it failed, when it did
     metrics: dict[str, float] = field(default_factory=dict)  # e.g. eval_loss_before/after, train tokens/s
     progress: str | None = None  # one line for `autopilot status`
+    # A short loss curve (a few dozen points: step, loss, mean_token_accuracy and/or validation_loss), where
+    # the platform reports one; empty otherwise.
+    history: list[dict[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Resources made before the tag keys lost their dots carry the legacy keys: read both (shared.naming).

@@ -52,17 +52,19 @@ def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, j
             return Outcome(RunState.FAILED, failure(error or "the job failed (no reason given)", "JobFailed"))
         if job.status == JobStatus.CANCELED:
             return Outcome(RunState.CANCELED, failure("the job was canceled", "JobCanceled"))
-        # Completed: record metrics (the event carries none; ask the platform), then register.
-        metrics = dict(job.metrics)
+        # Completed: record metrics and the loss history (the event carries none; ask the platform).
+        metrics, history = dict(job.metrics), list(job.history)
         if not metrics:
             try:
-                metrics = dict(platform.get_job(job.name).metrics)
+                found = platform.get_job(job.name)
+                metrics, history = dict(found.metrics), list(found.history)
             except NotFoundError:
                 metrics = {}
 
         def completed(x: RunRecord) -> None:
             x.job_status = JobStatus.COMPLETED.value
             x.metrics = {**x.metrics, **metrics}
+            x.history = history or x.history
 
         return Outcome(RunState.COMPLETED, completed)
 

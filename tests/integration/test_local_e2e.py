@@ -131,6 +131,7 @@ def test_drop_config_to_deployed_invoked_idle_and_deleted(
         assert reached == RunState.DEPLOYED, (record.errors, processes.log_tail(host_log, 40))
         assert {"received", "submitted", "completed", "registered", "deploying", "deployed"} <= set(record.timeline)
         assert {"eval_loss_before", "eval_loss_after"} <= set(record.metrics)
+        assert record.history and "loss" in record.history[0]  # the short curve reaches the run record
         assert record.smoke_test and isinstance(record.smoke_test.get("answer"), str)
         assert record.endpoint_name and record.scoring_uri
 

@@ -5,7 +5,15 @@ touching the others:
 - ``tokenize_conversation``: one conversation -> ``input_ids`` and ``labels`` (-100 everywhere except the
   assistant's own words and its end-of-turn token);
 - ``batch_indices``: which examples go together (today: shuffled per epoch, fixed size);
-- ``collate``: a list of examples -> padded tensors.
+- ``collate``: a list of examples -> padded tensors;
+- ``pack``: a list of examples -> ONE row, no padding, positions restarting at 0 for each conversation.
+
+Packing is what training uses (unless ``pad_to_max_length`` asks for padding): the same conversations per
+step as padded batches, so the loss is the same number, but no compute goes to padding. The model sees a
+block-diagonal causal mask: Hugging Face models build it from position ids that restart when the attention
+mask is left out (``transformers.masking_utils.find_packed_sequence_indices``), so a token never attends to
+another conversation; tests/functional/local/training/test_packing.py checks logits and loss against each
+conversation alone.
 """
 
 from __future__ import annotations
@@ -171,3 +179,30 @@ def collate(
         labels[row, :n] = torch.tensor(example.labels)
         attention_mask[row, :n] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def pack(examples: Sequence[TokenizedExample]) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``position_ids`` and ``labels`` of one row holding every example end to end; no
+    ``attention_mask`` (its absence plus restarting positions is what makes the mask block-diagonal).
+
+    The first token of each conversation gets no label: in a row of its own nothing predicts it, and in the
+    packed row the token before it belongs to the previous conversation."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for example in examples:
+        input_ids.extend(example.input_ids)
+        labels.append(IGNORE_INDEX)
+        labels.extend(example.labels[1:])
+        positions.extend(range(len(example.input_ids)))
+    return {
+        "input_ids": torch.tensor([input_ids], dtype=torch.long),
+        "position_ids": torch.tensor([positions], dtype=torch.long),
+        "labels": torch.tensor([labels], dtype=torch.long),
+    }
+
+
+def input_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens that carry data (not padding) in a padded or a packed batch."""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())

@@ -2,7 +2,9 @@
 token-level loss, evaluation, and the training loop with gradient accumulation.
 
 The loss is the mean over label tokens of a whole optimizer step (all accumulated micro-batches), so a long
-conversation weighs more than a short one, as in the Hugging Face Trainer.
+conversation weighs more than a short one, as in the Hugging Face Trainer. Each micro-batch is packed into
+one row (``data.pack``) unless ``pad_to_max_length`` asks for padded rows: same conversations, same loss,
+no compute on padding. Checkpoints (``checkpoints``) make a killed run resumable to the same weights.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import get_scheduler
 
-from local.platform.training.data import IGNORE_INDEX, TokenizedExample, batch_indices, collate
+from local.platform.training import checkpoints
+from local.platform.training.data import IGNORE_INDEX, TokenizedExample, batch_indices, collate, input_tokens, pack
 from shared.config.params import ComponentParams
 
 logger = logging.getLogger(__name__)
@@ -59,22 +63,32 @@ def compute_precision(device: torch.device, dtype: torch.dtype) -> contextlib.Ab
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over label tokens and their count (token t is predicted at position t-1).
+def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
+    """Summed cross-entropy over label tokens, their count, and how many the model's top choice got right
+    (token t is predicted at position t-1).
 
     Only positions that predict a label token go through the output layer (``logits_to_keep`` as a mask):
     with a 49k-token vocabulary that layer is a fifth of the compute, and most prompt positions need none.
+    ``use_cache=False``: training needs no key/value cache, and with one the model would not read packed
+    rows' position ids as separate sequences.
     """
     labels = batch["labels"]
     targets = labels[:, 1:]
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = targets != IGNORE_INDEX
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
-    ).logits  # (label tokens, vocabulary), in batch-then-position order, as targets[keep] below
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
+    logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
+    # (label tokens, vocabulary), in batch-then-position order, as targets[keep] below
+    logits = logits.reshape(-1, logits.size(-1))
     wanted = targets[keep[:, :-1]]
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), wanted, reduction="sum")
-    return loss, int(wanted.numel())
+    loss = F.cross_entropy(logits.float(), wanted, reduction="sum")
+    correct = int((logits.detach().argmax(-1) == wanted).sum())
+    return loss, int(wanted.numel()), correct
+
+
+def micro_batch(examples: Sequence[TokenizedExample], pad_token_id: int, pad_to: int | None) -> dict[str, torch.Tensor]:
+    """Packed into one row, or padded rows when ``pad_to_max_length`` asked for fixed-width rows."""
+    return collate(examples, pad_token_id, pad_to) if pad_to is not None else pack(examples)
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,7 @@ class EvalResult:
     perplexity: float
     tokens: int
     examples: int
+    token_accuracy: float = 0.0  # share of label tokens the model's top choice predicts
 
 
 def evaluate(
@@ -93,19 +108,26 @@ def evaluate(
     device: torch.device,
     compute_dtype: torch.dtype = torch.float32,
 ) -> EvalResult:
-    """Mean loss per assistant token over the split, and its perplexity."""
+    """Mean loss per assistant token over the split, its perplexity and the mean token accuracy."""
     was_training = model.training
     model.eval()
-    total, tokens = 0.0, 0
+    total, tokens, correct = 0.0, 0, 0
     with torch.inference_mode(), compute_precision(device, compute_dtype):
         for indices in batch_indices([len(e.input_ids) for e in examples], batch_size, shuffle=False):
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in indices], pad_token_id).items()}
-            loss_sum, count = token_loss_sum(model, batch)
+            batch = {k: v.to(device) for k, v in pack([examples[i] for i in indices]).items()}
+            loss_sum, count, right = token_loss_sum(model, batch)
             total += float(loss_sum)
             tokens += count
+            correct += right
     model.train(was_training)
     loss = total / max(tokens, 1)
-    return EvalResult(loss=loss, perplexity=_perplexity(loss), tokens=tokens, examples=len(examples))
+    return EvalResult(
+        loss=loss,
+        perplexity=_perplexity(loss),
+        tokens=tokens,
+        examples=len(examples),
+        token_accuracy=correct / max(tokens, 1),
+    )
 
 
 def _perplexity(loss: float) -> float:
@@ -117,7 +139,7 @@ def _perplexity(loss: float) -> float:
 
 @dataclass
 class LoopStats:
-    """What the loop did, for the result and the tracking run."""
+    """What the loop did, for the result and the tracking run; saved in every checkpoint's state."""
 
     steps: int = 0
     train_tokens: int = 0  # non-padding tokens through forward and backward
@@ -126,6 +148,42 @@ class LoopStats:
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per logging step
     validation: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    micro_batches: int = 0  # data position: micro-batches drawn from the seeded stream so far
+    best_validation: float = math.inf
+    bad_validations: int = 0
+    best_step: int = 0  # the step of the best validation loss (0: none yet)
+    resumed_from_step: int = 0  # 0: trained from the start
+    restored_entries: int = 0  # history entries that came from the checkpoint (logged by the earlier run)
+    # The logging window in progress, so a resumed run logs the same averages as an uninterrupted one.
+    window_losses: list[float] = field(default_factory=list)
+    window_tokens: int = 0
+    window_labels: int = 0
+    window_correct: int = 0
+
+    def to_state(self) -> dict[str, Any]:
+        state = asdict(self)
+        state["best_validation"] = None if math.isinf(self.best_validation) else self.best_validation
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LoopStats:
+        known = {k: v for k, v in state.items() if k in cls.__dataclass_fields__}
+        if known.get("best_validation") is None:
+            known["best_validation"] = math.inf
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and when the loop saves: every ``save_steps`` steps and after each validation when the best
+    checkpoint is wanted (as the Azure ML component saves after every evaluation); ``resume_from``
+    continues a run from one of its checkpoints."""
+
+    output_dir: Path
+    save_steps: int
+    save_total_limit: int = -1
+    keep_best: bool = False  # metric_for_best_model: keep the checkpoint with the lowest validation loss
+    resume_from: Path | None = None
 
 
 def total_steps(params: ComponentParams, batches_per_epoch: int) -> int:
@@ -135,17 +193,27 @@ def total_steps(params: ComponentParams, batches_per_epoch: int) -> int:
     return params.num_train_epochs * math.ceil(batches_per_epoch / params.gradient_accumulation_steps)
 
 
-def _micro_batches(examples: Sequence[TokenizedExample], params: ComponentParams) -> Iterator[tuple[float, list[int]]]:
-    """``(fractional epoch, example indices)`` forever: reshuffled each epoch, the loop decides when to stop."""
+def _micro_batches(
+    examples: Sequence[TokenizedExample], params: ComponentParams, skip: int = 0
+) -> Iterator[tuple[float, list[int]]]:
+    """``(fractional epoch, example indices)`` forever: reshuffled each epoch, the loop decides when to stop.
+    ``skip`` micro-batches are passed over first (a resumed run continues at its data position)."""
     lengths = [len(e.input_ids) for e in examples]
-    epoch = 0
+    epoch, drawn = 0, 0
     while True:
         batches = batch_indices(
             lengths, params.per_device_train_batch_size, shuffle=True, seed=params.seed, epoch=epoch
         )
         for i, indices in enumerate(batches):
-            yield epoch + (i + 1) / len(batches), indices
+            drawn += 1
+            if drawn > skip:
+                yield epoch + (i + 1) / len(batches), indices
         epoch += 1
+
+
+def _epoch_at(examples: Sequence[TokenizedExample], params: ComponentParams, drawn: int) -> float:
+    per_epoch = math.ceil(len(examples) / params.per_device_train_batch_size)
+    return drawn / per_epoch if drawn else 0.0
 
 
 def train(
@@ -156,12 +224,13 @@ def train(
     pad_token_id: int,
     device: torch.device,
     on_log: Callable[[dict[str, float]], None],
-    validate: Callable[[], float] | None = None,
+    validate: Callable[[], EvalResult] | None = None,
     compute_dtype: torch.dtype = torch.float32,
+    checkpointing: Checkpointing | None = None,
 ) -> LoopStats:
-    """Run the optimizer steps; ``on_log`` gets step, loss, learning rate, epoch and tokens/s every
-    ``logging_steps`` (and at the last step); ``validate`` returns a validation loss when asked for by
-    ``evaluation_strategy``."""
+    """Run the optimizer steps; ``on_log`` gets step, loss, mean token accuracy, learning rate, epoch and
+    tokens/s every ``logging_steps`` (and at the last step); ``validate`` evaluates on the validation split
+    when ``evaluation_strategy`` asks for it."""
     per_epoch = math.ceil(len(examples) / params.per_device_train_batch_size)
     steps = total_steps(params, per_epoch)
     optimizer = build_optimizer(model, params)
@@ -169,26 +238,35 @@ def train(
     trainable = [p for p in model.parameters() if p.requires_grad]
     pad_to = params.max_seq_length if params.pad_to_max_length and params.max_seq_length > 0 else None
     stats = LoopStats()
-    stream = _micro_batches(examples, params)
-    window_losses: list[float] = []
-    window_tokens, window_start = 0, time.perf_counter()
-    best_validation, bad_validations = math.inf, 0
+    if checkpointing and checkpointing.resume_from:
+        state = checkpoints.load_checkpoint(
+            checkpointing.resume_from, model=model, optimizer=optimizer, scheduler=scheduler
+        )
+        stats = LoopStats.from_state(state["loop"])
+        stats.resumed_from_step = stats.steps
+        stats.restored_entries = len(stats.history)
+        logger.info("resuming at step %s from %s", stats.steps, checkpointing.resume_from)
+    stream = _micro_batches(examples, params, skip=stats.micro_batches)
+    window_start = time.perf_counter()
     model.train()
-    started = time.perf_counter()
-    epoch = 0.0
-    for step in range(1, steps + 1):
+    started = time.perf_counter() - stats.train_seconds
+    epoch = _epoch_at(examples, params, stats.micro_batches)
+    for step in range(stats.steps + 1, steps + 1):
         # One optimizer step: accumulate up to gradient_accumulation_steps micro-batches, but never across
         # an epoch boundary (the component's Trainer does the same).
         epoch_before = int(epoch)
         chunk: list[list[int]] = []
         while len(chunk) < params.gradient_accumulation_steps:
             epoch, indices = next(stream)
+            stats.micro_batches += 1
             chunk.append(indices)
             if epoch == int(epoch):  # the micro-batch that ended an epoch
                 break
-        batches = [collate([examples[i] for i in idx], pad_token_id, pad_to) for idx in chunk]
-        step_loss, tokens = _accumulate_gradients(model, batches, device, compute_dtype)
-        window_tokens += tokens
+        batches = [micro_batch([examples[i] for i in idx], pad_token_id, pad_to) for idx in chunk]
+        step_loss, tokens, labels, correct = _accumulate_gradients(model, batches, device, compute_dtype)
+        stats.window_tokens += tokens
+        stats.window_labels += labels
+        stats.window_correct += correct
         torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
         learning_rate = scheduler.get_last_lr()[0]
         optimizer.step()
@@ -196,40 +274,86 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         stats.steps = step
         stats.step_losses.append(step_loss)
-        window_losses.append(step_loss)
+        stats.window_losses.append(step_loss)
         if step % params.logging_steps == 0 or step == steps:
             elapsed = time.perf_counter() - window_start
             entry = {
                 "step": float(step),
-                "loss": sum(window_losses) / len(window_losses),
+                "loss": sum(stats.window_losses) / len(stats.window_losses),
+                "mean_token_accuracy": stats.window_correct / max(stats.window_labels, 1),
                 "learning_rate": learning_rate,
                 "epoch": round(epoch, 4),
-                "tokens_per_second": window_tokens / elapsed if elapsed > 0 else 0.0,
+                "tokens_per_second": stats.window_tokens / elapsed if elapsed > 0 else 0.0,
             }
-            stats.train_tokens += window_tokens
+            stats.train_tokens += stats.window_tokens
             stats.history.append(entry)
             on_log(entry)
-            window_losses, window_tokens, window_start = [], 0, time.perf_counter()
-        if validate and _should_validate(params, step, steps, epoch_before, epoch):
+            stats.window_losses, stats.window_tokens, stats.window_labels, stats.window_correct = [], 0, 0, 0
+            window_start = time.perf_counter()
+        validated = False
+        # Wanting the best checkpoint makes the last step a candidate too, so it is validated as well.
+        final_candidate = bool(checkpointing and checkpointing.keep_best and step == steps)
+        wanted = _should_validate(params, step, steps, epoch_before, epoch) or (
+            final_candidate and params.evaluation_strategy != "disable"
+        )
+        if validate and wanted:
             validation_started = time.perf_counter()
-            value = validate()
+            result = validate()
             # Validation time is not training time: keep it out of tokens/s.
             paused = time.perf_counter() - validation_started
             window_start += paused
             started += paused
-            stats.validation.append({"step": float(step), "validation_loss": value})
-            if value < best_validation:
-                best_validation, bad_validations = value, 0
+            validated = True
+            stats.validation.append(
+                {
+                    "step": float(step),
+                    "validation_loss": result.loss,
+                    "validation_token_accuracy": result.token_accuracy,
+                }
+            )
+            if result.loss < stats.best_validation:
+                stats.best_validation, stats.bad_validations, stats.best_step = result.loss, 0, step
             else:
-                bad_validations += 1
-            if params.apply_early_stopping and bad_validations >= params.early_stopping_patience:
+                stats.bad_validations += 1
+            if params.apply_early_stopping and stats.bad_validations >= params.early_stopping_patience:
                 logger.info("early stopping at step %s: validation loss has not improved", step)
                 stats.stopped_early = True
-                break
+        if checkpointing and (step % checkpointing.save_steps == 0 or (validated and checkpointing.keep_best)):
+            stats.train_seconds = time.perf_counter() - started
+            saved_at = time.perf_counter()
+            _save(checkpointing, step, model, optimizer, scheduler, stats)
+            paused = time.perf_counter() - saved_at  # saving is not training either
+            window_start += paused
+            started += paused
+        if stats.stopped_early:
+            break
     stats.train_seconds = time.perf_counter() - started
     # Tokens of a last, partial logging window were counted in no entry yet.
-    stats.train_tokens += window_tokens
+    stats.train_tokens += stats.window_tokens
     return stats
+
+
+def best_checkpoint(output_dir: Path, stats: LoopStats) -> Path | None:
+    """The saved checkpoint of the best validation step, if it was saved."""
+    if not stats.best_step:
+        return None
+    path = checkpoints.checkpoints_dir(output_dir) / f"{checkpoints.PREFIX}{stats.best_step}"
+    return path if path.is_dir() else None
+
+
+def _save(
+    checkpointing: Checkpointing, step: int, model: torch.nn.Module, optimizer: Any, scheduler: Any, stats: LoopStats
+) -> None:
+    checkpoints.save_checkpoint(
+        checkpointing.output_dir,
+        step,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state={"loop": stats.to_state()},
+    )
+    keep = best_checkpoint(checkpointing.output_dir, stats) if checkpointing.keep_best else None
+    checkpoints.prune(checkpointing.output_dir, checkpointing.save_total_limit, keep=keep)
 
 
 def _accumulate_gradients(
@@ -237,18 +361,20 @@ def _accumulate_gradients(
     batches: Sequence[dict[str, torch.Tensor]],
     device: torch.device,
     compute_dtype: torch.dtype,
-) -> tuple[float, int]:
-    """Backward over the micro-batches of one optimizer step; ``(mean loss per label token, input tokens)``."""
+) -> tuple[float, int, int, int]:
+    """Backward over the micro-batches of one optimizer step;
+    ``(mean loss per label token, input tokens, label tokens, label tokens predicted right)``."""
     label_tokens = max(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches), 1)
-    step_loss, tokens = 0.0, 0
+    step_loss, tokens, correct = 0.0, 0, 0
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
         with compute_precision(device, compute_dtype):
-            loss_sum, _ = token_loss_sum(model, batch)
+            loss_sum, _, right = token_loss_sum(model, batch)
         (loss_sum / label_tokens).backward()
         step_loss += loss_sum.item() / label_tokens
-        tokens += int(batch["attention_mask"].sum())
-    return step_loss, tokens
+        tokens += input_tokens(batch)
+        correct += right
+    return step_loss, tokens, label_tokens, correct
 
 
 def _should_validate(params: ComponentParams, step: int, steps: int, epoch_before: int, epoch: float) -> bool:

@@ -10,6 +10,7 @@ also carves its missing splits out of train). Settings that only mean something 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -23,10 +24,11 @@ from local.platform.dataset import validate_chat_file
 from local.platform.models import pick_dtype
 from local.platform.serving.chat_model import ADAPTER_DIR, HF_ARTIFACT
 from local.platform.serving.chat_pyfunc import save_chat_model
+from local.platform.training import checkpoints
 from local.platform.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split
-from local.platform.training.loop import evaluate, total_steps, train
+from local.platform.training.loop import Checkpointing, LoopStats, best_checkpoint, evaluate, total_steps, train
 from local.platform.training.lora import merged_in_fp32, with_lora
-from local.platform.training.spec import TrainingError, TrainingResult, TrainingSpec
+from local.platform.training.spec import HISTORY_FILE, TrainingError, TrainingResult, TrainingSpec, short_history
 from local.platform.training.tracking import Tracker, plot_loss_curve
 from shared.config.params import ComponentParams
 
@@ -42,10 +44,14 @@ MAX_DEFAULT_SEQ_LENGTH = 2048
 def run_training(spec: TrainingSpec, progress: Progress | None = None) -> TrainingResult:
     """Run the job; ``progress`` gets ``{"phase": ...}`` at each phase (evaluate_before, train, evaluate_after,
     merge, save) and ``{"step", "total_steps", "loss", "learning_rate", "epoch", "tokens_per_second"}`` at every
-    logging step. Raises ``TrainingError`` for bad parameters or data, before any model loads."""
+    logging step (also ``mean_token_accuracy``). Checkpoints go to ``output_dir/checkpoints`` every
+    ``save_steps``; ``spec.resume`` or ``resume_from_checkpoint`` continues from the latest.
+    Raises ``TrainingError`` for bad parameters or data, before any model loads."""
     report: Progress = progress or (lambda event: None)
     params = spec.typed_params()
     device = torch.device(spec.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device cuda (compute local-cuda) asked for, but this machine's torch sees no CUDA GPU")
     dtype = pick_dtype(device)
     notes = not_applicable_notes(params, device, dtype)
 
@@ -86,6 +92,8 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         tracker.log_params({"trainable_parameters": trainable, "max_seq_length_used": max_length})
         pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
+        resume_from = resume_point(spec, params, notes)
+
         def evaluate_on(split: TokenizedSplit) -> Any:
             return evaluate(model, split.examples, params.per_device_eval_batch_size, pad_id, device, dtype)
 
@@ -99,7 +107,14 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
             }
         )
         before = evaluate_on(eval_split)
-        tracker.log_metrics({"eval_loss_before": before.loss, "perplexity_before": before.perplexity}, step=0)
+        tracker.log_metrics(
+            {
+                "eval_loss_before": before.loss,
+                "perplexity_before": before.perplexity,
+                "eval_token_accuracy_before": before.token_accuracy,
+            },
+            step=0,
+        )
 
         # 5. Train.
         total = total_steps(params, -(-len(train_split.examples) // params.per_device_train_batch_size))
@@ -110,7 +125,10 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
             report({**entry, "step": step, "total_steps": total})
 
         report({"phase": "train", "total_steps": total, "eval_loss_before": before.loss})
-        validate = (lambda: evaluate_on(validation_split).loss) if validation_split else None
+        validate = (lambda: evaluate_on(validation_split)) if validation_split else None
+        keep_best = params.metric_for_best_model is not None and validation_split is not None
+        if params.metric_for_best_model in ("f1", "exact"):
+            notes.append(f"metric_for_best_model {params.metric_for_best_model}: not computed locally; loss used")
         stats = train(
             model,
             train_split.examples,
@@ -120,9 +138,23 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
             on_log=on_log,
             validate=validate,
             compute_dtype=dtype,
+            checkpointing=Checkpointing(
+                output_dir=spec.output_dir,
+                save_steps=params.save_steps,
+                save_total_limit=params.save_total_limit,
+                keep_best=keep_best,
+                resume_from=resume_from,
+            ),
         )
+        if stats.resumed_from_step:
+            notes.append(f"resumed from the checkpoint of step {stats.resumed_from_step}")
+            # The earlier attempt logged these to its own tracking run; this run shows the whole curve.
+            for entry in stats.history[: stats.restored_entries]:
+                tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
         for point in stats.validation:
-            tracker.log_metrics({"validation_loss": point["validation_loss"]}, step=int(point["step"]))
+            tracker.log_metrics({k: v for k, v in point.items() if k != "step"}, step=int(point["step"]))
+        if keep_best:
+            use_best_checkpoint(spec, model, stats, notes)
         if stats.stopped_early:
             notes.append(f"early stopping after step {stats.steps}: validation loss stopped improving")
 
@@ -140,7 +172,11 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
             "tokens_per_second": stats.train_tokens / stats.train_seconds if stats.train_seconds > 0 else 0.0,
             "steps": float(stats.steps),
             "eval_tokens": float(after.tokens),
+            "eval_token_accuracy_before": before.token_accuracy,
+            "eval_token_accuracy_after": after.token_accuracy,
         }
+        if stats.history:
+            metrics["mean_token_accuracy"] = stats.history[-1]["mean_token_accuracy"]
         # "tokens_per_second" is already a per-step series in the run; the whole-run figure gets its own name.
         summary = {k: v for k, v in metrics.items() if k != "tokens_per_second"}
         tracker.log_metrics({**summary, "train_tokens_per_second": metrics["tokens_per_second"]}, step=stats.steps)
@@ -151,6 +187,7 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
             stats.history, stats.validation, before.loss, after.loss, spec.output_dir / "loss_curve.png"
         )
         tracker.log_artifact(curve)
+        write_short_history(spec, stats)
         model_path = save_model(spec, params, model, tokenizer, report, notes)
         tracker.finish(ok=True)
     except BaseException:
@@ -167,6 +204,37 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
     return TrainingResult(
         metrics=metrics, notes=notes, model_path=model_path, mlflow_run_id=tracker.run_id, history=stats.history
     )
+
+
+def resume_point(spec: TrainingSpec, params: ComponentParams, notes: list[str]) -> Path | None:
+    """The checkpoint to continue from when the spec (a restarted job) or the config asks for it; otherwise
+    any checkpoint of an earlier attempt is cleared so the two cannot mix."""
+    if not (spec.resume or params.resume_from_checkpoint):
+        checkpoints.clear(spec.output_dir)
+        return None
+    latest = checkpoints.latest_checkpoint(spec.output_dir)
+    if latest is None:
+        notes.append("resume requested but no checkpoint saved yet: trained from the start")
+    return latest
+
+
+def use_best_checkpoint(spec: TrainingSpec, model: Any, stats: LoopStats, notes: list[str]) -> None:
+    """metric_for_best_model: the weights of the best validation loss become the model (as the component
+    outputs its best model), when they are not the last ones anyway."""
+    best = best_checkpoint(spec.output_dir, stats)
+    if best is None or stats.best_step == stats.steps:
+        return
+    checkpoints.load_weights(best, model)
+    notes.append(
+        f"best checkpoint kept: step {stats.best_step} (validation loss {stats.best_validation:.4f}) "
+        f"of {stats.steps} steps"
+    )
+
+
+def write_short_history(spec: TrainingSpec, stats: LoopStats) -> None:
+    """The downsampled curve beside the model, where the platform reads it for the run's status."""
+    curve = short_history(stats.history, stats.validation)
+    (spec.output_dir / HISTORY_FILE).write_text(json.dumps({"points": curve}), encoding="utf-8")
 
 
 def check_data_files(spec: TrainingSpec) -> None:
@@ -270,6 +338,4 @@ def not_applicable_notes(params: ComponentParams, device: torch.device, dtype: t
         notes.append(f"num_nodes_finetune {params.num_nodes_finetune}: the local platform trains on one node")
     if params.auto_find_batch_size:
         notes.append("auto_find_batch_size is not applicable locally; per_device_train_batch_size is used")
-    if params.resume_from_checkpoint:
-        notes.append("resume_from_checkpoint: local jobs keep no checkpoints; trained from the start")
     return notes

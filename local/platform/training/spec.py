@@ -14,6 +14,9 @@ from pydantic import ValidationError
 
 from shared.config.params import ComponentParams
 
+HISTORY_FILE = "loss_history.json"  # in output_dir, {"points": [...]}: the short curve reported with the job
+MAX_HISTORY_POINTS = 40
+
 
 class TrainingError(RuntimeError):
     """The job cannot run as specified (bad parameters, unusable data); the message says what to fix."""
@@ -39,6 +42,9 @@ class TrainingSpec:
     experiment_name: str = "autopilot-local"
     run_name: str | None = None  # defaults to the job name
     tags: dict[str, str] = field(default_factory=dict)
+    # Continue from the latest complete checkpoint in output_dir if there is one (a restarted job process;
+    # the component's resume_from_checkpoint means the same).
+    resume: bool = False
 
     def __post_init__(self) -> None:
         for name in _PATH_FIELDS:
@@ -97,3 +103,24 @@ class TrainingResult:
         data = json.loads(text)
         data["model_path"] = Path(data["model_path"])
         return cls(**data)
+
+
+def short_history(
+    history: list[dict[str, float]], validation: list[dict[str, float]], limit: int = MAX_HISTORY_POINTS
+) -> list[dict[str, float]]:
+    """At most ``limit`` training points (evenly spaced, first and last kept) and as many validation points,
+    merged by step: ``{"step", "loss", "mean_token_accuracy"}`` and/or ``{"validation_loss"}``."""
+    by_step: dict[float, dict[str, float]] = {}
+    for series, keys in ((history, ("loss", "mean_token_accuracy")), (validation, ("validation_loss",))):
+        for entry in _evenly(series, limit):
+            point = by_step.setdefault(float(entry["step"]), {"step": float(entry["step"])})
+            point.update({k: round(float(entry[k]), 5) for k in keys if k in entry})
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def _evenly(series: list[dict[str, float]], limit: int) -> list[dict[str, float]]:
+    if len(series) <= limit:
+        return list(series)
+    last = len(series) - 1
+    picks = sorted({round(i * last / (limit - 1)) for i in range(limit)})
+    return [series[i] for i in picks]

@@ -164,3 +164,19 @@ def test_status_pages_newest_first_with_all_and_state(use_runtime: Any, capsys: 
     assert main(["status", "cfg2"]) == 0 and "cfg2-00000002" in capsys.readouterr().out  # by config name
     assert main(["status", "--state", "done"]) == 2
     assert "--state: done is not a run state" in capsys.readouterr().err
+
+
+def test_status_shows_the_loss_curve_as_a_sparkline(use_runtime: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    store, _, _ = make_store()
+    use_runtime(store=store)
+    store.create("curve-1", config_blob="c.yaml", config_name="c", content=b"x", config_etag=None, platform="fake")
+    curve = [{"step": 1.0, "loss": 3.0, "mean_token_accuracy": 0.2}, {"step": 2.0, "validation_loss": 2.9}]
+    curve += [{"step": float(s), "loss": 3.0 - s / 10} for s in range(3, 11)]
+    store.update("curve-1", lambda r: setattr(r, "history", curve))
+    assert main(["status", "curve-1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    loss = next(line for line in lines if line.strip().startswith("loss:"))
+    assert loss.split()[1] == "█▆▅▅▄▃▂▂▁" and "3.000 -> 2.000  (steps 1-10)" in loss
+    assert any(line.strip().startswith("validation loss: ▄  2.900 -> 2.900") for line in lines)
+    assert main(["status", "curve-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["history"] == curve

@@ -22,6 +22,9 @@ def test_completed_job_reports_metrics_and_posts_its_events(workspace: Workspace
     assert info.tags == {"autopilot_run_id": completed_job, "autopilot_managed": "true"}
     assert {"eval_loss_before", "eval_loss_after", "perplexity_before", "perplexity_after"} <= set(info.metrics)
     assert info.progress and info.progress.startswith("completed")
+    # The short loss curve the recipe wrote beside the model, read back with the job.
+    assert info.history and all("step" in p for p in info.history)
+    assert all(isinstance(p["loss"], float) and 0 <= p["mean_token_accuracy"] <= 1 for p in info.history)
 
     changed = workspace.webhook.wait_for("RunStatusChanged", count=2)
     completed = workspace.webhook.wait_for("RunCompleted")

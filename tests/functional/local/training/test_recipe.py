@@ -264,7 +264,9 @@ def test_validation_file_is_used_during_training(
 
     assert result.mlflow_run_id is not None
     history = MlflowClient(spec.mlflow_tracking_uri).get_metric_history(result.mlflow_run_id, "validation_loss")
-    assert [m.step for m in history] == [2]  # step 4 is the last: the after-evaluation covers it
+    # metric_for_best_model defaults to loss (the component's default): the last step is validated too, so
+    # that the final weights compete with the earlier checkpoints for "best".
+    assert [m.step for m in history] == [2, 4]
 
 
 def test_bad_training_data_fails_before_loading_the_model(

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from shared.config.component import ComponentParams
+from shared.config.params import LOCAL_ONLY
 from shared.exceptions import RejectedError
 from shared.services.planning import build_plan
 from shared.settings import Settings
@@ -41,6 +42,8 @@ def plan(settings: Settings, component: Path = COMPONENT_SPEC, **training: Any) 
 
 def test_every_typed_input_is_a_real_input_with_its_type_enum_and_default() -> None:
     for name, field in ComponentParams.model_fields.items():
+        if name in LOCAL_ONLY:
+            continue  # the local trainer's own settings, never sent to the component
         assert name in REAL_INPUTS, f"{name} is not an input of chat_completion_pipeline 0.0.82"
         real = REAL_INPUTS[name]
         annotation = field.annotation

@@ -1,0 +1,61 @@
+"""Packed rows: several conversations in one row see only themselves (block-diagonal causal attention)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from local.platform.training.data import collate, pack, read_conversations, tokenize_split
+from local.platform.training.loop import token_loss_sum
+
+
+@pytest.fixture(scope="module")
+def three_examples(tokenizer: Any, small_data: dict[str, Path]) -> list[Any]:
+    conversations = read_conversations(small_data["train_sft"], training=True)[:3]
+    examples = tokenize_split("train", tokenizer, conversations, 256).examples
+    assert len({len(e.input_ids) for e in examples}) > 1  # different lengths: padding would be needed
+    return examples
+
+
+def test_packed_row_gives_each_conversation_the_logits_it_has_alone(
+    tiny_model_dir: Path, three_examples: list[Any]
+) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    batch = pack(three_examples)
+    assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+    with torch.inference_mode():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        start = 0
+        for example in three_examples:
+            alone = model(input_ids=torch.tensor([example.input_ids]), use_cache=False).logits[0]
+            torch.testing.assert_close(packed[start : start + len(example.input_ids)], alone, atol=1e-5, rtol=1e-4)
+            start += len(example.input_ids)
+
+
+def test_packed_row_gives_a_different_answer_without_restarting_positions(
+    tiny_model_dir: Path, three_examples: list[Any]
+) -> None:
+    """The check above can fail: with one running position sequence the conversations see each other."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    batch = pack(three_examples)
+    second = len(three_examples[0].input_ids)
+    with torch.inference_mode():
+        mixed = model(input_ids=batch["input_ids"], use_cache=False).logits[0]
+        alone = model(input_ids=torch.tensor([three_examples[1].input_ids]), use_cache=False).logits[0]
+    assert not torch.allclose(mixed[second : second + len(three_examples[1].input_ids)], alone, atol=1e-3)
+
+
+def test_packed_and_padded_batches_have_the_same_loss_and_accuracy(
+    tiny_model_dir: Path, three_examples: list[Any], tokenizer: Any
+) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        packed_loss, packed_count, packed_right = token_loss_sum(model, pack(three_examples))
+        padded_loss, padded_count, padded_right = token_loss_sum(model, collate(three_examples, tokenizer.pad_token_id))
+    assert packed_count == padded_count == sum(e.num_label_tokens for e in three_examples)
+    assert float(packed_loss) == pytest.approx(float(padded_loss), rel=1e-5)
+    assert packed_right == padded_right
