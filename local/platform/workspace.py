@@ -6,7 +6,8 @@ Layout (under ``settings.workdir``)::
     platform/mlartifacts/              MLflow artifacts (metrics plots, logged files)
     platform/jobs/<job>/               spec.json, status.json, job.log, output/ (trained_model/)
     platform/endpoints/<endpoint>/     state.json, keys.json (0600), server.log, stats.json
-    platform/locks/                    advisory file locks (register, deploy)
+    platform/locks/                    advisory file locks (register, deploy, the job queue)
+    platform/queue/                    jobs waiting for a slot, one empty file each (see jobqueue.py)
     models/                            foundation model cache (materialised once)
     pids/<kind>-<name>.pid             every process the app started, so ``autopilot down`` stops them
 """
@@ -28,6 +29,9 @@ from typing import Any
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
 def safe_name(name: str) -> bool:
     return bool(_NAME_RE.match(name)) and ".." not in name
 
@@ -46,7 +50,10 @@ class Workspace:
 
     @property
     def tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_db}"
+        # Every job, the registry and the platform write to this one SQLite file, which takes one writer at a
+        # time: a writer waits up to ``timeout`` seconds for the lock (sqlite3's default is 5) before
+        # "database is locked"; ``mlflow_retry`` retries past that.
+        return f"sqlite:///{self.mlflow_db}?timeout={SQLITE_BUSY_TIMEOUT_S}"
 
     @property
     def artifacts(self) -> Path:
