@@ -8,8 +8,8 @@ down``) ends the job as Canceled, whatever error the interrupted code raised on 
 write cut short reports "database is locked"). Every other exception ends as Failed; nothing escapes as a
 bare traceback.
 
-A restarted attempt (the platform found the previous process gone, see ``jobs.py``) posts no second Running
-event: the app was told once; the end state is posted once, by the attempt that reaches it. As it ends (not
+A restarted attempt (the platform found the previous process gone, see ``jobs.py``) posts Running only if no
+earlier attempt delivered it; the end state is posted once, by the attempt that reaches it. As it ends (not
 when canceled: then the machine is being stopped), the process starts the next queued job in its slot.
 
 The webhook URL and key come from the environment (``AUTOPILOT_WEBHOOK_URL``, ``AUTOPILOT_WEBHOOK_KEY``),
@@ -191,11 +191,9 @@ class JobRunner:
         final = JobStatus.FAILED
         try:
             self._experiment()
-            if not self.restarts:
+            if not self.status.data.get("running_posted"):
                 # Training must not wait for the webhook: the Running event goes out from a thread.
-                running_post = threading.Thread(
-                    target=self._post, args=([self._event(JobStatus.RUNNING.value)],), daemon=True
-                )
+                running_post = threading.Thread(target=self._post_running, daemon=True)
                 running_post.start()
             result = self._train()
             self.mlflow_run_id = getattr(result, "mlflow_run_id", None)
@@ -255,6 +253,11 @@ class JobRunner:
             return
         if started:
             log.info("job %s: started the next queued job: %s", self.name, ", ".join(started))
+
+    def _post_running(self) -> None:
+        # Recorded, so that a restarted attempt does not tell the app twice.
+        if self._post([self._event(JobStatus.RUNNING.value)]):
+            self.status.update(running_posted=True)
 
     def _post_final(self, final: JobStatus) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -308,7 +308,7 @@ class Jobs:
         if not current.is_terminal and not _was_started(status):
             position = self.queue.position(name)
             if position is not None:
-                progress = f"queued: {position - 1} job(s) ahead, {self.max_jobs} run at a time"
+                progress = f"queued: position {position}, at most {self.max_jobs} job(s) run at once"
         return JobInfo(
             name=name,
             status=current,
