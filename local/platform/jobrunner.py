@@ -61,6 +61,33 @@ def one_line(exc: BaseException, limit: int = 500) -> str:
     return line[:limit]
 
 
+# Memory is compared from this step on: the first steps allocate the optimizer state and warm the allocator.
+MEMORY_WARMUP_STEPS = 20
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (Linux /proc), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_record(previous: dict[str, Any] | None, step: int) -> dict[str, Any] | None:
+    """``status.json``'s ``memory``: RSS now and once warmed up, so growth over steps shows (and is tested)."""
+    now = rss_mb()
+    if now is None:
+        return previous
+    record = dict(previous or {})
+    record.update(rss_mb=now, step=step, peak_rss_mb=max(now, float(record.get("peak_rss_mb") or 0.0)))
+    if step >= MEMORY_WARMUP_STEPS and "warm_rss_mb" not in record:
+        record.update(warm_rss_mb=now, warm_step=step)
+    return record
+
+
 def progress_line(update: dict[str, Any]) -> str | None:
     """``step 12/60 loss 1.83 1020 tok/s`` from a recipe progress dict; phases become a short line."""
     if "phase" in update:
@@ -157,6 +184,8 @@ class JobRunner:
     def _on_progress(self, update: dict[str, Any]) -> None:
         line = progress_line(update)
         fields: dict[str, Any] = {"progress_detail": update}
+        if isinstance(update.get("step"), int):
+            fields["memory"] = memory_record(self.status.data.get("memory"), update["step"])
         if update.get("mlflow_run_id"):
             # Kept so that whoever finds this job killed can end its MLflow run as FAILED too.
             fields["mlflow_run_id"] = str(update["mlflow_run_id"])

@@ -270,7 +270,8 @@ class Jobs:
                 "AUTOPILOT_LOCAL_MAX_JOBS": str(self.settings.local_max_jobs),
                 "AUTOPILOT_LOCAL_JOB_RESTARTS": str(self.settings.local_job_restarts),
                 "PYTHONUNBUFFERED": "1",
-            }
+            },
+            sharing=self.max_jobs,
         )
         try:
             proc = processes.start_detached(
