@@ -182,7 +182,8 @@ class Jobs:
         pids = self.workspace.pids
         if not pids.is_dir():
             return []
-        return sorted(p.stem.removeprefix("job-") for p in pids.glob("job-*.pid"))
+        names = (p.stem.removeprefix("job-") for p in pids.glob("job-*.pid"))
+        return sorted(name for name in names if safe_name(name))
 
     def schedule(self, check: str | None = None) -> list[str]:
         """Restart (or fail) jobs whose process is gone, then start waiting jobs while fewer than
