@@ -119,19 +119,12 @@ def torch_thread_env(env: dict[str, str], sharing: int = 1) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
-# glibc gives each allocating thread its own malloc arena (up to 8 per core), and an arena keeps what was
-# freed in it: with batches of varying length, a multi-threaded CPU job's RSS can creep up over thousands
-# of steps although nothing stays referenced. Two arenas bound that; an explicit setting wins.
-MALLOC_ARENAS = "2"
-
-
 def child_env(extra: dict[str, str] | None = None, *, sharing: int = 1) -> dict[str, str]:
     """The environment for a job or endpoint process: ours, with the project importable."""
     env = dict(os.environ)
     root = str(project_root())
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.update(torch_thread_env(env, sharing))
-    env.setdefault("MALLOC_ARENA_MAX", MALLOC_ARENAS)
     env.update(extra or {})
     return env
 
