@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
 from local.common import processes
 from local.platform.jobrunner import MEMORY_WARMUP_STEPS
 from local.platform.workspace import read_json
-from tests.functional.local.platform.support import SAMPLE, Workspace
+from tests.functional.local.platform.support import SAMPLE, Workspace, make_workspace
 
 STEPS = 300
 # Measured here without the fix: about 300 MiB per 100 steps; with it, under 20 MiB over 300.
 GROWTH_BOUND_MB = 200
+
+
+@pytest.fixture
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """Its own workspace: the package's shared one counts its jobs' events."""
+    ws = make_workspace(tmp_path_factory.mktemp("job-memory"), AUTOPILOT_LOCAL_MAX_JOBS="1")
+    yield ws
+    ws.stop_all()
+    ws.webhook.server.shutdown()
 
 
 def test_rss_is_flat_over_hundreds_of_steps(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
