@@ -64,8 +64,9 @@ def one_line(exc: BaseException, limit: int = 500) -> str:
     return line[:limit]
 
 
-# Memory is compared from this step on: the first steps allocate the optimizer state and warm the allocator.
-MEMORY_WARMUP_STEPS = 20
+# Memory is compared from this step on: the first steps allocate the optimizer state and meet the longest
+# batches (the working set grows until the longest length has been seen).
+MEMORY_WARMUP_STEPS = 50
 # At most one malloc trim (see release_freed_memory) per this many seconds, however often the job logs.
 TRIM_INTERVAL_S = 1.0
 
