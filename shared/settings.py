@@ -85,6 +85,12 @@ class Settings:
     notify_signing_key: str = setting("AUTOPILOT_NOTIFY_SIGNING_KEY", "", secret=True)
     # Local platform only: the compute dtype of training and serving (auto | float32 | bfloat16).
     local_dtype: str = setting("AUTOPILOT_LOCAL_DTYPE", "auto")
+    # Local platform only: training jobs that run at once (0: one per 2 cores and 4 GiB of memory, at least
+    # one); the others wait, Queued, and start in submission order as slots free up.
+    local_max_jobs: int = setting("AUTOPILOT_LOCAL_MAX_JOBS", "0")
+    # Local platform only: how many times a job whose process died without reporting (killed, out of memory)
+    # is restarted from its latest checkpoint before it is failed, as Azure ML retries a job on a lost node.
+    local_job_restarts: int = setting("AUTOPILOT_LOCAL_JOB_RESTARTS", "2")
     azureml_subscription_id: str = setting("AZUREML_SUBSCRIPTION_ID", "")
     azureml_resource_group: str = setting("AZUREML_RESOURCE_GROUP", "")
     azureml_workspace_name: str = setting("AZUREML_WORKSPACE_NAME", "")

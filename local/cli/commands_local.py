@@ -37,6 +37,7 @@ from shared.settings import Settings, load_local_settings
 
 HOST_PID = "host.pid"
 HOST_LOG = "host.log"
+STOP_PASSES = 5
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -184,7 +185,13 @@ def cmd_down(args: argparse.Namespace) -> int:
     # The host first, so no function starts work against processes about to go.
     if stop_pid_file(workdir / HOST_PID, timeout_s=15.0):
         stopped.append("local host")
-    stopped.extend(stop_recorded_processes(workdir))
+    # A job that ends while others are being stopped starts the next queued one in its slot (jobqueue.py):
+    # stop again until a pass finds nothing new. Jobs still queued stay queued and start after `up`.
+    for _ in range(STOP_PASSES):
+        more = stop_recorded_processes(workdir)
+        stopped.extend(more)
+        if not more:
+            break
     if stop_azurite(workdir):
         stopped.append("Azurite")
     print(f"Stopped: {', '.join(stopped)}." if stopped else "Nothing was running.")

@@ -4,7 +4,13 @@ Mirrors what Azure ML does around a pipeline job: status Running, the model made
 into the cache), the training recipe run with progress written to ``status.json``, then Completed with
 metrics or Failed with a one-line reason, and Event Grid events to the app's webhook (RunStatusChanged for
 Running and for the end state, RunCompleted on success) carrying the job's tags. SIGTERM (``autopilot
-down``) ends the job as Canceled. Every exception ends as Failed; nothing escapes as a bare traceback.
+down``) ends the job as Canceled, whatever error the interrupted code raised on its way out (an MLflow
+write cut short reports "database is locked"). Every other exception ends as Failed; nothing escapes as a
+bare traceback.
+
+A restarted attempt (the platform found the previous process gone, see ``jobs.py``) posts Running only if no
+earlier attempt delivered it; the end state is posted once, by the attempt that reaches it. As it ends (not
+when canceled: then the machine is being stopped), the process starts the next queued job in its slot.
 
 The webhook URL and key come from the environment (``AUTOPILOT_WEBHOOK_URL``, ``AUTOPILOT_WEBHOOK_KEY``),
 never from argv or the spec file, and the key is never logged.
@@ -12,6 +18,9 @@ never from argv or the spec file, and the key is never logged.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
 import logging
 import os
@@ -25,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from local.platform import eventpost
-from local.platform.jobs import STATUS_FILE
-from local.platform.workspace import read_json, write_json_atomic
+from local.platform.jobs import STATUS_FILE, Jobs
+from local.platform.mlflow_retry import retry_locked
+from local.platform.workspace import Workspace, read_json, write_json_atomic
 from shared.platform.port import JobStatus
+from shared.settings import Settings
 from shared.subscriptions import function_for
 
 log = logging.getLogger("local.platform.jobrunner")
@@ -35,6 +46,10 @@ log = logging.getLogger("local.platform.jobrunner")
 
 class JobCanceledError(BaseException):
     """SIGTERM arrived. A BaseException, so ``except Exception`` inside the recipe does not swallow it."""
+
+
+# Set by the SIGTERM handler: the job was stopped, even where the interrupted code raised something else.
+CANCEL_REQUESTED = threading.Event()
 
 
 def _now() -> str:
@@ -46,6 +61,59 @@ def one_line(exc: BaseException, limit: int = 500) -> str:
     message = text[0] if text else ""
     line = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return line[:limit]
+
+
+# Memory is compared from this step on: the first steps allocate the optimizer state and meet the longest
+# batches (the working set grows until the longest length has been seen).
+MEMORY_WARMUP_STEPS = 50
+# At most one malloc trim (see release_freed_memory) per this many seconds, however often the job logs.
+TRIM_INTERVAL_S = 1.0
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (Linux /proc), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None (another C library, or none found)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the memory glibc holds in its heaps back to the system.
+
+    Every step allocates and frees tensors whose sizes follow the batch's length; glibc keeps what was freed
+    in its heaps, fragmented, and RSS climbs although nothing stays referenced. Measured on the tiny model in
+    bf16 over the 320 sample conversations (max length -1): RSS 1600 -> 2207 MiB from step 100 to 400
+    without, 1351 -> 1370 MiB with a trim at every logging step (10 steps).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def memory_record(previous: dict[str, Any] | None, step: int) -> dict[str, Any] | None:
+    """``status.json``'s ``memory``: RSS now and once warmed up, so growth over steps shows (and is tested)."""
+    now = rss_mb()
+    if now is None:
+        return previous
+    record = dict(previous or {})
+    record.update(rss_mb=now, step=step, peak_rss_mb=max(now, float(record.get("peak_rss_mb") or 0.0)))
+    if step >= MEMORY_WARMUP_STEPS and "warm_rss_mb" not in record:
+        record.update(warm_rss_mb=now, warm_step=step)
+    return record
 
 
 def progress_line(update: dict[str, Any]) -> str | None:
@@ -97,6 +165,8 @@ class JobRunner:
         self.webhook_key = webhook_key
         self.experiment_id = "local"
         self.mlflow_run_id: str | None = None
+        self.restarts = int(self.status.data.get("restarts") or 0)
+        self._last_trim = 0.0
 
     # -- events
 
@@ -128,23 +198,33 @@ class JobRunner:
         training = self.spec["training"]
         name, uri = str(training["experiment_name"]), str(training["mlflow_tracking_uri"])
         client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(name)
+        experiment = retry_locked(lambda: client.get_experiment_by_name(name))
         if experiment is None:
             try:
-                self.experiment_id = str(client.create_experiment(name, artifact_location=artifact_root_for(uri)))
+                self.experiment_id = str(
+                    retry_locked(lambda: client.create_experiment(name, artifact_location=artifact_root_for(uri)))
+                )
                 return
             except MlflowException:  # another job created it meanwhile
-                experiment = client.get_experiment_by_name(name)
+                experiment = retry_locked(lambda: client.get_experiment_by_name(name))
         if experiment is not None:
             self.experiment_id = str(experiment.experiment_id)
 
     def _on_progress(self, update: dict[str, Any]) -> None:
         line = progress_line(update)
         fields: dict[str, Any] = {"progress_detail": update}
+        if isinstance(update.get("step"), int):
+            now = time.monotonic()
+            if now - self._last_trim >= TRIM_INTERVAL_S:  # a trim costs milliseconds: not at every step
+                release_freed_memory()
+                self._last_trim = now
+            fields["memory"] = memory_record(self.status.data.get("memory"), update["step"])
         if update.get("mlflow_run_id"):
             # Kept so that whoever finds this job killed can end its MLflow run as FAILED too.
             fields["mlflow_run_id"] = str(update["mlflow_run_id"])
         if line:
+            if self.restarts:
+                line += f" (restarted {self.restarts}x)"
             fields["progress"] = line
             log.info("job %s: %s", self.name, line)
         self.status.update(**fields)
@@ -153,6 +233,7 @@ class JobRunner:
         from local.platform.models import materialize
         from local.platform.training import TrainingSpec, run_training
 
+        # A restarted job has "resume": true: the recipe continues from its latest complete checkpoint.
         training = dict(self.spec["training"])
         self._on_progress({"phase": "preparing the foundation model"})
         # Materialising (about 30 s for SmolLM2, once per machine) happens here, never in the submit call.
@@ -162,17 +243,17 @@ class JobRunner:
 
     def run(self) -> int:
         started = time.monotonic()
-        self.status.update(status=JobStatus.RUNNING.value, pid=os.getpid(), started_at=_now(), progress="starting")
-        log.info("job %s: running (pid %s)", self.name, os.getpid())
+        starting = f"starting again (restart {self.restarts})" if self.restarts else "starting"
+        self.status.update(status=JobStatus.RUNNING.value, pid=os.getpid(), started_at=_now(), progress=starting)
+        log.info("job %s: running (pid %s, attempt %s)", self.name, os.getpid(), self.status.data.get("attempt", 1))
         running_post: threading.Thread | None = None
         final = JobStatus.FAILED
         try:
             self._experiment()
-            # Training must not wait for the webhook: the Running event goes out from a thread.
-            running_post = threading.Thread(
-                target=self._post, args=([self._event(JobStatus.RUNNING.value)],), daemon=True
-            )
-            running_post.start()
+            if not self.status.data.get("running_posted"):
+                # Training must not wait for the webhook: the Running event goes out from a thread.
+                running_post = threading.Thread(target=self._post_running, daemon=True)
+                running_post.start()
             result = self._train()
             self.mlflow_run_id = getattr(result, "mlflow_run_id", None)
             metrics = {k: v for k, v in dict(result.metrics).items() if isinstance(v, int | float)}
@@ -193,20 +274,49 @@ class JobRunner:
             )
             final = JobStatus.COMPLETED
             log.info("job %s: %s", self.name, summary)
-        except JobCanceledError:
-            final = JobStatus.CANCELED
-            reason = "the job was stopped (SIGTERM)"
-            self.status.update(status=final.value, error=reason, finished_at=_now(), progress=f"canceled: {reason}")
-            log.warning("job %s: %s", self.name, reason)
         except BaseException as exc:
-            reason = one_line(exc)
-            self.status.update(status=final.value, error=reason, finished_at=_now(), progress=f"failed: {reason}")
-            log.error("job %s: failed: %s", self.name, reason, exc_info=not isinstance(exc, KeyboardInterrupt))
+            if isinstance(exc, JobCanceledError) or CANCEL_REQUESTED.is_set():
+                final = JobStatus.CANCELED
+                reason = "the job was stopped (SIGTERM)"
+                self.status.update(status=final.value, error=reason, finished_at=_now(), progress=f"canceled: {reason}")
+                log.warning("job %s: %s", self.name, reason)
+            else:
+                self._failed(exc)
         if running_post is not None:
             running_post.join(timeout=5)
         self._post_final(final)
         self._forget_pid()
+        if final != JobStatus.CANCELED:
+            self._start_next()
         return 0 if final == JobStatus.COMPLETED else 1
+
+    def _failed(self, exc: BaseException) -> None:
+        reason = one_line(exc)
+        self.status.update(
+            status=JobStatus.FAILED.value, error=reason, finished_at=_now(), progress=f"failed: {reason}"
+        )
+        log.error("job %s: failed: %s", self.name, reason, exc_info=not isinstance(exc, KeyboardInterrupt))
+
+    def _start_next(self) -> None:
+        """This job's slot is free: start the next queued job (or restart a lost one) now, not at the next
+        reconcile. The settings come from the environment the platform gave this process."""
+        workdir = self.spec.get("workdir")
+        if not workdir:
+            return
+        try:
+            settings = Settings.from_env({**os.environ, "AUTOPILOT_WORKDIR": str(workdir)})
+            jobs = Jobs(Workspace(settings.workdir), settings, webhook_key=lambda: self.webhook_key)
+            started = jobs.schedule()
+        except Exception as exc:  # the platform's next look at a queued job starts it instead
+            log.warning("job %s: could not start the next queued job: %s", self.name, one_line(exc))
+            return
+        if started:
+            log.info("job %s: started the next queued job: %s", self.name, ", ".join(started))
+
+    def _post_running(self) -> None:
+        # Recorded, so that a restarted attempt does not tell the app twice.
+        if self._post([self._event(JobStatus.RUNNING.value)]):
+            self.status.update(running_posted=True)
 
     def _post_final(self, final: JobStatus) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -233,6 +343,7 @@ class JobRunner:
 
 
 def _raise_canceled(signum: int, frame: Any) -> None:
+    CANCEL_REQUESTED.set()
     raise JobCanceledError()
 
 

@@ -6,7 +6,8 @@ Layout (under ``settings.workdir``)::
     platform/mlartifacts/              MLflow artifacts (metrics plots, logged files)
     platform/jobs/<job>/               spec.json, status.json, job.log, output/ (trained_model/)
     platform/endpoints/<endpoint>/     state.json, keys.json (0600), server.log, stats.json
-    platform/locks/                    advisory file locks (register, deploy)
+    platform/locks/                    advisory file locks (register, deploy, the job queue)
+    platform/queue/                    jobs waiting for a slot, one empty file each (see jobqueue.py)
     models/                            foundation model cache (materialised once)
     pids/<kind>-<name>.pid             every process the app started, so ``autopilot down`` stops them
 """
@@ -28,6 +29,9 @@ from typing import Any
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
 def safe_name(name: str) -> bool:
     return bool(_NAME_RE.match(name)) and ".." not in name
 
@@ -46,7 +50,10 @@ class Workspace:
 
     @property
     def tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_db}"
+        # Every job, the registry and the platform write to this one SQLite file, which takes one writer at a
+        # time: a writer waits up to ``timeout`` seconds for the lock (sqlite3's default is 5) before
+        # "database is locked"; ``mlflow_retry`` retries past that.
+        return f"sqlite:///{self.mlflow_db}?timeout={SQLITE_BUSY_TIMEOUT_S}"
 
     @property
     def artifacts(self) -> Path:
@@ -97,19 +104,27 @@ def project_root() -> Path:
 SMALL_MACHINE_CPUS = 2
 
 
-def torch_thread_env(env: dict[str, str]) -> dict[str, str]:
-    """Thread settings for a torch process started by the platform (job or endpoint)."""
-    if "OMP_NUM_THREADS" in env or (os.cpu_count() or 1) > SMALL_MACHINE_CPUS:
+def torch_thread_env(env: dict[str, str], sharing: int = 1) -> dict[str, str]:
+    """Thread settings for a torch process started by the platform (job or endpoint); ``sharing`` processes
+    of its kind may run at once (the job queue's slots), so each gets its share of the cores."""
+    if "OMP_NUM_THREADS" in env:
         return {}
-    return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cpus = os.cpu_count() or 1
+    if cpus <= SMALL_MACHINE_CPUS:
+        threads = 1
+    elif sharing > 1:
+        threads = max(1, cpus // sharing)  # N jobs with every core each would oversubscribe N times over
+    else:
+        return {}
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(extra: dict[str, str] | None = None, *, sharing: int = 1) -> dict[str, str]:
     """The environment for a job or endpoint process: ours, with the project importable."""
     env = dict(os.environ)
     root = str(project_root())
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(torch_thread_env(env))
+    env.update(torch_thread_env(env, sharing))
     env.update(extra or {})
     return env
 

@@ -13,7 +13,10 @@ from tests.functional.local.platform.support import Workspace, make_workspace
 
 @pytest.fixture(scope="package")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    ws = make_workspace(tmp_path_factory.mktemp("local-platform"))
+    # Two slots whatever the machine (the default follows its cores); no restarts, so a killed job ends Failed.
+    ws = make_workspace(
+        tmp_path_factory.mktemp("local-platform"), AUTOPILOT_LOCAL_MAX_JOBS="2", AUTOPILOT_LOCAL_JOB_RESTARTS="0"
+    )
     yield ws
     ws.stop_all()
     ws.webhook.server.shutdown()

@@ -122,7 +122,8 @@ class Workspace:
         processes.stop_recorded_processes(self.workdir, timeout_s=5.0)
 
 
-def make_workspace(root: Path) -> Workspace:
+def make_workspace(root: Path, **settings: str) -> Workspace:
+    """A workspace under ``root``; ``settings`` add or override environment settings (e.g. the queue's)."""
     workdir, data_root = root / "work", root / "data"
     workdir.mkdir(parents=True)
     MODELS_CACHE.mkdir(parents=True, exist_ok=True)
@@ -136,6 +137,7 @@ def make_workspace(root: Path) -> Workspace:
             "AUTOPILOT_WEBHOOK_URL": webhook.url,
             "AUTOPILOT_WEBHOOK_KEY": WEBHOOK_KEY,
             "AUTOPILOT_PLATFORM": "local",
+            **settings,
         }
     )
     return Workspace(LocalPlatform(settings), webhook, workdir, data_root)
