@@ -20,7 +20,12 @@ def reconcile(timer: func.TimerRequest) -> None:
         log.info("reconcile: timer is past due; running now")
     from shared.services.reconcile import reconcile as reconcile_service  # loads on first use
 
-    outcomes = reconcile_service(runtime.run_store(), runtime.platform(), deploy_timeout=runtime.deploy_timeout())
+    outcomes = reconcile_service(
+        runtime.run_store(),
+        runtime.platform(),
+        deploy_timeout=runtime.deploy_timeout(),
+        received_deadline=runtime.received_deadline(),
+    )
     for o in outcomes:
         if o.before != o.after or o.error:
             log.info(

@@ -58,6 +58,10 @@ def deploy_timeout() -> timedelta:
     return timedelta(minutes=settings().deploy_timeout_minutes)
 
 
+def received_deadline() -> timedelta:
+    return timedelta(minutes=settings().received_deadline_minutes)
+
+
 def reset() -> None:
     """Forget built objects (tests and the local host change settings between runs)."""
     for built in (settings, run_store, platform):

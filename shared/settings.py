@@ -62,6 +62,8 @@ class Settings:
     blob_source: str = setting("AUTOPILOT_BLOB_SOURCE", "LogsAndContainerScan")
     deploy_timeout_minutes: int = setting("AUTOPILOT_DEPLOY_TIMEOUT_MINUTES", "60")
     max_submit_attempts: int = setting("AUTOPILOT_MAX_SUBMIT_ATTEMPTS", "5")
+    # Reconcile fails a run still `received` this long after its last write (a submit that never finished).
+    received_deadline_minutes: int = setting("AUTOPILOT_RECEIVED_DEADLINE_MINUTES", "30")
     # Local platform only: the compute dtype of training and serving (auto | float32 | bfloat16).
     local_dtype: str = setting("AUTOPILOT_LOCAL_DTYPE", "auto")
     azureml_subscription_id: str = setting("AZUREML_SUBSCRIPTION_ID", "")

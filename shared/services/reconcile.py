@@ -20,6 +20,7 @@ from shared.platform.port import DeploymentState, MLPlatform
 from shared.runs import RunStore
 from shared.scoring import answer_text
 from shared.services.lifecycle import _fail_with, apply_job_status, deploy, deploy_request, register
+from shared.services.stranded import DEFAULT_RECEIVED_DEADLINE, sweep_received
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,21 @@ def _step(store: RunStore, platform: MLPlatform, record: RunRecord, now: datetim
         finish_deployment(store, platform, record, now, deploy_timeout)
 
 
-def reconcile(store: RunStore, platform: MLPlatform, *, deploy_timeout: timedelta) -> list[ReconcileOutcome]:
+def reconcile(
+    store: RunStore,
+    platform: MLPlatform,
+    *,
+    deploy_timeout: timedelta,
+    received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE,
+) -> list[ReconcileOutcome]:
     """Look once at every run that is not finished."""
     outcomes: list[ReconcileOutcome] = []
+    # --- [stranded sweep] (shared/services/stranded.py): runs stuck in `received` end failed with a reason.
+    outcomes += [
+        ReconcileOutcome(o.run_id, o.before, o.after, o.error)
+        for o in sweep_received(store, deadline=received_deadline)
+    ]
+    # --- [/stranded sweep]
     now = store.clock()
     active = (
         RunState.SUBMITTED,
