@@ -15,6 +15,10 @@ TAG_IDLE_MINUTES = "autopilot.idle_after_minutes"
 TAG_KEEP = "autopilot.keep"
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+# ``run_id`` makes ``<slug>-<8 hex>``; a run-id tag is read as a ledger key, so anything with a path or key
+# character ('/', '\\', '#', '?', '../', control characters) was not written by the app and is refused at
+# the boundary: Table storage would answer 400 deep in a handler, and the event be retried for 24 hours.
+RUN_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _SAFE_BLOB_RE = re.compile(r"^[A-Za-z0-9._/ -]+$")
 
 
@@ -48,6 +52,10 @@ def run_id(container: str, blob_name: str, content: bytes) -> str:
     content_hash = hashlib.sha256(content).hexdigest()
     digest = hashlib.sha256(f"{container}/{blob_name}\n{content_hash}".encode()).hexdigest()
     return f"{config_name(blob_name)}-{digest[:8]}"
+
+
+def is_run_id(value: object) -> bool:
+    return isinstance(value, str) and RUN_ID_RE.match(value) is not None
 
 
 def run_hash(run: str) -> str:

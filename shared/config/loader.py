@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from shared.config.limits import MAX_CONFIG_BYTES
 from shared.config.model import TrainingConfig
 from shared.exceptions import ConfigError, FieldIssue
+from shared.jsonlimits import json_depth_ok
 
 MAX_DEPTH = 32
 log = logging.getLogger(__name__)
@@ -104,28 +105,6 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _json_depth_ok(text: str) -> bool:
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return False
-        elif ch in "]}":
-            depth -= 1
-    return True
-
-
 def looks_like_json(text: str) -> bool:
     """JSON documents start with an object; YAML configs start with a key or a comment."""
     return text.lstrip().startswith("{")
@@ -144,7 +123,7 @@ def parse_document(data: bytes) -> Any:
     if not text.strip():
         raise ConfigError([FieldIssue("", "file is empty")])
     if looks_like_json(text):
-        if not _json_depth_ok(text):
+        if not json_depth_ok(text, MAX_DEPTH):
             raise ConfigError([FieldIssue("", f"JSON nesting deeper than {MAX_DEPTH} levels")])
         try:
             return json.loads(text, object_pairs_hook=_json_pairs)
