@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import re
 
 from shared.exceptions import FieldIssue, RejectedError
@@ -62,10 +61,19 @@ def run_hash(run: str) -> str:
     return run.rsplit("-", 1)[-1]
 
 
+# Status blobs of single runs live under this prefix; a config's document lives at its own path + ".json".
+RUN_STATUS_PREFIX = "_runs/"
+
+
 def status_blob_name(blob_name: str) -> str:
-    """Where the status mirror of a config lives in the status container."""
-    stem, _ = posixpath.splitext(blob_name)
-    return f"{stem or blob_name}.json"
+    """The config's status document: its whole path (extension kept, so ``c.yaml`` and ``c.json`` never share
+    one) plus ``.json``. It names the latest run of that path and lists the earlier ones."""
+    return f"{blob_name}.json"
+
+
+def run_status_blob_name(run: str) -> str:
+    """One status blob per run, named by the run id."""
+    return f"{RUN_STATUS_PREFIX}{run}.json"
 
 
 def _endpointish(prefix: str, run: str, max_len: int = 32) -> str:
