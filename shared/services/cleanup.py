@@ -1,4 +1,5 @@
-"""Service: the cleanup timer. Deletes app-managed endpoints that sat idle past their policy, or are dead.
+"""Service: the cleanup timer. Deletes app-managed endpoints that sat idle past their policy, or stayed
+unhealthy through several probes over minutes (shared/services/health.py); one failed probe deletes nothing.
 
 Idle means: no request since ``idle_after_minutes`` (the endpoint's ``autopilot.idle_after_minutes`` tag,
 set from the config's cleanup section), counted from the last request, or from when the endpoint was
@@ -12,9 +13,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID
 from shared.platform.port import EndpointInfo, MLPlatform
 from shared.runs import RunStore
+from shared.services.health import note_healthy, note_unhealthy
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
@@ -37,15 +40,23 @@ def _idle_minutes(tags: dict[str, str]) -> int:
         return DEFAULT_IDLE_MINUTES
 
 
-def decide(store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: datetime) -> CleanupDecision:
+def decide(
+    store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: datetime, *, dry_run: bool = False
+) -> CleanupDecision:
     run = endpoint.tags.get(TAG_RUN_ID)
     record = store.get(run) if run else None
     if endpoint.tags.get(TAG_KEEP) == "true":
         return CleanupDecision(endpoint.name, run, "keep", "autopilot.keep is set")
     if record is not None and record.state == RunState.DEPLOYING:
         return CleanupDecision(endpoint.name, run, "skip", "still deploying (reconcile owns it)")
-    if endpoint.healthy is False:
-        return CleanupDecision(endpoint.name, run, "delete", "endpoint is unhealthy")
+    # --- [health rule] (shared/services/health.py): delete only after a sustained failure, tracked on the run.
+    # An endpoint with no run in the ledger (an orphan) is judged by idleness alone, below.
+    if endpoint.healthy is False and record is not None:
+        verdict = note_unhealthy(store, record, now, dry_run=dry_run)
+        return CleanupDecision(endpoint.name, run, "delete" if verdict.delete else "skip", verdict.reason)
+    elif endpoint.healthy is True and record is not None and not dry_run:
+        note_healthy(store, record)
+    # --- [/health rule]
     idle = timedelta(minutes=_idle_minutes(endpoint.tags))
     activity = platform.endpoint_activity(endpoint.name, since=now - idle)
     started = endpoint.created_at
@@ -65,7 +76,7 @@ def cleanup(store: RunStore, platform: MLPlatform, *, dry_run: bool = False) -> 
     decisions = []
     for endpoint in platform.list_endpoints():
         try:
-            decision = decide(store, platform, endpoint, now)
+            decision = decide(store, platform, endpoint, now, dry_run=dry_run)
         except Exception as exc:
             log.warning("endpoint %s: idle check failed: %s", endpoint.name, exc)
             decisions.append(CleanupDecision(endpoint.name, endpoint.tags.get(TAG_RUN_ID), "skip", f"error: {exc}"))
@@ -77,9 +88,12 @@ def cleanup(store: RunStore, platform: MLPlatform, *, dry_run: bool = False) -> 
         platform.begin_delete_endpoint(endpoint.name)
         if decision.run_id:
             reason = decision.reason
-            store.advance(
-                decision.run_id,
-                RunState.DELETED,
-                lambda r, reason=reason: r.notes.append(f"endpoint deleted: {reason}"),  # type: ignore[misc]
-            )
+
+            def deleted(r: RunRecord, reason: str = reason) -> None:
+                r.notes.append(f"endpoint deleted: {reason}")
+                if reason.startswith("unhealthy"):
+                    r.last_error_code = "EndpointUnhealthy"
+                    r.errors = [{"path": "endpoint", "message": f"deleted: {reason}"}]
+
+            store.advance(decision.run_id, RunState.DELETED, deleted)
     return decisions
