@@ -21,6 +21,7 @@ from shared.runs import RunStore
 from shared.scoring import answer_text
 from shared.services.lifecycle import _fail_with, apply_job_status, deploy, deploy_request, register
 from shared.services.stranded import DEFAULT_RECEIVED_DEADLINE, sweep_received
+from shared.services.supersede import supersede_older
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,11 @@ def finish_deployment(
         r.scoring_uri = info.scoring_uri
         r.smoke_test = smoke or None
 
-    store.advance(record.run_id, RunState.DEPLOYED, fill)
+    deployed = store.advance(record.run_id, RunState.DEPLOYED, fill)
+    # --- [supersede policy] (shared/services/supersede.py): one endpoint per config path, the newest run's.
+    if deployed is not None:
+        supersede_older(store, platform, deployed)
+    # --- [/supersede policy]
 
 
 def reconcile_run(

@@ -57,3 +57,35 @@ def test_an_overwrite_names_the_new_run_and_the_old_one_never_takes_the_document
         (first.run_id, "completed"),
     ]
     assert status.read(run_status_blob_name(first.run_id))["state"] == "completed"  # type: ignore[index]
+
+
+def test_an_overwritten_config_ends_with_one_endpoint_the_newest_runs() -> None:
+    # Policy (README, "status blobs"): the newest bytes win; the older run's endpoint goes once the newer deploys.
+    from datetime import timedelta
+
+    from shared.services.reconcile import reconcile
+
+    clock = FakeClock()
+    store, _, status = make_store(clock)
+    platform = FakePlatform(clock)
+    world = (store, platform)
+    older = _drop(world, "c5.yaml", config_bytes())
+    clock.advance(minutes=1)
+    newer = _drop(world, "c5.yaml", config_bytes(training={"learning_rate": 1e-5}))
+    assert older is not None and newer is not None
+
+    def to_deployed(run: str) -> None:
+        platform.finish_job(run)
+        for _ in range(3):
+            reconcile(store, platform, deploy_timeout=timedelta(hours=1))
+            platform.complete_deployments()
+
+    to_deployed(older.run_id)
+    assert store.get(older.run_id).state == RunState.DEPLOYED  # type: ignore[union-attr]  # serves meanwhile
+    to_deployed(newer.run_id)
+    after_old, after_new = store.get(older.run_id), store.get(newer.run_id)
+    assert after_new is not None and after_new.state == RunState.DEPLOYED
+    assert after_old is not None and after_old.state == RunState.DELETED
+    assert f"superseded by run {newer.run_id}" in after_old.notes[-1]
+    assert list(platform.endpoints) == [after_new.endpoint_name]
+    assert status.read(status_blob_name("c5.yaml"))["latest_run"] == newer.run_id  # type: ignore[index]
