@@ -32,7 +32,11 @@ def reconcile(timer: func.TimerRequest) -> None:
     from shared.services.reconcile import reconcile as reconcile_service  # loads on first use
 
     report = reconcile_service(
-        runtime.run_store(), runtime.platform(), deploy_timeout=runtime.deploy_timeout(), budget=_budget()
+        runtime.run_store(),
+        runtime.platform(),
+        deploy_timeout=runtime.deploy_timeout(),
+        budget=_budget(),
+        received_deadline=runtime.received_deadline(),
     )
     for o in report.outcomes:
         if o.before != o.after or o.error:

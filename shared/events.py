@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.exceptions import AutopilotError
-from shared.naming import read_tags
+from shared.naming import TAG_RUN_ID, is_managed, is_run_id, read_tags
 
 RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
@@ -199,12 +199,20 @@ def parse_event(raw: dict[str, Any]) -> AzureMLEvent:
         raw=raw,
     )
     # Touch the required fields now so a malformed event fails here, at the boundary.
+    tags: dict[str, str] = {}
     if isinstance(event, RunEvent):
-        _ = event.run_id, event.run_status, event.run_tags
+        _ = event.run_id, event.run_status
+        tags = event.run_tags
     elif isinstance(event, ModelRegisteredEvent):
-        _ = event.model_name, event.model_version, event.model_tags
+        _ = event.model_name, event.model_version
+        tags = event.model_tags
     elif isinstance(event, ModelDeployedEvent):
-        _ = event.service_name, event.service_tags
+        _ = event.service_name
+        tags = event.service_tags
+    tags = read_tags(tags)
+    if is_managed(tags) and not is_run_id(tags[TAG_RUN_ID]):
+        shown = tags[TAG_RUN_ID][:80]
+        raise EventError(f"tag {TAG_RUN_ID} {shown!r} is not a run id (letters, digits, '.', '_', '-')")
     return event
 
 

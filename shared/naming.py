@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import re
 from collections.abc import Mapping
 
@@ -30,6 +29,10 @@ LEGACY_TAG_KEYS: dict[str, str] = {
 }
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+# ``run_id`` makes ``<slug>-<8 hex>``; a run-id tag is read as a ledger key, so anything with a path or key
+# character ('/', '\\', '#', '?', '../', control characters) was not written by the app and is refused at
+# the boundary: Table storage would answer 400 deep in a handler, and the event be retried for 24 hours.
+RUN_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 _SAFE_BLOB_RE = re.compile(r"^[A-Za-z0-9._/ -]+$")
 
 
@@ -65,14 +68,27 @@ def run_id(container: str, blob_name: str, content: bytes) -> str:
     return f"{config_name(blob_name)}-{digest[:8]}"
 
 
+def is_run_id(value: object) -> bool:
+    return isinstance(value, str) and RUN_ID_RE.match(value) is not None
+
+
 def run_hash(run: str) -> str:
     return run.rsplit("-", 1)[-1]
 
 
+# Status blobs of single runs live under this prefix; a config's document lives at its own path + ".json".
+RUN_STATUS_PREFIX = "_runs/"
+
+
 def status_blob_name(blob_name: str) -> str:
-    """Where the status mirror of a config lives in the status container."""
-    stem, _ = posixpath.splitext(blob_name)
-    return f"{stem or blob_name}.json"
+    """The config's status document: its whole path (extension kept, so ``c.yaml`` and ``c.json`` never share
+    one) plus ``.json``. It names the latest run of that path and lists the earlier ones."""
+    return f"{blob_name}.json"
+
+
+def run_status_blob_name(run: str) -> str:
+    """One status blob per run, named by the run id."""
+    return f"{RUN_STATUS_PREFIX}{run}.json"
 
 
 def _endpointish(prefix: str, run: str, max_len: int = 32, scope: str = "") -> str:

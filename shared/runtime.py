@@ -104,6 +104,10 @@ def install(runtime: Runtime) -> Runtime:
     return runtime
 
 
+def received_deadline() -> timedelta:
+    return timedelta(minutes=settings().received_deadline_minutes)
+
+
 def reset() -> None:
     """Forget the process's runtime: the next ``current()`` reads the environment again."""
     global _current

@@ -1,4 +1,13 @@
-"""The status blob: ``training-status/<config path>.json`` mirrors the run for the person who dropped it."""
+"""Status blobs for the person who dropped a config, in the status container:
+
+- ``_runs/<run id>.json``: one per run, the run as the ledger has it;
+- ``<config path>.json`` (``team/phi3.yaml.json``): the config's document: the latest run's status at the top
+  level (``latest_run`` names it) and ``runs``, every run of that path, newest first. "Latest" is the run
+  received last (``created_at``), so a superseded run that is still writing never takes the document back.
+
+Writes are read-merge-write on the config document; the ledger is the truth, and each run's next change
+rewrites its own entry.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,7 @@ import json
 from typing import Any, Protocol
 
 from shared.ledger.record import RunRecord
-from shared.naming import status_blob_name
+from shared.naming import run_status_blob_name, status_blob_name
 from shared.states import RunState
 from shared.storage import StorageConnection, as_connection
 
@@ -26,6 +35,7 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         "run_id": record.run_id,
         "config": record.config_blob,
         "state": record.state.value,
+        "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
         "timeline": record.timeline,
         "errors": record.errors,
@@ -101,5 +111,28 @@ class BlobStatusStore:
         return result
 
 
+def _entry(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": document["run_id"],
+        "state": document["state"],
+        "created_at": document.get("created_at") or "",
+        "status_blob": run_status_blob_name(document["run_id"]),
+    }
+
+
+def config_document(before: dict[str, Any] | None, run_document: dict[str, Any]) -> dict[str, Any]:
+    """The config's document after ``run_document`` changed, merged into what it held ``before``."""
+    previous = before if isinstance(before, dict) and isinstance(before.get("runs"), list) else {}
+    entries = {e["run_id"]: e for e in previous.get("runs", []) if isinstance(e, dict) and "run_id" in e}
+    entries[run_document["run_id"]] = _entry(run_document)
+    runs = sorted(entries.values(), key=lambda e: (e["created_at"], e["run_id"]), reverse=True)
+    latest = runs[0]["run_id"]
+    top = run_document if latest == run_document["run_id"] else {k: v for k, v in previous.items() if k != "runs"}
+    return {**top, "latest_run": latest, "runs": runs}
+
+
 def mirror(store: StatusStore, record: RunRecord) -> None:
-    store.write(status_blob_name(record.config_blob), status_document(record))
+    document = status_document(record)
+    store.write(run_status_blob_name(record.run_id), document)
+    index = status_blob_name(record.config_blob)
+    store.write(index, config_document(store.read(index), document))

@@ -141,6 +141,16 @@ def _start_host(settings: Settings, key: str, timeout_s: float) -> bool:
     return False
 
 
+def _revive_endpoints(settings: Settings) -> list[str]:
+    """`down` stops the local endpoint servers; `up` starts those of every deployed endpoint again."""
+    if settings.platform != "local":
+        return []
+    from local.platform.endpoints import Endpoints
+    from local.platform.workspace import Workspace
+
+    return Endpoints(Workspace(settings.workdir)).revive_all()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     try:
         settings = _settings()
@@ -162,6 +172,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     except LocalHostError as exc:
         print(f"autopilot up: {exc}", file=sys.stderr)
         return 1
+    revived = _revive_endpoints(settings)
+    if revived:
+        print(f"Restarted {len(revived)} deployed endpoint(s) (same ports where free, same keys): {', '.join(revived)}")
     if azurite_was_up and host_was_up:
         print("Already up.")
         return 0

@@ -171,6 +171,9 @@ class BlobPoller:
         self._max_blob_bytes = max_blob_bytes
         self._lock = threading.Lock()
         self._missing_logged: set[str] = set()
+        # Receipts this host has read or written as finished: a pass over an unchanged container then costs
+        # one listing, not a listing of every receipt too, so the poll interval can be short (drop-to-submit).
+        self._finished: set[str] = set()
 
     def _service(self, connection: StorageConnection) -> BlobServiceClient:
         # A connection string or an identity-based connection (``<name>__accountName`` ...), as the runtime's.
@@ -215,14 +218,21 @@ class BlobPoller:
                 self._missing_logged.add(path.container)
             return []
         self._missing_logged.discard(path.container)
-        receipts = self._receipts.load(spec.name, path.container)
-        outcomes: list[Invocation] = []
+        candidates = []
         for props in blobs:
             if not path.matches(props.name) or not props.etag:
                 continue
             receipt = self._receipts.name(spec.name, path.container, props.name, props.etag)
+            if receipt not in self._finished:
+                candidates.append((props, receipt))
+        if not candidates:
+            return []
+        receipts = self._receipts.load(spec.name, path.container)
+        outcomes: list[Invocation] = []
+        for props, receipt in candidates:
             meta = receipts.get(receipt)
             if meta is not None and meta.get("status") in (COMPLETED, POISONED):
+                self._finished.add(receipt)
                 continue
             failures = int(meta.get("failures", "0")) if meta else 0
             outcome = self._fire(spec, container, props, connection, receipt, failures)
@@ -273,12 +283,14 @@ class BlobPoller:
         outcome = invoke(spec, stream, target)
         if outcome.succeeded:
             self._receipts.write(receipt, COMPLETED, failures)
+            self._finished.add(receipt)
             return outcome
         failures += 1
         if failures >= self._max_tries:
             # Message first, then the receipt: a crash in between repeats the message rather than losing it.
             self._poison(spec, connection, container.container_name, listed)
             self._receipts.write(receipt, POISONED, failures)
+            self._finished.add(receipt)
             log.warning("function %s: blob %r failed %s times; sent to %s", spec.name, target, failures, POISON_QUEUE)
         else:
             self._receipts.write(receipt, PENDING, failures)

@@ -30,6 +30,7 @@ from typing import Any
 import uvicorn
 
 from local.common.exceptions import HostConfigError, LocalHostError, PortInUseError, StartTimeoutError
+from local.common.httpserver import bounded_config
 from local.common.processes import LOOPBACK, port_in_use
 from local.host.blobpoller import BlobPoller
 from local.host.discovery import Functions, Invocation, discover
@@ -120,7 +121,8 @@ class LocalHost:
         port = self.settings.host_port
         if port_in_use(port):
             raise PortInUseError(f"port {port} (AUTOPILOT_HOST_PORT, the webhook) is in use by another process")
-        config = uvicorn.Config(
+        # A header deadline, a connection cap and keep-alive: half-open connections cannot pile up.
+        config = bounded_config(
             self.webhook_app,
             host=LOOPBACK,
             port=port,

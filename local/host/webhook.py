@@ -23,7 +23,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from local.common.exceptions import HostConfigError
+from local.common.httpserver import BODY_TIMEOUT_S, BodyTooLarge, read_body_within
 from local.host.discovery import FunctionSpec, invoke
+from shared.events import EventError, parse_event
+from shared.jsonlimits import json_depth_ok
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ STATUS_PATH = "/admin/host/status"
 MAX_BODY_BYTES = 1024 * 1024
 # The Event Grid schema's required fields; topic, data and dataVersion may be left out by publishers.
 REQUIRED_FIELDS = ("id", "eventType", "subject", "eventTime")
+# Event Grid's schema nests a few levels; past this a body is hostile, and json.loads would recurse.
+MAX_JSON_DEPTH = 64
 
 
 def _reason(status: int, reason: str) -> JSONResponse:
@@ -78,7 +83,26 @@ def to_event(raw: Mapping[str, Any]) -> func.EventGridEvent:
     )
 
 
-def build_webhook_app(functions: Mapping[str, FunctionSpec], key: str) -> Starlette:
+def check_app_event(event: func.EventGridEvent) -> None:
+    """EventError for an event the app's parser refuses (e.g. a run-id tag with path characters).
+
+    The function would drop it with a log line; answering 400 here says so to the sender, and Event Grid does
+    not retry a 4xx, where a 500 from a handler tripping over it would be retried for 24 hours.
+    """
+    parse_event(
+        {
+            "id": event.id,
+            "topic": event.topic,
+            "subject": event.subject,
+            "eventType": event.event_type,
+            "data": event.get_json(),
+        }
+    )
+
+
+def build_webhook_app(
+    functions: Mapping[str, FunctionSpec], key: str, *, body_timeout_s: float = BODY_TIMEOUT_S
+) -> Starlette:
     """The webhook for the app's Event Grid functions, guarded by ``key`` (which must not be empty)."""
     if not key:
         raise HostConfigError(
@@ -90,14 +114,6 @@ def build_webhook_app(functions: Mapping[str, FunctionSpec], key: str) -> Starle
     def authorised(request: Request) -> bool:
         given = request.query_params.get("code") or request.headers.get("x-functions-key") or ""
         return hmac.compare_digest(given.encode("utf-8"), expected)
-
-    async def read_body(request: Request) -> bytes | None:
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > MAX_BODY_BYTES:
-                return None
-        return bytes(body)
 
     async def event_grid(request: Request) -> Response:
         if not authorised(request):
@@ -111,11 +127,17 @@ def build_webhook_app(functions: Mapping[str, FunctionSpec], key: str) -> Starle
         kind = request.headers.get("aeg-event-type", "")
         if kind not in ("Notification", "SubscriptionValidation", "SubscriptionDeletion"):
             return _reason(400, "header aeg-event-type must be Notification or SubscriptionValidation")
-        body = await read_body(request)
-        if body is None:
-            return _reason(413, f"body is larger than {MAX_BODY_BYTES} bytes")
         try:
-            payload = json.loads(body)
+            body = await read_body_within(request, max_bytes=MAX_BODY_BYTES, timeout_s=body_timeout_s)
+        except BodyTooLarge:
+            return _reason(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+        except TimeoutError:
+            return _reason(408, f"the body did not arrive within {body_timeout_s:g} s")
+        try:
+            text = body.decode("utf-8")
+            if not json_depth_ok(text, MAX_JSON_DEPTH):
+                return _reason(400, f"body nests JSON deeper than {MAX_JSON_DEPTH} levels")
+            payload = json.loads(text)
         except (ValueError, UnicodeDecodeError):
             return _reason(400, "body is not valid JSON")
         items = [payload] if isinstance(payload, dict) else payload
@@ -134,7 +156,8 @@ def build_webhook_app(functions: Mapping[str, FunctionSpec], key: str) -> Starle
         for index, raw in enumerate(items):
             try:
                 events.append(to_event(raw))
-            except ValueError as exc:
+                check_app_event(events[-1])
+            except (ValueError, EventError) as exc:
                 return _reason(400, f"event [{index}]: {exc}")
         failed = []
         for event in events:

@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ from shared.platform.port import (
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
+# A managed endpoint restarts a crashed or unresponsive container; so does the local one, at most this often.
+RESTART_BACKOFF_S = 30.0
+# Failed health probes of a live process in a row before it is taken as stalled and restarted.
+UNRESPONSIVE_PROBES = 3
+PORT_RELEASE_WAIT_S = 5.0
 LOG_FILE = "server.log"
 CREATING = DeploymentState.CREATING.value
 SUCCEEDED = DeploymentState.SUCCEEDED.value
@@ -146,17 +152,99 @@ class Endpoints:
                 "traffic": {},
             }
             self._write_state(name, state)
-            proc = processes.start_detached(
-                [self.python, "-m", "local.platform.serving.server", "--state-dir", str(directory)],
-                log_path=directory / LOG_FILE,
-                pid_path=self._pid_file(name),
-                name=f"endpoint {name}",
-                cwd=directory,
-                env=server_env(),
-            )
-            state["pid"] = proc.pid
+            self._spawn(name, directory, state)
+            log.info("endpoint %s: server starting on port %s (pid %s)", name, port, state["pid"])
+
+    def _spawn(self, name: str, directory: Path, state: dict[str, Any]) -> None:
+        """Start the endpoint's server process from its state directory; records the pid. Under the lock."""
+        proc = processes.start_detached(
+            [self.python, "-m", "local.platform.serving.server", "--state-dir", str(directory)],
+            log_path=directory / LOG_FILE,
+            pid_path=self._pid_file(name),
+            name=f"endpoint {name}",
+            cwd=directory,
+            env=server_env(),  # an allow-listed environment: no webhook key, no connection string
+        )
+        state["pid"] = proc.pid
+        self._write_state(name, state)
+
+    # -- restart (a restarted host, a crashed or stalled server)
+
+    def _restart_locked(self, name: str, state: dict[str, Any], reason: str, *, force: bool = False) -> bool:
+        """Start the server of a deployed endpoint again: the same port when it is free, the same keys
+        (keys.json stays). Under the lock. False when the last restart was under RESTART_BACKOFF_S ago."""
+        last = state.get("restarted_at")
+        since_last = None
+        if isinstance(last, str):
+            since_last = (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds()
+        if not force and since_last is not None and since_last < RESTART_BACKOFF_S:
+            return False
+        self._stop(name)  # a stalled process, or a stale pid file
+        # A killed multi-threaded server is reported dead (its leader a zombie) a moment before its last thread
+        # exits and its socket closes: give the old port that moment before moving to a new one.
+        deadline = time.monotonic() + PORT_RELEASE_WAIT_S
+        while processes.port_in_use(int(state["port"])) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if processes.port_in_use(int(state["port"])):
+            old = state["port"]
+            state["port"] = processes.free_port()
+            log.warning("endpoint %s: port %s is taken; the server moves to %s", name, old, state["port"])
+        state["restarts"] = int(state.get("restarts") or 0) + 1
+        state["restarted_at"] = _now()
+        state["last_restart_reason"] = reason
+        state["failed_probes"] = 0
+        state["answering"] = False
+        state.pop("first_failed_probe_at", None)
+        state.pop("process_exited", None)
+        self._spawn(name, self._dir(name), state)
+        log.warning("endpoint %s: restarted (%s); pid %s, port %s", name, reason, state["pid"], state["port"])
+        return True
+
+    def revive_all(self) -> list[str]:
+        """Restart the server of every deployed endpoint whose process is not running (``autopilot up``
+        after ``down``, or a reboot). Returns the names restarted."""
+        revived: list[str] = []
+        root = self.workspace.endpoints
+        for directory in sorted(root.iterdir()) if root.is_dir() else []:
+            if not directory.is_dir() or not safe_name(directory.name):
+                continue
+            name = directory.name
+            with self._lock(name):
+                state = self.read_state(name)
+                if state is None or not is_managed(state.get("tags")) or state.get("state") != SUCCEEDED:
+                    continue
+                if self._alive(name):
+                    continue
+                if self._restart_locked(name, state, "the platform was restarted", force=True):
+                    revived.append(name)
+        return revived
+
+    def _note_probe(self, name: str, answered: bool) -> None:
+        """Count probes a live server did not answer at all (a 503 while the model loads is an answer), once it
+        has answered since its start; once UNRESPONSIVE_PROBES in a row span RESTART_BACKOFF_S, the server is
+        taken as stalled and restarted."""
+        with self._lock(name):
+            state = self.read_state(name)
+            if state is None or state.get("state") != SUCCEEDED:
+                return
+            before = int(state.get("failed_probes") or 0)
+            if answered:
+                if before or not state.get("answering"):
+                    state["answering"] = True
+                    state["failed_probes"] = 0
+                    state.pop("first_failed_probe_at", None)
+                    self._write_state(name, state)
+                return
+            if not state.get("answering"):
+                return  # still starting (importing, binding its port) since its last start: not stalled
+            state["failed_probes"] = before + 1
+            first = state.setdefault("first_failed_probe_at", _now())
+            stalled_s = (datetime.now(UTC) - datetime.fromisoformat(first)).total_seconds()
+            if state["failed_probes"] >= UNRESPONSIVE_PROBES and stalled_s >= RESTART_BACKOFF_S:
+                state.pop("first_failed_probe_at", None)
+                if self._restart_locked(name, state, f"no answer to {state['failed_probes']} health probes in a row"):
+                    return
             self._write_state(name, state)
-            log.info("endpoint %s: server starting on port %s (pid %s)", name, port, proc.pid)
 
     @staticmethod
     def _write_keys(directory: Path) -> None:
@@ -211,10 +299,16 @@ class Endpoints:
                     log.warning("endpoint %s: failed: %s", name, state["error_code"])
                 elif self._probe(state) == 200:
                     state["state"] = SUCCEEDED
+                    state["answering"] = True
                     state["ready_at"] = _now()
                     self._write_state(name, state)
                     log.info("endpoint %s: ready", name)
-            elif current == SUCCEEDED and not alive:
+            elif (
+                current == SUCCEEDED
+                and not alive
+                # Like a managed endpoint's container restart; only when that is backing off is it "exited".
+                and not self._restart_locked(name, state, "the server process exited")
+            ):
                 state["process_exited"] = True
             return state
 
@@ -272,7 +366,9 @@ class Endpoints:
             elif state.get("state") == CREATING:
                 healthy = None  # still loading: neither healthy nor known to be broken
             else:
-                healthy = self._probe(state) == 200
+                code = self._probe(state)
+                healthy = code == 200
+                self._note_probe(directory.name, answered=code is not None)
             created = state.get("created_at")
             out.append(
                 EndpointInfo(

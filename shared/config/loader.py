@@ -8,6 +8,7 @@ keys are errors, and bytes must be UTF-8. JSON or YAML is chosen by content, not
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import yaml
@@ -16,14 +17,29 @@ from pydantic import ValidationError
 from shared.config.limits import MAX_CONFIG_BYTES
 from shared.config.model import TrainingConfig
 from shared.exceptions import ConfigError, FieldIssue
+from shared.jsonlimits import json_depth_ok
 
 MAX_DEPTH = 32
+log = logging.getLogger(__name__)
+
+
+class _UnreadableValue(yaml.constructor.ConstructorError):
+    """A scalar PyYAML recognised but could not build; ``field`` is its key path in the document."""
+
+    def __init__(self, field: str, problem: str, mark: Any) -> None:
+        super().__init__(None, None, problem, mark)
+        self.field = field
 
 
 class _StrictLoader(yaml.SafeLoader):
     """safe_load, minus aliases and duplicate keys, with a depth cap."""
 
     _depth = 0
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        # id(node) -> its key path, filled by the parent mapping/sequence before the child is built.
+        self._paths: dict[int, str] = {}
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -41,10 +57,37 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML's own constructors raise plain ValueError/KeyError/AttributeError/OverflowError for scalars
+        # they recognise by tag or pattern but cannot build (2024-13-45, !!float abc, !!int 0xZZ, a
+        # 5000-digit integer, !!bool maybe). Turn each into a marked YAML error so it is a field error too.
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError) as exc:
+            shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else node.tag
+            shown = shown if len(shown) <= 40 else shown[:40] + "..."
+            reason = str(exc)
+            reason = reason if len(reason) <= 80 else reason[:80] + "..."
+            kind = node.tag.rsplit(":", 1)[-1]
+            field = self._paths.get(id(node), "")
+            raise _UnreadableValue(field, f"cannot read {shown} as {kind} ({reason})", node.start_mark) from None
+
+    def construct_sequence(self, node: Any, deep: bool = False) -> Any:
+        parent = self._paths.get(id(node), "")
+        for index, child in enumerate(node.value if isinstance(node, yaml.SequenceNode) else ()):
+            self._paths[id(child)] = f"{parent}[{index}]"
+        return super().construct_sequence(node, deep=deep)
+
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        parent = self._paths.get(id(node), "")
+        for key_node, value_node in node.value:
+            self._paths[id(key_node)] = parent
             key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool):
+                self._paths[id(value_node)] = f"{parent}.{key}" if parent else str(key)
             if isinstance(key, list | dict):
                 raise yaml.constructor.ConstructorError(None, None, "mapping keys must be scalars", key_node.start_mark)
             if key in seen:
@@ -60,28 +103,6 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"duplicate key {key!r}")
         out[key] = value
     return out
-
-
-def _json_depth_ok(text: str) -> bool:
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return False
-        elif ch in "]}":
-            depth -= 1
-    return True
 
 
 def looks_like_json(text: str) -> bool:
@@ -102,7 +123,7 @@ def parse_document(data: bytes) -> Any:
     if not text.strip():
         raise ConfigError([FieldIssue("", "file is empty")])
     if looks_like_json(text):
-        if not _json_depth_ok(text):
+        if not json_depth_ok(text, MAX_DEPTH):
             raise ConfigError([FieldIssue("", f"JSON nesting deeper than {MAX_DEPTH} levels")])
         try:
             return json.loads(text, object_pairs_hook=_json_pairs)
@@ -114,6 +135,10 @@ def parse_document(data: bytes) -> Any:
             raise ConfigError([FieldIssue("", f"invalid JSON: {exc}")]) from None
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader subclass
+    except _UnreadableValue as exc:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1} column {mark.column + 1})" if mark else ""
+        raise ConfigError([FieldIssue(exc.field, f"{exc.problem}{where}")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -193,5 +218,17 @@ def notify_section_of(data: bytes) -> dict[str, Any] | None:
 
 
 def load_config(data: bytes) -> TrainingConfig:
-    """Bytes of a YAML or JSON file to a validated config. Every failure is a ``ConfigError``."""
-    return validate_data(parse_document(data))
+    """Bytes of a YAML or JSON file to a validated config. Every failure is a ``ConfigError``.
+
+    The last clause is the backstop the property tests hold us to: a parser or validator bug that raises
+    anything else must still end the run ``rejected`` with a reason, never strand it in ``received``.
+    """
+    try:
+        return validate_data(parse_document(data))
+    except ConfigError:
+        raise
+    except (RecursionError, MemoryError):
+        raise ConfigError([FieldIssue("", "document too deeply nested or too large to read")]) from None
+    except Exception as exc:  # see the docstring
+        log.warning("config loader raised %s; reported as a config error", type(exc).__name__)
+        raise ConfigError([FieldIssue("", f"the file could not be read as a config ({type(exc).__name__})")]) from None

@@ -23,6 +23,7 @@ from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID
 from shared.platform.port import EndpointActivity, EndpointInfo, MLPlatform
 from shared.runs import RunStore
+from shared.services.health import note_healthy, note_unhealthy
 from shared.services.sweep import Deadline, Monotonic, SweepBudget
 from shared.states import RunState
 
@@ -46,15 +47,23 @@ def _idle_minutes(tags: dict[str, str]) -> int:
         return DEFAULT_IDLE_MINUTES
 
 
-def _before_metrics(endpoint: EndpointInfo, record: RunRecord | None) -> CleanupDecision | None:
+def _before_metrics(
+    store: RunStore, endpoint: EndpointInfo, record: RunRecord | None, now: datetime, *, dry_run: bool = False
+) -> CleanupDecision | None:
     """What is decided without asking for activity; None: it depends on the endpoint's requests."""
     run = endpoint.tags.get(TAG_RUN_ID)
     if endpoint.tags.get(TAG_KEEP) == "true":
         return CleanupDecision(endpoint.name, run, "keep", "autopilot.keep is set")
     if record is not None and record.state == RunState.DEPLOYING:
         return CleanupDecision(endpoint.name, run, "skip", "still deploying (reconcile owns it)")
-    if endpoint.healthy is False:
-        return CleanupDecision(endpoint.name, run, "delete", "endpoint is unhealthy")
+    # --- [health rule] (shared/services/health.py): delete only after a sustained failure, tracked on the run.
+    # An endpoint with no run in the ledger (an orphan) is judged by idleness alone.
+    if endpoint.healthy is False and record is not None:
+        verdict = note_unhealthy(store, record, now, dry_run=dry_run)
+        return CleanupDecision(endpoint.name, run, "delete" if verdict.delete else "skip", verdict.reason)
+    if endpoint.healthy is True and record is not None and not dry_run:
+        note_healthy(store, record)
+    # --- [/health rule]
     return None
 
 
@@ -79,18 +88,20 @@ def decide_idle(
     return CleanupDecision(endpoint.name, run, "delete", f"idle: no request in the last {minutes} min")
 
 
-def decide(store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: datetime) -> CleanupDecision:
+def decide(
+    store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: datetime, *, dry_run: bool = False
+) -> CleanupDecision:
     """One endpoint on its own (the CLI's dry run of one); the sweep batches the activity calls."""
     run = endpoint.tags.get(TAG_RUN_ID)
     record = store.get(run) if run else None
-    early = _before_metrics(endpoint, record)
+    early = _before_metrics(store, endpoint, record, now, dry_run=dry_run)
     if early is not None:
         return early
     since = now - timedelta(minutes=_idle_minutes(endpoint.tags))
     return decide_idle(endpoint, record, platform.endpoint_activity(endpoint.name, since=since), now)
 
 
-def _decisions(store: RunStore, platform: MLPlatform, now: datetime) -> list[CleanupDecision]:
+def _decisions(store: RunStore, platform: MLPlatform, now: datetime, dry_run: bool) -> list[CleanupDecision]:
     decisions: list[CleanupDecision] = []
     waiting: dict[int, list[tuple[EndpointInfo, RunRecord | None]]] = defaultdict(list)
     for endpoint in platform.list_endpoints():
@@ -101,7 +112,7 @@ def _decisions(store: RunStore, platform: MLPlatform, now: datetime) -> list[Cle
             log.warning("endpoint %s: run %s not read: %s", endpoint.name, run, exc)
             decisions.append(CleanupDecision(endpoint.name, run, "skip", f"error: {exc}"))
             continue
-        early = _before_metrics(endpoint, record)
+        early = _before_metrics(store, endpoint, record, now, dry_run=dry_run)
         if early is not None:
             decisions.append(early)
         else:
@@ -131,7 +142,7 @@ def cleanup(
     """One sweep over the app's endpoints."""
     deadline = Deadline((budget or SweepBudget()).seconds, monotonic)
     now = store.clock()
-    decisions = _decisions(store, platform, now)
+    decisions = _decisions(store, platform, now, dry_run)
     done: list[CleanupDecision] = []
     for decision in decisions:
         if decision.action != "delete" or dry_run:
@@ -150,9 +161,12 @@ def cleanup(
         done.append(decision)
         if decision.run_id:
             reason = decision.reason
-            store.advance(
-                decision.run_id,
-                RunState.DELETED,
-                lambda r, reason=reason: r.notes.append(f"endpoint deleted: {reason}"),  # type: ignore[misc]
-            )
+
+            def deleted(r: RunRecord, reason: str = reason) -> None:
+                r.notes.append(f"endpoint deleted: {reason}")
+                if reason.startswith("unhealthy"):
+                    r.last_error_code = "EndpointUnhealthy"
+                    r.errors = [{"path": "endpoint", "message": f"deleted: {reason}"}]
+
+            store.advance(decision.run_id, RunState.DELETED, deleted)
     return done

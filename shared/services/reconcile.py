@@ -29,14 +29,23 @@ from shared.runs import RunStore
 from shared.scoring import answer_text
 from shared.services.lifecycle import apply_job_status, deploy, deploy_request, register
 from shared.services.step import Outcome, failure, guarded
+from shared.services.stranded import DEFAULT_RECEIVED_DEADLINE, fail_if_stranded
+from shared.services.supersede import supersede_older
 from shared.services.sweep import Deadline, Monotonic, SweepBudget, sweep_active
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
-# What the runs step moves forward; ``received`` belongs to submit (and to a stranded-run sweep).
+# What the runs step moves forward; a ``received`` run is submit's, unless it is stranded past the deadline.
 RECONCILED = frozenset(
-    {RunState.SUBMITTED, RunState.RUNNING, RunState.COMPLETED, RunState.REGISTERED, RunState.DEPLOYING}
+    {
+        RunState.RECEIVED,
+        RunState.SUBMITTED,
+        RunState.RUNNING,
+        RunState.COMPLETED,
+        RunState.REGISTERED,
+        RunState.DEPLOYING,
+    }
 )
 
 
@@ -70,6 +79,7 @@ class SweepContext:
     deadline: Deadline
     concurrency: int
     deploy_timeout: timedelta
+    received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE
 
 
 SweepStep = Callable[[SweepContext, ReconcileReport], None]
@@ -128,13 +138,25 @@ def finish_deployment(
 
         return Outcome(RunState.DEPLOYED, fill)
 
-    return guarded(store, record, RunState.DEPLOYING, act)
+    written = guarded(store, record, RunState.DEPLOYING, act)
+    # --- [supersede policy] (shared/services/supersede.py): one endpoint per config path, the newest run's.
+    if written is not None and written.state == RunState.DEPLOYED:
+        supersede_older(store, platform, written)
+    return written
 
 
 def _step(
-    store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta
+    store: RunStore,
+    platform: MLPlatform,
+    record: RunRecord,
+    now: datetime,
+    deploy_timeout: timedelta,
+    received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE,
 ) -> RunRecord | None:
     """One move of the run; returns the record it wrote, or None when it stays where it is."""
+    if record.state == RunState.RECEIVED:
+        # A submit that never finished (shared/services/stranded.py): failed with a reason past the deadline.
+        return fail_if_stranded(store, record, now, received_deadline)
     if record.state in (RunState.SUBMITTED, RunState.RUNNING) and record.job_name:
         return apply_job_status(store, platform, record, platform.get_job(record.job_name))
     if record.state == RunState.COMPLETED:
@@ -147,11 +169,16 @@ def _step(
 
 
 def reconcile_run(
-    store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta
+    store: RunStore,
+    platform: MLPlatform,
+    record: RunRecord,
+    now: datetime,
+    deploy_timeout: timedelta,
+    received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE,
 ) -> RunRecord:
     """Step the run forward as far as it can go now (a finished job goes on to register and deploy)."""
     for _ in range(len(RunState)):
-        after = _step(store, platform, record, now, deploy_timeout)
+        after = _step(store, platform, record, now, deploy_timeout, received_deadline)
         if after is None or after.state == record.state:
             return after or record
         record = after
@@ -163,7 +190,7 @@ def sweep_runs(ctx: SweepContext, report: ReconcileReport) -> None:
 
     def handle(record: RunRecord) -> ReconcileOutcome:
         try:
-            after = reconcile_run(ctx.store, ctx.platform, record, ctx.now, ctx.deploy_timeout)
+            after = reconcile_run(ctx.store, ctx.platform, record, ctx.now, ctx.deploy_timeout, ctx.received_deadline)
         except Exception as exc:  # one bad run must not stop the sweep
             error = f"{type(exc).__name__}: {exc}"
             log.warning("run %s: reconcile failed: %s", record.run_id, error)
@@ -190,6 +217,7 @@ def reconcile(
     platform: MLPlatform,
     *,
     deploy_timeout: timedelta,
+    received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE,
     budget: SweepBudget | None = None,
     monotonic: Monotonic = time.monotonic,
     sweeps: Sequence[SweepStep] = SWEEPS,
@@ -203,6 +231,7 @@ def reconcile(
         deadline=Deadline(budget.seconds, monotonic),
         concurrency=budget.concurrency,
         deploy_timeout=deploy_timeout,
+        received_deadline=received_deadline,
     )
     report = ReconcileReport()
     for sweep in sweeps:

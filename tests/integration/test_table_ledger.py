@@ -77,7 +77,8 @@ def test_store_mirrors_status_blob(ledger: TableLedger, azurite: str) -> None:
     )
     store.advance("phi3-0000000a", RunState.SUBMITTED, lambda r: setattr(r, "job_name", "phi3-0000000a"))
     assert store.advance("phi3-0000000a", RunState.RECEIVED) is None  # backward: ignored
-    doc = status.read("team/phi3.json")
+    doc = status.read("team/phi3.yaml.json")
+    assert status.read("_runs/phi3-0000000a.json") == {k: v for k, v in doc.items() if k not in ("latest_run", "runs")}
     assert doc and doc["state"] == "submitted" and doc["job"]["name"] == "phi3-0000000a"
     assert list(doc["timeline"]) == ["received", "submitted"]
 

@@ -51,6 +51,8 @@ def test_validate_exit_codes_and_one_line_per_error(tmp_path: Path) -> None:
         (b"\x00\x01\xff", "(file): file is not UTF-8 text"),
         (b"a: &x [1]\nb: *x\n", "(file): invalid YAML at line 2 column 4: YAML aliases"),
         (None, "(file): no such file"),
+        (b"dataset_label: 2024-13-45\n", "dataset_label: cannot read '2024-13-45' as timestamp"),
+        (b"training: {epochs: " + b"9" * 5000 + b"}\n", "training.epochs: cannot read"),
     ],
 )
 def test_validate_never_shows_a_traceback(tmp_path: Path, content: bytes | None, expected: str) -> None:

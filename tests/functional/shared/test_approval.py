@@ -29,7 +29,7 @@ def test_a_manual_run_waits_at_registered_and_says_so() -> None:
     world.model_event(run)  # the deploy trigger comes, and is ignored
     world.reconcile()
     assert world.state(run) == RunState.REGISTERED and not world.platform.endpoints
-    assert world.status.blobs["phi3.json"]["awaiting"] == "approval"
+    assert world.status.blobs["phi3.yaml.json"]["awaiting"] == "approval"
 
 
 def test_approve_then_the_next_sweep_deploys() -> None:
@@ -42,7 +42,7 @@ def test_approve_then_the_next_sweep_deploys() -> None:
         "at": record.approval["at"],
         "reason": "eval loss is fine",
     }
-    assert world.status.blobs["phi3.json"]["awaiting"] is None
+    assert world.status.blobs["phi3.yaml.json"]["awaiting"] is None
     world.reconcile()
     assert world.state(run) == RunState.DEPLOYING
     world.platform.complete_deployments()

@@ -89,7 +89,7 @@ def test_blob_trigger_submits(wired) -> None:  # type: ignore[no-untyped-def]
     user_function("submit")(blob)
     (record,) = store.list()
     assert record.state == RunState.SUBMITTED and len(platform.jobs) == 1
-    assert status.blobs["phi3.json"]["state"] == "submitted"
+    assert status.blobs["phi3.yaml.json"]["state"] == "submitted"
 
 
 def test_blob_trigger_rejects_bad_bytes_without_raising(wired) -> None:  # type: ignore[no-untyped-def]

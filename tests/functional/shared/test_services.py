@@ -40,7 +40,7 @@ def test_valid_config_is_submitted_with_ledger_and_status_blob(world: World) -> 
     assert record.effective_params["learning_rate"] == {"value": 5e-6, "source": "config"}
     assert record.effective_params["precision"]["source"] == "model"
     assert record.effective_params["warmup_steps"]["source"] == "default"
-    doc = world.status.blobs["phi3.json"]
+    doc = world.status.blobs["phi3.yaml.json"]
     assert doc["state"] == "submitted" and doc["job"]["name"] == record.run_id
 
 
@@ -50,7 +50,7 @@ def test_invalid_config_is_rejected_with_field_paths(world: World) -> None:
     assert record is not None and record.state == RunState.REJECTED
     paths = {e["path"] for e in record.errors}
     assert {"training.learning_rate", "optimization.lora.r"} <= paths
-    assert world.status.blobs["bad.json"]["errors"] == record.errors
+    assert world.status.blobs["bad.yaml.json"]["errors"] == record.errors
     assert not world.platform.jobs
 
 
@@ -132,7 +132,7 @@ def test_happy_path_to_deployed(world: World) -> None:
     sent = world.platform.invocations[0]["input_data"]
     assert sent["input_string"] == [[{"role": "user", "content": "Pack for a hike?"}]]
     assert sent["parameters"]["max_new_tokens"] == 200
-    assert world.status.blobs["phi3.json"]["state"] == "deployed"
+    assert world.status.blobs["phi3.yaml.json"]["state"] == "deployed"
     assert list(record.timeline) == [
         "received",
         "submitted",
@@ -335,13 +335,31 @@ def test_cleanup_asks_for_many_endpoints_in_one_call_and_a_failed_call_deletes_n
     assert {world.state(r) for r in runs} == {RunState.DELETED}
 
 
-def test_cleanup_removes_unhealthy_endpoint(world: World) -> None:
+def test_one_failed_probe_deletes_nothing_a_sustained_failure_does(world: World) -> None:
+    # Before: the first unhealthy probe deleted the endpoint for good.
     run = run_to_deployed(world)
     (endpoint,) = world.platform.endpoints.values()
     endpoint.healthy = False
+    for probe in (1, 2):
+        (decision,) = cleanup(world.store, world.platform)
+        assert decision.action == "skip" and f"probe {probe} of 3" in decision.reason
+        world.clock.advance(minutes=6)
+    assert world.state(run) == RunState.DEPLOYED and world.platform.endpoints
+
+    endpoint.healthy = True  # it came back: the count starts again
+    cleanup(world.store, world.platform)
+    assert "unhealthy_probes" not in world.store.get(run).attempts  # type: ignore[union-attr]
+    endpoint.healthy = False
+    for _ in range(2):
+        assert cleanup(world.store, world.platform)[0].action == "skip"
+        world.clock.advance(minutes=6)
+    assert cleanup(world.store, world.platform, dry_run=True)[0].action == "delete"
+    assert world.store.get(run).attempts["unhealthy_probes"] == 2  # type: ignore[union-attr]  # dry run counts nothing
     (decision,) = cleanup(world.store, world.platform)
-    assert decision.action == "delete" and "unhealthy" in decision.reason
-    assert world.state(run) == RunState.DELETED
+    assert decision.action == "delete" and "unhealthy for 12 min (3 failed probes in a row)" in decision.reason
+    record = world.store.get(run)
+    assert record is not None and record.state == RunState.DELETED
+    assert record.last_error_code == "EndpointUnhealthy" and "unhealthy for 12 min" in record.errors[0]["message"]
 
 
 def test_concurrent_ledger_writers_are_retried(world: World) -> None:

@@ -123,7 +123,7 @@ def test_a_run_claimed_by_another_sweep_is_left_alone() -> None:
     assert runs[1] in platform.looked
 
 
-def test_finished_runs_leave_the_index_and_received_runs_stay_for_their_own_sweep() -> None:
+def test_finished_runs_leave_the_index_and_received_runs_stay_until_their_deadline() -> None:
     store, ledger, platform, clock, runs = world(active=2)
     store.advance(runs[0], RunState.CANCELED)
     store.create(
@@ -131,7 +131,9 @@ def test_finished_runs_leave_the_index_and_received_runs_stay_for_their_own_swee
     )
     assert {e.run_id for e in ledger.active()} == {runs[1], "late-00000001"}
     report = sweep(store, platform, clock, seconds=600)
-    assert [o.run_id for o in report.outcomes] == [runs[1]]
+    # The received run is looked at (stranded only past AUTOPILOT_RECEIVED_DEADLINE_MINUTES) and stays.
+    assert {o.run_id for o in report.outcomes} == {runs[1], "late-00000001"}
+    assert store.get("late-00000001").state == RunState.RECEIVED  # type: ignore[union-attr]
     assert {e.run_id for e in ledger.active()} == {runs[1], "late-00000001"}
 
 

@@ -133,6 +133,26 @@ def test_hostile_documents_are_clear_errors(data: bytes, fragment: str) -> None:
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "path", "fragment"),
+    [
+        (b"dataset_label: 2024-13-45\n", "dataset_label", "as timestamp"),
+        (b"training:\n  learning_rate: !!float abc\n", "training.learning_rate", "as float"),
+        (b"training: {epochs: !!int 0xZZ}\n", "training.epochs", "as int"),
+        (b"training: {epochs: " + b"9" * 5000 + b"}\n", "training.epochs", "as int"),
+        (b"a: [1, !!bool maybe]\n", "a[1]", "as bool"),
+        (b"a: !!timestamp soon\n", "a", "as timestamp"),
+        (b"a: 2024-02-30\n", "a", "as timestamp"),
+    ],
+)
+def test_values_yaml_cannot_construct_are_field_errors(data: bytes, path: str, fragment: str) -> None:
+    # Before: PyYAML's ValueError/KeyError/AttributeError escaped the loader and stranded the run in received.
+    with pytest.raises(ConfigError) as info:
+        load_config(data)
+    assert [i.path for i in info.value.issues] == [path]
+    assert fragment in str(info.value) and "(line " in str(info.value)
+
+
 def test_oversized_file_is_refused_before_parsing() -> None:
     data = b"# " + b"x" * MAX_CONFIG_BYTES
     with pytest.raises(ConfigError, match="limit is 1048576"):

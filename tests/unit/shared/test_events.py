@@ -101,3 +101,12 @@ def test_topic_filter_is_case_insensitive_and_optional() -> None:
     assert topic_matches(event, "")
     assert topic_matches(event, WORKSPACE_TOPIC.upper() + "/")
     assert not topic_matches(event, WORKSPACE_TOPIC.replace("ws-finetune", "ws-other"))
+
+
+@pytest.mark.parametrize("bad", ["a/b", "../ledger", "x\\y", "r?1", "r#1", " r", "r\n"])
+def test_a_managed_run_id_tag_with_path_or_key_characters_is_an_event_error(bad: str) -> None:
+    # Before: the tag reached the Table ledger as a key; the handler raised and the webhook answered 500.
+    raw = load_event("run_status_changed_camel", RUN_ID="phi3-1234abcd")
+    raw["data"]["runTags"] = {"autopilot.managed": "true", "autopilot.run_id": bad}
+    with pytest.raises(EventError, match="is not a run id"):
+        parse_event(raw)

@@ -80,7 +80,7 @@ def test_unsafe_blob_names_are_refused(blob: str) -> None:
 
 
 def test_status_blob_mirrors_the_config_path() -> None:
-    assert status_blob_name("team/phi3.yaml") == "team/phi3.json"
+    assert status_blob_name("team/phi3.yaml") == "team/phi3.yaml.json"
 
 
 def test_states_move_only_forward() -> None:

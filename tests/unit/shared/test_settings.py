@@ -21,7 +21,7 @@ def test_sample_lists_every_setting_with_its_default() -> None:
 
 def test_every_setting_has_a_default_that_parses() -> None:
     built = Settings.from_env({})
-    assert built.host_port == 7071 and built.blob_poll_seconds == 2.0 and built.allow_developer_credentials is False
+    assert built.host_port == 7071 and built.blob_poll_seconds == 0.5 and built.allow_developer_credentials is False
     assert {"AzureWebJobsStorage", "AUTOPILOT_WEBHOOK_KEY", "AUTOPILOT_NOTIFY_SIGNING_KEY"} == SECRETS
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -159,27 +160,100 @@ def test_deploy_invoke_activity_and_delete(
     assert info.state == DeploymentState.MISSING
 
 
-def test_dead_endpoint_is_unhealthy_and_cleaned_up(workspace: Workspace, model: ModelRef) -> None:
+def _kill_server(workspace: Workspace, endpoint: str, sig: signal.Signals = signal.SIGKILL) -> processes.ProcessRecord:
+    record = processes.read_pid_file(workspace.workdir / "pids" / f"endpoint-{endpoint}.pid")
+    assert record is not None and record.pgid
+    os.killpg(record.pgid, sig)
+    if sig == signal.SIGKILL:
+        deadline = time.monotonic() + 10
+        while processes.is_alive(record):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    return record
+
+
+def _wait_healthy(workspace: Workspace, endpoint: str) -> None:
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while {e.name: e for e in workspace.platform.list_endpoints()}[endpoint].healthy is not True:
+        assert time.monotonic() < deadline, processes.log_tail(
+            workspace.workdir / "platform" / "endpoints" / endpoint / "server.log", 20
+        )
+        time.sleep(0.5)
+
+
+def test_a_killed_server_is_restarted_on_its_port_with_its_keys_and_cleanup_keeps_it(
+    workspace: Workspace, model: ModelRef
+) -> None:
+    # Before: one probe of the dead server and the first cleanup deleted the endpoint for good.
     platform = workspace.platform
-    request = deploy_request(model, "ft-dies-0000dddd", "dies-0000dddd")
+    # Not idle for an hour: the only reason cleanup could have to delete it is its health.
+    request = deploy_request(
+        model, "ft-dies-0000dddd", "dies-0000dddd", tags={**tags("dies-0000dddd"), "autopilot.idle_after_minutes": "60"}
+    )
     platform.begin_deploy(request)
     assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
-    record = processes.read_pid_file(workspace.workdir / "pids" / "endpoint-ft-dies-0000dddd.pid")
-    assert record is not None and record.pgid
-    os.killpg(record.pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while processes.is_alive(record):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-
-    listed = {e.name: e for e in platform.list_endpoints()}
-    assert listed[request.endpoint_name].healthy is False
-    assert platform.get_deployment(request.endpoint_name, request.deployment_name).state == DeploymentState.FAILED
+    before = platform.endpoints.read_state(request.endpoint_name)
+    keys = platform.endpoint_keys(request.endpoint_name)
+    assert before is not None
+    killed = _kill_server(workspace, request.endpoint_name)
 
     store, _, _ = make_store()
     decisions = cleanup(store, platform)
-    assert [(d.endpoint, d.action) for d in decisions] == [(request.endpoint_name, "delete")]
-    assert not (workspace.workdir / "platform" / "endpoints" / request.endpoint_name).exists()
+    assert [(d.endpoint, d.action) for d in decisions if d.endpoint == request.endpoint_name] == [
+        (request.endpoint_name, "skip")
+    ]
+    after = platform.endpoints.read_state(request.endpoint_name)
+    assert after is not None and after["pid"] != killed.pid and after["restarts"] == 1
+    assert after["port"] == before["port"] and platform.endpoint_keys(request.endpoint_name) == keys
+    _wait_healthy(workspace, request.endpoint_name)
+    platform.set_traffic(request.endpoint_name, {request.deployment_name: 100})
+    assert isinstance(platform.invoke(request.endpoint_name, request.deployment_name, SCORE), dict)
+
+
+def test_down_then_revive_all_brings_every_deployed_endpoint_back(workspace: Workspace, model: ModelRef) -> None:
+    # Before: `autopilot down` stopped the servers, `up` did not start them, cleanup then deleted them.
+    platform = workspace.platform
+    request = deploy_request(model, "ft-revive-0000cccc", "revive-0000cccc")
+    platform.begin_deploy(request)
+    assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
+    port = platform.endpoints.read_state(request.endpoint_name)["port"]  # type: ignore[index]
+    keys = platform.endpoint_keys(request.endpoint_name)
+    # What `autopilot down` does to an endpoint server: SIGTERM to its group, waiting until it has exited.
+    assert processes.stop_pid_file(workspace.workdir / "pids" / f"endpoint-{request.endpoint_name}.pid")
+    assert not processes.port_in_use(port)
+
+    assert request.endpoint_name in platform.endpoints.revive_all()
+    assert platform.endpoints.revive_all() == []  # running now: nothing to do twice
+    state = platform.endpoints.read_state(request.endpoint_name)
+    assert state is not None and state["port"] == port and state["state"] == "Succeeded"
+    assert platform.endpoint_keys(request.endpoint_name) == keys
+    _wait_healthy(workspace, request.endpoint_name)
+
+
+def test_a_stalled_server_is_restarted_after_several_failed_probes(workspace: Workspace, model: ModelRef) -> None:
+    platform = workspace.platform
+    request = deploy_request(model, "ft-stall-0000bbbb", "stall-0000bbbb")
+    platform.begin_deploy(request)
+    assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
+    _wait_healthy(workspace, request.endpoint_name)  # it has answered: from now on silence counts
+    stalled = _kill_server(workspace, request.endpoint_name, signal.SIGSTOP)
+    try:
+        # Probes that get no answer are counted; the restart comes once 3 in a row span RESTART_BACKOFF_S.
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+        state = platform.endpoints.read_state(request.endpoint_name)
+        while state is not None and not state.get("restarts"):
+            assert {e.name: e for e in platform.list_endpoints()}[request.endpoint_name].healthy is False
+            state = platform.endpoints.read_state(request.endpoint_name)
+            assert state is not None and (state.get("restarts") or state["failed_probes"] >= 1)
+            assert time.monotonic() < deadline
+            time.sleep(2)
+        assert state is not None and state["restarts"] == 1 and state["pid"] != stalled.pid
+        assert "health probes" in state["last_restart_reason"]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stalled.pgid, signal.SIGKILL)  # type: ignore[arg-type]
+    _wait_healthy(workspace, request.endpoint_name)
+    platform.begin_delete_endpoint(request.endpoint_name)
 
 
 def test_model_that_cannot_load_fails_the_deployment_and_leaves_nothing_running(

@@ -68,6 +68,10 @@ def event(event_id: str = "e1", **overrides: Any) -> dict[str, Any]:
     return body
 
 
+def _managed(run_id: str) -> dict[str, str]:
+    return {"autopilot.managed": "true", "autopilot.run_id": run_id}
+
+
 def post(
     client: TestClient,
     body: Any,
@@ -144,6 +148,10 @@ def test_the_key_is_checked_before_anything_else(client: TestClient) -> None:
         ([event(), event(eventType=None)], "Notification", "record", "event [1]: missing field(s) eventType"),
         ([event(id=7)], "Notification", "record", "id must be a non-empty string"),
         ([event(eventTime="yesterday")], "Notification", "record", "eventTime must be an ISO 8601 time"),
+        (b"[" * 100_000 + b"]" * 100_000, "Notification", "record", "deeper than 64 levels"),
+        ([event(data={"runId": "j", "runTags": _managed("a/b")})], "Notification", "record", "is not a run id"),
+        ([event(data={"runId": "j", "runTags": _managed("../x")})], "Notification", "record", "is not a run id"),
+        ([event(data={"runId": "j", "runTags": _managed("x?y#z")})], "Notification", "record", "is not a run id"),
     ],
 )
 def test_bad_requests_are_400_with_a_reason_and_reach_nothing(

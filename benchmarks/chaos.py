@@ -1,0 +1,373 @@
+"""Chaos run on the local stack: nothing stuck, nothing lost, nothing unseen. Loopback only, bounded.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/chaos.py [--configs 4] [--seed 7] [--budget-s 720]
+
+Starts Azurite and the local host (its own process, reconcile every 5 s, cleanup every 10 s) on free loopback
+ports in a temp directory, with the tiny model. Event Grid events the local platform posts go through a proxy
+that drops, duplicates and delays (reorders) them at random (seeded). N configs are dropped, each three times.
+At seeded points it kills: a training job (SIGKILL), the host (graceful, then hard), Azurite (graceful, then
+hard), a deployed endpoint's server (SIGKILL), and finally restarts everything as `down` + `up` would. Then it
+waits for every run to reach a terminal or steady state (deployed) and prints, per config: runs, jobs, model
+versions, endpoints; runs not settled; orphans (app-tagged things with no ledger row); drop-to-submitted
+p50/p95. Needs Azurite (`npm install`) and requirements-local.txt; nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from local.common import processes  # noqa: E402
+from local.host.azurite import AzuritePorts, pid_path, start_azurite, stop_azurite  # noqa: E402
+from shared.naming import TAG_CONFIG, TAG_RUN_ID, run_id  # noqa: E402
+from shared.states import TERMINAL, RunState  # noqa: E402
+
+SAMPLE = ROOT / "samples" / "ultrachat_sample"
+MODELS_CACHE = ROOT / ".test-work" / "models"
+CONTAINER = "training-configs"
+CONFIG = """\
+model: {{name: tiny-random-chat}}
+data: {{train: small/train_sft.jsonl, test: small/test_sft.jsonl}}
+compute: {{cluster: local-cpu}}
+training: {{max_steps: {steps}, max_seq_length: 128, logging_steps: 1, learning_rate: {lr}}}
+optimization: {{lora: {{enabled: true, r: 4, alpha: 8}}}}
+deployment:
+  instance_type: local-cpu
+  smoke_test: {{sample_file: small/test_gen.jsonl, parameters: {{max_new_tokens: 4}}}}
+cleanup: {{idle_after_minutes: 600}}
+"""
+STEADY = TERMINAL | {RunState.DEPLOYED}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class EventChaosProxy:
+    """Forwards the platform's Event Grid posts to the host, dropping, duplicating or delaying some."""
+
+    def __init__(self, target: str, rng: random.Random, p_drop: float, p_dup: float, p_delay: float) -> None:
+        self.counts: Counter[str] = Counter()
+        lock = threading.Lock()
+        proxy = self
+
+        def forward(path: str, headers: dict[str, str], body: bytes, delay: float) -> None:
+            time.sleep(delay)
+            try:
+                httpx.post(target + path, headers=headers, content=body, timeout=30)
+            except httpx.HTTPError:
+                proxy.counts["forward_failed"] += 1
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                with lock:
+                    roll = rng.random()
+                    delay = rng.uniform(0.5, 4.0)
+                if roll < p_drop:
+                    proxy.counts["dropped"] += 1
+                elif roll < p_drop + p_dup:
+                    proxy.counts["duplicated"] += 1
+                    forward(self.path, headers, body, 0)
+                    threading.Thread(target=forward, args=(self.path, headers, body, delay), daemon=True).start()
+                elif roll < p_drop + p_dup + p_delay:
+                    proxy.counts["delayed"] += 1
+                    threading.Thread(target=forward, args=(self.path, headers, body, delay), daemon=True).start()
+                else:
+                    proxy.counts["passed"] += 1
+                    forward(self.path, headers, body, 0)
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Stack:
+    def __init__(self, base: Path, seed: int) -> None:
+        self.base = base
+        self.workdir = base / ".autopilot"
+        self.az_dir = base / "azurite-home"
+        self.data = base / "data"
+        blob, queue, table, self.host_port = processes.free_ports(4)
+        self.ports = AzuritePorts(blob, queue, table)
+        self.key = f"chaos-{seed}-{os.getpid()}"
+        self.proxy = EventChaosProxy(
+            f"http://127.0.0.1:{self.host_port}", random.Random(seed + 1), p_drop=0.2, p_dup=0.2, p_delay=0.2
+        )
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
+        self.env.update(
+            AzureWebJobsStorage=self.ports_connection(),
+            AUTOPILOT_PLATFORM="local",
+            AUTOPILOT_WORKDIR=str(self.workdir),
+            AUTOPILOT_DATA_ROOT=str(self.data),
+            AUTOPILOT_HOST_PORT=str(self.host_port),
+            AUTOPILOT_WEBHOOK_KEY=self.key,
+            AUTOPILOT_WEBHOOK_URL=f"http://127.0.0.1:{self.proxy.port}/runtime/webhooks/EventGrid",
+            AUTOPILOT_RECONCILE_SCHEDULE="*/5 * * * * *",
+            AUTOPILOT_CLEANUP_SCHEDULE="*/10 * * * * *",
+            AUTOPILOT_LOCAL_DTYPE="float32",
+            PYTHONPATH=str(ROOT),
+        )
+        os.environ.update(self.env)  # this process reads the same ledger
+
+    def ports_connection(self) -> str:
+        from local.host.azurite import connection_string
+
+        return connection_string(self.ports)
+
+    def prepare(self) -> None:
+        self.data.joinpath("small").mkdir(parents=True)
+        for name in ("train_sft", "test_sft", "test_gen"):
+            lines = (SAMPLE / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:8]
+            (self.data / "small" / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.workdir.mkdir(parents=True)
+        MODELS_CACHE.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "models").symlink_to(MODELS_CACHE, target_is_directory=True)
+
+    def start_azurite(self) -> None:
+        start_azurite(self.az_dir, self.ports, timeout_s=60)
+
+    def kill_azurite(self, hard: bool) -> None:
+        if hard:
+            record = processes.read_pid_file(pid_path(self.az_dir))
+            if record and record.pgid:
+                os.killpg(record.pgid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while record and processes.is_alive(record) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            pid_path(self.az_dir).unlink(missing_ok=True)
+        else:
+            stop_azurite(self.az_dir)
+
+    def start_host(self) -> None:
+        proc = processes.start_detached(
+            [sys.executable, "-m", "local.cli.main", "host"],
+            log_path=self.workdir / "host.log",
+            pid_path=self.workdir / "host.pid",
+            name="host",
+            cwd=ROOT,
+            env=self.env,
+        )
+        processes.wait_for_port(
+            self.host_port, timeout_s=60, process=proc, name="host", log_path=self.workdir / "host.log"
+        )
+
+    def stop_host(self, hard: bool) -> None:
+        record = processes.read_pid_file(self.workdir / "host.pid")
+        if hard and record and record.pgid:
+            os.killpg(record.pgid, signal.SIGKILL)
+            (self.workdir / "host.pid").unlink(missing_ok=True)
+        else:
+            processes.stop_pid_file(self.workdir / "host.pid", timeout_s=15)
+        deadline = time.monotonic() + 15
+        while processes.port_in_use(self.host_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def stop_all(self) -> None:
+        with_suppress(lambda: self.stop_host(hard=False))
+        with_suppress(lambda: processes.stop_recorded_processes(self.workdir))
+        with_suppress(lambda: stop_azurite(self.az_dir))
+
+
+def with_suppress(fn: Any) -> None:
+    try:
+        fn()
+    except Exception as exc:  # the stack is being torn down; report and go on
+        log(f"teardown: {type(exc).__name__}: {exc}")
+
+
+def pid_records(workdir: Path, prefix: str) -> list[processes.ProcessRecord]:
+    out = []
+    for path in sorted((workdir / "pids").glob(f"{prefix}-*.pid")):
+        record = processes.read_pid_file(path)
+        if record is not None and processes.is_alive(record):
+            out.append(record)
+    return out
+
+
+def ledger() -> dict[str, Any]:
+    from shared import runtime
+
+    try:
+        return {r.run_id: r for r in runtime.run_store().list()}
+    except Exception as exc:  # Azurite may be down for a moment: the caller looks again
+        log(f"ledger unavailable: {type(exc).__name__}")
+        return {}
+
+
+def inventory(stack: Stack) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
+    """App-tagged jobs, model versions and endpoints of the local platform, as their tags."""
+    from local.platform.endpoints import Endpoints
+    from local.platform.registry import Registry
+    from local.platform.workspace import Workspace, read_json
+
+    ws = Workspace(stack.workdir)
+    jobs = [dict((read_json(p) or {}).get("tags") or {}) for p in sorted(ws.jobs.glob("*/spec.json"))]
+    models = [dict(v.tags or {}) for v in Registry(ws).client.search_model_versions("tag.`autopilot.managed`='true'")]
+    endpoints = [dict(e.tags) for e in Endpoints(ws).list()]
+    return jobs, models, endpoints
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--budget-s", type=float, default=720.0, help="give up waiting for convergence after this")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    started = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="autopilot-chaos-"))
+    stack = Stack(base, args.seed)
+    stack.prepare()
+    kills: list[str] = []
+    try:
+        stack.start_azurite()
+        stack.start_host()
+        log(f"stack up in {time.monotonic() - started:.1f}s (Azurite {stack.ports.all()}, host {stack.host_port})")
+        from shared.storage import upload_config
+
+        contents = {
+            f"chaos/c{i}.yaml": CONFIG.format(steps=2 + i % 3, lr=f"{1e-4 * (i + 1):.0e}").encode()
+            for i in range(args.configs)
+        }
+        runs = {run_id(CONTAINER, name, data): name for name, data in contents.items()}
+        drops = [name for name in contents for _ in range(3)]
+        rng.shuffle(drops)
+        dropped_at: dict[str, float] = {}
+        submitted_at: dict[str, float] = {}
+        for name in drops:
+            dropped_at.setdefault(name, time.monotonic())
+            upload_config(stack.env["AzureWebJobsStorage"], CONTAINER, name, contents[name])
+            time.sleep(rng.uniform(0, 0.3))
+
+        def watch_submits() -> None:
+            while len(submitted_at) < len(contents) and time.monotonic() - started < args.budget_s:
+                for run, record in ledger().items():
+                    name = runs.get(run)
+                    if name and name not in submitted_at and record.state != RunState.RECEIVED:
+                        submitted_at[name] = time.monotonic()
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch_submits, daemon=True)
+        watcher.start()
+        watcher.join(120)
+
+        # Chaos, at seeded points.
+        time.sleep(rng.uniform(1, 4))
+        jobs_alive = pid_records(stack.workdir, "job")
+        if jobs_alive:
+            victim = rng.choice(jobs_alive)
+            os.killpg(victim.pgid or victim.pid, signal.SIGKILL)
+            kills.append(f"{victim.name} SIGKILL")
+        for hard in (False, True):
+            time.sleep(rng.uniform(2, 8))
+            stack.stop_host(hard=hard)
+            kills.append(f"host {'SIGKILL' if hard else 'SIGTERM'}")
+            time.sleep(rng.uniform(0, 3))
+            stack.start_host()
+            time.sleep(rng.uniform(2, 8))
+            stack.kill_azurite(hard=hard)
+            kills.append(f"Azurite {'SIGKILL' if hard else 'SIGTERM'}")
+            time.sleep(rng.uniform(0, 3))
+            stack.start_azurite()
+        # An endpoint server, once one is deployed.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not pid_records(stack.workdir, "endpoint"):
+            time.sleep(2)
+        servers = pid_records(stack.workdir, "endpoint")
+        if servers:
+            time.sleep(rng.uniform(5, 15))
+            victim = rng.choice(servers)
+            os.killpg(victim.pgid or victim.pid, signal.SIGKILL)
+            kills.append(f"{victim.name} server SIGKILL")
+        # A restart of everything, as `autopilot down` then `autopilot up`.
+        time.sleep(rng.uniform(5, 15))
+        stack.stop_host(hard=False)
+        processes.stop_recorded_processes(stack.workdir)
+        stop_azurite(stack.az_dir)
+        kills.append("down + up")
+        stack.start_azurite()
+        stack.start_host()
+        from local.platform.endpoints import Endpoints
+        from local.platform.workspace import Workspace
+
+        revived = Endpoints(Workspace(stack.workdir)).revive_all()
+        log(f"chaos done: {', '.join(kills)}; up revived {len(revived)} endpoint(s)")
+
+        # Converge.
+        records: dict[str, Any] = {}
+        while time.monotonic() - started < args.budget_s:
+            records = ledger()
+            mine = [r for r in records.values() if r.run_id in runs]
+            if records and len(mine) == len(runs) and all(r.state in STEADY for r in mine):
+                break
+            time.sleep(3)
+        settled_s = time.monotonic() - started
+        time.sleep(12)  # one more cleanup sweep (the endpoint health rule) before counting
+        records = ledger()
+        jobs, models, endpoints = inventory(stack)
+    finally:
+        stack.stop_all()
+
+    per_config: dict[str, Counter[str]] = defaultdict(Counter)
+    for record in records.values():
+        per_config[record.config_blob]["runs"] += 1
+        per_config[record.config_blob][f"state:{record.state.value}"] += 1
+    orphans = Counter()
+    for kind, items in (("jobs", jobs), ("model versions", models), ("endpoints", endpoints)):
+        for tags in items:
+            if tags.get(TAG_RUN_ID) not in records:
+                orphans[kind] += 1
+            per_config[tags.get(TAG_CONFIG, "?")][kind] += 1
+    unsettled = [f"{r.run_id}={r.state.value}" for r in records.values() if r.state not in STEADY]
+    latencies = [submitted_at[n] - dropped_at[n] for n in submitted_at]
+    print("\n== chaos figures ==")
+    print(f"seed {args.seed}, {args.configs} configs x 3 uploads; kills: {', '.join(kills)}")
+    print(f"events through the proxy: {dict(stack.proxy.counts)}")
+    print(f"{'config':<16} {'runs':>4} {'jobs':>4} {'models':>6} {'endpoints':>9}  states")
+    for config in sorted(per_config):
+        c = per_config[config]
+        states = ", ".join(f"{k[6:]}:{v}" for k, v in sorted(c.items()) if k.startswith("state:"))
+        print(f"{config:<16} {c['runs']:>4} {c['jobs']:>4} {c['model versions']:>6} {c['endpoints']:>9}  {states}")
+    duplicates = sum(
+        max(0, c[k] - 1) for c in per_config.values() for k in ("runs", "jobs", "model versions", "endpoints")
+    )
+    print(f"runs not terminal/steady: {len(unsettled)} {unsettled}")
+    print(f"duplicates (beyond 1 per config): {duplicates}")
+    print(f"orphans (app-tagged, no ledger row): {dict(orphans) or 0}")
+    if latencies:
+        p95 = sorted(latencies)[max(0, round(0.95 * len(latencies)) - 1)]
+        print(
+            f"drop-to-submitted over {len(latencies)} configs: p50 {statistics.median(latencies):.2f}s, p95 {p95:.2f}s"
+        )
+    print(f"settled after {settled_s:.0f}s; total {time.monotonic() - started:.0f}s (budget {args.budget_s:.0f}s)")
+    shutil.rmtree(base, ignore_errors=True)
+    return 0 if not unsettled and not orphans and not duplicates else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
