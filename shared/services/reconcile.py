@@ -32,21 +32,13 @@ from shared.services.step import Outcome, failure, guarded
 from shared.services.stranded import DEFAULT_RECEIVED_DEADLINE, fail_if_stranded
 from shared.services.supersede import supersede_older
 from shared.services.sweep import Deadline, Monotonic, SweepBudget, sweep_active
-from shared.states import RunState
+from shared.states import ACTIVE, RunState
 
 log = logging.getLogger(__name__)
 
-# What the runs step moves forward; a ``received`` run is submit's, unless it is stranded past the deadline.
-RECONCILED = frozenset(
-    {
-        RunState.RECEIVED,
-        RunState.SUBMITTED,
-        RunState.RUNNING,
-        RunState.COMPLETED,
-        RunState.REGISTERED,
-        RunState.DEPLOYING,
-    }
-)
+# What the runs step moves forward: every state in which the platform may still change under the run (a
+# ``received`` run is submit's, unless it is stranded past the deadline).
+RECONCILED = ACTIVE
 
 
 @dataclass(frozen=True)
