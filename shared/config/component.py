@@ -109,7 +109,7 @@ def optional_copy(name: str, base: type[BaseModel], fields: tuple[str, ...], doc
     definitions: dict[str, Any] = {}
     for field_name in fields:
         info = ComponentParams.model_fields[field_name]
-        constrained = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation  # type: ignore[valid-type]
+        constrained: Any = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
         definitions[field_name] = (constrained | None, FieldInfo(default=None, description=info.description))
     model: type[BaseModel] = create_model(name, __base__=base, __doc__=doc, __module__=base.__module__, **definitions)
     return model

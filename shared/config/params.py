@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 __all__ = ["APP_DEFAULTS", "ComponentParams", "EffectiveParams", "Param", "resolve"]
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.config.component import ComponentParams
 from shared.config.model import TrainingConfig
@@ -50,7 +50,8 @@ def config_path(name: str) -> str:
 
 def config_values(config: TrainingConfig) -> dict[str, Any]:
     """The parameters the config writes explicitly, under their component input names."""
-    written: dict[str, Any] = {k: v for k, v in config.training.model_dump().items() if v is not None}
+    training: BaseModel = config.training  # a model derived from ComponentParams (see config/component.py)
+    written: dict[str, Any] = {k: v for k, v in training.model_dump().items() if v is not None}
     opt = config.optimization
     mapping = {
         "apply_lora": opt.lora.enabled,
