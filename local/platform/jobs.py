@@ -15,6 +15,7 @@ with ``"resume": true`` in its training spec, so the recipe continues from its l
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -280,6 +281,9 @@ class Jobs:
                 "AUTOPILOT_LOCAL_MAX_JOBS": str(self.settings.local_max_jobs),
                 "AUTOPILOT_LOCAL_JOB_RESTARTS": str(self.settings.local_job_restarts),
                 "PYTHONUNBUFFERED": "1",
+                # Tensors of many sizes (packed rows vary in length every step) fragment glibc's heap, which
+                # then never shrinks: from 64 KiB up, allocations get their own mappings, returned on free.
+                "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "65536"),
             },
             sharing=self.max_jobs,
         )
