@@ -75,6 +75,10 @@ class Runtime:
     def deploy_timeout(self) -> timedelta:
         return timedelta(minutes=self.settings.deploy_timeout_minutes)
 
+    @property
+    def received_deadline(self) -> timedelta:
+        return timedelta(minutes=self.settings.received_deadline_minutes)
+
 
 def bootstrap(
     settings: Settings | None = None, *, store: RunStore | None = None, platform: MLPlatform | None = None
@@ -104,10 +108,6 @@ def install(runtime: Runtime) -> Runtime:
     return runtime
 
 
-def received_deadline() -> timedelta:
-    return timedelta(minutes=settings().received_deadline_minutes)
-
-
 def reset() -> None:
     """Forget the process's runtime: the next ``current()`` reads the environment again."""
     global _current
@@ -130,3 +130,7 @@ def platform() -> MLPlatform:
 
 def deploy_timeout() -> timedelta:
     return current().deploy_timeout
+
+
+def received_deadline() -> timedelta:
+    return current().received_deadline

@@ -77,7 +77,7 @@ class Settings:
     host_port: int = setting("AUTOPILOT_HOST_PORT", "7071")
     webhook_url: str = setting("AUTOPILOT_WEBHOOK_URL", "http://127.0.0.1:7071/runtime/webhooks/EventGrid")
     webhook_key: str = setting("AUTOPILOT_WEBHOOK_KEY", "", secret=True)
-    # Local host only. Short, because an unchanged pass costs one listing (drop-to-submit p50 under 1 s).
+    # Local host only. Short, because a pass over an unchanged container costs one listing.
     blob_poll_seconds: float = setting("AUTOPILOT_BLOB_POLL_SECONDS", "0.5")
     # Read when the app is indexed (functions/__init__.py): the blob trigger's source.
     blob_source: str = setting("AUTOPILOT_BLOB_SOURCE", "LogsAndContainerScan")

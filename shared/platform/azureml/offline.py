@@ -42,18 +42,24 @@ def _bad(option: str, message: str) -> RejectedError:
     return RejectedError([FieldIssue(option, message)])
 
 
-def load_model(path: Path, name: str, version: str, registry: str) -> FoundationModel:
-    """A foundation model from ``{"name", "version", "id", "tags": {...}}`` (or a flat object of tags).
-
-    Tag values must be strings, as the registry stores them (lists and dicts are Python literals in text).
-    """
-    option = "--model-tags"
+def _read_capped(path: Path, option: str) -> bytes:
+    """The file's bytes, or an error on ``option`` if it cannot be read or is larger than a registry answer."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise _bad(option, f"cannot read {path}: {exc.strerror or exc}") from None
     if len(raw) > MAX_TAGS_FILE_BYTES:
         raise _bad(option, f"{path} is {len(raw)} bytes; at most {MAX_TAGS_FILE_BYTES} are read")
+    return raw
+
+
+def load_model(path: Path, name: str, version: str, registry: str) -> FoundationModel:
+    """A foundation model from ``{"name", "version", "id", "tags": {...}}`` (or a flat object of tags).
+
+    Tag values must be strings, as the registry stores them (lists and dicts are Python literals in text).
+    """
+    option = "--model-tags"
+    raw = _read_capped(path, option)
     try:
         data: Any = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -95,12 +101,7 @@ def load_model_spec(path: Path, name: str, version: str, registry: str) -> Found
     """A foundation model from its registry asset ``spec.yaml`` (as in Azure/azureml-assets
     ``assets/models/system/<model>/spec.yaml``): name, version, tags, ``system_metadata`` and ``isArchived``."""
     option = "--model-spec"
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise _bad(option, f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_TAGS_FILE_BYTES:
-        raise _bad(option, f"{path} is {len(raw)} bytes; at most {MAX_TAGS_FILE_BYTES} are read")
+    raw = _read_capped(path, option)
     try:
         data: Any = yaml.safe_load(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
