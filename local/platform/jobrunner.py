@@ -4,9 +4,10 @@ Mirrors what Azure ML does around a pipeline job: status Running, the model made
 into the cache), the training recipe run with progress written to ``status.json``, then Completed with
 metrics or Failed with a one-line reason, and Event Grid events to the app's webhook (RunStatusChanged for
 Running and for the end state, RunCompleted on success) carrying the job's tags. SIGTERM (``autopilot
-down``) ends the job as Canceled, whatever error the interrupted code raised on its way out (an MLflow
-write cut short reports "database is locked"). Every other exception ends as Failed; nothing escapes as a
-bare traceback.
+down``) ends the job as Canceled, whatever error the interrupted code raised on its way out; writes to the
+MLflow store finish before the cancel is raised (``stopping.py``), and a job still winding down after
+``CANCEL_GRACE_S`` records Canceled and exits, before the stopper would kill it. Every other exception ends
+as Failed; nothing escapes as a bare traceback.
 
 A restarted attempt (the platform found the previous process gone, see ``jobs.py``) posts Running only if no
 earlier attempt delivered it; the end state is posted once, by the attempt that reaches it. As it ends (not
@@ -36,6 +37,7 @@ from typing import Any
 from local.platform import eventpost
 from local.platform.jobs import STATUS_FILE, Jobs
 from local.platform.mlflow_retry import retry_locked
+from local.platform.stopping import CANCEL_REQUESTED, JobCanceledError, deferred_cancel, request_cancel
 from local.platform.workspace import Workspace, read_json, write_json_atomic
 from shared.platform.port import JobStatus
 from shared.settings import Settings
@@ -44,12 +46,10 @@ from shared.subscriptions import function_for
 log = logging.getLogger("local.platform.jobrunner")
 
 
-class JobCanceledError(BaseException):
-    """SIGTERM arrived. A BaseException, so ``except Exception`` inside the recipe does not swallow it."""
-
-
-# Set by the SIGTERM handler: the job was stopped, even where the interrupted code raised something else.
-CANCEL_REQUESTED = threading.Event()
+# How long a stopped job may take to wind down before it records Canceled and exits regardless. Below the
+# stopper's own grace (``processes.stop_process``: 10 s for ``autopilot down``), after which it kills the job,
+# which would then end Failed.
+CANCEL_GRACE_S = 6.0
 
 
 def _now() -> str:
@@ -167,6 +167,7 @@ class JobRunner:
         self.mlflow_run_id: str | None = None
         self.restarts = int(self.status.data.get("restarts") or 0)
         self._last_trim = 0.0
+        self._ending = threading.Event()  # the end state is being reported (by the main thread or the watchdog)
 
     # -- events
 
@@ -198,17 +199,18 @@ class JobRunner:
         training = self.spec["training"]
         name, uri = str(training["experiment_name"]), str(training["mlflow_tracking_uri"])
         client = MlflowClient(tracking_uri=uri)
-        experiment = retry_locked(lambda: client.get_experiment_by_name(name))
-        if experiment is None:
-            try:
-                self.experiment_id = str(
-                    retry_locked(lambda: client.create_experiment(name, artifact_location=artifact_root_for(uri)))
-                )
-                return
-            except MlflowException:  # another job created it meanwhile
-                experiment = retry_locked(lambda: client.get_experiment_by_name(name))
-        if experiment is not None:
-            self.experiment_id = str(experiment.experiment_id)
+        with deferred_cancel():  # a write cut in half would hold the store's lock (see stopping.py)
+            experiment = retry_locked(lambda: client.get_experiment_by_name(name))
+            if experiment is None:
+                try:
+                    self.experiment_id = str(
+                        retry_locked(lambda: client.create_experiment(name, artifact_location=artifact_root_for(uri)))
+                    )
+                    return
+                except MlflowException:  # another job created it meanwhile
+                    experiment = retry_locked(lambda: client.get_experiment_by_name(name))
+            if experiment is not None:
+                self.experiment_id = str(experiment.experiment_id)
 
     def _on_progress(self, update: dict[str, Any]) -> None:
         line = progress_line(update)
@@ -319,7 +321,9 @@ class JobRunner:
             self.status.update(running_posted=True)
 
     def _post_final(self, final: JobStatus) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self._ending.set()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         events = [self._event(final.value)]
         if final == JobStatus.COMPLETED:
             events.append(self._event(final.value, completed=True))
@@ -333,6 +337,27 @@ class JobRunner:
                     event.event_type,
                 )
 
+    def cancel_when_stuck(self, grace_s: float = CANCEL_GRACE_S) -> None:
+        """Called on SIGTERM: if the process has not wound down within ``grace_s`` (a write blocked on the
+        MLflow store's lock, a long native call), record Canceled, tell the app once, and exit."""
+
+        def watchdog() -> None:
+            time.sleep(grace_s)
+            if self._ending.is_set():  # the main thread is already reporting the end: give it a moment
+                time.sleep(grace_s / 2)
+                os._exit(1)
+            log.warning("job %s: still winding down %.0fs after SIGTERM; exiting now", self.name, grace_s)
+            reason = "the job was stopped (SIGTERM)"
+            self.status.update(
+                status=JobStatus.CANCELED.value, error=reason, finished_at=_now(), progress=f"canceled: {reason}"
+            )
+            self._post_final(JobStatus.CANCELED)
+            self._forget_pid()
+            logging.shutdown()
+            os._exit(1)
+
+        threading.Thread(target=watchdog, name="cancel-watchdog", daemon=True).start()
+
     def _forget_pid(self) -> None:
         from local.common import processes
 
@@ -342,9 +367,10 @@ class JobRunner:
             path.unlink(missing_ok=True)
 
 
-def _raise_canceled(signum: int, frame: Any) -> None:
-    CANCEL_REQUESTED.set()
-    raise JobCanceledError()
+def _on_sigterm(runner: JobRunner, signum: int, frame: Any) -> None:
+    if not CANCEL_REQUESTED.is_set():
+        runner.cancel_when_stuck()
+    request_cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,7 +381,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 1:
         log.error("usage: python -m local.platform.jobrunner SPEC.json")
         return 2
-    signal.signal(signal.SIGTERM, _raise_canceled)
     try:
         runner = JobRunner(
             Path(args[0]).resolve(),
@@ -365,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError) as exc:
         log.error("cannot read the job spec: %s", one_line(exc))
         return 2
+    signal.signal(signal.SIGTERM, functools.partial(_on_sigterm, runner))
     return runner.run()
 
 

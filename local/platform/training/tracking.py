@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from local.platform.stopping import deferred_cancel
+
 logger = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 500
@@ -38,8 +40,9 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self._client = MlflowClient(tracking_uri=tracking_uri)
-        experiment_id = self._experiment_id(experiment_name, artifact_root_for(tracking_uri))
-        run = self._client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+        with deferred_cancel():  # every write to the shared store runs to its end (see stopping.py)
+            experiment_id = self._experiment_id(experiment_name, artifact_root_for(tracking_uri))
+            run = self._client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
         self.run_id = run.info.run_id
         logger.info("tracking run %s in experiment %s", self.run_id, experiment_name)
 
@@ -64,7 +67,8 @@ class Tracker:
 
         items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self._client.log_batch(self.run_id, params=items[i : i + 100])
+            with deferred_cancel():
+                self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         if not self._client:
@@ -74,17 +78,21 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        with deferred_cancel():
+            self._client.log_batch(self.run_id, metrics=batch)
 
     def log_artifact(self, path: Path) -> None:
         if self._client:
-            self._client.log_artifact(self.run_id, str(path))
+            with deferred_cancel():
+                self._client.log_artifact(self.run_id, str(path))
 
     def finish(self, ok: bool) -> None:
         if not self._client:
             return
         try:
-            self._client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
+            with deferred_cancel():
+                self._client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
         except Exception:  # never hide the training error behind a tracking error
             if ok:
                 raise

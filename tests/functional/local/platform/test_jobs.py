@@ -106,3 +106,30 @@ def test_sigterm_cancels_the_job(workspace: Workspace) -> None:
     info = workspace.platform.get_job(name)
     assert info.status == JobStatus.CANCELED
     assert info.error and "SIGTERM" in info.error
+
+
+def test_sigterm_while_the_tracking_store_is_locked_still_ends_canceled(workspace: Workspace) -> None:
+    """The flaky case made certain: the job's MLflow writes wait on a lock another process holds, so its way
+    out (mark the run failed) would block past the stopper's grace and the job would be killed as Failed."""
+    import sqlite3
+
+    name = "locked-stop-0000dddd"
+    workspace.platform.submit_job(workspace.job_request(name, max_steps=10_000))
+    status_path = workspace.workdir / "platform" / "jobs" / name / "status.json"
+    deadline = time.monotonic() + 90
+    while not (read_json(status_path) or {}).get("mlflow_run_id"):
+        assert time.monotonic() < deadline, "the job never started training"
+        time.sleep(0.2)
+    holder = sqlite3.connect(workspace.platform.workspace.mlflow_db, timeout=30, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # every write of the job now waits (busy timeout 30 s)
+        started = time.monotonic()
+        assert processes.stop_pid_file(workspace.workdir / "pids" / f"job-{name}.pid", timeout_s=15)
+        stopped_in = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    info = workspace.platform.get_job(name)
+    assert info.status == JobStatus.CANCELED, info.error
+    assert info.error and "SIGTERM" in info.error
+    assert stopped_in < 15  # it exited on its own: the stopper never had to SIGKILL it
