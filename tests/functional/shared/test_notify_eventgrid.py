@@ -157,7 +157,7 @@ def test_without_a_key_the_identity_is_asked_for_once_per_topic() -> None:
     # The client refuses a bearer token over plain http (azure-core's rule), which counts as no answer:
     # there is no https topic on loopback to show the identity path end to end.
     for _ in range(2):
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="ServiceRequestError"):
             publisher("http://127.0.0.1:9/api/events", cloud_event_for_test())
     assert asked == [1]
     assert TOPIC_KEY not in repr(SdkPublisher(TOPIC_KEY))
