@@ -190,3 +190,18 @@ def test_the_config_refuses_an_unsafe_topic_url(url: str) -> None:
     assert record is not None and record.state == RunState.REJECTED
     assert record.errors[0]["path"] == "notify.event_grid_topic"
     assert "secret" not in str(record.errors)
+
+
+def test_the_composition_root_publishes_with_the_settings_key_and_the_config_container() -> None:
+    from shared.notify import WebhookNotifier
+    from shared.runtime import build_store
+    from shared.settings import Settings
+
+    store = build_store(
+        Settings.from_env({"AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY, "AUTOPILOT_CONFIG_CONTAINER": "team-configs"})
+    )
+    kinds = {type(o) for o in store.observers}
+    assert kinds == {WebhookNotifier, EventGridNotifier}
+    (eventgrid,) = [o for o in store.observers if isinstance(o, EventGridNotifier)]
+    assert eventgrid.source == "/fine-tune-autopilot/team-configs"
+    assert isinstance(eventgrid.publish, SdkPublisher) and eventgrid.publish.key == TOPIC_KEY

@@ -10,6 +10,7 @@ import pytest
 from azure.ai.ml.entities import AmlCompute
 from azure.core.exceptions import HttpResponseError
 
+from shared.naming import run_status_blob_name
 from shared.platform.azureml.quota import family_usage_name
 from shared.platform.port import CapacityOutcome, CapacityRequest, ComputeRequest
 from shared.services.submit import submit_config
@@ -121,7 +122,7 @@ def test_no_usage_reported_or_no_answer_is_unknown_never_a_refusal(
 
 
 def drop_seed(settings: Settings, workspace: FakeWorkspace, mode: str):
-    store, _, _ = make_store(FakeClock())
+    store, _, status = make_store(FakeClock())
     platform = make_platform(settings, workspace, registry=registry_client())
     record = submit_config(
         container="training-configs",
@@ -134,6 +135,8 @@ def drop_seed(settings: Settings, workspace: FakeWorkspace, mode: str):
         quota_check=mode,
     )
     assert record is not None
+    blob = status.read(run_status_blob_name(record.run_id))
+    assert blob is not None and blob["notes"] == record.notes  # the status blob says what the run says
     return record
 
 
