@@ -221,6 +221,8 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
             job_yaml = job_to_yaml(built.job, collapse_component=reference)
         else:
             job_dict = dataclasses.asdict(plan.job)
+            # asdict leaves the pydantic parameters an object, which neither YAML nor JSON can write.
+            job_dict["params"] = plan.job.params.model_dump(mode="json")
             job_yaml = yaml.safe_dump(job_dict, sort_keys=False)
     except RejectedError as exc:
         return _rejected(exc.issues, args.json)

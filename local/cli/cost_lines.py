@@ -52,16 +52,19 @@ def plan_cost(
     size = plan.compute.size
     counted = rows if rows is not None else count_rows(plan.job.train_data, data_root)
     steps = None
+    capped = False
+    devices = max(plan.compute.gpus_per_node, 1)  # a CPU run (local-cpu, 0 GPUs) is one process
     if counted is not None:
-        steps = training_steps(
+        shape = (
             counted,
             int(params.num_train_epochs),
             int(params.per_device_train_batch_size),
             int(params.gradient_accumulation_steps),
-            plan.compute.gpus_per_node,
+            devices,
             nodes,
-            int(params.max_steps),
         )
+        steps = training_steps(*shape, int(params.max_steps))
+        capped = steps < training_steps(*shape, -1)
     if hours is None and seconds_per_step is not None and steps is not None:
         hours = steps * seconds_per_step / 3600
     price = table.get(size)
@@ -71,7 +74,8 @@ def plan_cost(
         lines.append(
             f"training: {steps:,} optimizer steps ({counted:,} rows from {origin} x {params.num_train_epochs} "
             f"epoch(s) over a global batch of {params.per_device_train_batch_size * params.gradient_accumulation_steps}"
-            f" x {plan.compute.gpus_per_node} GPU(s) x {nodes} node(s))"
+            f" x {devices} device(s) x {nodes} node(s)"
+            + (f", capped by max_steps {params.max_steps})" if capped else ")")
         )
     if price is None:
         lines.append(f"training: {size}: {NO_PRICE}")

@@ -4,6 +4,7 @@ idle cleanup saved, for a run taken through the store's own transitions."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,3 +50,23 @@ def test_status_shows_uptime_cost_and_idle_savings(
     assert cost["up_hours"] == 5 and cost["instances"] == 2 and cost["idle_saved_usd_per_day"] == 176.3
     # The fake clock began in the past: the endpoint has been gone (and saving) since then, up to now.
     assert cost["idle_saved_usd_so_far"] > 0
+
+
+def test_a_local_plan_reports_quota_not_applicable_and_counts_the_steps(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = Path(__file__).resolve().parents[3]
+    monkeypatch.setenv("AUTOPILOT_DATA_ROOT", str(root / "samples"))
+    monkeypatch.setenv("AUTOPILOT_WORKDIR", str(tmp_path))
+    monkeypatch.delenv("AUTOPILOT_PRICE_TABLE", raising=False)
+    assert main(["plan", str(root / "samples" / "demo-smollm2.yaml"), "--platform", "local"]) == 0
+    out = capsys.readouterr().out
+    assert "compute.cluster: not applicable: local platform" in out
+    assert "deployment.instance_count: not applicable: local platform" in out
+    rows = sum(
+        1 for line in (root / "samples/ultrachat_sample/train_sft.jsonl").read_bytes().splitlines() if line.strip()
+    )
+    assert f"60 optimizer steps ({rows:,} rows from data.train" in out and "capped by max_steps 60" in out
+    assert "training: local-cpu: no price on record" in out
+    assert main(["plan", str(root / "samples" / "demo-smollm2.yaml"), "--platform", "local", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["job"]["params"]["max_steps"] == 60
