@@ -43,6 +43,7 @@ def submit(blob: func.InputStream) -> None:
         platform=runtime.platform(),
         data_root=s.data_root,
         max_attempts=s.max_submit_attempts,
+        quota_check=s.quota_check,
     )
     if record is not None:
         log.info("config %s: run %s is %s", blob_name, record.run_id, record.state.value)

@@ -7,6 +7,9 @@ at-least-once delivery brings. The body is signed with HMAC-SHA256 under ``AUTOP
 (header ``X-Autopilot-Signature: sha256=<hex>``); the body never carries a key, and a webhook URL is never
 logged with its query. Delivery is retried with backoff a few times, bounded so a function never waits long;
 a receiver that stays down misses the notification (the status blob still says everything).
+
+The same events go to an Event Grid custom topic as CloudEvents 1.0 when the config names one
+(``notify.event_grid_topic``; see shared/notify_eventgrid.py), with the same id and the same retries.
 """
 
 from __future__ import annotations
@@ -108,10 +111,12 @@ class WebhookNotifier:
     sleep: Callable[[float], None] = time.sleep
 
     def __call__(self, record: RunRecord) -> None:
-        notify = record.notify or (record.config or {}).get("notify") or {}
+        wanted = subscribed_event(record)
+        if wanted is None:
+            return
+        notify, event = wanted
         urls: Sequence[str] = notify.get("webhooks") or []
-        event = event_for(record)
-        if not urls or event is None or event not in (notify.get("events") or EVENTS):
+        if not urls:
             return
         body = json.dumps(notification_body(record, event), sort_keys=True).encode()
         headers = {"Content-Type": "application/json", EVENT_HEADER: event, ID_HEADER: f"{record.run_id}:{event}"}
@@ -120,23 +125,44 @@ class WebhookNotifier:
         else:
             log.warning("run %s: AUTOPILOT_NOTIFY_SIGNING_KEY is not set; notification sent unsigned", record.run_id)
         for url in urls:
-            self._deliver(record.run_id, event, url, body, headers)
+            deliver(
+                lambda url=url: self.post(url, body, headers),  # type: ignore[misc]
+                run_id=record.run_id,
+                event=event,
+                target=safe_url(url),
+                sleep=self.sleep,
+            )
 
-    def _deliver(self, run_id: str, event: str, url: str, body: bytes, headers: dict[str, str]) -> bool:
-        for attempt, wait in enumerate((0.0, *BACKOFF_S), start=1):
-            if wait:
-                self.sleep(wait)
-            try:
-                status = self.post(url, body, headers)
-            except OSError as exc:
-                status, reason = 0, type(exc).__name__
-            else:
-                reason = f"HTTP {status}"
-            if 200 <= status < 300:
-                log.info("run %s: %s notified to %s", run_id, event, safe_url(url))
-                return True
-            if 400 <= status < 500 and status not in (408, 429):
-                break  # the receiver refuses this notification: trying again cannot help
-            log.info("run %s: %s to %s: %s (try %s)", run_id, event, safe_url(url), reason, attempt)
-        log.warning("run %s: %s could not be delivered to %s", run_id, event, safe_url(url))
-        return False
+
+def subscribed_event(record: RunRecord) -> tuple[dict[str, Any], str] | None:
+    """The run's ``notify`` section and the event its current state is, if the section asks for that event."""
+    notify = record.notify or (record.config or {}).get("notify") or {}
+    event = event_for(record)
+    if event is None or event not in (notify.get("events") or EVENTS):
+        return None
+    return notify, event
+
+
+def deliver(
+    send: Callable[[], int], *, run_id: str, event: str, target: str, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """Call ``send`` (one delivery, answering an HTTP status; OSError for no answer) until it succeeds, with
+    the backoff above; a 4xx other than 408/429 is a refusal and is not retried. ``target`` is for logs only
+    and must already be safe to log."""
+    for attempt, wait in enumerate((0.0, *BACKOFF_S), start=1):
+        if wait:
+            sleep(wait)
+        try:
+            status = send()
+        except OSError as exc:
+            status, reason = 0, type(exc).__name__
+        else:
+            reason = f"HTTP {status}"
+        if 200 <= status < 300:
+            log.info("run %s: %s notified to %s", run_id, event, target)
+            return True
+        if 400 <= status < 500 and status not in (408, 429):
+            break  # the receiver refuses this notification: trying again cannot help
+        log.info("run %s: %s to %s: %s (try %s)", run_id, event, target, reason, attempt)
+    log.warning("run %s: %s could not be delivered to %s", run_id, event, target)
+    return False

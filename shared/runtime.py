@@ -38,12 +38,23 @@ def build_platform(settings: Settings) -> MLPlatform:
 def build_store(settings: Settings) -> RunStore:
     from shared.ledger.table import TableLedger
     from shared.notify import WebhookNotifier
+    from shared.notify_eventgrid import DEFAULT_SOURCE, EventGridNotifier, SdkPublisher
     from shared.status import BlobStatusStore
 
+    def identity() -> Any:
+        # The Function App's identity, as the Azure ML adapter uses it (developer logins only when allowed).
+        from shared.identity import build_credential
+
+        return build_credential(settings)
+
+    publisher = SdkPublisher(settings.event_grid_topic_key, identity)
     return RunStore(
         TableLedger(settings.storage(), settings.ledger_table),
         BlobStatusStore(settings.storage(), settings.status_container),
-        observers=[WebhookNotifier(settings.notify_signing_key)],
+        observers=[
+            WebhookNotifier(settings.notify_signing_key),
+            EventGridNotifier(publisher, source=f"{DEFAULT_SOURCE}/{settings.config_container}"),
+        ],
     )
 
 

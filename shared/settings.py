@@ -31,6 +31,7 @@ AZURITE_CONNECTION_STRING = (
 
 
 STORAGE_SETTING = "AzureWebJobsStorage"
+QUOTA_CHECK_MODES = ("reject", "warn", "off")
 
 
 def setting(env: str, default: str, *, secret: bool = False) -> Any:
@@ -90,6 +91,14 @@ class Settings:
     max_submit_attempts: int = setting("AUTOPILOT_MAX_SUBMIT_ATTEMPTS", "5")
     # HMAC-SHA256 key that signs the notifications sent to the configs' `notify.webhooks`.
     notify_signing_key: str = setting("AUTOPILOT_NOTIFY_SIGNING_KEY", "", secret=True)
+    # Access key of the Event Grid custom topics named by configs' `notify.event_grid_topic`; empty: the app's
+    # managed identity publishes (it needs the "EventGrid Data Sender" role on the topic).
+    event_grid_topic_key: str = setting("AUTOPILOT_EVENT_GRID_TOPIC_KEY", "", secret=True)
+    # Quota and capacity checks at submit (Azure ML): reject | warn | off. Reject, because the failure it
+    # prevents (OutOfQuota at deploy) comes after the GPU hours are spent; a refused submit costs one resubmit.
+    quota_check: str = setting("AUTOPILOT_QUOTA_CHECK", "reject")
+    # A JSON file of VM prices laid over the shipped table (shared/prices.json; same shape) for cost estimates.
+    price_table: str = setting("AUTOPILOT_PRICE_TABLE", "")
     # Reconcile fails a run still `received` this long after its last write (a submit that never finished).
     received_deadline_minutes: int = setting("AUTOPILOT_RECEIVED_DEADLINE_MINUTES", "30")
     # Local platform only: the compute dtype of training and serving (auto | float32 | bfloat16).
@@ -130,6 +139,10 @@ class Settings:
         if platform not in {"local", "azureml"}:
             raise ValueError(f"AUTOPILOT_PLATFORM must be 'local' or 'azureml', not {platform!r}")
         values["platform"] = platform
+        quota = values["quota_check"].strip().lower()
+        if quota not in QUOTA_CHECK_MODES:
+            raise ValueError(f"AUTOPILOT_QUOTA_CHECK must be one of {', '.join(QUOTA_CHECK_MODES)}, not {quota!r}")
+        values["quota_check"] = quota
         identity = [f.metadata["env"] for f in fields(cls) if f.metadata["env"].startswith(f"{STORAGE_SETTING}__")]
         if not source.get(STORAGE_SETTING) and any(source.get(name) for name in identity):
             # As the Functions host does: no connection string, so the identity-based settings apply, and the

@@ -29,6 +29,9 @@ from shared.ledger.port import ActiveEntry
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import (
+    CapacityCheck,
+    CapacityOutcome,
+    CapacityRequest,
     ComputeInfo,
     ComputeRequest,
     DeploymentInfo,
@@ -217,6 +220,8 @@ class FakePlatform:
         self.deleted_endpoints: list[str] = []
         self.activity_calls = 0  # endpoints_activity calls: the cleanup asks for many endpoints at once
         self.fail_next: dict[str, Exception] = {}
+        self.capacity: dict[str, tuple[CapacityOutcome, str]] = {}
+        self.capacity_requests: list[CapacityRequest] = []
         self.deployment_outcome = DeploymentState.SUCCEEDED
         self.deployment_error_code: str | None = None
         self.invoke_answer: Any = [{"0": "Here is a packing list."}]
@@ -261,6 +266,12 @@ class FakePlatform:
 
     def check_data(self, paths: dict[str, str]) -> dict[str, str]:
         return dict(paths)
+
+    def check_capacity(self, request: CapacityRequest) -> list[CapacityCheck]:
+        """``capacity`` (config path -> (outcome, message)) says what the quota would be; OK by default."""
+        self.capacity_requests.append(request)
+        paths = ["compute.cluster"] + (["deployment.instance_count"] if request.inference_sku else [])
+        return [CapacityCheck(path, *self.capacity.get(path, (CapacityOutcome.OK, f"{path}: fits"))) for path in paths]
 
     # -- jobs
     def submit_job(self, request: JobRequest) -> JobInfo:

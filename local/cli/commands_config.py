@@ -6,12 +6,14 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from local.cli.cost_lines import endpoint_cost
 from local.cli.sparkline import curve_lines
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
+from shared.costs import PriceTable, PriceTableError
 from shared.exceptions import ConfigError, FieldIssue
 from shared.ledger.record import RunRecord
 from shared.naming import config_name
@@ -155,6 +157,7 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
         lines.append(f"  approval: {a.get('decision')} by {a.get('by')} at {a.get('at')}{why}")
     if r.endpoint_name:
         lines.append(f"  endpoint: {r.endpoint_name} / {r.deployment_name}  {r.scoring_uri or ''}")
+        lines.extend(f"  {line}" for line in _endpoint_cost(r)[0])
     if r.smoke_test and r.smoke_test.get("answer"):
         lines.append(f"  smoke test answer: {r.smoke_test['answer'][:300]}")
     for err in r.errors:
@@ -162,6 +165,17 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
     for note in r.notes:
         lines.append(f"  note: {note}")
     return lines
+
+
+def _endpoint_cost(record: RunRecord) -> tuple[list[str], dict[str, Any] | None]:
+    """Uptime and cost of the run's endpoint, and what idle cleanup saved (local/cli/cost_lines.py)."""
+    from shared import runtime
+
+    try:
+        table = PriceTable.load(runtime.settings().price_table or None)
+    except PriceTableError as exc:
+        return [f"cost: {exc}"], None
+    return endpoint_cost(record, table, datetime.now(UTC))
 
 
 def _progress(record: RunRecord) -> str | None:
@@ -210,7 +224,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     if not args.follow:
         if args.json:
-            print(json.dumps(status_document(record), indent=2, default=str))
+            document = status_document(record)
+            cost = _endpoint_cost(record)[1]
+            if cost is not None:
+                document["endpoint_cost"] = cost
+            print(json.dumps(document, indent=2, default=str))
         else:
             print("\n".join(_detail_lines(record, _progress(record))))
         return 0

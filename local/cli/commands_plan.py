@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from local.cli.cost_lines import plan_cost
 from shared.config.loader import load_config
 from shared.config.model_tags import AllowList
+from shared.costs import PriceTable, PriceTableError
 from shared.exceptions import AutopilotError, ConfigError, FieldIssue, RejectedError
 from shared.naming import config_name, run_id
 from shared.services.planning import SubmissionPlan, build_plan
@@ -42,6 +44,8 @@ class PlanOutput:
     job: dict[str, Any]
     job_yaml: str
     notes: list[str]
+    cost_lines: list[str] = dataclasses.field(default_factory=list)
+    cost: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def register(subparsers: Any) -> None:
@@ -77,8 +81,34 @@ def register(subparsers: Any) -> None:
         help="Azure ML: the foundation model from its registry asset spec (tags, system_metadata with allow lists "
         "and lifecycle dates, isArchived) instead of the registry",
     )
+    parser.add_argument(
+        "--hours",
+        type=_positive_number,
+        metavar="H",
+        help="cost: how long you expect training to run (the estimate multiplies the compute's price by it)",
+    )
+    parser.add_argument(
+        "--seconds-per-step",
+        type=_positive_number,
+        metavar="S",
+        help="cost: seconds per optimizer step, e.g. from an earlier run; with the steps counted from the data "
+        "this gives the hours",
+    )
+    parser.add_argument(
+        "--rows", type=int, metavar="N", help="cost: rows in data.train, when the plan cannot count them (remote data)"
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.set_defaults(func=run)
+
+
+def _positive_number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, not {value!r}")
+    return number
 
 
 def _error(message: str) -> int:
@@ -167,6 +197,7 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
             config_name=config_name(blob),
             platform=platform,
             data_root=settings.data_root,
+            quota_check=settings.quota_check,
         )
         notes = list(plan.notes)
         if name == "azureml":
@@ -190,6 +221,8 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
             job_yaml = job_to_yaml(built.job, collapse_component=reference)
         else:
             job_dict = dataclasses.asdict(plan.job)
+            # asdict leaves the pydantic parameters an object, which neither YAML nor JSON can write.
+            job_dict["params"] = plan.job.params.model_dump(mode="json")
             job_yaml = yaml.safe_dump(job_dict, sort_keys=False)
     except RejectedError as exc:
         return _rejected(exc.issues, args.json)
@@ -202,7 +235,32 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
                 "AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS=true)"
             )
         return _error(f"{exc}{hint}")
-    return PlanOutput(str(path), f"{settings.config_container}/{blob}", name, offline, plan, job_dict, job_yaml, notes)
+    try:
+        table = PriceTable.load(settings.price_table or None)
+    except PriceTableError as exc:
+        return _error(str(exc))
+    if args.rows is not None and args.rows < 1:
+        return _error(f"--rows must be at least 1, not {args.rows}")
+    cost_lines, cost = plan_cost(
+        plan,
+        table,
+        hours=args.hours,
+        seconds_per_step=args.seconds_per_step,
+        rows=args.rows,
+        data_root=settings.data_root,
+    )
+    return PlanOutput(
+        str(path),
+        f"{settings.config_container}/{blob}",
+        name,
+        offline,
+        plan,
+        job_dict,
+        job_yaml,
+        notes,
+        cost_lines,
+        cost,
+    )
 
 
 def _allow_list_line(allow: AllowList | None) -> str:
@@ -243,6 +301,14 @@ def _print_text(out: PlanOutput) -> None:
         print(f"  inference: {plan.inference_instance_type}: accepted")
     else:
         print("  inference: deployment disabled")
+    print()
+    print("Quota and capacity" + (" (AUTOPILOT_QUOTA_CHECK=off)" if not plan.capacity else ""))
+    for check in plan.capacity:
+        print(f"  {check.path}: {check.outcome.value.replace('_', ' ')}: {check.message}")
+    print()
+    print("Cost (estimate at list price, from the price table; not a quote)")
+    for line in out.cost_lines:
+        print(f"  {line}")
     print()
     print("Names")
     job = plan.job
@@ -298,6 +364,8 @@ def _print_json(out: PlanOutput) -> None:
                     "deployment": plan.deployment_name,
                 },
                 "smoke_request": plan.smoke_request,
+                "capacity": [{"path": c.path, "outcome": c.outcome.value, "message": c.message} for c in plan.capacity],
+                "cost": out.cost,
                 "notes": out.notes,
                 "job": out.job,
             },

@@ -24,6 +24,9 @@ from local.platform.workspace import Workspace
 from shared.exceptions import FieldIssue, NotFoundError, RejectedError
 from shared.naming import TAG_RUN_ID
 from shared.platform.port import (
+    CapacityCheck,
+    CapacityOutcome,
+    CapacityRequest,
     ComputeInfo,
     ComputeRequest,
     DeploymentInfo,
@@ -182,6 +185,23 @@ class LocalPlatform:
         if not resolved.is_relative_to(root):
             return None, FieldIssue(field, f"must be under the data root {root} (AUTOPILOT_DATA_ROOT)")
         return resolved, None
+
+    def check_capacity(self, request: CapacityRequest) -> list[CapacityCheck]:
+        """This machine has no quota to run out of: each check is reported, as not applicable."""
+        checks = [
+            CapacityCheck(
+                "compute.cluster", CapacityOutcome.NOT_APPLICABLE, "local platform: no quota for the fine-tune compute"
+            )
+        ]
+        if request.inference_sku:
+            checks.append(
+                CapacityCheck(
+                    "deployment.instance_count",
+                    CapacityOutcome.NOT_APPLICABLE,
+                    "local platform: no quota for the deployment",
+                )
+            )
+        return checks
 
     def check_data(self, paths: dict[str, str]) -> dict[str, str]:
         from local.platform.dataset import validate_chat_file

@@ -274,23 +274,42 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
 class NotifySection(Strict):
-    """Who hears about the run: signed JSON POSTs to webhooks (see shared/notify.py)."""
+    """Who hears about the run: signed JSON POSTs to webhooks (see shared/notify.py) and CloudEvents 1.0 on an
+    Event Grid custom topic (shared/notify_eventgrid.py)."""
 
     webhooks: list[str] = Field(default_factory=list, max_length=5, description="https URLs (http only on loopback).")
+    event_grid_topic: str | None = Field(
+        default=None,
+        description="An Event Grid custom topic endpoint (https://<topic>.<region>-1.eventgrid.azure.net/api/events) "
+        "that receives each event as a CloudEvent 1.0; auth with the app's identity or AUTOPILOT_EVENT_GRID_TOPIC_KEY.",
+    )
     events: list[NotifyEvent] | None = Field(default=None, description="Default: every event.")
 
     @field_validator("webhooks")
     @classmethod
     def _urls(cls, value: list[str]) -> list[str]:
-        from urllib.parse import urlsplit
-
         for url in value:
-            parts = urlsplit(url)
-            if len(url) > 2048 or not parts.hostname:
-                raise ValueError(f"{url[:80]!r} is not a URL")
-            if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
-                raise ValueError("webhooks must be https URLs (plain http only to 127.0.0.1 or localhost)")
+            _check_notify_url(url, "webhooks must be https URLs")
         return value
+
+    @field_validator("event_grid_topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_notify_url(value, "the Event Grid topic must be an https URL")
+        return value
+
+
+def _check_notify_url(url: str, https_only: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if len(url) > 2048 or not parts.hostname:
+        raise ValueError(f"{url[:80]!r} is not a URL")
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
+        raise ValueError(f"{https_only} (plain http only to 127.0.0.1 or localhost)")
+    if parts.username or parts.password:
+        raise ValueError("a notify URL carries no user name or password (keys go in the app settings)")
 
 
 class CleanupSection(Strict):

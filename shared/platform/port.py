@@ -273,3 +273,35 @@ class MLPlatform(Protocol):
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
         """Start deleting an app-managed endpoint and its deployments; missing is success."""
+
+    def check_capacity(self, request: CapacityRequest) -> list[CapacityCheck]:
+        """Quota and capacity for the job and the deployment, as far as the platform can tell now. Never
+        raises for a shortage (the caller decides: reject, warn or ignore); platform trouble is ``UNKNOWN``."""
+
+
+# -- quota and capacity, checked at submit before any GPU hour (issue 11) --------------------------------------
+@dataclass(frozen=True)
+class CapacityRequest:
+    """What a run will hold: the fine-tune compute for the job, then the deployment's instances."""
+
+    compute: ComputeRequest
+    compute_size: str  # the fine-tune VM size as check_compute resolved it
+    inference_sku: str | None  # None: the run deploys nothing
+    inference_instances: int = 1
+
+
+class CapacityOutcome(StrEnum):
+    OK = "ok"
+    SHORT = "short"  # cannot fit: the run would fail (deploy: OutOfQuota) or never start
+    BUSY = "busy"  # fits the limit, but other work holds the quota now: the job waits in the queue
+    NOT_APPLICABLE = "not_applicable"  # the platform has no quota (local)
+    UNKNOWN = "unknown"  # could not be checked (no workspace offline, no usage reported, no permission)
+
+
+@dataclass(frozen=True)
+class CapacityCheck:
+    """One quota or capacity check: the config field it is about, the outcome, and a sentence with the numbers."""
+
+    path: str
+    outcome: CapacityOutcome
+    message: str

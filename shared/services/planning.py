@@ -24,7 +24,16 @@ from shared.config.model_tags import (
 from shared.config.params import EffectiveParams, resolve
 from shared.exceptions import FieldIssue, ModelTagError, RejectedError
 from shared.naming import app_tags, deployment_name, endpoint_name, model_name
-from shared.platform.port import ComputeInfo, ComputeRequest, FoundationModel, JobRequest, MLPlatform
+from shared.platform.port import (
+    CapacityCheck,
+    CapacityOutcome,
+    CapacityRequest,
+    ComputeInfo,
+    ComputeRequest,
+    FoundationModel,
+    JobRequest,
+    MLPlatform,
+)
 from shared.scoring import scoring_payload
 
 DEFAULT_SMOKE_MESSAGES = [{"role": "user", "content": "Hello! In two sentences, what can you help me with?"}]
@@ -47,6 +56,7 @@ class SubmissionPlan:
     finetune_allow: AllowList | None = None
     inference_allow: AllowList | None = None
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    capacity: list[CapacityCheck] = field(default_factory=list)  # empty when AUTOPILOT_QUOTA_CHECK=off
 
 
 def display_name(model: str, dataset_label: str, params: dict[str, Any], gpus_per_node: int) -> str:
@@ -114,10 +124,13 @@ def build_plan(
     platform: MLPlatform,
     data_root: Path,
     today: date | None = None,
+    quota_check: str = "reject",
 ) -> SubmissionPlan:
     """Everything a submit needs, checked. Raises ``RejectedError`` listing every problem found.
 
-    ``today`` (UTC, default now) is the day the model's lifecycle dates are compared with.
+    ``today`` (UTC, default now) is the day the model's lifecycle dates are compared with. ``quota_check``
+    (``AUTOPILOT_QUOTA_CHECK``) is what a quota shortage does: ``reject`` the run, ``warn`` in its notes, or
+    ``off`` (not checked).
     """
     issues: list[FieldIssue] = []
     notes: list[str] = []
@@ -154,11 +167,11 @@ def build_plan(
 
     compute: ComputeInfo | None = None
     gpus = None if config.compute.gpus_per_node == "auto" else int(config.compute.gpus_per_node)
+    compute_request = ComputeRequest(
+        config.compute.cluster, config.compute.instance_type, gpus, config.compute.nodes or 1
+    )
     try:
-        compute = platform.check_compute(
-            ComputeRequest(config.compute.cluster, config.compute.instance_type, gpus, config.compute.nodes or 1),
-            finetune_allow,
-        )
+        compute = platform.check_compute(compute_request, finetune_allow)
     except RejectedError as exc:
         issues.extend(_with_source(exc.issues, finetune_list))
 
@@ -190,6 +203,13 @@ def build_plan(
         smoke = smoke_request(config, data_root)
     except RejectedError as exc:
         issues.extend(exc.issues)
+
+    capacity: list[CapacityCheck] = []
+    if quota_check != "off" and compute is not None and not issues:
+        # Only for a run that would otherwise be accepted: the quota calls are the last, and the costliest.
+        request = CapacityRequest(compute_request, compute.size, inference_sku, config.deployment.instance_count)
+        capacity = platform.check_capacity(request)
+        issues.extend(_capacity_verdict(capacity, quota_check, notes))
 
     if issues or params is None or compute is None:
         raise RejectedError(issues)
@@ -231,7 +251,21 @@ def build_plan(
         finetune_allow=finetune_list,
         inference_allow=inference_list,
         lifecycle=lifecycle,
+        capacity=capacity,
     )
+
+
+def _capacity_verdict(checks: list[CapacityCheck], mode: str, notes: list[str]) -> list[FieldIssue]:
+    """A shortage rejects (mode ``reject``) or warns; a busy quota or an unchecked one is a note either way."""
+    issues: list[FieldIssue] = []
+    for check in checks:
+        if check.outcome == CapacityOutcome.SHORT and mode == "reject":
+            issues.append(FieldIssue(check.path, f"{check.message} (AUTOPILOT_QUOTA_CHECK=reject)"))
+        elif check.outcome == CapacityOutcome.SHORT:
+            notes.append(f"warning: quota: {check.path}: {check.message}")
+        elif check.outcome in (CapacityOutcome.BUSY, CapacityOutcome.UNKNOWN):
+            notes.append(f"quota: {check.path}: {check.message}")
+    return issues
 
 
 def _with_source(issues: list[FieldIssue], allow: AllowList | None) -> list[FieldIssue]:

@@ -1,7 +1,8 @@
 """``AzureMLPlatform``: the platform port on Azure ML, doing what the seed notebook does, step by step.
 
 - foundation model: ``registry.models.get(name, label="latest" | version=...)`` with its tags;
-- compute: the seed's checks (``compute.py``); data: datastore URIs, data assets or https URLs;
+- compute: the seed's checks (``compute.py``), quota and capacity at submit (``quota.py``); data: datastore
+  URIs, data assets or https URLs;
 - job: the ``chat_completion_pipeline`` component in the seed's ``@pipeline``, named after the run id, so a
   retried submit finds its job (``pipeline.py``);
 - model: registered from ``azureml://jobs/<job>/outputs/trained_model`` as an MLflow model, version derived
@@ -38,7 +39,10 @@ from shared.platform.azureml.errors import azure_call, short, translate
 from shared.platform.azureml.monitor import MetricsQuery, endpoint_resource_id, query_activity
 from shared.platform.azureml.offline import OfflineSources, load_component_spec, load_model, load_model_spec
 from shared.platform.azureml.pipeline import OUTPUT_NAME, BuiltJob, build_pipeline_job
+from shared.platform.azureml.quota import check_capacity
 from shared.platform.port import (
+    CapacityCheck,
+    CapacityRequest,
     ComputeInfo,
     ComputeRequest,
     DeploymentInfo,
@@ -142,6 +146,10 @@ class AzureMLPlatform:
 
     def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
         return check_inference_sku(instance_type, allow_list, "inference allow list")
+
+    def check_capacity(self, request: CapacityRequest) -> list[CapacityCheck]:
+        workspace = None if self.offline.no_workspace else self.clients.workspace
+        return check_capacity(workspace, self.settings.azureml_workspace_name, request)
 
     def check_data(self, paths: dict[str, str]) -> dict[str, str]:
         """Data must be readable by the job in Azure: datastore URIs, data assets or https URLs, as given."""

@@ -1,9 +1,8 @@
 """The credential and the Azure clients, built on first use and kept for the life of the process.
 
 A Function worker serves many invocations: building ``MLClient`` (and its credential) once saves a token
-round trip and a few hundred milliseconds per call. The credential is the Function's managed identity;
-developer credentials (Azure CLI, VS Code, environment) are added only when
-``AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS=true``, so a production app never falls back to someone's login.
+round trip and a few hundred milliseconds per call. The credential is the Function's managed identity
+(``shared.identity.build_credential``, re-exported here).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from shared.exceptions import PlatformError
+from shared.identity import build_credential
 from shared.platform.azureml.errors import azure_call
 from shared.settings import Settings
 
@@ -31,20 +31,6 @@ def metrics_endpoint(location: str) -> str:
     """The regional Azure Monitor metrics endpoint for resources in ``location`` (public cloud)."""
     region = "".join(location.split()).lower()
     return f"https://{region}.metrics.monitor.azure.com"
-
-
-def build_credential(settings: Settings) -> TokenCredential:
-    """Managed identity first; developer credentials only when the setting allows them."""
-    from azure.identity import ChainedTokenCredential, DefaultAzureCredential, ManagedIdentityCredential
-
-    managed = ManagedIdentityCredential(client_id=settings.azure_client_id or None)
-    if not settings.allow_developer_credentials:
-        return managed
-    developer = DefaultAzureCredential(
-        exclude_managed_identity_credential=True,
-        exclude_interactive_browser_credential=True,
-    )
-    return ChainedTokenCredential(managed, developer)
 
 
 class AzureClients:

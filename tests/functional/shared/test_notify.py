@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,36 +15,10 @@ from shared.config.model import NotifyEvent
 from shared.notify import EVENTS, ID_HEADER, SIGNATURE_HEADER, WebhookNotifier
 from shared.states import RunState
 from tests.configs import CONFIG, config_bytes
+from tests.functional.shared.receiver import Receiver
 from tests.functional.shared.world import World
 
 KEY = "notify-test-signing-key"
-
-
-class Receiver:
-    """A webhook receiver that records what it got and answers with the statuses it is given."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.answers: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = receiver.answers.pop(0) if receiver.answers else 204
-                receiver.received.append({"body": body, "headers": dict(self.headers), "answered": status})
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/autopilot?token=abc"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def delivered(self) -> list[dict[str, Any]]:
-        return [json.loads(r["body"]) for r in self.received if 200 <= r["answered"] < 300]
 
 
 @pytest.fixture

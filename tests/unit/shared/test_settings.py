@@ -22,7 +22,19 @@ def test_sample_lists_every_setting_with_its_default() -> None:
 def test_every_setting_has_a_default_that_parses() -> None:
     built = Settings.from_env({})
     assert built.host_port == 7071 and built.blob_poll_seconds == 0.5 and built.allow_developer_credentials is False
-    assert {"AzureWebJobsStorage", "AUTOPILOT_WEBHOOK_KEY", "AUTOPILOT_NOTIFY_SIGNING_KEY"} == SECRETS
+    assert {
+        "AzureWebJobsStorage",
+        "AUTOPILOT_WEBHOOK_KEY",
+        "AUTOPILOT_NOTIFY_SIGNING_KEY",
+        "AUTOPILOT_EVENT_GRID_TOPIC_KEY",
+    } == SECRETS
+    assert built.quota_check == "reject"
+
+
+def test_the_quota_check_mode_is_one_of_three() -> None:
+    assert Settings.from_env({"AUTOPILOT_QUOTA_CHECK": " Warn "}).quota_check == "warn"
+    with pytest.raises(ValueError, match="AUTOPILOT_QUOTA_CHECK must be one of reject, warn, off, not 'maybe'"):
+        Settings.from_env({"AUTOPILOT_QUOTA_CHECK": "maybe"})
 
 
 def test_a_malformed_number_names_its_setting() -> None:

@@ -109,3 +109,16 @@ def test_check_data_names_every_bad_field(platform: LocalPlatform, tmp_path: Pat
     with pytest.raises(RejectedError) as exc:
         platform.check_data({"train": "missing.jsonl"})
     assert paths_of(exc) == ["data.train"] and "not found" in str(exc.value)
+
+
+def test_quota_checks_are_reported_as_not_applicable(platform: LocalPlatform) -> None:
+    from shared.platform.port import CapacityOutcome, CapacityRequest
+
+    request = ComputeRequest("local-cpu", None, None, 1)
+    with_endpoint = platform.check_capacity(CapacityRequest(request, "local-cpu", "local-cpu", 1))
+    assert [(c.path, c.outcome) for c in with_endpoint] == [
+        ("compute.cluster", CapacityOutcome.NOT_APPLICABLE),
+        ("deployment.instance_count", CapacityOutcome.NOT_APPLICABLE),
+    ]
+    assert all("local platform" in c.message for c in with_endpoint)
+    assert len(platform.check_capacity(CapacityRequest(request, "local-cpu", None))) == 1

@@ -17,7 +17,7 @@ from typing import Any
 from unittest.mock import NonCallableMock, create_autospec
 
 from azure.ai.ml import MLClient
-from azure.ai.ml.entities import AmlCompute, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
+from azure.ai.ml.entities import AmlCompute, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model, Usage, UsageName
 from azure.ai.ml.entities._compute._vm_size import VmSize
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
@@ -82,6 +82,8 @@ class FakeWorkspace:
 
     computes: dict[str, AmlCompute] = field(default_factory=dict)
     sizes: list[VmSize] = field(default_factory=list)
+    # compute.list_usage(): vCPUs in use and limits, shaped as the service reports them (family_usage()).
+    usages: list[Usage] = field(default_factory=list)
     jobs: dict[str, Any] = field(default_factory=dict)
     models: dict[tuple[str, str], Any] = field(default_factory=dict)
     endpoints: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +98,7 @@ class FakeWorkspace:
         c = spec_ml_client()
         c.compute.get.side_effect = self._compute_get
         c.compute.list_sizes.side_effect = lambda: list(self.sizes)
+        c.compute.list_usage.side_effect = lambda: list(self.usages)
         c.jobs.create_or_update.side_effect = self._job_create
         c.jobs.get.side_effect = self._job_get
         c.models.get.side_effect = self._model_get
@@ -217,3 +220,27 @@ def quota_error() -> HttpResponseError:
     )
     error.status_code = 400
     return error
+
+
+def family_usage(label: str, used: int, limit: int, workspace: str | None = None, compute: str | None = None) -> Usage:
+    """A ``Usage`` as ``compute.list_usage()`` returns it, named and typed like the service's own entries
+    (azure-rest-api-specs machinelearningservices 2024-04-01 examples/Usage/list.json): ``label`` is
+    ``Standard NCADSA100v4 Family Cluster Dedicated vCPUs`` or ``Total Cluster Dedicated Regional vCPUs``;
+    ``workspace``/``compute`` give the per-workspace and per-cluster entries the service lists besides."""
+    key = label.replace(" ", "_")
+    scope = f"/subscriptions/{SUBSCRIPTION}"
+    kind = "Microsoft.MachineLearningServices/vmFamily/usages"
+    if workspace:
+        scope += f"/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
+        kind = "Microsoft.MachineLearningServices/workspaces/usages"
+        if compute:
+            scope += f"/computes/{compute}"
+            kind = "Microsoft.MachineLearningServices/workspaces/computes/usages"
+    return Usage(
+        id=f"{scope}/usages/{key}",
+        type=kind,
+        unit="Count",
+        current_value=used,
+        limit=limit,
+        name=UsageName(value=label, localized_value=label),
+    )

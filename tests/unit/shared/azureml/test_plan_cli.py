@@ -219,3 +219,41 @@ def test_local_platform_missing_is_a_clear_error(
     monkeypatch.setitem(runtime.ADAPTERS, "local", "shared.platform.no_such_adapter:LocalPlatform")
     assert main(["plan", str(SEED_SAMPLE), "--platform", "local"]) == 2
     assert "the local platform is not available" in capsys.readouterr().err
+
+
+def test_plan_estimates_training_and_endpoint_cost_from_the_price_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AUTOPILOT_PRICE_TABLE", raising=False)
+    assert main(["plan", str(SEED_SAMPLE), *OFFLINE, "--hours", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "Cost (estimate at list price" in out
+    assert "1 node(s) x Standard_NC48ads_A100_v4 at $9.554/h, eastus, as of 2026-11-09" in out
+    assert "training: about $114.65 for 12 h 0 min (--hours; an estimate, not a quote)" in out
+    assert "x Standard_NC24ads_A100_v4 at $3.673/h" in out and "= $88.15 per day while it is up" in out
+    assert "compute: unknown: offline: quota and capacity not checked" in out
+
+    # From the steps: the seed's 3 epochs over 2 GPUs, --rows counted by the user, a measured step time.
+    assert main(["plan", str(SEED_SAMPLE), *OFFLINE, "--rows", "8000", "--seconds-per-step", "3", "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]
+    assert cost["training"]["steps"] == 12000 and cost["training"]["hours"] == 10
+    assert cost["training"]["usd_estimate"] == pytest.approx(95.54)
+
+    # A SKU with no price says so; the override file is where a price comes from.
+    path = write_config(tmp_path, compute__instance_type="Standard_ND96amsr_A100_v4")
+    assert main(["plan", str(path), *OFFLINE, "--hours", "2"]) == 0
+    assert "training: Standard_ND96amsr_A100_v4: no price on record" in capsys.readouterr().out
+    override = tmp_path / "prices.json"
+    override.write_text('{"prices": {"Standard_ND96amsr_A100_v4": {"usd_per_hour": 30, "region": "r", "as_of": "d"}}}')
+    monkeypatch.setenv("AUTOPILOT_PRICE_TABLE", str(override))
+    assert main(["plan", str(path), *OFFLINE, "--hours", "2"]) == 0
+    assert "training: about $60.00 for 2 h 0 min" in capsys.readouterr().out
+    override.write_text("{")
+    assert main(["plan", str(path), *OFFLINE]) == 2
+    assert "AUTOPILOT_PRICE_TABLE" in capsys.readouterr().err
+
+
+def test_plan_refuses_a_bad_hours_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["plan", str(SEED_SAMPLE), *OFFLINE, "--hours", "-3"])
+    assert exited.value.code == 2 and "expected a number above 0, not '-3'" in capsys.readouterr().err

@@ -1,0 +1,207 @@
+"""Event Grid notifications, published by the real azure-eventgrid client (topic key auth) to a topic stand-in
+on loopback: CloudEvents 1.0 per the spec, one per event, stable id and time for dedupe, the key only in the
+``aeg-sas-key`` header, the webhooks' retries, and nothing a receiver does stops the run."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from shared.notify import notification_body
+from shared.notify_eventgrid import EventGridNotifier, SdkPublisher, cloud_event
+from shared.states import RunState
+from tests.configs import CONFIG, config_bytes
+from tests.functional.shared.receiver import Receiver
+from tests.functional.shared.world import World
+
+TOPIC_KEY = "eventgrid-topic-test-key"
+SOURCE = "/fine-tune-autopilot/training-configs"
+# CloudEvents 1.0 (github.com/cloudevents/spec, cloudevents/spec.md): the REQUIRED context attributes, and
+# the naming rule every attribute name follows (lower-case a-z and 0-9, at most 20 characters).
+REQUIRED = ("id", "source", "specversion", "type")
+ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+
+
+@pytest.fixture
+def topic() -> Iterator[Receiver]:
+    r = Receiver(path="/api/events")
+    yield r
+    r.server.shutdown()
+
+
+def world_publishing(topic: Receiver, **notify: Any) -> tuple[World, bytes, SdkPublisher]:
+    publisher = SdkPublisher(TOPIC_KEY)
+    world = World(observers=[EventGridNotifier(publisher, source=SOURCE, sleep=lambda _: None)])
+    return world, config_bytes(notify={"event_grid_topic": topic.url, **notify}), publisher
+
+
+def events_of(topic: Receiver) -> list[dict[str, Any]]:
+    """The CloudEvents the topic accepted (the client posts a batch: a JSON array)."""
+    return [event for batch in topic.delivered() for event in batch]
+
+
+def assert_cloudevents_1_0(event: dict[str, Any]) -> None:
+    for name in REQUIRED:
+        assert isinstance(event.get(name), str) and event[name], name
+    assert event["specversion"] == "1.0"
+    assert all(ATTRIBUTE_NAME.match(name) for name in event if name != "data"), sorted(event)
+    assert event["source"].startswith("/")  # a URI-reference
+    datetime.fromisoformat(event["time"].replace("Z", "+00:00"))  # RFC 3339
+    assert event["datacontenttype"] == "application/json" and isinstance(event["data"], dict)
+
+
+def test_each_event_is_one_cloudevent_on_the_topic(topic: Receiver) -> None:
+    world, config, _ = world_publishing(topic)
+    record = world.drop(config)
+    assert record is not None
+    world.finish_through_reconcile(record.run_id)
+    assert world.state(record.run_id) == RunState.DEPLOYED
+
+    events = events_of(topic)
+    assert [e["type"] for e in events] == ["autopilot.run.completed", "autopilot.run.deployed"]
+    for got, event in zip(topic.received, events, strict=True):
+        assert_cloudevents_1_0(event)
+        assert got["headers"]["Content-Type"].startswith("application/cloudevents-batch+json")
+        assert got["headers"]["aeg-sas-key"] == TOPIC_KEY  # the key travels in its header only
+        assert TOPIC_KEY not in got["body"].decode()
+        assert event["id"] == f"{record.run_id}:{event['type'].rsplit('.', 1)[1]}"
+        assert event["source"] == SOURCE and event["subject"] == "phi3.yaml"
+    final = world.store.get(record.run_id)
+    assert final is not None
+    deployed = events[-1]
+    # The data is the webhook body; the time is when the run entered the state, not when it was sent.
+    assert deployed["data"] == notification_body(final, "deployed")
+    assert datetime.fromisoformat(deployed["time"].replace("Z", "+00:00")) == datetime.fromisoformat(
+        final.timeline["deployed"]
+    )
+
+
+def test_a_redelivered_event_keeps_its_id_and_time_so_subscribers_can_drop_it(topic: Receiver) -> None:
+    world, config, publisher = world_publishing(topic, events=["deployed"])
+    record = world.drop(config)
+    assert record is not None
+    world.finish_through_reconcile(record.run_id)
+    deployed = world.store.get(record.run_id)
+    assert deployed is not None and deployed.state == RunState.DEPLOYED
+    world.clock.advance(minutes=10)
+    EventGridNotifier(publisher, source=SOURCE)(deployed)  # the observer runs again (at-least-once)
+    first, again = events_of(topic)
+    assert (first["id"], first["source"], first["time"]) == (again["id"], again["source"], again["time"])
+    assert cloud_event(deployed, "deployed", SOURCE)["id"] == first["id"] == f"{record.run_id}:deployed"
+
+
+def test_the_rejection_of_a_bad_config_reaches_the_topic(topic: Receiver) -> None:
+    world, _, _ = world_publishing(topic)
+    bad = config_bytes(training={"learning_rate": -1}, notify={"event_grid_topic": topic.url})
+    world.drop(bad, name="bad.yaml")
+    (event,) = events_of(topic)
+    assert event["type"] == "autopilot.run.rejected" and event["data"]["error"]["messages"]
+
+
+def test_awaiting_approval_is_published_with_the_registration_time(topic: Receiver) -> None:
+    world, _, _ = world_publishing(topic)
+    manual = config_bytes(
+        deployment={**CONFIG["deployment"], "approval": "manual"}, notify={"event_grid_topic": topic.url}
+    )
+    record = world.drop(manual)
+    assert record is not None
+    world.platform.finish_job(record.run_id)
+    world.reconcile()
+    events = events_of(topic)
+    assert [e["type"] for e in events] == ["autopilot.run.completed", "autopilot.run.awaiting_approval"]
+    registered = world.store.get(record.run_id)
+    assert registered is not None
+    assert datetime.fromisoformat(events[-1]["time"].replace("Z", "+00:00")) == datetime.fromisoformat(
+        registered.timeline["registered"]
+    )
+
+
+def test_server_errors_are_retried_and_refusals_are_not(topic: Receiver) -> None:
+    world, config, _ = world_publishing(topic, events=["completed", "deployed"])
+    topic.answers = [503, 500, 200, 403]  # completed: two failures then accepted; deployed: refused
+    record = world.drop(config)
+    assert record is not None
+    world.finish_through_reconcile(record.run_id)
+    assert [r["answered"] for r in topic.received] == [503, 500, 200, 403]
+    assert [e["type"] for e in events_of(topic)] == ["autopilot.run.completed"]
+    assert world.state(record.run_id) == RunState.DEPLOYED
+
+
+def test_an_unreachable_topic_does_not_stop_the_run() -> None:
+    world = World(observers=[EventGridNotifier(SdkPublisher(TOPIC_KEY), sleep=lambda _: None)])
+    record = world.drop(config_bytes(notify={"event_grid_topic": "http://127.0.0.1:9/api/events"}))
+    assert record is not None
+    world.finish_through_reconcile(record.run_id)
+    assert world.state(record.run_id) == RunState.DEPLOYED
+
+
+def test_without_a_key_the_identity_is_asked_for_once_per_topic() -> None:
+    asked: list[int] = []
+
+    class Token:
+        token, expires_on = "t", 2**40
+
+    class Credential:
+        def get_token(self, *scopes: str, **kwargs: Any) -> Token:
+            return Token()
+
+    def identity() -> Credential:
+        asked.append(1)
+        return Credential()
+
+    publisher = SdkPublisher("", identity)
+    # The client refuses a bearer token over plain http (azure-core's rule), which counts as no answer:
+    # there is no https topic on loopback to show the identity path end to end.
+    for _ in range(2):
+        with pytest.raises(OSError, match="ServiceRequestError"):
+            publisher("http://127.0.0.1:9/api/events", cloud_event_for_test())
+    assert asked == [1]
+    assert TOPIC_KEY not in repr(SdkPublisher(TOPIC_KEY))
+
+
+def cloud_event_for_test() -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": "r:completed",
+        "source": SOURCE,
+        "type": "autopilot.run.completed",
+        "time": "2026-12-01T12:00:00+00:00",
+        "datacontenttype": "application/json",
+        "data": {},
+    }
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/api/events",
+        "ftp://127.0.0.1/api/events",
+        "not a url",
+        "https://user:secret@topic.westeurope-1.eventgrid.azure.net/api/events",
+    ],
+)
+def test_the_config_refuses_an_unsafe_topic_url(url: str) -> None:
+    world = World()
+    record = world.drop(config_bytes(notify={"event_grid_topic": url}), name="t.yaml")
+    assert record is not None and record.state == RunState.REJECTED
+    assert record.errors[0]["path"] == "notify.event_grid_topic"
+    assert "secret" not in str(record.errors)
+
+
+def test_the_composition_root_publishes_with_the_settings_key_and_the_config_container() -> None:
+    from shared.notify import WebhookNotifier
+    from shared.runtime import build_store
+    from shared.settings import Settings
+
+    store = build_store(
+        Settings.from_env({"AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY, "AUTOPILOT_CONFIG_CONTAINER": "team-configs"})
+    )
+    kinds = {type(o) for o in store.observers}
+    assert kinds == {WebhookNotifier, EventGridNotifier}
+    (eventgrid,) = [o for o in store.observers if isinstance(o, EventGridNotifier)]
+    assert eventgrid.source == "/fine-tune-autopilot/team-configs"
+    assert isinstance(eventgrid.publish, SdkPublisher) and eventgrid.publish.key == TOPIC_KEY
