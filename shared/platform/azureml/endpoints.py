@@ -57,7 +57,10 @@ _DEPLOYMENT_STATES = {
 
 
 def _state(resource: Any) -> str:
-    return str(getattr(resource, "provisioning_state", None) or "").lower()
+    # The SDK hands back its str enums (EndpointProvisioningState.SUCCEEDED), whose str() is the member's
+    # name, not "Succeeded": read the value (a replay of the SDK's recordings showed the deployment never began).
+    state = getattr(resource, "provisioning_state", None) or ""
+    return str(getattr(state, "value", state)).lower()
 
 
 def _tags(resource: Any) -> dict[str, str]:
