@@ -274,3 +274,16 @@ def workspace_path(subscription: str, group: str, workspace: str) -> str:
         f"/subscriptions/{subscription}/resourceGroups/{group}/providers/"
         f"Microsoft.MachineLearningServices/workspaces/{workspace}"
     )
+
+
+def listing(path: str, *entries: dict[str, Any], api_version: str) -> dict[str, Any]:
+    """A list page of recorded resources: no recording lists online endpoints, so the page is the service's
+    list envelope (``{"value": [...]}``, as its recorded deployment lists are) around recorded resource bodies."""
+    return {
+        "_label": "listed",
+        "RequestUri": f"https://management.azure.com{path}?api-version={api_version}",
+        "RequestMethod": "GET",
+        "StatusCode": 200,
+        "ResponseHeaders": {"Content-Type": "application/json; charset=utf-8"},
+        "ResponseBody": {"value": [copy.deepcopy(entry["ResponseBody"]) for entry in entries]},
+    }

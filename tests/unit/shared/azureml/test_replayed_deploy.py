@@ -8,6 +8,7 @@ has no answer for fails the step, and so does an answer left over (the SDK skipp
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.unit.shared.azureml.replay import (
     ReplayTransport,
     answer_for,
     by_label,
+    listing,
     load,
     replay_platform,
     take,
@@ -44,7 +46,7 @@ DEPLOYMENTS_API = "2023-04-01-preview"
 WORKSPACE_API = "2024-10-01-preview"
 
 
-def recorded() -> dict[str, dict[str, Any]]:
+def recorded(tags: dict[str, str] = TAGS) -> dict[str, dict[str, Any]]:
     renames = {
         **workspace_renames(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE),
         "online-ept-a2eef48db44f4a9": ENDPOINT,
@@ -52,7 +54,7 @@ def recorded() -> dict[str, dict[str, Any]]:
         "models/1498425f064ef007b4f000a85a5f4645/versions/1": "models/Phi-4-phi4-ultrachat/versions/3",
     }
     # The endpoint and deployment the app creates carry its tags; the service echoes what the PUT sent.
-    labelled = by_label(load("online_deployment_create.json", renames, tags=TAGS))
+    labelled = by_label(load("online_deployment_create.json", renames, tags=tags))
     # An endpoint without deployments lists none: that answer is in the endpoint recording.
     e2e = by_label(load("online_endpoint_e2e.json", {**renames, "online-ept-6696557f8dec409": ENDPOINT}))
     return {**labelled, "deployments-none": e2e["deployments-none"]}
@@ -183,3 +185,27 @@ def test_traffic_goes_to_the_deployment_once(settings: Settings) -> None:
     transport.queue(*take(rec, "endpoint-with-traffic", "deployments-of-endpoint"))
     platform.set_traffic(ENDPOINT, {DEPLOYMENT: 100})
     assert [m for m, _, _ in step(transport)] == ["GET", "GET"]
+
+
+def test_listing_endpoints_keeps_only_the_apps_with_their_state_and_creation_time(settings: Settings) -> None:
+    # The app's endpoint as the recording left it (with traffic), carrying the tags the app wrote at creation
+    # (the SDK's OnlineEndpoint has no creation_context: the created_at tag is what idle checks read).
+    created = "2025-02-27T10:35:40+00:00"
+    ours = recorded({**TAGS, "autopilot.created_at": created})["endpoint-with-traffic"]
+    foreign = by_label(load("online_endpoint_e2e.json", workspace_renames(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE)))
+    transport = ReplayTransport()
+    platform = replay_platform(transport, settings)
+    path = f"{WORKSPACE_PATH}/onlineEndpoints"
+    transport.queue(listing(path, ours, foreign["endpoint-succeeded"], api_version=ENDPOINTS_API))
+
+    found = platform.list_endpoints()
+
+    assert [e.name for e in found] == [ENDPOINT]  # online-ept-6696557f8dec409 has no app tags: not listed
+    endpoint = found[0]
+    assert endpoint.tags[TAG_RUN_ID] == RUN
+    assert endpoint.created_at == datetime.fromisoformat(created)
+    assert endpoint.created_at.tzinfo == UTC
+    assert f"{endpoint.state}" == "Succeeded"  # as `autopilot endpoints` prints it
+    assert endpoint.scoring_uri == f"https://{ENDPOINT}.eastus.inference.ml.azure.com/score"
+    assert endpoint.healthy is None
+    assert step(transport) == [("GET", "/onlineEndpoints", ENDPOINTS_API)]
