@@ -140,6 +140,10 @@ def test_deploying_creates_the_endpoint_then_the_deployment_and_follows_their_op
     assert body["properties"]["requestSettings"]["requestTimeout"] == "PT1M30S"
     assert body["properties"]["requestSettings"]["maxConcurrentRequestsPerInstance"] == 2
     assert body["tags"] == TAGS
+    assert body["location"] == "eastus"
+    assert body["properties"]["endpointComputeType"] == "Managed"
+    # An MLflow model deploys without code or environment (the recording's scoring script and image are not sent).
+    assert "codeConfiguration" not in body["properties"] and "environmentId" not in body["properties"]
     step(transport)
     assert transport.slept == [5]  # the SDK's own interval for deployment operations
 
