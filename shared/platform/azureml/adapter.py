@@ -232,6 +232,9 @@ class AzureMLPlatform:
 
     def _job_info(self, job: Any) -> JobInfo:
         raw = getattr(job, "status", None)
+        # The SDK's status is its str enum (JobStatus.NOT_STARTED), whose str() is the member's name, not the
+        # service's "NotStarted": read the value (a replay of the SDK's recordings read every job as Unknown).
+        raw = getattr(raw, "value", raw)
         # A job the service has just accepted may not report a status yet: it has not started.
         status = JobStatus.parse(raw) if raw else JobStatus.NOT_STARTED
         url = getattr(job, "studio_url", None)
@@ -245,7 +248,7 @@ class AzureMLPlatform:
             status=status,
             tags={str(k): str(v) for k, v in (getattr(job, "tags", None) or {}).items()},
             error=error,
-            progress=f"{getattr(job, 'status', None) or status.value}" + (f" ({url})" if url else ""),
+            progress=f"{raw or status.value}" + (f" ({url})" if url else ""),
         )
 
     # -- the model --------------------------------------------------------------------------------------------

@@ -56,8 +56,15 @@ _DEPLOYMENT_STATES = {
 }
 
 
+def _provisioning_state(resource: Any) -> str | None:
+    # The SDK hands back its str enums (EndpointProvisioningState.SUCCEEDED), whose str() is the member's
+    # name, not "Succeeded": read the value (a replay of the SDK's recordings showed the deployment never began).
+    state = getattr(resource, "provisioning_state", None)
+    return None if state is None else str(getattr(state, "value", state))
+
+
 def _state(resource: Any) -> str:
-    return str(getattr(resource, "provisioning_state", None) or "").lower()
+    return (_provisioning_state(resource) or "").lower()
 
 
 def _tags(resource: Any) -> dict[str, str]:
@@ -267,7 +274,7 @@ class Endpoints:
                     tags=tags,
                     created_at=created_at(endpoint),
                     scoring_uri=getattr(endpoint, "scoring_uri", None),
-                    state=getattr(endpoint, "provisioning_state", None),
+                    state=_provisioning_state(endpoint),
                     healthy=False if state == "failed" else None,
                 )
             )

@@ -16,7 +16,7 @@ from tests.unit.shared.azureml.replay import (
     RECORDED_WORKSPACE,
     ReplayTransport,
     load,
-    replay_client,
+    replay_platform,
 )
 
 pytestmark = pytest.mark.filterwarnings(SDK_WARNINGS)
@@ -28,12 +28,7 @@ PINNED_ONLINE_API = "2022-02-01-preview"  # what azure-ai-ml 1.35.2 sends for on
 
 
 def platform_on(transport: ReplayTransport, settings: Settings) -> object:
-    from shared.platform.azureml.adapter import AzureMLPlatform
-    from shared.platform.azureml.clients import AzureClients
-
-    client = replay_client(transport, SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE)
-    clients = AzureClients(settings, credential=object(), workspace=client)  # type: ignore[arg-type]
-    return AzureMLPlatform(settings, clients=clients)
+    return replay_platform(transport, settings)
 
 
 def renames() -> dict[str, str]:
