@@ -46,6 +46,9 @@ PROBE_TIMEOUT_S = 2.0
 RESTART_BACKOFF_S = 30.0
 # Failed health probes of a live process in a row before it is taken as stalled and restarted.
 UNRESPONSIVE_PROBES = 3
+# A server that dies while loading without reporting a failure of its own (killed, or stopped by `down`) is
+# started again this many times before the deployment fails, as a managed endpoint restarts its container.
+CREATE_RESTARTS = 2
 PORT_RELEASE_WAIT_S = 5.0
 LOG_FILE = "server.log"
 CREATING = DeploymentState.CREATING.value
@@ -291,6 +294,8 @@ class Endpoints:
             alive = self._alive(name)
             current = state.get("state")
             if current == CREATING:
+                if not alive and self._restart_creating(name, directory, state):
+                    return state
                 if not alive:
                     state["error_code"], state["error_message"] = self._failure(name, directory)
                     state["state"] = FAILED
@@ -311,6 +316,16 @@ class Endpoints:
             ):
                 state["process_exited"] = True
             return state
+
+    def _restart_creating(self, name: str, directory: Path, state: dict[str, Any]) -> bool:
+        """A server gone while loading that did not report its own failure (a model that cannot load does):
+        start it again, at most CREATE_RESTARTS times. Under the lock."""
+        reported = (read_json(directory / server.SERVER_STATUS_FILE) or {}).get("state") == FAILED
+        tries = int(state.get("create_restarts") or 0)
+        if reported or tries >= CREATE_RESTARTS:
+            return False
+        state["create_restarts"] = tries + 1
+        return self._restart_locked(name, state, "the server exited while loading", force=True)
 
     def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
         state = self.refresh(endpoint_name)

@@ -14,7 +14,7 @@ from typing import Any
 
 from local.platform.workspace import Workspace, file_lock, safe_name
 from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
-from shared.naming import TAG_RUN_ID
+from shared.naming import LEGACY_TAG_KEYS, TAG_MANAGED, TAG_RUN_ID, is_managed
 from shared.platform.port import ModelRef
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,16 @@ class Registry:
             return None
         first = min(versions, key=lambda v: int(v.version))
         return self._ref(first)
+
+    def list_managed(self, limit: int) -> list[ModelRef]:
+        """Versions tagged as the app's, under the current or the legacy key (``shared.naming``)."""
+        found: dict[tuple[str, str], ModelRef] = {}
+        for key in (TAG_MANAGED, LEGACY_TAG_KEYS[TAG_MANAGED]):
+            for version in self.client.search_model_versions(f"tag.`{key}`='true'", max_results=max(limit, 1)):
+                ref = self._ref(version)
+                if is_managed(ref.tags):
+                    found[(ref.name, ref.version)] = ref
+        return list(found.values())[: max(limit, 0)]
 
     def register(
         self, *, name: str, source: Path, mlflow_run_id: str | None, tags: dict[str, str], description: str
