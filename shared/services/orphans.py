@@ -6,7 +6,8 @@ where it is safe, removes it, so nothing the app made runs unseen.
 
 Found: the platform's app-tagged endpoints, jobs and model versions (``list_endpoints``, ``list_jobs``,
 ``list_models``; each capped at ``MAX_LISTED``), and for each distinct run id one ledger read, at most
-``MAX_LOOKUPS`` per sweep (the rest wait for the next one). A run id the ledger read failed for is
+``MAX_LOOKUPS`` per sweep: endpoints' and unfinished jobs' runs first, the rest in an order that changes
+every sweep (the others come up in the next ones). A run id the ledger read failed for is
 "unknown", never "missing": it is neither recorded as an orphan nor acted on.
 
 Recorded: one JSON document in the status container, ``ORPHANS_BLOB``, rewritten by every sweep with what
@@ -30,6 +31,7 @@ An orphan that is gone from the platform, or whose run reappears, leaves the doc
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
@@ -127,11 +129,21 @@ def _seen(platform: MLPlatform) -> tuple[dict[str, list[tuple[str, str, str, str
     return seen, failed
 
 
-def _missing_runs(ctx: SweepContext, run_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+def _lookup_order(seen: dict[str, list[tuple[str, str, str, str | None, Any]]], now: datetime) -> list[str]:
+    """Run ids to read, the ones whose things cost or run first (endpoints, jobs not ended), then the rest in an
+    order that changes every sweep, so past ``MAX_LOOKUPS`` every run id still comes up in a few sweeps."""
+    urgent = {run for _, run, *_ in seen["endpoint"]}
+    urgent |= {run for _, run, _, _, job in seen["job"] if not job.status.is_terminal}
+    rest = sorted({run for items in seen.values() for _, run, *_ in items} - urgent)
+    random.Random(now.isoformat()).shuffle(rest)
+    return sorted(urgent) + rest
+
+
+def _missing_runs(ctx: SweepContext, run_ids: list[str]) -> tuple[set[str], set[str]]:
     """(runs with no ledger row, runs not settled this sweep: read failed or past the lookup cap)."""
     missing: set[str] = set()
     unknown: set[str] = set()
-    for i, run in enumerate(sorted(set(run_ids))):
+    for i, run in enumerate(run_ids):
         if i >= MAX_LOOKUPS or ctx.deadline.expired:
             unknown.add(run)
             continue
@@ -173,7 +185,7 @@ def sweep_orphans(ctx: SweepContext, report: ReconcileReport) -> None:
     """The orphan step of reconcile (see the module docstring)."""
     previous = {o.key: o for o in read_orphans(ctx.store.status)}
     seen, failed = _seen(ctx.platform)
-    missing, unknown = _missing_runs(ctx, (run for items in seen.values() for _, run, *_ in items))
+    missing, unknown = _missing_runs(ctx, _lookup_order(seen, ctx.now))
     now = ctx.now.isoformat()
     current: list[Orphan] = [o for o in previous.values() if o.kind in failed]
     for kind, items in seen.items():
