@@ -107,7 +107,9 @@ class EventChaosProxy:
 
 
 class Stack:
-    def __init__(self, base: Path, seed: int) -> None:
+    """Azurite and the local host in ``base``; ``chaos`` False passes every event through untouched."""
+
+    def __init__(self, base: Path, seed: int, *, chaos: bool = True, extra_env: dict[str, str] | None = None) -> None:
         self.base = base
         self.workdir = base / ".autopilot"
         self.az_dir = base / "azurite-home"
@@ -116,7 +118,11 @@ class Stack:
         self.ports = AzuritePorts(blob, queue, table)
         self.key = f"chaos-{seed}-{os.getpid()}"
         self.proxy = EventChaosProxy(
-            f"http://127.0.0.1:{self.host_port}", random.Random(seed + 1), p_drop=0.2, p_dup=0.2, p_delay=0.2
+            f"http://127.0.0.1:{self.host_port}",
+            random.Random(seed + 1),
+            p_drop=0.2 if chaos else 0,
+            p_dup=0.2 if chaos else 0,
+            p_delay=0.2 if chaos else 0,
         )
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
         self.env.update(
@@ -132,6 +138,7 @@ class Stack:
             AUTOPILOT_LOCAL_DTYPE="float32",
             PYTHONPATH=str(ROOT),
         )
+        self.env.update(extra_env or {})
         os.environ.update(self.env)  # this process reads the same ledger
 
     def ports_connection(self) -> str:
@@ -237,6 +244,7 @@ def main() -> int:
     parser.add_argument("--configs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--budget-s", type=float, default=720.0, help="give up waiting for convergence after this")
+    parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, workdir)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.monotonic()
@@ -344,6 +352,9 @@ def main() -> int:
                 orphans[kind] += 1
             per_config[tags.get(TAG_CONFIG, "?")][kind] += 1
     unsettled = [f"{r.run_id}={r.state.value}" for r in records.values() if r.state not in STEADY]
+    # Why each run that did not reach ``deployed`` ended where it did: a chaos run that only ever fails
+    # proves little, so the reasons are printed with the figures.
+    ended = [r for r in records.values() if r.state != RunState.DEPLOYED]
     latencies = [submitted_at[n] - dropped_at[n] for n in submitted_at]
     print("\n== chaos figures ==")
     print(f"seed {args.seed}, {args.configs} configs x 3 uploads; kills: {', '.join(kills)}")
@@ -357,6 +368,9 @@ def main() -> int:
         max(0, c[k] - 1) for c in per_config.values() for k in ("runs", "jobs", "model versions", "endpoints")
     )
     print(f"runs not terminal/steady: {len(unsettled)} {unsettled}")
+    for r in ended:
+        why = "; ".join(f"{e.get('path')}: {e.get('message')}" for e in r.errors)[:300]
+        print(f"  not deployed: {r.run_id} {r.state.value} {r.last_error_code or ''} {why}")
     print(f"duplicates (beyond 1 per config): {duplicates}")
     print(f"orphans (app-tagged, no ledger row): {dict(orphans) or 0}")
     if latencies:
@@ -365,7 +379,10 @@ def main() -> int:
             f"drop-to-submitted over {len(latencies)} configs: p50 {statistics.median(latencies):.2f}s, p95 {p95:.2f}s"
         )
     print(f"settled after {settled_s:.0f}s; total {time.monotonic() - started:.0f}s (budget {args.budget_s:.0f}s)")
-    shutil.rmtree(base, ignore_errors=True)
+    if args.keep:
+        print(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
     return 0 if not unsettled and not orphans and not duplicates else 1
 
 
