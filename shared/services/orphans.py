@@ -204,7 +204,10 @@ def sweep_orphans(ctx: SweepContext, report: ReconcileReport) -> None:
                 action = f"error: {type(exc).__name__}: {exc}"[:300]
                 log.warning("orphan %s %s: %s", kind, name, action)
             current.append(replace(orphan, action=action))
-            report.orphans.append(replace(orphan, action=action))
+            if before is None or not action.startswith("kept"):  # new, or acted on: worth a log line
+                report.orphans.append(replace(orphan, action=action))
+    if not current and not previous and not failed:
+        return  # nothing to record, nothing recorded before: no write
     ctx.store.status.write(
         ORPHANS_BLOB,
         {

@@ -58,7 +58,7 @@ class ReconcileReport:
     outcomes: list[ReconcileOutcome] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
     skipped_steps: list[str] = field(default_factory=list)  # not started: the budget was spent
-    orphans: list[Orphan] = field(default_factory=list)  # app-tagged things with no ledger row, seen now
+    orphans: list[Orphan] = field(default_factory=list)  # orphans first seen or acted on by this invocation
 
     def __iter__(self) -> Iterator[ReconcileOutcome]:
         return iter(self.outcomes)
