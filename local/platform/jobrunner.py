@@ -35,7 +35,7 @@ from typing import Any
 
 from local.platform import eventpost
 from local.platform.jobs import STATUS_FILE, Jobs
-from local.platform.mlflow_retry import retry_locked
+from local.platform.mlflow_retry import first_use, retry_locked
 from local.platform.workspace import Workspace, read_json, write_json_atomic
 from shared.platform.port import JobStatus
 from shared.settings import Settings
@@ -198,7 +198,12 @@ class JobRunner:
         training = self.spec["training"]
         name, uri = str(training["experiment_name"]), str(training["mlflow_tracking_uri"])
         client = MlflowClient(tracking_uri=uri)
-        experiment = retry_locked(lambda: client.get_experiment_by_name(name))
+        workdir = self.spec.get("workdir")
+        experiment = (
+            first_use(Workspace(Path(str(workdir))).locks, lambda: client.get_experiment_by_name(name))
+            if workdir
+            else retry_locked(lambda: client.get_experiment_by_name(name))
+        )
         if experiment is None:
             try:
                 self.experiment_id = str(
