@@ -8,8 +8,10 @@ that drops, duplicates and delays (reorders) them at random (seeded). N configs 
 At seeded points it kills: a training job (SIGKILL), the host (graceful, then hard), Azurite (graceful, then
 hard), a deployed endpoint's server (SIGKILL), and finally restarts everything as `down` + `up` would. Then it
 waits for every run to reach a terminal or steady state (deployed) and prints, per config: runs, jobs, model
-versions, endpoints; runs not settled; orphans (app-tagged things with no ledger row); drop-to-submitted
-p50/p95. Needs Azurite (`npm install`) and requirements-local.txt; nothing else.
+versions, endpoints; runs not settled, and why each run that did not deploy ended where it did; orphans
+(app-tagged things with no ledger row) and how many of them reconcile's orphan sweep did not record; and
+drop-to-submitted p50/p95 (the run's own `submitted` timestamp minus the first upload).
+Needs Azurite (`npm install`) and requirements-local.txt; nothing else.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,7 @@ deployment:
 cleanup: {{idle_after_minutes: 600}}
 """
 STEADY = TERMINAL | {RunState.DEPLOYED}
+ORPHAN_KIND = {"jobs": "job", "model versions": "model", "endpoints": "endpoint"}
 
 
 def log(message: str) -> None:
@@ -107,7 +111,9 @@ class EventChaosProxy:
 
 
 class Stack:
-    def __init__(self, base: Path, seed: int) -> None:
+    """Azurite and the local host in ``base``; ``chaos`` False passes every event through untouched."""
+
+    def __init__(self, base: Path, seed: int, *, chaos: bool = True, extra_env: dict[str, str] | None = None) -> None:
         self.base = base
         self.workdir = base / ".autopilot"
         self.az_dir = base / "azurite-home"
@@ -116,7 +122,11 @@ class Stack:
         self.ports = AzuritePorts(blob, queue, table)
         self.key = f"chaos-{seed}-{os.getpid()}"
         self.proxy = EventChaosProxy(
-            f"http://127.0.0.1:{self.host_port}", random.Random(seed + 1), p_drop=0.2, p_dup=0.2, p_delay=0.2
+            f"http://127.0.0.1:{self.host_port}",
+            random.Random(seed + 1),
+            p_drop=0.2 if chaos else 0,
+            p_dup=0.2 if chaos else 0,
+            p_delay=0.2 if chaos else 0,
         )
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOPILOT_")}
         self.env.update(
@@ -130,8 +140,11 @@ class Stack:
             AUTOPILOT_RECONCILE_SCHEDULE="*/5 * * * * *",
             AUTOPILOT_CLEANUP_SCHEDULE="*/10 * * * * *",
             AUTOPILOT_LOCAL_DTYPE="float32",
+            # The orphan sweep cancels an orphaned job after this; the shortest setting, to see it within the run.
+            AUTOPILOT_ORPHAN_GRACE_MINUTES="1",
             PYTHONPATH=str(ROOT),
         )
+        self.env.update(extra_env or {})
         os.environ.update(self.env)  # this process reads the same ledger
 
     def ports_connection(self) -> str:
@@ -220,16 +233,42 @@ def ledger() -> dict[str, Any]:
 
 
 def inventory(stack: Stack) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
-    """App-tagged jobs, model versions and endpoints of the local platform, as their tags."""
-    from local.platform.endpoints import Endpoints
-    from local.platform.registry import Registry
-    from local.platform.workspace import Workspace, read_json
+    """App-tagged jobs, model versions and endpoints, as the local platform lists them (the orphan sweep's view),
+    as their tags."""
+    from local.platform.adapter import LocalPlatform
+    from shared.settings import Settings
 
-    ws = Workspace(stack.workdir)
-    jobs = [dict((read_json(p) or {}).get("tags") or {}) for p in sorted(ws.jobs.glob("*/spec.json"))]
-    models = [dict(v.tags or {}) for v in Registry(ws).client.search_model_versions("tag.`autopilot.managed`='true'")]
-    endpoints = [dict(e.tags) for e in Endpoints(ws).list()]
+    platform = LocalPlatform(Settings.from_env(stack.env))
+    jobs = [dict(j.tags) | {"_name": j.name} for j in platform.list_jobs()]
+    models = [dict(m.tags) | {"_name": f"{m.name}:{m.version}"} for m in platform.list_models()]
+    endpoints = [dict(e.tags) | {"_name": e.name} for e in platform.list_endpoints()]
     return jobs, models, endpoints
+
+
+def recorded_orphans() -> set[tuple[str, str]]:
+    """(kind, name) of what the last reconcile recorded as orphans (shared/services/orphans.py)."""
+    from shared import runtime
+    from shared.services.orphans import read_orphans
+
+    return {(o.kind, o.name) for o in read_orphans(runtime.run_store().status)}
+
+
+def lose_row(run: str) -> None:
+    """Delete the run's ledger entity and its active-index entry, as a storage crash losing them would."""
+    from shared import runtime
+    from shared.ledger.table import ACTIVE_PARTITION, PARTITION
+
+    table = runtime.run_store().ledger.table  # type: ignore[attr-defined]
+    for partition in (PARTITION, ACTIVE_PARTITION):
+        table.delete_entity(partition, run)
+
+
+def orphan_action(kind: str, name: str) -> str:
+    from shared import runtime
+    from shared.services.orphans import read_orphans
+
+    found = [o for o in read_orphans(runtime.run_store().status) if (o.kind, o.name) == (kind, name)]
+    return f"{found[0].state}, {found[0].action}" if found else "not recorded"
 
 
 def main() -> int:
@@ -237,6 +276,7 @@ def main() -> int:
     parser.add_argument("--configs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--budget-s", type=float, default=720.0, help="give up waiting for convergence after this")
+    parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, workdir)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.monotonic()
@@ -260,7 +300,7 @@ def main() -> int:
         dropped_at: dict[str, float] = {}
         submitted_at: dict[str, float] = {}
         for name in drops:
-            dropped_at.setdefault(name, time.monotonic())
+            dropped_at.setdefault(name, time.time())  # wall clock: compared with the run's own timeline
             upload_config(stack.env["AzureWebJobsStorage"], CONTAINER, name, contents[name])
             time.sleep(rng.uniform(0, 0.3))
 
@@ -269,12 +309,22 @@ def main() -> int:
                 for run, record in ledger().items():
                     name = runs.get(run)
                     if name and name not in submitted_at and record.state != RunState.RECEIVED:
-                        submitted_at[name] = time.monotonic()
+                        # The host's timestamp of the move, not when this loop saw it.
+                        entered = record.timeline.get(RunState.SUBMITTED.value)
+                        submitted_at[name] = datetime.fromisoformat(entered).timestamp() if entered else time.time()
                 time.sleep(0.05)
 
         watcher = threading.Thread(target=watch_submits, daemon=True)
         watcher.start()
         watcher.join(120)
+
+        # Finding 7 on purpose: one run's ledger row is lost (as Azurite SIGKILLed lost its last writes) while its
+        # job goes on. Reconcile's orphan sweep must record the job, and cancel it past the grace if it still runs.
+        lost = rng.choice(sorted(runs))
+        lose_row(lost)
+        lost_at = time.monotonic()
+        expected = {run: name for run, name in runs.items() if run != lost}
+        kills.append(f"ledger row of {lost} lost")
 
         # Chaos, at seeded points.
         time.sleep(rng.uniform(1, 4))
@@ -322,14 +372,21 @@ def main() -> int:
         records: dict[str, Any] = {}
         while time.monotonic() - started < args.budget_s:
             records = ledger()
-            mine = [r for r in records.values() if r.run_id in runs]
-            if records and len(mine) == len(runs) and all(r.state in STEADY for r in mine):
+            mine = [r for r in records.values() if r.run_id in expected]
+            if records and len(mine) == len(expected) and all(r.state in STEADY for r in mine):
                 break
             time.sleep(3)
         settled_s = time.monotonic() - started
-        time.sleep(12)  # one more cleanup sweep (the endpoint health rule) before counting
+        time.sleep(12)  # one more cleanup and reconcile sweep (health rule, orphan sweep) before counting
         records = ledger()
         jobs, models, endpoints = inventory(stack)
+        # The lost run's job: recorded, and canceled if it still ran past the grace (or ended by itself).
+        lost_job = orphan_action("job", lost)
+        while ("not recorded" in lost_job or "canceled if" in lost_job) and time.monotonic() - started < args.budget_s:
+            time.sleep(3)
+            lost_job = orphan_action("job", lost)
+        seen_orphans = recorded_orphans()
+        lost_seen_s = time.monotonic() - lost_at
     finally:
         stack.stop_all()
 
@@ -337,13 +394,19 @@ def main() -> int:
     for record in records.values():
         per_config[record.config_blob]["runs"] += 1
         per_config[record.config_blob][f"state:{record.state.value}"] += 1
-    orphans = Counter()
+    orphans: Counter[str] = Counter()
+    unseen: list[str] = []
     for kind, items in (("jobs", jobs), ("model versions", models), ("endpoints", endpoints)):
         for tags in items:
             if tags.get(TAG_RUN_ID) not in records:
                 orphans[kind] += 1
+                if (ORPHAN_KIND[kind], tags["_name"]) not in seen_orphans:
+                    unseen.append(f"{kind}:{tags['_name']}")
             per_config[tags.get(TAG_CONFIG, "?")][kind] += 1
     unsettled = [f"{r.run_id}={r.state.value}" for r in records.values() if r.state not in STEADY]
+    # Why each run that did not reach ``deployed`` ended where it did: a chaos run that only ever fails
+    # proves little, so the reasons are printed with the figures.
+    ended = [r for r in records.values() if r.state != RunState.DEPLOYED]
     latencies = [submitted_at[n] - dropped_at[n] for n in submitted_at]
     print("\n== chaos figures ==")
     print(f"seed {args.seed}, {args.configs} configs x 3 uploads; kills: {', '.join(kills)}")
@@ -357,16 +420,24 @@ def main() -> int:
         max(0, c[k] - 1) for c in per_config.values() for k in ("runs", "jobs", "model versions", "endpoints")
     )
     print(f"runs not terminal/steady: {len(unsettled)} {unsettled}")
+    for r in ended:
+        why = "; ".join(f"{e.get('path')}: {e.get('message')}" for e in r.errors)[:300]
+        print(f"  not deployed: {r.run_id} {r.state.value} {r.last_error_code or ''} {why}")
     print(f"duplicates (beyond 1 per config): {duplicates}")
-    print(f"orphans (app-tagged, no ledger row): {dict(orphans) or 0}")
+    print(f"orphans (app-tagged, no ledger row): {dict(orphans) or 0}; recorded by reconcile: {len(seen_orphans)}")
+    print(f"unseen orphans (not in the orphan record): {len(unseen)} {unseen}")
+    print(f"lost ledger row of {lost}: its job by the last look ({lost_seen_s:.0f}s after the loss): {lost_job}")
     if latencies:
         p95 = sorted(latencies)[max(0, round(0.95 * len(latencies)) - 1)]
         print(
             f"drop-to-submitted over {len(latencies)} configs: p50 {statistics.median(latencies):.2f}s, p95 {p95:.2f}s"
         )
     print(f"settled after {settled_s:.0f}s; total {time.monotonic() - started:.0f}s (budget {args.budget_s:.0f}s)")
-    shutil.rmtree(base, ignore_errors=True)
-    return 0 if not unsettled and not orphans and not duplicates else 1
+    if args.keep:
+        print(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0 if not unsettled and not unseen and not duplicates else 1
 
 
 if __name__ == "__main__":

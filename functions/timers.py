@@ -37,6 +37,7 @@ def reconcile(timer: func.TimerRequest) -> None:
         deploy_timeout=runtime.deploy_timeout(),
         budget=_budget(),
         received_deadline=runtime.received_deadline(),
+        orphan_grace=runtime.orphan_grace(),
     )
     for o in report.outcomes:
         if o.before != o.after or o.error:
@@ -47,6 +48,14 @@ def reconcile(timer: func.TimerRequest) -> None:
                 o.after,
                 f" ({o.error})" if o.error else "",
             )
+    for orphan in report.orphans:
+        log.warning(
+            "reconcile: orphan %s %s (run %s, no ledger row): %s",
+            orphan.kind,
+            orphan.name,
+            orphan.run_id,
+            orphan.action,
+        )
 
 
 @bp.function_name("cleanup")

@@ -90,6 +90,10 @@ class Runtime:
     def received_deadline(self) -> timedelta:
         return timedelta(minutes=self.settings.received_deadline_minutes)
 
+    @property
+    def orphan_grace(self) -> timedelta:
+        return timedelta(minutes=self.settings.orphan_grace_minutes)
+
 
 def bootstrap(
     settings: Settings | None = None, *, store: RunStore | None = None, platform: MLPlatform | None = None
@@ -145,3 +149,7 @@ def deploy_timeout() -> timedelta:
 
 def received_deadline() -> timedelta:
     return current().received_deadline
+
+
+def orphan_grace() -> timedelta:
+    return current().orphan_grace

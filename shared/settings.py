@@ -101,6 +101,8 @@ class Settings:
     price_table: str = setting("AUTOPILOT_PRICE_TABLE", "")
     # Reconcile fails a run still `received` this long after its last write (a submit that never finished).
     received_deadline_minutes: int = setting("AUTOPILOT_RECEIVED_DEADLINE_MINUTES", "30")
+    # Reconcile cancels an app-tagged job with no ledger row (an orphan) once it has been one this long.
+    orphan_grace_minutes: int = setting("AUTOPILOT_ORPHAN_GRACE_MINUTES", "60")
     # Local platform only: the compute dtype of training and serving (auto | float32 | bfloat16).
     local_dtype: str = setting("AUTOPILOT_LOCAL_DTYPE", "auto")
     # Local platform only: training jobs that run at once (0: one per 2 cores and 4 GiB of memory, at least

@@ -77,6 +77,11 @@ class InMemoryLedger:
     def _etag(self) -> str:
         return f'W/"{next(self._etags)}"'
 
+    def lose(self, run_id: str) -> None:
+        """The run's row and index entry vanish, as the last writes did when Azurite was killed hard."""
+        self._rows.pop(run_id, None)
+        self._active.pop(run_id, None)
+
     def get(self, run_id: str) -> RunRecord | None:
         self.calls["get"] += 1
         if run_id in self.unreadable:
@@ -291,6 +296,11 @@ class FakePlatform:
             raise NotFoundError(f"no job {name}")
         return JobInfo(name, job.status, dict(job.request.tags), job.error, dict(job.metrics))
 
+    def list_jobs(self, limit: int = 500) -> list[JobInfo]:
+        self._maybe_fail("list_jobs")
+        named = [name for name, job in self.jobs.items() if is_managed(job.request.tags)]
+        return [self.get_job(name) for name in reversed(named)][:limit]
+
     def cancel_job(self, name: str) -> None:
         self._maybe_fail("cancel_job")
         job = self.jobs.get(name)
@@ -321,6 +331,10 @@ class FakePlatform:
             return self.registered[(name, version)]
         except KeyError:
             raise NotFoundError(f"no model {name}:{version}") from None
+
+    def list_models(self, limit: int = 500) -> list[ModelRef]:
+        self._maybe_fail("list_models")
+        return [ref for ref in self.registered.values() if is_managed(ref.tags)][:limit]
 
     # -- endpoints
     def begin_deploy(self, request: DeployRequest) -> None:

@@ -189,6 +189,40 @@ def _progress(record: RunRecord) -> str | None:
         return None
 
 
+def _age(iso: str | None, now: datetime) -> str:
+    if not iso:
+        return "-"
+    try:
+        seconds = max(0, int((now - datetime.fromisoformat(iso)).total_seconds()))
+    except ValueError:
+        return "-"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def orphan_lines(store: Any) -> list[str]:
+    """The orphans the last reconcile recorded (shared/services/orphans.py): app-tagged, no ledger row."""
+    from shared.services.orphans import read_orphans
+
+    try:
+        orphans = read_orphans(store.status)
+    except Exception as exc:  # the runs were shown; say why this part is not
+        return [f"orphans: not read ({type(exc).__name__})"]
+    if not orphans:
+        return []
+    now = store.clock()
+    lines = [
+        "",
+        f"orphans: {len(orphans)} app-tagged thing(s) with no run in the ledger (reconcile records and removes them)",
+        f"  {'kind':<9} {'name':<44} {'run id':<32} {'state':<11} {'age':>7}  action",
+    ]
+    for o in orphans:
+        age = _age(o.created_at or o.first_seen, now)
+        lines.append(f"  {o.kind:<9} {o.name:<44} {o.run_id:<32} {o.state:<11} {age:>7}  {o.action}")
+    return lines
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from shared import runtime
     from shared.status import status_document
@@ -218,6 +252,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(_summary_row(r))
             if more:
                 print(f"(newest first; more: --page {args.page + 1}, or --all)")
+        if not args.json:
+            for line in orphan_lines(store):
+                print(line)
         return 0
     if record is None:
         print(f"no run matches {args.run!r}", file=sys.stderr)

@@ -5,6 +5,10 @@ Each blob version (name + ETag) a blob-trigger function has handled gets a recei
 a restarted host does not fire again and an overwrite (new ETag) does. A failing blob is retried on later
 polls; the count lives in the receipt's metadata. After ``max_tries`` failures a message goes to queue
 ``webjobs-blobtrigger-poison`` and the blob version is left alone.
+
+The blobs one pass finds are handled at the same time, up to ``concurrency`` (the runtime, too, runs blob
+trigger invocations in parallel), so a drop never waits behind another config's submit; the versions of
+one blob name stay in order, in one worker. A pass ends when all its invocations have.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import json
 import logging
 import re
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 RECEIPTS_CONTAINER = "azure-webjobs-hosts"
 POISON_QUEUE = "webjobs-blobtrigger-poison"
 MAX_TRIES = 5
+# Blobs of one pass handled at once: each invocation mostly waits on storage and the platform.
+CONCURRENCY = 8
 # The runtime hands the whole blob to the worker; a cap keeps one huge upload from exhausting the host.
 MAX_BLOB_BYTES = 64 * 1024 * 1024
 
@@ -159,6 +167,7 @@ class BlobPoller:
         host_id: str,
         max_tries: int = MAX_TRIES,
         max_blob_bytes: int = MAX_BLOB_BYTES,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         self._services: dict[StorageConnection, BlobServiceClient] = {}
         self._targets: list[tuple[FunctionSpec, BlobPath, StorageConnection]] = []
@@ -174,6 +183,7 @@ class BlobPoller:
         # Receipts this host has read or written as finished: a pass over an unchanged container then costs
         # one listing, not a listing of every receipt too, so the poll interval can be short (drop-to-submit).
         self._finished: set[str] = set()
+        self._concurrency = max(1, concurrency)
 
     def _service(self, connection: StorageConnection) -> BlobServiceClient:
         # A connection string or an identity-based connection (``<name>__accountName`` ...), as the runtime's.
@@ -228,17 +238,30 @@ class BlobPoller:
         if not candidates:
             return []
         receipts = self._receipts.load(spec.name, path.container)
-        outcomes: list[Invocation] = []
+        by_blob: dict[str, list[tuple[BlobProperties, str]]] = defaultdict(list)
         for props, receipt in candidates:
             meta = receipts.get(receipt)
             if meta is not None and meta.get("status") in (COMPLETED, POISONED):
                 self._finished.add(receipt)
                 continue
-            failures = int(meta.get("failures", "0")) if meta else 0
-            outcome = self._fire(spec, container, props, connection, receipt, failures)
-            if outcome is not None:
-                outcomes.append(outcome)
-        return outcomes
+            by_blob[props.name].append((props, receipt))
+
+        def fire_in_order(versions: list[tuple[BlobProperties, str]]) -> list[Invocation]:
+            fired = []
+            for props, receipt in versions:
+                meta = receipts.get(receipt)
+                failures = int(meta.get("failures", "0")) if meta else 0
+                outcome = self._fire(spec, container, props, connection, receipt, failures)
+                if outcome is not None:
+                    fired.append(outcome)
+            return fired
+
+        groups = list(by_blob.values())
+        if len(groups) <= 1 or self._concurrency == 1:
+            return [outcome for versions in groups for outcome in fire_in_order(versions)]
+        with ThreadPoolExecutor(max_workers=min(self._concurrency, len(groups)), thread_name_prefix="blob") as pool:
+            # ``map`` re-raises a worker's storage error here, as the serial loop did: the pass is retried.
+            return [outcome for fired in pool.map(fire_in_order, groups) for outcome in fired]
 
     def _fire(
         self,

@@ -234,6 +234,9 @@ class LocalPlatform:
     def get_job(self, name: str) -> JobInfo:
         return self.jobs.get(name)
 
+    def list_jobs(self, limit: int = 500) -> list[JobInfo]:
+        return self.jobs.list(limit)
+
     # -- models
 
     def cancel_job(self, name: str) -> None:
@@ -269,6 +272,9 @@ class LocalPlatform:
 
     def get_model(self, name: str, version: str) -> ModelRef:
         return self.registry.get(name, version)
+
+    def list_models(self, limit: int = 500) -> list[ModelRef]:
+        return self.registry.list_managed(limit)
 
     # -- endpoints
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from local.common import processes
-from local.platform.serving import server, serving
+from local.platform.serving import serving
 from local.platform.workspace import (
     Workspace,
     child_env,
@@ -46,6 +46,9 @@ PROBE_TIMEOUT_S = 2.0
 RESTART_BACKOFF_S = 30.0
 # Failed health probes of a live process in a row before it is taken as stalled and restarted.
 UNRESPONSIVE_PROBES = 3
+# A server that dies while loading without reporting a failure of its own (killed, or stopped by `down`) is
+# started again this many times before the deployment fails, as a managed endpoint restarts its container.
+CREATE_RESTARTS = 2
 PORT_RELEASE_WAIT_S = 5.0
 LOG_FILE = "server.log"
 CREATING = DeploymentState.CREATING.value
@@ -94,10 +97,10 @@ class Endpoints:
         return self.workspace.pid_file("endpoint", name)
 
     def read_state(self, name: str) -> dict[str, Any] | None:
-        return read_json(self._dir(name) / server.STATE_FILE)
+        return read_json(self._dir(name) / serving.STATE_FILE)
 
     def _write_state(self, name: str, state: dict[str, Any]) -> None:
-        write_json_atomic(self._dir(name) / server.STATE_FILE, state)
+        write_json_atomic(self._dir(name) / serving.STATE_FILE, state)
 
     def _alive(self, name: str) -> bool:
         record = processes.read_pid_file(self._pid_file(name))
@@ -248,7 +251,7 @@ class Endpoints:
 
     @staticmethod
     def _write_keys(directory: Path) -> None:
-        path = directory / server.KEYS_FILE
+        path = directory / serving.KEYS_FILE
         if path.exists():
             return
         # O_EXCL + 0600 from the first byte: the keys are never readable by anyone else, even briefly.
@@ -260,7 +263,7 @@ class Endpoints:
 
     def keys(self, name: str) -> tuple[str, str]:
         """(primary, secondary) for ``autopilot endpoints --show-keys`` and ``invoke``."""
-        keys = serving.Keys.load(self._dir(name) / server.KEYS_FILE)
+        keys = serving.Keys.load(self._dir(name) / serving.KEYS_FILE)
         return keys.primary, keys.secondary
 
     # -- inspect
@@ -274,7 +277,7 @@ class Endpoints:
             return None
 
     def _failure(self, name: str, directory: Path) -> tuple[str, str]:
-        status = read_json(directory / server.SERVER_STATUS_FILE) or {}
+        status = read_json(directory / serving.SERVER_STATUS_FILE) or {}
         if status.get("state") == FAILED:
             return str(status.get("code") or "ResourceNotReady"), str(status.get("message") or "the server failed")
         tail = processes.log_tail(directory / LOG_FILE, lines=5).strip()
@@ -291,6 +294,8 @@ class Endpoints:
             alive = self._alive(name)
             current = state.get("state")
             if current == CREATING:
+                if not alive and self._restart_creating(name, directory, state):
+                    return state
                 if not alive:
                     state["error_code"], state["error_message"] = self._failure(name, directory)
                     state["state"] = FAILED
@@ -311,6 +316,16 @@ class Endpoints:
             ):
                 state["process_exited"] = True
             return state
+
+    def _restart_creating(self, name: str, directory: Path, state: dict[str, Any]) -> bool:
+        """A server gone while loading that did not report its own failure (a model that cannot load does):
+        start it again, at most CREATE_RESTARTS times. Under the lock."""
+        reported = (read_json(directory / serving.SERVER_STATUS_FILE) or {}).get("state") == FAILED
+        tries = int(state.get("create_restarts") or 0)
+        if reported or tries >= CREATE_RESTARTS:
+            return False
+        state["create_restarts"] = tries + 1
+        return self._restart_locked(name, state, "the server exited while loading", force=True)
 
     def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
         state = self.refresh(endpoint_name)
@@ -356,7 +371,7 @@ class Endpoints:
         for directory in sorted(root.iterdir()) if root.is_dir() else []:
             if not directory.is_dir() or not safe_name(directory.name):
                 continue
-            state = read_json(directory / server.STATE_FILE)
+            state = read_json(directory / serving.STATE_FILE)
             if state is None or not is_managed(state.get("tags")):
                 continue
             state = self.refresh(directory.name) or state
@@ -386,7 +401,7 @@ class Endpoints:
         directory = self._dir(name)
         if not directory.is_dir():
             raise NotFoundError(f"no endpoint named {name!r}")
-        last, count = serving.activity_since(read_json(directory / server.STATS_FILE), since)
+        last, count = serving.activity_since(read_json(directory / serving.STATS_FILE), since)
         return EndpointActivity(last_request_at=last, request_count=count)
 
     # -- use

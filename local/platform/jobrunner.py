@@ -36,7 +36,7 @@ from typing import Any
 
 from local.platform import eventpost
 from local.platform.jobs import STATUS_FILE, Jobs
-from local.platform.mlflow_retry import retry_locked
+from local.platform.mlflow_retry import first_use, retry_locked
 from local.platform.stopping import CANCEL_REQUESTED, JobCanceledError, deferred_cancel, request_cancel
 from local.platform.workspace import Workspace, read_json, write_json_atomic
 from shared.platform.port import JobStatus
@@ -199,8 +199,13 @@ class JobRunner:
         training = self.spec["training"]
         name, uri = str(training["experiment_name"]), str(training["mlflow_tracking_uri"])
         client = MlflowClient(tracking_uri=uri)
+        workdir = self.spec.get("workdir")
         with deferred_cancel():  # a write cut in half would hold the store's lock (see stopping.py)
-            experiment = retry_locked(lambda: client.get_experiment_by_name(name))
+            experiment = (
+                first_use(Workspace(Path(str(workdir))).locks, lambda: client.get_experiment_by_name(name))
+                if workdir
+                else retry_locked(lambda: client.get_experiment_by_name(name))
+            )
             if experiment is None:
                 try:
                     self.experiment_id = str(

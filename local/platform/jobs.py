@@ -36,7 +36,7 @@ from local.platform.workspace import (
     write_json_atomic,
 )
 from shared.exceptions import NotFoundError, PlatformError
-from shared.naming import TAG_RUN_ID
+from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import JobInfo, JobRequest, JobStatus
 from shared.settings import Settings
 
@@ -333,6 +333,24 @@ class Jobs:
             progress=progress,
             history=_history(read_json(directory / OUTPUT_DIR / HISTORY_FILE)),
         )
+
+    def list(self, limit: int) -> list[JobInfo]:
+        """App-tagged jobs, newest submitted first; a job directory without a readable spec is skipped."""
+        root = self.workspace.jobs
+        specs = []
+        for directory in root.iterdir() if root.is_dir() else []:
+            if not safe_name(directory.name):
+                continue
+            spec = read_json(directory / SPEC_FILE)
+            if spec is not None and is_managed(spec.get("tags")):
+                specs.append((str(spec.get("submitted_at") or ""), directory.name))
+        found = []
+        for _, name in sorted(specs, reverse=True)[: max(limit, 0)]:
+            try:
+                found.append(self.get(name))
+            except NotFoundError:
+                continue  # removed meanwhile
+        return found
 
     def cancel(self, name: str) -> None:
         """Stop the job (or take it out of the queue) and record it Canceled, unless it already ended;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -50,3 +51,18 @@ def retry_locked(
             sleep(wait)
             wait *= 2
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+SCHEMA_LOCK = "mlflow-schema.lock"
+
+
+def first_use(locks: Path, call: Callable[[], T]) -> T:
+    """A process's first call on the store, under a lock shared by every process of the workspace.
+
+    MLflow creates and migrates the SQLite schema on a store's first use, and two processes doing so at once
+    fail ("Online migration expected to match one row"): a job process starting while the host's reconcile
+    lists models did. Under this lock the first one creates it and the others then find it complete."""
+    from local.platform.workspace import file_lock
+
+    with file_lock(locks / SCHEMA_LOCK):
+        return retry_locked(call)

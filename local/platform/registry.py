@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.platform.mlflow_retry import first_use
 from local.platform.workspace import Workspace, file_lock, safe_name
 from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
-from shared.naming import TAG_RUN_ID
+from shared.naming import LEGACY_TAG_KEYS, TAG_MANAGED, TAG_RUN_ID, is_managed
 from shared.platform.port import ModelRef
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,11 @@ class Registry:
 
         self.workspace.ensure()
         uri = self.workspace.tracking_uri
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        # Both stores of the client create or migrate the schema on first use: once, under the workspace's lock.
+        first_use(self.workspace.locks, lambda: client.search_experiments(max_results=1))
+        first_use(self.workspace.locks, lambda: client.search_registered_models(max_results=1))
+        return client
 
     def _ref(self, version: Any) -> ModelRef:
         return ModelRef(
@@ -55,6 +60,19 @@ class Registry:
             return None
         first = min(versions, key=lambda v: int(v.version))
         return self._ref(first)
+
+    def list_managed(self, limit: int) -> list[ModelRef]:
+        """Versions tagged as the app's, under the current or the legacy key (``shared.naming``). Without a store
+        yet there are none, and the store is not created for the asking (nor mlflow imported)."""
+        if not self.workspace.mlflow_db.exists():
+            return []
+        found: dict[tuple[str, str], ModelRef] = {}
+        for key in (TAG_MANAGED, LEGACY_TAG_KEYS[TAG_MANAGED]):
+            for version in self.client.search_model_versions(f"tag.`{key}`='true'", max_results=max(limit, 1)):
+                ref = self._ref(version)
+                if is_managed(ref.tags):
+                    found[(ref.name, ref.version)] = ref
+        return list(found.values())[: max(limit, 0)]
 
     def register(
         self, *, name: str, source: Path, mlflow_run_id: str | None, tags: dict[str, str], description: str

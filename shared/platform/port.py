@@ -244,11 +244,17 @@ class MLPlatform(Protocol):
     def cancel_job(self, name: str) -> None:
         """Start canceling a job, without waiting; a finished or missing job is success."""
 
+    def list_jobs(self, limit: int = 500) -> list[JobInfo]:
+        """Jobs carrying the app's tags (current or legacy keys), newest first, at most ``limit``."""
+
     def register_model(self, request: RegisterRequest) -> ModelRef:
         """Register the job's model output; a retry returns the version registered before."""
 
     def get_model(self, name: str, version: str) -> ModelRef:
         """A registered model version with its tags."""
+
+    def list_models(self, limit: int = 500) -> list[ModelRef]:
+        """Model versions carrying the app's tags (current or legacy keys), at most ``limit``."""
 
     def begin_deploy(self, request: DeployRequest) -> None:
         """Start creating endpoint + deployment (idempotent); returns without waiting."""

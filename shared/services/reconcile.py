@@ -11,6 +11,7 @@ takes a ``SweepContext`` and returns its outcomes, and is skipped once the budge
 goes through the ledger's active index with bounded concurrency in rotating order (``sweep.py``), so its cost
 follows the live runs only, and a run not reached is first in line next time. Another sweep (say, runs stuck
 in ``received``, or platform resources without a run) is a function of the same shape added to ``SWEEPS``.
+The orphan step (``orphans.py``) is one: app-tagged jobs, model versions and endpoints with no ledger row.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from shared.platform.port import DeploymentState, MLPlatform
 from shared.runs import RunStore
 from shared.scoring import answer_text
 from shared.services.lifecycle import apply_job_status, deploy, deploy_request, register
+from shared.services.orphans import DEFAULT_ORPHAN_GRACE, Orphan, sweep_orphans
 from shared.services.step import Outcome, failure, guarded
 from shared.services.stranded import DEFAULT_RECEIVED_DEADLINE, fail_if_stranded
 from shared.services.supersede import supersede_older
@@ -56,6 +58,7 @@ class ReconcileReport:
     outcomes: list[ReconcileOutcome] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
     skipped_steps: list[str] = field(default_factory=list)  # not started: the budget was spent
+    orphans: list[Orphan] = field(default_factory=list)  # orphans first seen or acted on by this invocation
 
     def __iter__(self) -> Iterator[ReconcileOutcome]:
         return iter(self.outcomes)
@@ -72,6 +75,7 @@ class SweepContext:
     concurrency: int
     deploy_timeout: timedelta
     received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE
+    orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE
 
 
 SweepStep = Callable[[SweepContext, ReconcileReport], None]
@@ -201,7 +205,7 @@ def sweep_runs(ctx: SweepContext, report: ReconcileReport) -> None:
     report.left.extend(swept.left)
 
 
-SWEEPS: tuple[SweepStep, ...] = (sweep_runs,)
+SWEEPS: tuple[SweepStep, ...] = (sweep_runs, sweep_orphans)
 
 
 def reconcile(
@@ -210,6 +214,7 @@ def reconcile(
     *,
     deploy_timeout: timedelta,
     received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE,
+    orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE,
     budget: SweepBudget | None = None,
     monotonic: Monotonic = time.monotonic,
     sweeps: Sequence[SweepStep] = SWEEPS,
@@ -224,6 +229,7 @@ def reconcile(
         concurrency=budget.concurrency,
         deploy_timeout=deploy_timeout,
         received_deadline=received_deadline,
+        orphan_grace=orphan_grace,
     )
     report = ReconcileReport()
     for sweep in sweeps:

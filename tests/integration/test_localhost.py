@@ -105,6 +105,30 @@ def test_a_blob_fires_once_a_restart_does_not_refire_and_an_overwrite_does(azuri
     assert restarted.poll_once() == []
 
 
+def test_the_blobs_of_one_pass_are_handled_at_the_same_time(azurite: str) -> None:
+    # Before: one pass handled its blobs one after another, so a drop waited behind every other config's
+    # submit (drop-to-submit p50 2.1 s). Each call here waits until the other one has started: handled one
+    # at a time, the first would wait for the second forever (the barrier breaks after 30 s and it fails).
+    import threading
+
+    container = new_container(azurite)
+    for name in ("a.yaml", "b.yaml"):
+        container.upload_blob(name, b"x: 1\n")
+    barrier = threading.Barrier(2, timeout=30)
+    app = func.FunctionApp()
+
+    @app.function_name("meet")
+    @app.blob_trigger(arg_name="blob", path=f"{container.container_name}/{{name}}", connection="AzureWebJobsStorage")
+    def meet(blob: func.blob.InputStream) -> None:
+        barrier.wait()
+
+    outcomes = poller_for(app, azurite, f"test-{uuid.uuid4().hex[:8]}").poll_once()
+    assert sorted((o.target, o.succeeded) for o in outcomes) == [
+        (f"{container.container_name}/a.yaml", True),
+        (f"{container.container_name}/b.yaml", True),
+    ]
+
+
 def poison_messages(conn: str, container: str) -> list[dict[str, Any]]:
     queue = QueueClient.from_connection_string(conn, POISON_QUEUE, message_decode_policy=TextBase64DecodePolicy())
     messages = [json.loads(m.content) for m in queue.peek_messages(max_messages=32)]

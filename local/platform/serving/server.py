@@ -56,16 +56,22 @@ from starlette.routing import Route
 from local.platform.serving import openai_api
 from local.platform.serving.batching import Completion, Handle, PromptTooLongError, Sampling
 from local.platform.serving.http_limits import HEADER_TIMEOUT_S, MAX_CONNECTIONS, guarded_protocol
-from local.platform.serving.serving import MAX_BODY_BYTES, MAX_JSON_DEPTH, Keys, Stats, json_depth_exceeds
+from local.platform.serving.serving import (  # the file names live there: the platform reads them without torch
+    KEYS_FILE,
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    SERVER_STATUS_FILE,
+    STATE_FILE,
+    STATS_FILE,
+    Keys,
+    Stats,
+    json_depth_exceeds,
+)
 from local.platform.workspace import read_json, write_json_atomic
 from shared.scoring import ChatMessage, ScoreRequest, ScoringParameters
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
-KEYS_FILE = "keys.json"
-STATS_FILE = "stats.json"
-SERVER_STATUS_FILE = "server_status.json"
 BODY_TIMEOUT_S = 30.0
 MAX_BATCH_LIMIT = 32  # rows decoded together; beyond this a step's cost grows about linearly anyway
 

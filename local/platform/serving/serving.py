@@ -17,6 +17,13 @@ from typing import Any
 
 from local.platform.workspace import read_json, write_json_atomic
 
+# The files of an endpoint's directory. Here, not in server.py: the platform (endpoints.py) reads them, and
+# importing the server would import torch (batching) into every process that only submits or lists.
+STATE_FILE = "state.json"
+KEYS_FILE = "keys.json"
+STATS_FILE = "stats.json"
+SERVER_STATUS_FILE = "server_status.json"
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024

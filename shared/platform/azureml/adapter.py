@@ -18,6 +18,7 @@ both given no workspace is touched: that is how ``autopilot plan`` previews a jo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -31,7 +32,7 @@ from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
 from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
-from shared.naming import TAG_RUN_ID, run_hash, workspace_scope
+from shared.naming import TAG_RUN_ID, is_managed, run_hash, workspace_scope
 from shared.platform.azureml.clients import AzureClients
 from shared.platform.azureml.compute import check_finetune_compute, check_inference_sku
 from shared.platform.azureml.endpoints import Endpoints
@@ -61,6 +62,9 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Jobs read per app-tagged job wanted, at most: the jobs listing has no tag filter, and a busy workspace holds
+# many jobs that are not the app's.
+SCAN_FACTOR = 4
 _REMOTE_DATA = re.compile(r"^(azureml://|azureml:[A-Za-z0-9_.-]+(:|@)|https://|abfss://|wasbs://)")
 
 
@@ -230,6 +234,18 @@ class AzureMLPlatform:
         except NotFoundError:
             return
 
+    def list_jobs(self, limit: int = 500) -> list[JobInfo]:
+        # Top-level jobs only (the pipeline, not its steps), the service's order (newest first). The listing
+        # has no tag filter, so at most ``SCAN_FACTOR * limit`` jobs are read, whatever the workspace holds.
+        found: list[JobInfo] = []
+        with azure_call("listing jobs"):
+            for job in itertools.islice(self.clients.workspace.jobs.list(), SCAN_FACTOR * max(limit, 0)):
+                if len(found) >= limit:
+                    break
+                if is_managed({str(k): str(v) for k, v in (getattr(job, "tags", None) or {}).items()}):
+                    found.append(self._job_info(job))
+        return found
+
     def _job_info(self, job: Any) -> JobInfo:
         raw = getattr(job, "status", None)
         # The SDK's status is its str enum (JobStatus.NOT_STARTED), whose str() is the member's name, not the
@@ -303,6 +319,22 @@ class AzureMLPlatform:
     def get_model(self, name: str, version: str) -> ModelRef:
         with azure_call(f"reading model {name}:{version}"):
             return _model_ref(self.clients.workspace.models.get(name, version=version))
+
+    def list_models(self, limit: int = 500) -> list[ModelRef]:
+        # The workspace lists model names (containers) without their versions' tags, so each name's versions
+        # are listed too: one call per name, at most ``limit`` names and ``limit`` app-tagged versions.
+        found: list[ModelRef] = []
+        models = self.clients.workspace.models
+        with azure_call("listing models"):
+            names = [str(m.name) for m in itertools.islice(models.list(), max(limit, 0))]
+            for name in names:
+                for version in models.list(name=name):
+                    if len(found) >= limit:
+                        return found
+                    ref = _model_ref(version)
+                    if is_managed(ref.tags):
+                        found.append(ref)
+        return found
 
     # -- endpoints --------------------------------------------------------------------------------------------
     def begin_deploy(self, request: DeployRequest) -> None:

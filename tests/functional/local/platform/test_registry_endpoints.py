@@ -256,6 +256,30 @@ def test_a_stalled_server_is_restarted_after_several_failed_probes(workspace: Wo
     platform.begin_delete_endpoint(request.endpoint_name)
 
 
+def test_a_server_killed_while_loading_is_started_again(workspace: Workspace, model: ModelRef) -> None:
+    # Before: a kill (or `down`) while the model loaded failed the deployment for good (ResourceNotReady).
+    platform = workspace.platform
+    request = deploy_request(model, "ft-loadkill-0000abab", "loadkill-0000abab")
+    platform.begin_deploy(request)
+    # Nothing has looked at the endpoint yet, so it is Creating whether or not the server has loaded.
+    killed = _kill_server(workspace, request.endpoint_name)
+    assert platform.get_deployment(request.endpoint_name, request.deployment_name).state == DeploymentState.CREATING
+    state = platform.endpoints.read_state(request.endpoint_name)
+    assert state is not None and state["create_restarts"] == 1 and state["pid"] != killed.pid
+    assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
+    platform.begin_delete_endpoint(request.endpoint_name)
+
+
+def test_app_tagged_jobs_and_model_versions_are_listed(
+    workspace: Workspace, model: ModelRef, completed_job: str
+) -> None:
+    jobs = {j.name: j for j in workspace.platform.list_jobs()}
+    assert jobs[completed_job].tags["autopilot_run_id"] == completed_job
+    assert jobs[completed_job].status.value == "Completed"
+    models = {(m.name, m.version): m for m in workspace.platform.list_models()}
+    assert models[(model.name, model.version)].tags["autopilot_run_id"] == completed_job
+
+
 def test_model_that_cannot_load_fails_the_deployment_and_leaves_nothing_running(
     workspace: Workspace, completed_job: str, tmp_path: Path
 ) -> None:

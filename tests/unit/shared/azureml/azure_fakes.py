@@ -101,6 +101,8 @@ class FakeWorkspace:
         c.compute.list_usage.side_effect = lambda: list(self.usages)
         c.jobs.create_or_update.side_effect = self._job_create
         c.jobs.get.side_effect = self._job_get
+        c.jobs.list.side_effect = lambda **_: list(reversed(self.jobs.values()))  # newest first, like the service
+        c.models.list.side_effect = self._model_list
         c.models.get.side_effect = self._model_get
         c.models.create_or_update.side_effect = self._model_create
         c.online_endpoints.get.side_effect = self._endpoint_get
@@ -136,6 +138,13 @@ class FakeWorkspace:
         if (name, str(version)) not in self.models:
             raise not_found(f"model {name}:{version}")
         return self.models[(name, str(version))]
+
+    def _model_list(self, name: str | None = None, stage: str | None = None, **_: Any) -> list[Model]:
+        """Without a name: one entry per model name (the containers, no tags); with one: its versions."""
+        if name is None:
+            names = dict.fromkeys(n for n, _ in self.models)
+            return [Model(name=n, path="x") for n in names]
+        return [m for (n, _), m in self.models.items() if n == name]
 
     def _model_create(self, model: Any) -> Model:
         key = (model.name, str(model.version))

@@ -352,3 +352,29 @@ def test_a_job_the_sdk_refuses_is_a_rejection(settings: Settings, workspace: Fak
         platform.submit_job(job_request(platform))
     [issue] = exc.value.issues
     assert issue.path == "job" and "deepspeed_stage" in issue.message
+
+
+def test_only_app_tagged_jobs_and_model_versions_are_listed(settings: Settings, workspace: FakeWorkspace) -> None:
+    # The orphan sweep's view of the workspace (shared/services/orphans.py): the app's things, never others'.
+    from azure.ai.ml.entities import Model
+
+    platform = make_platform(settings, workspace)
+    platform.submit_job(job_request(platform))
+    foreign = job_request(platform, "someone-else-99999999")
+    platform.submit_job(foreign)
+    workspace.jobs["someone-else-99999999"].tags = {"team": "x"}
+    legacy = job_request(platform, "legacy-run-0000aaaa")
+    platform.submit_job(legacy)
+    workspace.jobs["legacy-run-0000aaaa"].tags = {
+        "autopilot.run_id": "legacy-run-0000aaaa",
+        "autopilot.managed": "true",
+    }
+    assert {(j.name, j.tags[TAG_RUN_ID]) for j in platform.list_jobs()} == {
+        (RUN_ID, RUN_ID),
+        ("legacy-run-0000aaaa", "legacy-run-0000aaaa"),
+    }
+    assert len(platform.list_jobs(limit=1)) == 1
+
+    mine = platform.register_model(RegisterRequest(RUN_ID, "m", "d", app_tags(RUN_ID, "c.yaml")))
+    workspace.models[("other", "1")] = Model(name="other", version="1", path="x", tags={"team": "x"})
+    assert [(m.name, m.version) for m in platform.list_models()] == [(mine.name, mine.version)]
