@@ -27,6 +27,8 @@ from shared.platform.port import (
     ComputeInfo,
     ComputeRequest,
     DeploymentInfo,
+    DeploymentMetrics,
+    DeploymentSummary,
     DeployRequest,
     EndpointActivity,
     EndpointInfo,
@@ -277,6 +279,15 @@ class LocalPlatform:
     def endpoints_activity(self, endpoint_names: Sequence[str], since: datetime) -> dict[str, EndpointActivity]:
         # The local servers count their own requests: nothing to batch, every answer is known.
         return {name: self.endpoints.activity(name, since) for name in endpoint_names}
+
+    def list_deployments(self, endpoint_name: str) -> list[DeploymentSummary]:
+        return self.endpoints.list_deployments(endpoint_name)
+
+    def deployment_metrics(self, endpoint_name: str, since: datetime) -> dict[str, DeploymentMetrics]:
+        return self.endpoints.deployment_metrics(endpoint_name, since)
+
+    def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
+        self.endpoints.delete_deployment(endpoint_name, deployment_name)
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
         try:

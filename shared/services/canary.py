@@ -74,7 +74,9 @@ def _live(deployments: list[DeploymentSummary]) -> DeploymentSummary | None:
 # ------------------------------------------------------------------------------------------------- 1. join
 
 
-def plan_join(store: RunStore, platform: MLPlatform, record: RunRecord, config: TrainingConfig) -> dict[str, Any] | None:
+def plan_join(
+    store: RunStore, platform: MLPlatform, record: RunRecord, config: TrainingConfig
+) -> dict[str, Any] | None:
     """The rollout a run starts on an endpoint another run serves, or None when the endpoint is its own.
 
     Raises ``CanaryRefused`` when it cannot join (quota, name clash, a rollout already under way)."""
@@ -281,6 +283,7 @@ def retire(store: RunStore, platform: MLPlatform, endpoint: str, now: datetime) 
     except NotFoundError:
         return []
     retired: list[str] = []
+    at = now.isoformat()
     for deployment in deployments:
         if deployment.traffic > 0 or not deployment.run_id:
             continue  # never a deployment that carries traffic
@@ -295,7 +298,6 @@ def retire(store: RunStore, platform: MLPlatform, endpoint: str, now: datetime) 
             log.warning("deployment %s/%s: not retired: %s", endpoint, deployment.name, exc)
             continue
         retired.append(deployment.name)
-        at = now.isoformat()
 
         def deleted(r: RunRecord, name: str = deployment.name) -> None:
             r.rollout = {**(r.rollout or {}), "deployment_deleted_at": at}

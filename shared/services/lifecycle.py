@@ -204,6 +204,7 @@ def deploy(store: RunStore, platform: MLPlatform, run: RunRecord | str) -> RunRe
             # e.g. the endpoint name belongs to someone else, or quota refused at once: nothing was created.
             message = f"deployment could not start: {exc}"
             return Outcome(RunState.DEPLOY_FAILED, failure(message, exc.code or "DeploymentFailed", "deployment"))
+
         def keep_rollout(r: RunRecord) -> None:
             r.rollout = rollout
 

@@ -115,7 +115,11 @@ def finish_deployment(
             if now - started > deploy_timeout:
                 minutes = int(deploy_timeout.total_seconds() // 60)
                 return _delete_and_fail(
-                    platform, r, f"deployment still {info.state.value} after {minutes} minutes", "DeploymentTimeout", now
+                    platform,
+                    r,
+                    f"deployment still {info.state.value} after {minutes} minutes",
+                    "DeploymentTimeout",
+                    now,
                 )
             return None
 
