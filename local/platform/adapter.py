@@ -258,6 +258,8 @@ class LocalPlatform:
         if not request.tags.get(TAG_RUN_ID):
             raise RejectedError([FieldIssue("deployment", "an endpoint needs the app's tags")])
         self.check_inference_compute(request.instance_type, None)
+        if request.join_endpoint and self.endpoints.read_state(request.endpoint_name) is None:
+            raise NotFoundError(f"no endpoint named {request.endpoint_name!r} to add a deployment to")
         source = self.registry.source(request.model.name, request.model.version)
         self.endpoints.begin_deploy(request, source)
 

@@ -137,7 +137,10 @@ def abort_on_platform(platform: MLPlatform, record: RunRecord) -> bool:
     endpoint, new = str(rollout.get("endpoint") or record.endpoint_name), record.deployment_name
     assert new
     with contextlib.suppress(NotFoundError):
-        platform.set_traffic(endpoint, {str(rollout["previous_deployment"]): 100, new: 0})
+        existing = {d.name for d in platform.list_deployments(endpoint)}
+        # Traffic may name existing deployments only (Azure refuses others): a deployment never created has none.
+        traffic = {str(rollout["previous_deployment"]): 100, **({new: 0} if new in existing else {})}
+        platform.set_traffic(endpoint, traffic)
     try:
         platform.begin_delete_deployment(endpoint, new)
     except NotFoundError:
