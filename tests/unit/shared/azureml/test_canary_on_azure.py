@@ -40,7 +40,7 @@ class Monitor:
 
     def query_resources(self, **kwargs: Any) -> list[Any]:
         self.queries.append(kwargs)
-        since, until = kwargs["timespan"]
+        _, until = kwargs["timespan"]
         [rid] = kwargs["resource_ids"][:1]
         if kwargs.get("filter"):
             series = [
