@@ -130,7 +130,7 @@ def _states(values: list[str] | None) -> list[RunState]:
 
 
 def _summary_row(r: RunRecord) -> str:
-    endpoint = r.endpoint_name if r.state in (RunState.DEPLOYING, RunState.DEPLOYED) else ""
+    endpoint = r.endpoint_name if r.state in (RunState.DEPLOYING, RunState.CANARY, RunState.DEPLOYED) else ""
     model = f"{r.model_name}:{r.model_version}" if r.model_version else ""
     return f"{r.run_id:<40} {r.state.value:<14} {r.updated_at:%Y-%m-%d %H:%M:%S} {model:<40} {endpoint}"
 
@@ -155,12 +155,33 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
         lines.append(f"  approval: {a.get('decision')} by {a.get('by')} at {a.get('at')}{why}")
     if r.endpoint_name:
         lines.append(f"  endpoint: {r.endpoint_name} / {r.deployment_name}  {r.scoring_uri or ''}")
+    lines.extend(rollout_lines(r))
     if r.smoke_test and r.smoke_test.get("answer"):
         lines.append(f"  smoke test answer: {r.smoke_test['answer'][:300]}")
     for err in r.errors:
         lines.append(f"  error: {err['path'] + ': ' if err.get('path') else ''}{err['message']}")
     for note in r.notes:
         lines.append(f"  note: {note}")
+    return lines
+
+
+def rollout_lines(r: RunRecord) -> list[str]:
+    """A canary's progress on its shared endpoint (shared/services/canary.py), or a replaced run's grace."""
+    rollout = r.rollout or {}
+    lines: list[str] = []
+    if rollout.get("role") == "canary":
+        lines.append(
+            f"  canary: {rollout.get('phase')} at {rollout.get('percent')}% beside {rollout.get('previous_deployment')}"
+            f" (run {rollout.get('previous_run')})"
+            + (f", observed until {rollout['observe_until']}" if rollout.get("observe_until") else "")
+        )
+        for side in ("canary", "previous"):
+            seen = rollout.get(side)
+            if isinstance(seen, dict):
+                rate = float(seen.get("error_rate") or 0)
+                lines.append(f"    {side}: {seen.get('requests')} requests, {seen.get('errors')} 5xx ({rate:.1%})")
+    if rollout.get("replaced_by"):
+        lines.append(f"  replaced by run {rollout['replaced_by']}; deployment kept until {rollout.get('retire_after')}")
     return lines
 
 
