@@ -77,7 +77,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     done = rollout.get("rolled_back") or {}
     print(
         f"endpoint {args.endpoint}: traffic on {rollout.get('previous_deployment')} "
-        f"(run {rollout.get('previous_run')}); run {record.run_id} rolled back by {done.get('by')} at {done.get('at')} ({record.state.value})"
+        f"(run {rollout.get('previous_run')}); run {record.run_id} rolled back by {done.get('by')} "
+        f"at {done.get('at')} ({record.state.value})"
     )
     return 0
 
