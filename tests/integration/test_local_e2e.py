@@ -175,7 +175,7 @@ TOO_LONG_SMOKE_TEST = """\
     messages:
       - role: user
         content: "{content}"
-""".format(content="pack " * 6000)
+""".format(content="pack " * 5000)
 
 
 def line_config(max_steps: int, smoke_test: str | None = None) -> bytes:

@@ -86,6 +86,11 @@ class Line:
     def reconcile(self) -> None:
         reconcile(self.store, self.platform, deploy_timeout=TIMEOUT)
 
+    def run(self, run_id: str) -> Any:
+        record = self.run(run_id)
+        assert record is not None
+        return record
+
     def trained(self, name: str, learning_rate: float) -> Any:
         record = submit_config(
             container="training-configs",
@@ -99,7 +104,7 @@ class Line:
         assert record is not None and record.state == RunState.SUBMITTED, record and record.errors
         self.workspace.jobs[record.run_id]._status = "Completed"
         self.reconcile()
-        return self.store.get(record.run_id)
+        return self.run(record.run_id)
 
     def first_deployed(self) -> Any:
         first = self.trained("line-v1.yaml", 5e-6)
@@ -107,7 +112,7 @@ class Line:
         self.reconcile()
         self.workspace.set_deployment_state(ENDPOINT, first.deployment_name, "Succeeded")
         self.reconcile()
-        first = self.store.get(first.run_id)
+        first = self.run(first.run_id)
         assert first.state == RunState.DEPLOYED
         return first
 
@@ -121,7 +126,7 @@ class Line:
         }
         self.workspace.set_deployment_state(ENDPOINT, second.deployment_name, "Succeeded")
         self.reconcile()
-        second = self.store.get(second.run_id)
+        second = self.run(second.run_id)
         assert second.state == RunState.CANARY, second.errors
         return first, second
 
@@ -142,7 +147,7 @@ def test_a_canary_shares_the_endpoint_then_takes_all_the_traffic_and_the_old_dep
     split = [q for q in line.monitor.queries if q.get("filter")]
     assert split and split[-1]["filter"] == SPLIT_FILTER == "deployment eq '*' and statusCode eq '*'"
     assert split[-1]["metric_names"] == ["RequestsPerMinute"]
-    assert line.store.get(second.run_id).state == RunState.DEPLOYED
+    assert line.run(second.run_id).state == RunState.DEPLOYED
     assert workspace.endpoints[ENDPOINT].traffic == {first.deployment_name: 0, second.deployment_name: 100}
 
     cleanup(line.store, line.platform)  # within the grace period
@@ -150,7 +155,7 @@ def test_a_canary_shares_the_endpoint_then_takes_all_the_traffic_and_the_old_dep
     line.clock.advance(minutes=61)
     cleanup(line.store, line.platform)
     assert set(workspace.deployments) == {(ENDPOINT, second.deployment_name)} and ENDPOINT in workspace.endpoints
-    assert line.store.get(first.run_id).state == RunState.DELETED
+    assert line.run(first.run_id).state == RunState.DELETED
 
 
 def test_a_canary_answering_5xx_is_rolled_back_and_deleted(settings: Settings, workspace: FakeWorkspace) -> None:
@@ -163,12 +168,12 @@ def test_a_canary_answering_5xx_is_rolled_back_and_deleted(settings: Settings, w
     }
     line.clock.advance(minutes=16)
     line.reconcile()
-    failed = line.store.get(second.run_id)
+    failed = line.run(second.run_id)
     assert failed.state == RunState.DEPLOY_FAILED and failed.last_error_code == "CanaryErrorRate"
     assert "10/30" in failed.errors[0]["message"]
     assert workspace.endpoints[ENDPOINT].traffic == {first.deployment_name: 100, second.deployment_name: 0}
     assert set(workspace.deployments) == {(ENDPOINT, first.deployment_name)}
-    assert line.store.get(first.run_id).state == RunState.DEPLOYED
+    assert line.run(first.run_id).state == RunState.DEPLOYED
 
 
 def test_a_refused_canary_start_is_kept_per_deployment_and_the_endpoint_keeps_serving(
@@ -181,7 +186,7 @@ def test_a_refused_canary_start_is_kept_per_deployment_and_the_endpoint_keeps_se
     workspace.deployment_error = quota_error()
     second = line.trained("line-v2.yaml", 2e-5)  # the deployment start is refused and recorded
     line.reconcile()
-    failed = line.store.get(second.run_id)
+    failed = line.run(second.run_id)
     assert failed.state == RunState.DEPLOY_FAILED and failed.last_error_code == "OutOfQuota"
     assert ENDPOINT in workspace.endpoints
     assert line.platform.get_deployment(ENDPOINT, first.deployment_name).state.value == "Succeeded"
