@@ -140,7 +140,7 @@ class Router:
         self._on_change = on_change
         self.deployments: dict[str, Deployment] = {}
         self.traffic: dict[str, int] = {}
-        self._mtime: float | None = None
+        self._version: tuple[int, int, int] | None = None
 
     # -- state
 
@@ -148,12 +148,14 @@ class Router:
         """Match the deployments and traffic to ``state.json`` (loads new ones, unloads removed ones)."""
         path = self.state_dir / "state.json"
         try:
-            mtime = path.stat().st_mtime_ns
+            stat = path.stat()
         except FileNotFoundError:
             return
-        if mtime == self._mtime:
+        # An atomic write replaces the file: a new inode even within one tick of a coarse clock.
+        version = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+        if version == self._version:
             return
-        self._mtime = mtime
+        self._version = version
         state = read_json(path) or {}
         wanted = deployments_of(state)
         for name in [n for n in self.deployments if n not in wanted]:
