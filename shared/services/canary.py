@@ -230,6 +230,9 @@ def observe(store: RunStore, platform: MLPlatform, record: RunRecord, now: datet
         assert r.deployment_name and r.rollout
         rollout = r.rollout
         endpoint, previous = str(rollout["endpoint"]), str(rollout["previous_deployment"])
+        if r.deployment_name not in {d.name for d in platform.list_deployments(endpoint)}:
+            # Deleted under it (by hand, or by an abort whose ledger write was lost): it cannot be promoted.
+            return fail_canary(platform, r, "the canary deployment is gone", "ResourceNotFound", now)
         since = datetime.fromisoformat(str(rollout["started_at"]))
         metrics = platform.deployment_metrics(endpoint, since)
         seen = {"canary": _counts(metrics.get(r.deployment_name)), "previous": _counts(metrics.get(previous))}

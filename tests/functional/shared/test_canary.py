@@ -249,3 +249,22 @@ def test_cancel_of_a_canary_puts_the_traffic_back() -> None:
     endpoint = world.platform.endpoints[ENDPOINT]
     assert world.state(second) == RunState.CANCELED and endpoint.traffic == {dep(world, first): 100}
     assert list(endpoint.deployments) == [dep(world, first)]
+
+
+def test_a_crash_after_the_abort_of_a_failing_canary_still_ends_deploy_failed() -> None:
+    world = World()
+    first, second = first_and_canary(world)
+    world.platform.serve(ENDPOINT, dep(world, second), requests=40, errors=20)
+    world.clock.advance(minutes=11)
+    real_advance = world.store.advance
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("worker died")
+
+    world.store.advance = crash  # type: ignore[method-assign]
+    world.reconcile()  # traffic back and the deployment deleted, then the worker dies before the ledger write
+    world.store.advance = real_advance  # type: ignore[method-assign]
+    assert world.state(second) == RunState.CANARY
+    world.reconcile()
+    assert world.state(second) == RunState.DEPLOY_FAILED and world.state(first) == RunState.DEPLOYED
+    assert world.platform.endpoints[ENDPOINT].traffic == {dep(world, first): 100}

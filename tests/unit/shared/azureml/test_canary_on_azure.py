@@ -87,7 +87,7 @@ class Line:
         reconcile(self.store, self.platform, deploy_timeout=TIMEOUT)
 
     def run(self, run_id: str) -> Any:
-        record = self.run(run_id)
+        record = self.store.get(run_id)
         assert record is not None
         return record
 
