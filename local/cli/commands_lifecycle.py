@@ -14,8 +14,8 @@ from typing import Any
 from shared import runtime
 from shared.exceptions import PlatformError
 from shared.services.approval import ApprovalError, Decision, decide
-from shared.services.canary import RollbackError, rollback_endpoint
 from shared.services.cancel import CancelError, cancel_run
+from shared.services.rollback import RollbackError, rollback_endpoint
 
 
 def _who(args: argparse.Namespace) -> str:

@@ -10,9 +10,9 @@ import pytest
 
 from shared.exceptions import PlatformError
 from shared.platform.port import MAX_DEPLOYMENTS_PER_ENDPOINT, DeploymentState
-from shared.services.canary import RollbackError, rollback_endpoint
 from shared.services.cleanup import cleanup
 from shared.services.reconcile import reconcile_run
+from shared.services.rollback import RollbackError, rollback_endpoint
 from shared.states import RunState
 from tests.configs import CONFIG, config_bytes
 from tests.functional.shared.world import TIMEOUT, World
