@@ -58,6 +58,8 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         "effective_params": record.effective_params,
         "notes": record.notes,
         "approval": record.approval,
+        # A rollout on a shared endpoint (canary share, window, error rates seen, outcome); see canary.py.
+        "rollout": record.rollout,
         "awaiting": awaiting(record),
     }
 

@@ -29,13 +29,16 @@ from shared.ledger.port import ActiveEntry
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import (
+    MAX_DEPLOYMENTS_PER_ENDPOINT,
     CapacityCheck,
     CapacityOutcome,
     CapacityRequest,
     ComputeInfo,
     ComputeRequest,
     DeploymentInfo,
+    DeploymentMetrics,
     DeploymentState,
+    DeploymentSummary,
     DeployRequest,
     EndpointActivity,
     EndpointInfo,
@@ -196,6 +199,9 @@ class FakeEndpoint:
     healthy: bool = True
     error_code: str | None = None
     metrics_missing: bool = False  # the platform reports no data for it (the idle check must not guess)
+    deployment_runs: dict[str, str] = field(default_factory=dict)  # deployment -> its run id tag
+    # deployment -> (requests, 5xx answers) the scoring route saw: what deployment_metrics reports
+    served: dict[str, list[int]] = field(default_factory=dict)
 
 
 class FakePlatform:
@@ -231,6 +237,8 @@ class FakePlatform:
         self.deployment_error_code: str | None = None
         self.invoke_answer: Any = [{"0": "Here is a packing list."}]
         self.invocations: list[dict[str, Any]] = []
+        self.failing_deployments: set[str] = set()  # deployments whose scoring answers 500
+        self.deleted_deployments: list[str] = []
         self.submit_calls = 0
 
     def _maybe_fail(self, method: str) -> None:
@@ -341,11 +349,21 @@ class FakePlatform:
         self._maybe_fail("begin_deploy")
         ep = self.endpoints.get(request.endpoint_name)
         if ep is None:
+            if request.join_endpoint:
+                raise NotFoundError(f"no endpoint {request.endpoint_name} to add a deployment to")
             ep = FakeEndpoint(request.endpoint_name, dict(request.tags), self.clock())
             self.endpoints[request.endpoint_name] = ep
-        elif ep.tags.get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
+        elif not is_managed(ep.tags):
+            raise NotManagedError(f"endpoint {request.endpoint_name} is not managed by the app")
+        elif not request.join_endpoint and ep.tags.get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
             raise PlatformError(f"endpoint {request.endpoint_name} belongs to another run")
+        owner = ep.deployment_runs.get(request.deployment_name)
+        if owner is not None and owner != request.tags.get(TAG_RUN_ID):
+            raise PlatformError(f"deployment {request.deployment_name} belongs to another run", code="Conflict")
+        if owner is None and len(ep.deployments) >= MAX_DEPLOYMENTS_PER_ENDPOINT:
+            raise PlatformError("too many deployments on the endpoint", code="QuotaExceeded")
         ep.deployments.setdefault(request.deployment_name, DeploymentState.CREATING)
+        ep.deployment_runs[request.deployment_name] = request.tags.get(TAG_RUN_ID, "")
 
     def complete_deployments(self) -> None:
         """The platform finishes provisioning (what the LRO would do in Azure)."""
@@ -373,17 +391,67 @@ class FakePlatform:
     def set_traffic(self, endpoint_name: str, traffic: dict[str, int]) -> None:
         if endpoint_name not in self.endpoints:
             raise NotFoundError(f"no endpoint {endpoint_name}")
-        if not is_managed(self.endpoints[endpoint_name].tags):
+        ep = self.endpoints[endpoint_name]
+        if not is_managed(ep.tags):
             raise NotManagedError(f"endpoint {endpoint_name} is not managed by the app")
-        self.endpoints[endpoint_name].traffic = dict(traffic)
+        unknown = sorted(set(traffic) - set(ep.deployments))
+        if unknown:
+            raise NotFoundError(f"endpoint {endpoint_name} has no deployment {', '.join(unknown)}")
+        if sum(traffic.values()) not in (0, 100):
+            raise PlatformError("traffic must add up to 100", code="BadArgument")
+        ep.traffic = {k: v for k, v in traffic.items() if v}
 
     def invoke(self, endpoint_name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:
         self._maybe_fail("invoke")
         ep = self.endpoints[endpoint_name]
+        if deployment_name is not None and deployment_name not in ep.deployments:
+            raise NotFoundError(f"endpoint {endpoint_name} has no deployment {deployment_name}")
         ep.requests += 1
         ep.last_request_at = self.clock()
         self.invocations.append(payload)
+        target = deployment_name or max(ep.traffic, key=lambda d: ep.traffic[d], default="")
+        served = ep.served.setdefault(target, [0, 0])
+        served[0] += 1
+        if target in self.failing_deployments:
+            served[1] += 1
+            raise PlatformError(f"endpoint {endpoint_name} answered HTTP 500", code="500")
         return self.invoke_answer
+
+    def serve(self, endpoint_name: str, deployment_name: str, requests: int, errors: int = 0) -> None:
+        """Traffic arriving at a deployment while it is observed (what callers of the endpoint would send)."""
+        served = self.endpoints[endpoint_name].served.setdefault(deployment_name, [0, 0])
+        served[0] += requests
+        served[1] += errors
+
+    def list_deployments(self, endpoint_name: str) -> list[DeploymentSummary]:
+        ep = self.endpoints.get(endpoint_name)
+        if ep is None:
+            raise NotFoundError(f"no endpoint {endpoint_name}")
+        return [
+            DeploymentSummary(name, ep.deployment_runs.get(name), state, ep.traffic.get(name, 0))
+            for name, state in ep.deployments.items()
+        ]
+
+    def deployment_metrics(self, endpoint_name: str, since: datetime) -> dict[str, DeploymentMetrics]:
+        self._maybe_fail("deployment_metrics")
+        ep = self.endpoints.get(endpoint_name)
+        if ep is None:
+            raise NotFoundError(f"no endpoint {endpoint_name}")
+        return {name: DeploymentMetrics(n, e) for name, (n, e) in ep.served.items() if name in ep.deployments}
+
+    def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
+        self._maybe_fail("begin_delete_deployment")
+        ep = self.endpoints.get(endpoint_name)
+        if ep is None or deployment_name not in ep.deployments:
+            return
+        if not is_managed(ep.tags):
+            raise NotManagedError(f"endpoint {endpoint_name} is not managed by the app")
+        if ep.traffic.get(deployment_name, 0) > 0:
+            raise PlatformError(f"deployment {deployment_name} carries traffic", code="DeploymentHasTraffic")
+        del ep.deployments[deployment_name]
+        ep.deployment_runs.pop(deployment_name, None)
+        ep.served.pop(deployment_name, None)
+        self.deleted_deployments.append(f"{endpoint_name}/{deployment_name}")
 
     def list_endpoints(self) -> list[EndpointInfo]:
         return [

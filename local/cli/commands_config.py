@@ -132,7 +132,7 @@ def _states(values: list[str] | None) -> list[RunState]:
 
 
 def _summary_row(r: RunRecord) -> str:
-    endpoint = r.endpoint_name if r.state in (RunState.DEPLOYING, RunState.DEPLOYED) else ""
+    endpoint = r.endpoint_name if r.state in (RunState.DEPLOYING, RunState.CANARY, RunState.DEPLOYED) else ""
     model = f"{r.model_name}:{r.model_version}" if r.model_version else ""
     return f"{r.run_id:<40} {r.state.value:<14} {r.updated_at:%Y-%m-%d %H:%M:%S} {model:<40} {endpoint}"
 
@@ -158,6 +158,7 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
     if r.endpoint_name:
         lines.append(f"  endpoint: {r.endpoint_name} / {r.deployment_name}  {r.scoring_uri or ''}")
         lines.extend(f"  {line}" for line in _endpoint_cost(r)[0])
+    lines.extend(rollout_lines(r))
     if r.smoke_test and r.smoke_test.get("answer"):
         lines.append(f"  smoke test answer: {r.smoke_test['answer'][:300]}")
     for err in r.errors:
@@ -176,6 +177,26 @@ def _endpoint_cost(record: RunRecord) -> tuple[list[str], dict[str, Any] | None]
     except PriceTableError as exc:
         return [f"cost: {exc}"], None
     return endpoint_cost(record, table, datetime.now(UTC))
+
+
+def rollout_lines(r: RunRecord) -> list[str]:
+    """A canary's progress on its shared endpoint (shared/services/canary.py), or a replaced run's grace."""
+    rollout = r.rollout or {}
+    lines: list[str] = []
+    if rollout.get("role") == "canary":
+        lines.append(
+            f"  canary: {rollout.get('phase')} at {rollout.get('percent')}% beside {rollout.get('previous_deployment')}"
+            f" (run {rollout.get('previous_run')})"
+            + (f", observed until {rollout['observe_until']}" if rollout.get("observe_until") else "")
+        )
+        for side in ("canary", "previous"):
+            seen = rollout.get(side)
+            if isinstance(seen, dict):
+                rate = float(seen.get("error_rate") or 0)
+                lines.append(f"    {side}: {seen.get('requests')} requests, {seen.get('errors')} 5xx ({rate:.1%})")
+    if rollout.get("replaced_by"):
+        lines.append(f"  replaced by run {rollout['replaced_by']}; deployment kept until {rollout.get('retire_after')}")
+    return lines
 
 
 def _progress(record: RunRecord) -> str | None:

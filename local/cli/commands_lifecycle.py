@@ -1,7 +1,8 @@
 """``autopilot approve RUN`` / ``reject RUN --reason TEXT``: the decision on a model that waits for approval
 (``deployment.approval: manual``); it goes on the run in the ledger and the deploy step acts on it (the next
 reconcile sweep, or at once if the model is registered later). ``autopilot cancel RUN``: stop a run before it
-is deployed; the job is canceled and anything deployed for it deleted."""
+is deployed; the job is canceled and anything deployed for it deleted. ``autopilot rollback ENDPOINT``: traffic
+back on the deployment the latest canary on a shared endpoint replaced, while it still exists."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from shared import runtime
 from shared.exceptions import PlatformError
 from shared.services.approval import ApprovalError, Decision, decide
 from shared.services.cancel import CancelError, cancel_run
+from shared.services.rollback import RollbackError, rollback_endpoint
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -62,11 +64,35 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    try:
+        record = rollback_endpoint(runtime.run_store(), runtime.platform(), args.endpoint, by=_who(args))
+    except RollbackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except PlatformError as exc:
+        print(f"error: the platform said: {exc}; run the command again", file=sys.stderr)
+        return 1
+    rollout = record.rollout or {}
+    done = rollout.get("rolled_back") or {}
+    print(
+        f"endpoint {args.endpoint}: traffic on {rollout.get('previous_deployment')} "
+        f"(run {rollout.get('previous_run')}); run {record.run_id} rolled back by {done.get('by')} "
+        f"at {done.get('at')} ({record.state.value})"
+    )
+    return 0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("cancel", help="cancel a run before it is deployed (job canceled, endpoint deleted)")
     p.add_argument("run", help="the run id")
     p.add_argument("--by", help="who cancels (default: your user name)")
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("rollback", help="put an endpoint's traffic back on the deployment its latest canary replaced")
+    p.add_argument("endpoint", help="the endpoint name (deployment.endpoint_name)")
+    p.add_argument("--by", help="who rolls back (default: your user name)")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("approve", help="approve a model that waits for approval; it is then deployed")
     p.add_argument("run", help="the run id")

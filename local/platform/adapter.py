@@ -30,6 +30,8 @@ from shared.platform.port import (
     ComputeInfo,
     ComputeRequest,
     DeploymentInfo,
+    DeploymentMetrics,
+    DeploymentSummary,
     DeployRequest,
     EndpointActivity,
     EndpointInfo,
@@ -282,6 +284,8 @@ class LocalPlatform:
         if not request.tags.get(TAG_RUN_ID):
             raise RejectedError([FieldIssue("deployment", "an endpoint needs the app's tags")])
         self.check_inference_compute(request.instance_type, None)
+        if request.join_endpoint and self.endpoints.read_state(request.endpoint_name) is None:
+            raise NotFoundError(f"no endpoint named {request.endpoint_name!r} to add a deployment to")
         source = self.registry.source(request.model.name, request.model.version)
         self.endpoints.begin_deploy(request, source)
 
@@ -303,6 +307,15 @@ class LocalPlatform:
     def endpoints_activity(self, endpoint_names: Sequence[str], since: datetime) -> dict[str, EndpointActivity]:
         # The local servers count their own requests: nothing to batch, every answer is known.
         return {name: self.endpoints.activity(name, since) for name in endpoint_names}
+
+    def list_deployments(self, endpoint_name: str) -> list[DeploymentSummary]:
+        return self.endpoints.list_deployments(endpoint_name)
+
+    def deployment_metrics(self, endpoint_name: str, since: datetime) -> dict[str, DeploymentMetrics]:
+        return self.endpoints.deployment_metrics(endpoint_name, since)
+
+    def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
+        self.endpoints.delete_deployment(endpoint_name, deployment_name)
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
         try:

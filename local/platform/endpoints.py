@@ -1,6 +1,8 @@
 """Local online endpoints: one server process per endpoint on 127.0.0.1, its state, keys and activity.
 
-``endpoints/<name>/`` holds ``state.json`` (written here, under a per-endpoint lock), ``keys.json`` (0600,
+``endpoints/<name>/`` holds ``state.json`` (written here, under a per-endpoint lock; its ``deployments``
+are served behind the one URL, see ``serving/deployments.py``), ``deployment_stats.json`` (per-deployment
+request and 5xx counts), ``keys.json`` (0600,
 written once at creation, read by the server from its path), ``server_status.json`` and ``stats.json``
 (written by the server) and ``server.log``. The process is recorded in ``<workdir>/pids/endpoint-<name>.pid``
 so ``autopilot down`` stops it too. Deleting stops the process group and removes the whole directory, keys
@@ -21,6 +23,7 @@ from typing import Any
 
 from local.common import processes
 from local.platform.serving import serving
+from local.platform.serving.deployments import DEPLOYMENT_HEADER, DEPLOYMENT_STATS_FILE, deployments_of, metrics_since
 from local.platform.workspace import (
     Workspace,
     child_env,
@@ -32,8 +35,11 @@ from local.platform.workspace import (
 from shared.exceptions import NotFoundError, NotManagedError, PlatformError, TransientPlatformError
 from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import (
+    MAX_DEPLOYMENTS_PER_ENDPOINT,
     DeploymentInfo,
+    DeploymentMetrics,
     DeploymentState,
+    DeploymentSummary,
     DeployRequest,
     EndpointActivity,
     EndpointInfo,
@@ -118,6 +124,9 @@ class Endpoints:
         self.workspace.ensure()
         with self._lock(name):
             state = self.read_state(name)
+            if state is not None and request.join_endpoint:
+                self._add_deployment(state, request, model_source)
+                return
             if state is not None:
                 tags = state.get("tags") or {}
                 if tags.get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
@@ -127,6 +136,8 @@ class Endpoints:
                     )
                 log.info("endpoint %s: already created for run %s", name, tags.get(TAG_RUN_ID))
                 return
+            if request.join_endpoint:
+                raise NotFoundError(f"no endpoint named {name!r} to add deployment {request.deployment_name} to")
             directory.mkdir(parents=True, exist_ok=True)
             self._write_keys(directory)
             port = processes.free_port()
@@ -154,9 +165,35 @@ class Endpoints:
                 "error_message": None,
                 "traffic": {},
             }
+            state["deployments"] = {request.deployment_name: _deployment_spec(request, model_source)}
             self._write_state(name, state)
             self._spawn(name, directory, state)
             log.info("endpoint %s: server starting on port %s (pid %s)", name, port, state["pid"])
+
+    def _add_deployment(self, state: dict[str, Any], request: DeployRequest, model_source: Path) -> None:
+        """One more deployment on a running endpoint (a canary), at 0% traffic; the server loads it. Under
+        the lock."""
+        name = request.endpoint_name
+        if not is_managed(state.get("tags")):
+            raise NotManagedError(f"endpoint {name} is not managed by the app; it is left alone")
+        deployments = dict(deployments_of(state))
+        existing = deployments.get(request.deployment_name)
+        if existing is not None:
+            if (existing.get("tags") or {}).get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
+                raise PlatformError(
+                    f"endpoint {name} already has a deployment {request.deployment_name} of another run",
+                    code="Conflict",
+                )
+            return  # a retry
+        if len(deployments) >= MAX_DEPLOYMENTS_PER_ENDPOINT:
+            raise PlatformError(
+                f"endpoint {name} has {len(deployments)} deployments; at most {MAX_DEPLOYMENTS_PER_ENDPOINT}",
+                code="QuotaExceeded",
+            )
+        deployments[request.deployment_name] = _deployment_spec(request, model_source)
+        state["deployments"] = deployments
+        self._write_state(name, state)
+        log.info("endpoint %s: deployment %s added", name, request.deployment_name)
 
     def _spawn(self, name: str, directory: Path, state: dict[str, Any]) -> None:
         """Start the endpoint's server process from its state directory; records the pid. Under the lock."""
@@ -329,9 +366,29 @@ class Endpoints:
 
     def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
         state = self.refresh(endpoint_name)
-        if state is None or state.get("deployment_name") != deployment_name:
+        if state is None or deployment_name not in deployments_of(state):
             return DeploymentInfo(endpoint_name, deployment_name, DeploymentState.MISSING)
+        return self._deployment_info(endpoint_name, deployment_name, state)
+
+    def _deployment_info(self, endpoint_name: str, deployment_name: str, state: dict[str, Any]) -> DeploymentInfo:
         current = DeploymentState(state.get("state", CREATING))
+        if current == DeploymentState.SUCCEEDED:
+            # The process answers; each deployment's own model may still load, or have failed to.
+            status = read_json(self._dir(endpoint_name) / serving.SERVER_STATUS_FILE) or {}
+            own = (status.get("deployments") or {}).get(deployment_name)
+            if own is None and isinstance(status.get("deployments"), dict):
+                current = DeploymentState.CREATING  # added; the server has not picked it up yet
+            elif own is not None and own.get("state") == "Failed":
+                return DeploymentInfo(
+                    endpoint_name,
+                    deployment_name,
+                    DeploymentState.FAILED,
+                    str(own.get("code") or "ModelLoadFailed"),
+                    str(own.get("message") or "the model could not be loaded"),
+                    self.url(state),
+                )
+            elif own is not None and own.get("state") != "Ready":
+                current = DeploymentState.CREATING
         if current == DeploymentState.SUCCEEDED and state.get("process_exited"):
             return DeploymentInfo(
                 endpoint_name,
@@ -355,15 +412,58 @@ class Endpoints:
             state = self.read_state(name)
             if state is None:
                 raise NotFoundError(f"no endpoint named {name!r}")
-            unknown = [d for d in traffic if d != state.get("deployment_name")]
+            unknown = [d for d in traffic if d not in deployments_of(state)]
             if unknown:
                 raise NotFoundError(f"endpoint {name} has no deployment {', '.join(unknown)}")
             if sum(traffic.values()) not in (0, 100):
                 raise PlatformError(
                     f"traffic must add up to 100 (or 0), not {sum(traffic.values())}", code="BadArgument"
                 )
-            state["traffic"] = dict(traffic)
+            state["traffic"] = {d: int(v) for d, v in traffic.items() if v}
             self._write_state(name, state)
+
+    def list_deployments(self, name: str) -> list[DeploymentSummary]:
+        state = self.refresh(name)
+        if state is None:
+            raise NotFoundError(f"no endpoint named {name!r}")
+        traffic = state.get("traffic") or {}
+        return [
+            DeploymentSummary(
+                deployment,
+                (spec.get("tags") or {}).get(TAG_RUN_ID),
+                self._deployment_info(name, deployment, state).state,
+                int(traffic.get(deployment) or 0),
+            )
+            for deployment, spec in deployments_of(state).items()
+        ]
+
+    def deployment_metrics(self, name: str, since: datetime) -> dict[str, DeploymentMetrics]:
+        directory = self._dir(name)
+        if not directory.is_dir():
+            raise NotFoundError(f"no endpoint named {name!r}")
+        counts = metrics_since(read_json(directory / DEPLOYMENT_STATS_FILE), since)
+        return {deployment: DeploymentMetrics(n, e) for deployment, (n, e) in counts.items()}
+
+    def delete_deployment(self, name: str, deployment: str) -> None:
+        """Remove one deployment (the server unloads it); missing is success, traffic on it is refused."""
+        with self._lock(name):
+            state = self.read_state(name)
+            if state is None:
+                return
+            if not is_managed(state.get("tags")):
+                raise NotManagedError(f"endpoint {name} is not managed by the app; it is left alone")
+            deployments = dict(deployments_of(state))
+            if deployment not in deployments:
+                return
+            if int((state.get("traffic") or {}).get(deployment) or 0) > 0:
+                raise PlatformError(
+                    f"deployment {deployment} of endpoint {name} carries traffic; move it first",
+                    code="DeploymentHasTraffic",
+                )
+            del deployments[deployment]
+            state["deployments"] = deployments
+            self._write_state(name, state)
+            log.info("endpoint %s: deployment %s deleted", name, deployment)
 
     def list(self) -> list[EndpointInfo]:
         out: list[EndpointInfo] = []
@@ -412,20 +512,16 @@ class Endpoints:
         state = self.refresh(name)
         if state is None:
             raise NotFoundError(f"no endpoint named {name!r}")
-        if deployment_name is not None and deployment_name != state.get("deployment_name"):
+        deployments = deployments_of(state)
+        if deployment_name is not None and deployment_name not in deployments:
             raise NotFoundError(f"endpoint {name} has no deployment {deployment_name!r}")
         primary, _ = self.keys(name)
-        timeout = int(state.get("request_timeout_ms", 90_000)) / 1000 + 10
+        longest = max((int(d.get("request_timeout_ms") or 90_000) for d in deployments.values()), default=90_000)
+        headers = {"Authorization": f"Bearer {primary}"}
+        if deployment_name is not None:  # as Azure ML: a named deployment, else the endpoint's traffic split
+            headers[DEPLOYMENT_HEADER] = deployment_name
         try:
-            response = httpx.post(
-                self.url(state),
-                json=payload,
-                headers={
-                    "Authorization": f"Bearer {primary}",
-                    "azureml-model-deployment": state["deployment_name"],
-                },
-                timeout=timeout,
-            )
+            response = httpx.post(self.url(state), json=payload, headers=headers, timeout=longest / 1000 + 10)
         except httpx.HTTPError as exc:
             raise TransientPlatformError(f"endpoint {name} did not answer: {type(exc).__name__}") from None
         if response.status_code >= 400:
@@ -455,6 +551,24 @@ class Endpoints:
             self._stop(name)
             shutil.rmtree(directory, ignore_errors=True)
             log.info("endpoint %s: deleted", name)
+
+
+def _deployment_spec(request: DeployRequest, model_source: Path) -> dict[str, Any]:
+    """What the server needs to serve one deployment, as ``state.json`` lists it."""
+    return {
+        "model": {
+            "name": request.model.name,
+            "version": request.model.version,
+            "id": request.model.id,
+            "source": str(model_source),
+        },
+        "instance_type": request.instance_type,
+        "device": "cuda" if request.instance_type.lower() == "local-cuda" else "cpu",
+        "request_timeout_ms": request.request_timeout_ms,
+        "max_concurrent_requests": request.max_concurrent_requests,
+        "tags": dict(request.tags),
+        "created_at": _now(),
+    }
 
 
 def _error_message(response: Any) -> str:

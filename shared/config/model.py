@@ -249,6 +249,36 @@ class DeploymentSection(Strict):
         description="manual: the registered model waits for `autopilot approve RUN` (or `reject`) before deploying.",
     )
 
+    # A run whose endpoint_name names an endpoint the app already serves from is a canary there.
+    canary_percent: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Share of the traffic (percent) the new deployment gets while observed, when endpoint_name "
+        "names an endpoint the app already serves an earlier run from.",
+    )
+    observe_minutes: float = Field(
+        default=30,
+        ge=0,
+        le=24 * 60,
+        description="How long the canary is observed (its error rate against the previous deployment's) "
+        "before it gets all the traffic.",
+    )
+    max_error_rate_increase: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="The canary fails when its error rate (5xx answers / requests) exceeds the previous "
+        "deployment's by more than this (0.05 = 5 points).",
+    )
+    grace_minutes: float = Field(
+        default=60,
+        ge=0,
+        le=7 * 24 * 60,
+        description="How long the previous deployment is kept, at 0% traffic, after a promotion: the window "
+        "in which `autopilot rollback ENDPOINT` can bring it back.",
+    )
+
     @field_validator("endpoint_name")
     @classmethod
     def _endpoint_name(cls, value: str | None) -> str | None:

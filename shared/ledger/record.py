@@ -44,6 +44,10 @@ class RunRecord:
     # The config's `notify` section when the config as a whole was rejected (else it is in `config`).
     notify: dict[str, Any] | None = None
     approval: dict[str, str] | None = None  # {"decision": approved|rejected, "by", "at", "reason"}
+    # A deployment onto a shared endpoint (shared/services/canary.py): the previous deployment, the canary's
+    # share and window, the error rates seen, the outcome; on a replaced run, who replaced it and until when
+    # its deployment is kept for a rollback.
+    rollout: dict[str, Any] | None = None
     etag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

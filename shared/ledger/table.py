@@ -51,6 +51,10 @@ _JSON_FIELDS = (
     "timeline",
     "errors",
     "attempts",
+    # Dicts too: a table property is a scalar, so nested values are stored as JSON text.
+    "notify",
+    "approval",
+    "rollout",
 )
 
 

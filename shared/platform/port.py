@@ -6,6 +6,9 @@ Contract every adapter keeps:
 - nothing blocks on a long-running operation: deployment and deletion are started and inspected later;
 - every resource it creates carries the tags passed in (``autopilot_run_id``, ``autopilot_managed``), and it
   refuses to delete or change endpoints without them (``NotManagedError``);
+- it never deletes a deployment that carries traffic (``begin_delete_deployment`` refuses with
+  ``PlatformError`` code ``DeploymentHasTraffic``), and an endpoint holds at most
+  ``MAX_DEPLOYMENTS_PER_ENDPOINT`` deployments (Azure's quota);
 - failures the user must fix raise ``RejectedError`` (with field paths), retryable ones
   ``TransientPlatformError``, missing things ``NotFoundError``; no secret ever appears in a message.
 """
@@ -158,6 +161,10 @@ class RegisterRequest:
     tags: dict[str, str]
 
 
+# Azure ML's limit per endpoint (AZURE-FACTS.md, "Limits per subscription and region"); the local platform keeps it.
+MAX_DEPLOYMENTS_PER_ENDPOINT = 20
+
+
 @dataclass(frozen=True)
 class DeployRequest:
     endpoint_name: str
@@ -170,6 +177,9 @@ class DeployRequest:
     max_concurrent_requests: int
     description: str
     tags: dict[str, str]  # app tags plus the idle policy (autopilot_idle_after_minutes, autopilot_keep)
+    # True: add the deployment (at 0% traffic) to an existing app-managed endpoint of another run, a canary;
+    # False: the endpoint is this run's own, created if missing, and another run's endpoint is refused.
+    join_endpoint: bool = False
 
 
 class DeploymentState(StrEnum):
@@ -189,6 +199,31 @@ class DeploymentInfo:
     error_code: str | None = None  # OutOfQuota, ImageBuildFailure, ResourceNotReady, ...
     error_message: str | None = None
     scoring_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    """One deployment of an endpoint: its run (from its tags), provisioning state and traffic share."""
+
+    name: str
+    run_id: str | None
+    state: DeploymentState
+    traffic: int  # percent
+
+
+@dataclass(frozen=True)
+class DeploymentMetrics:
+    """Scoring requests a deployment answered since a time, and how many were server errors (5xx).
+
+    ``known`` False: the platform reported nothing for the window, which says nothing either way."""
+
+    requests: int
+    errors: int
+    known: bool = True
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
 
 
 @dataclass(frozen=True)
@@ -283,6 +318,16 @@ class MLPlatform(Protocol):
     def check_capacity(self, request: CapacityRequest) -> list[CapacityCheck]:
         """Quota and capacity for the job and the deployment, as far as the platform can tell now. Never
         raises for a shortage (the caller decides: reject, warn or ignore); platform trouble is ``UNKNOWN``."""
+
+    def list_deployments(self, endpoint_name: str) -> list[DeploymentSummary]:
+        """The deployments of an app-managed endpoint with their traffic; ``NotFoundError`` if it is missing."""
+
+    def deployment_metrics(self, endpoint_name: str, since: datetime) -> dict[str, DeploymentMetrics]:
+        """Requests and server errors per deployment since ``since`` (a deployment with none may be absent)."""
+
+    def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
+        """Start deleting one deployment of an app-managed endpoint; missing is success; one carrying traffic
+        is refused (``PlatformError`` code ``DeploymentHasTraffic``)."""
 
 
 # -- quota and capacity, checked at submit before any GPU hour (issue 11) --------------------------------------

@@ -51,6 +51,18 @@ def remove_what_the_run_started(platform: MLPlatform, record: RunRecord) -> None
     """Cancel the job and delete the run's endpoint; both are no-ops when there is nothing to stop."""
     if record.job_name:
         platform.cancel_job(record.job_name)
+    remove_deployed(platform, record)
+
+
+def remove_deployed(platform: MLPlatform, record: RunRecord) -> None:
+    """What the run deployed: its own endpoint, or, for a canary on another run's endpoint, its deployment
+    (traffic back on the previous one first)."""
+    from shared.services.canary import abort_on_platform, is_canary
+
+    if is_canary(record):
+        if record.deployment_name:
+            abort_on_platform(platform, record)
+        return
     delete_endpoint_of(platform, record)
 
 

@@ -8,6 +8,7 @@ out-of-order event ends in the same state with no second job, model or endpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from shared.config.model import TrainingConfig
@@ -186,9 +187,16 @@ def deploy(store: RunStore, platform: MLPlatform, run: RunRecord | str) -> RunRe
         if gate:
             return Outcome(RunState.DEPLOY_FAILED, failure(gate, "QualityGate", "deployment.quality_gate"))
         assert record.endpoint_name and record.deployment_name and record.model_name and record.model_version
+        from shared.services.canary import CanaryRefused, plan_join
+
         try:
+            # --- [canary] (shared/services/canary.py): an endpoint another run serves gets this run as a canary.
+            try:
+                rollout = plan_join(store, platform, record, config)
+            except CanaryRefused as exc:
+                return Outcome(RunState.DEPLOY_FAILED, failure(str(exc), "CanaryRefused", "deployment.endpoint_name"))
             model = platform.get_model(record.model_name, record.model_version)
-            platform.begin_deploy(deploy_request(record, config, model))
+            platform.begin_deploy(deploy_request(dataclasses.replace(record, rollout=rollout), config, model))
             started.append(record.run_id)
         except TransientPlatformError:
             raise  # Event Grid (or the next reconcile) tries again
@@ -196,15 +204,19 @@ def deploy(store: RunStore, platform: MLPlatform, run: RunRecord | str) -> RunRe
             # e.g. the endpoint name belongs to someone else, or quota refused at once: nothing was created.
             message = f"deployment could not start: {exc}"
             return Outcome(RunState.DEPLOY_FAILED, failure(message, exc.code or "DeploymentFailed", "deployment"))
-        return Outcome(RunState.DEPLOYING)
+
+        def keep_rollout(r: RunRecord) -> None:
+            r.rollout = rollout
+
+        return Outcome(RunState.DEPLOYING, keep_rollout)
 
     started: list[str] = []
     moved = guarded(store, run, RunState.REGISTERED, act)
     if moved is None and started and (now := store.get(started[0])) is not None and now.state == RunState.CANCELED:
         # Canceled while this endpoint was being started: nothing of a canceled run may stay up.
-        from shared.services.cancel import delete_endpoint_of
+        from shared.services.cancel import remove_deployed
 
-        delete_endpoint_of(platform, now)
+        remove_deployed(platform, now)
     return moved
 
 
@@ -227,4 +239,5 @@ def deploy_request(record: RunRecord, config: TrainingConfig, model: ModelRef) -
         max_concurrent_requests=dep.max_concurrent_requests,
         description=f"Online endpoint for {model.name}:{model.version}, fine-tuned by Fine-tune Autopilot",
         tags=tags,
+        join_endpoint=(record.rollout or {}).get("role") == "canary",
     )

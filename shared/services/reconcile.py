@@ -3,7 +3,9 @@
 - submitted/running: ask the platform for the job; an ended job is handled as if its event had come;
 - completed: register; registered: start the deployment;
 - deploying: Succeeded -> traffic 100%, smoke test -> deployed; Failed, a failed smoke test or a deployment
-  past its deadline -> delete what was created -> deploy_failed with the platform's error code.
+  past its deadline -> delete what was created -> deploy_failed with the platform's error code;
+- a canary on a shared endpoint (``canary.py``): Succeeded -> its share of traffic, smoke test -> canary;
+  canary past its window -> promoted (deployed) or rolled back (deploy_failed).
 One run's failure is logged and does not stop the others.
 
 One invocation runs the steps of ``SWEEPS`` in order, sharing one time budget (``SweepBudget``): each step
@@ -28,6 +30,7 @@ from shared.ledger.record import RunRecord
 from shared.platform.port import DeploymentState, MLPlatform
 from shared.runs import RunStore
 from shared.scoring import answer_text
+from shared.services.canary import fail_canary, is_canary, observe, start_canary
 from shared.services.lifecycle import apply_job_status, deploy, deploy_request, register
 from shared.services.orphans import DEFAULT_ORPHAN_GRACE, Orphan, sweep_orphans
 from shared.services.step import Outcome, failure, guarded
@@ -81,8 +84,11 @@ class SweepContext:
 SweepStep = Callable[[SweepContext, ReconcileReport], None]
 
 
-def _delete_and_fail(platform: MLPlatform, record: RunRecord, message: str, code: str) -> Outcome:
+def _delete_and_fail(platform: MLPlatform, record: RunRecord, message: str, code: str, now: datetime) -> Outcome:
     assert record.endpoint_name
+    if is_canary(record):
+        # On another run's endpoint: only this run's deployment goes; the endpoint keeps serving.
+        return fail_canary(platform, record, message, code, now)
     with contextlib.suppress(NotFoundError):
         platform.begin_delete_endpoint(record.endpoint_name)
     return Outcome(RunState.DEPLOY_FAILED, failure(message, code, "deployment"))
@@ -98,11 +104,11 @@ def finish_deployment(
         info = platform.get_deployment(r.endpoint_name, r.deployment_name)
         if info.state == DeploymentState.FAILED:
             message = info.error_message or "the deployment failed"
-            return _delete_and_fail(platform, r, message, info.error_code or "DeploymentFailed")
+            return _delete_and_fail(platform, r, message, info.error_code or "DeploymentFailed", now)
         if info.state == DeploymentState.MISSING:
             # The create call was lost (crash before the platform saw it): start it again, idempotently.
             if r.config is None or r.model_name is None or r.model_version is None:
-                return _delete_and_fail(platform, r, "deployment disappeared", "ResourceNotFound")
+                return _delete_and_fail(platform, r, "deployment disappeared", "ResourceNotFound", now)
             from shared.config.model import TrainingConfig
 
             model = platform.get_model(r.model_name, r.model_version)
@@ -113,10 +119,16 @@ def finish_deployment(
             if now - started > deploy_timeout:
                 minutes = int(deploy_timeout.total_seconds() // 60)
                 return _delete_and_fail(
-                    platform, r, f"deployment still {info.state.value} after {minutes} minutes", "DeploymentTimeout"
+                    platform,
+                    r,
+                    f"deployment still {info.state.value} after {minutes} minutes",
+                    "DeploymentTimeout",
+                    now,
                 )
             return None
 
+        if is_canary(r):
+            return start_canary(platform, r, info.scoring_uri, now)
         platform.set_traffic(r.endpoint_name, {r.deployment_name: 100})
         smoke = dict(r.smoke_test or {})
         request = smoke.get("request")
@@ -124,7 +136,7 @@ def finish_deployment(
             try:
                 answer = platform.invoke(r.endpoint_name, r.deployment_name, request)
             except AutopilotError as exc:
-                return _delete_and_fail(platform, r, f"smoke test failed: {exc}", "SmokeTestFailed")
+                return _delete_and_fail(platform, r, f"smoke test failed: {exc}", "SmokeTestFailed", now)
             smoke["answer"] = answer_text(answer)[:4000]
             smoke["at"] = now.isoformat()
 
@@ -161,6 +173,11 @@ def _step(
         return deploy(store, platform, record)
     if record.state == RunState.DEPLOYING:
         return finish_deployment(store, platform, record, now, deploy_timeout)
+    if record.state == RunState.CANARY:
+        observed = observe(store, platform, record, now)
+        if observed is not None and observed.state == RunState.DEPLOYED:
+            supersede_older(store, platform, observed)
+        return observed
     return None
 
 

@@ -38,6 +38,8 @@ def supersede_older(store: RunStore, platform: MLPlatform, deployed: RunRecord) 
     for record in same_path:
         if record.run_id == newest.run_id:
             continue
+        if record.endpoint_name and record.endpoint_name == newest.endpoint_name:
+            continue  # one shared endpoint: the canary rollout retires the older deployment (canary.py)
         if record.endpoint_name:
             with contextlib.suppress(NotFoundError):
                 platform.begin_delete_endpoint(record.endpoint_name)

@@ -148,3 +148,35 @@ def test_missing_deployments_and_endpoints(impl: Profile) -> None:
     assert impl.platform.list_endpoints() == []
     with pytest.raises(PlatformError):
         impl.platform.set_traffic("ft-missing-abcd1234", {"d-missing": 100})
+
+
+def test_deployments_of_a_missing_endpoint(impl: Profile) -> None:
+    from datetime import UTC, datetime
+
+    with pytest.raises(NotFoundError):
+        impl.platform.list_deployments("ft-missing-abcd1234")
+    with pytest.raises(NotFoundError):
+        impl.platform.deployment_metrics("ft-missing-abcd1234", datetime.now(UTC))
+    impl.platform.begin_delete_deployment("ft-missing-abcd1234", "d-missing")  # deleting what is gone is success
+
+
+def test_joining_an_endpoint_that_does_not_exist_is_not_found(impl: Profile) -> None:
+    from shared.naming import app_tags
+    from shared.platform.port import DeployRequest, ModelRef
+
+    request = DeployRequest(
+        "ft-missing-abcd1234",
+        "d-abcd1234",
+        ModelRef("m", "1", "azureml:m:1"),
+        impl.inference_sku,
+        1,
+        90_000,
+        600,
+        1,
+        "canary",
+        app_tags("line-abcd1234", "line.yaml"),
+        join_endpoint=True,
+    )
+    with pytest.raises(NotFoundError):
+        impl.platform.begin_deploy(request)
+    assert impl.platform.list_endpoints() == []

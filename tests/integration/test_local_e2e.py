@@ -11,6 +11,7 @@ import importlib.util
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,112 @@ def test_drop_config_to_deployed_invoked_idle_and_deleted(
     assert leftovers == []
     if endpoint_record is not None:
         assert not processes.is_alive(endpoint_record)
+
+
+LINE_ENDPOINT = "ft-e2e-line"
+# A prompt far past the tiny model's 2048-token context: the endpoint answers 400, so the smoke test fails.
+TOO_LONG_SMOKE_TEST = """\
+  smoke_test:
+    messages:
+      - role: user
+        content: "{content}"
+""".format(content="pack " * 5000)
+
+
+def line_config(max_steps: int, smoke_test: str | None = None) -> bytes:
+    """The tiny run on one stable endpoint: a short canary window and grace period, and no idle deletion."""
+    text = CONFIG.replace("MODEL", "tiny-random-chat").replace("max_steps: 2", f"max_steps: {max_steps}")
+    deployment = (
+        "deployment:\n"
+        f"  endpoint_name: {LINE_ENDPOINT}\n"
+        "  canary_percent: 25\n"
+        "  observe_minutes: 0.05\n"
+        "  grace_minutes: 0.05\n"
+    )
+    text = text.replace("deployment:\n", deployment).replace("idle_after_minutes: 1", "idle_after_minutes: 60")
+    if smoke_test is not None:
+        head, _, tail = text.partition("  smoke_test:\n")
+        text = head + smoke_test + tail[tail.index("cleanup:") :]
+    return text.encode()
+
+
+def test_one_endpoint_a_failing_canary_rolls_back_and_a_good_one_takes_over(
+    storage_env: StorageEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    data_root = tmp_path / "data"
+    write_small_dataset(data_root / "small")
+    workdir = storage_env.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    MODELS_CACHE.mkdir(parents=True, exist_ok=True)
+    (workdir / "models").symlink_to(MODELS_CACHE, target_is_directory=True)
+    monkeypatch.setenv("AUTOPILOT_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("AUTOPILOT_PLATFORM", "local")
+    monkeypatch.setenv("AUTOPILOT_RECONCILE_SCHEDULE", "*/5 * * * * *")
+    monkeypatch.setenv("AUTOPILOT_CLEANUP_SCHEDULE", "*/10 * * * * *")
+    runtime.reset()
+    settings = runtime.settings()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    host_log = workdir / "host.log"
+    host = processes.start_detached(
+        [sys.executable, "-m", "local.cli.main", "host"],
+        log_path=host_log,
+        pid_path=workdir / "host.pid",
+        name="host",
+        cwd=ROOT,
+        env=env,
+    )
+    ended = {RunState.DEPLOYED, RunState.FAILED, RunState.REJECTED, RunState.DEPLOY_FAILED, RunState.CANCELED}
+    store = runtime.run_store()
+
+    def drop(name: str, content: bytes) -> str:
+        upload_config(settings.storage(), settings.config_container, name, content)
+        return run_id(settings.config_container, name, content)
+
+    def serving() -> dict[str, int]:
+        return {d.name: d.traffic for d in runtime.platform().list_deployments(LINE_ENDPOINT)}
+
+    hello = {
+        "input_data": {"input_string": [[{"role": "user", "content": "Hi!"}]], "parameters": {"max_new_tokens": 4}}
+    }
+    try:
+        processes.wait_for_port(settings.host_port, timeout_s=60, process=host, name="host", log_path=host_log)
+        first = drop("line-v1.yaml", line_config(2))
+        assert wait_state(first, ended, TIMEOUT_S) == RunState.DEPLOYED, processes.log_tail(host_log, 40)
+        v1 = store.get(first)
+        assert v1 is not None and v1.endpoint_name == LINE_ENDPOINT and v1.deployment_name
+        server = processes.read_pid_file(workdir / "pids" / f"endpoint-{LINE_ENDPOINT}.pid")
+        assert server is not None
+
+        # A run whose smoke test fails on its deployment: traffic back, its deployment deleted, v1 serving.
+        bad = drop("line-bad.yaml", line_config(3, TOO_LONG_SMOKE_TEST))
+        assert wait_state(bad, ended, TIMEOUT_S) == RunState.DEPLOY_FAILED
+        failed = store.get(bad)
+        assert failed is not None and failed.last_error_code == "SmokeTestFailed", failed.errors
+        assert "context" in failed.errors[0]["message"] and "traffic is back on" in failed.errors[0]["message"]
+        assert serving() == {v1.deployment_name: 100}
+        assert store.get(first).state == RunState.DEPLOYED  # type: ignore[union-attr]
+        assert isinstance(runtime.platform().invoke(LINE_ENDPOINT, None, hello)["output"], str)
+
+        # A good second run: canary at 25% beside v1, then all the traffic; v1's deployment retired after grace.
+        second = drop("line-v2.yaml", line_config(4))
+        assert wait_state(second, ended, TIMEOUT_S) == RunState.DEPLOYED, processes.log_tail(host_log, 40)
+        v2 = store.get(second)
+        assert v2 is not None and v2.deployment_name and "canary" in v2.timeline
+        assert v2.rollout and v2.rollout["phase"] == "promoted" and v2.rollout["percent"] == 25
+        assert v2.smoke_test and isinstance(v2.smoke_test.get("answer"), str)
+        assert serving()[v2.deployment_name] == 100
+        assert wait_state(first, {RunState.DELETED}, 60) == RunState.DELETED
+        assert serving() == {v2.deployment_name: 100}
+        answer = runtime.platform().invoke(LINE_ENDPOINT, None, hello)
+        assert isinstance(answer["output"], str)
+        metrics = runtime.platform().deployment_metrics(LINE_ENDPOINT, datetime.fromisoformat(v2.timeline["canary"]))
+        assert metrics[v2.deployment_name].requests >= 1 and metrics[v2.deployment_name].errors == 0
+        after = processes.read_pid_file(workdir / "pids" / f"endpoint-{LINE_ENDPOINT}.pid")
+        assert after is not None and after.pid == server.pid  # one endpoint, one URL, all along
+        assert [e.name for e in runtime.platform().list_endpoints()] == [LINE_ENDPOINT]
+    finally:
+        processes.stop_pid_file(workdir / "host.pid", timeout_s=15)
+        processes.stop_recorded_processes(workdir, timeout_s=5)
+    leftovers = [p.name for p in (workdir / "pids").glob("*.pid") if processes.running_from_pid_file(p)]
+    assert leftovers == []

@@ -52,6 +52,20 @@ def test_round_trip_and_etag_conflict(ledger: TableLedger) -> None:
     assert again and again.state == RunState.SUBMITTED and again.created_at == first.created_at
 
 
+def test_nested_fields_round_trip(ledger: TableLedger) -> None:
+    run = record("phi3-00000009")
+    run.rollout = {"role": "canary", "percent": 10, "canary": {"requests": 3, "errors": 0}}
+    run.approval = {"decision": "approved", "by": "ana", "at": "2026-11-01T00:00:00+00:00", "reason": ""}
+    run.notify = {"webhooks": ["https://example.org/hook"], "events": None}
+    ledger.create(run)
+    again = ledger.get("phi3-00000009")
+    assert again is not None
+    assert (again.rollout, again.approval, again.notify) == (run.rollout, run.approval, run.notify)
+    again.rollout = None
+    ledger.replace(again)
+    assert ledger.get("phi3-00000009").rollout is None  # type: ignore[union-attr]
+
+
 def test_list_by_state(ledger: TableLedger) -> None:
     for i in range(3):
         ledger.create(record(f"r-{i:08d}"))

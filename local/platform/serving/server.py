@@ -1,4 +1,4 @@
-"""The local endpoint: one HTTP server process serving one registered model version on loopback.
+"""The local endpoint: one HTTP server process on loopback serving its deployments' model versions.
 
 Run as ``python -m local.platform.serving.server --state-dir DIR``; DIR holds ``state.json`` (port, model
 source, request settings) and ``keys.json`` (mode 0600). Keys are read from that file only: never from argv
@@ -14,6 +14,10 @@ Routes:
 - ``POST /v1/chat/completions``: OpenAI-compatible (``openai_api``), streaming over SSE included.
 - ``GET /v1/models``, ``GET /v1/models/{id}``: the one model served.
 - ``GET /metrics`` (keyed): the request counters.
+
+An endpoint may hold several deployments (a canary beside the deployment it may replace): the process runs
+``deployments.Router``, one ``EndpointApp`` per deployment behind the one URL, routed by the
+``azureml-model-deployment`` header or by the endpoint's traffic weights, with per-deployment counts.
 
 Every route but ``/health`` needs ``Authorization: Bearer <key>`` or ``api-key: <key>`` (primary or
 secondary), checked with ``hmac.compare_digest``: 401 without a key or with a wrong one. Errors use
@@ -171,6 +175,7 @@ class EndpointApp:
         self.load_error: str | None = None
         self.loaded = threading.Event()
         self._in_flight = 0
+        self._closed = False
         self.app = Starlette(
             routes=[
                 Route("/health", self.health, methods=["GET"]),
@@ -185,13 +190,30 @@ class EndpointApp:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
-        thread.start()
+        self.start()
         try:
             yield
         finally:
-            if self.engine is not None:
-                self.engine.close()
+            self.close()
+
+    # -- as one deployment of a ``deployments.Router`` (which runs no lifespan of ours)
+
+    def start(self) -> None:
+        """Load the model on a thread; requests get 503 until it is loaded."""
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+        if self.engine is not None:
+            self.engine.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded.is_set() and not self._closed
+
+    @property
+    def failed(self) -> str | None:
+        return self.load_error
 
     def _load(self) -> None:
         started = time.monotonic()
@@ -202,6 +224,9 @@ class EndpointApp:
             log.error("the model could not be loaded: %s", self.load_error)
             if self._on_load_failed is not None:
                 self._on_load_failed(self.load_error)
+            return
+        if self._closed:  # removed while it loaded
+            self.engine.close()
             return
         seconds = time.monotonic() - started
         log.info("model loaded in %.1f s", seconds)
@@ -466,9 +491,51 @@ def _write_status(state_dir: Path, **fields: Any) -> None:
     write_json_atomic(state_dir / SERVER_STATUS_FILE, {**fields, "at": datetime.now(UTC).isoformat()})
 
 
+def _deployment_app(
+    state_dir: Path,
+    state: dict[str, Any],
+    name: str,
+    spec: dict[str, Any],
+    keys: Keys,
+    stats: Stats,
+    report: Callable[..., None],
+) -> EndpointApp:
+    """One deployment's app: its model, request settings and loader; ``report`` records its status."""
+    model = spec.get("model") or {}
+    source = Path(str(model.get("source", "")))
+    created = spec.get("created_at") or state.get("created_at")
+    settings = ServeSettings(
+        model_name=f"{model.get('name', 'model')}:{model.get('version', '')}",
+        max_concurrent_requests=int(spec.get("max_concurrent_requests") or 1),
+        request_timeout_ms=int(spec.get("request_timeout_ms") or 90_000),
+        created=int(datetime.fromisoformat(created).timestamp()) if isinstance(created, str) else int(time.time()),
+    )
+    # Every admitted request decodes in the same batch: max_concurrent_requests is the batch (capped).
+    max_batch = int(state.get("max_batch") or min(settings.max_concurrent_requests, MAX_BATCH_LIMIT))
+
+    def load() -> Engine:
+        from local.platform.serving.batching import BatchEngine
+        from local.platform.serving.chat_model import load_chat_model
+
+        if not (source / "MLmodel").is_file():
+            raise FileNotFoundError(f"no MLflow model at {source}")
+        return BatchEngine(load_chat_model(source, device=str(spec.get("device") or "cpu")), max_batch=max_batch)
+
+    return EndpointApp(
+        keys=keys,
+        stats=stats,  # one endpoint-wide activity file: the idle check looks at the endpoint as a whole
+        load_model=load,
+        settings=settings,
+        on_loaded=lambda seconds: report(name, state="Ready", load_seconds=round(seconds, 2)),
+        on_load_failed=lambda reason: report(name, state="Failed", code="ModelLoadFailed", message=reason),
+    )
+
+
 def serve(state_dir: Path) -> int:
-    """Load state and keys, start serving, load the model in the background; returns the exit code."""
+    """Load state and keys, start serving, load each deployment's model in the background; the exit code."""
     import uvicorn
+
+    from local.platform.serving.deployments import DEPLOYMENT_STATS_FILE, DeploymentStats, Router
 
     state = read_json(state_dir / STATE_FILE)
     if state is None:
@@ -480,48 +547,42 @@ def serve(state_dir: Path) -> int:
         _write_status(state_dir, state="Failed", code="BadArgument", message=str(exc))
         log.error("%s", exc)
         return 2
-    model = state.get("model") or {}
-    source = Path(str(model.get("source", "")))
-    created = state.get("created_at")
-    settings = ServeSettings(
-        model_name=f"{model.get('name', 'model')}:{model.get('version', '')}",
-        max_concurrent_requests=int(state.get("max_concurrent_requests", 1)),
-        request_timeout_ms=int(state.get("request_timeout_ms", 90_000)),
-        created=int(datetime.fromisoformat(created).timestamp()) if isinstance(created, str) else int(time.time()),
-    )
-    # Every admitted request decodes in the same batch: max_concurrent_requests is the batch (capped).
-    max_batch = int(state.get("max_batch") or min(settings.max_concurrent_requests, MAX_BATCH_LIMIT))
     failed = threading.Event()
     server: uvicorn.Server | None = None
+    stats = Stats(state_dir / STATS_FILE)
+    statuses: dict[str, dict[str, Any]] = {}
+    lock = threading.Lock()
+    router: Router
 
-    def load() -> Engine:
-        from local.platform.serving.batching import BatchEngine
-        from local.platform.serving.chat_model import load_chat_model
+    def write_locked() -> None:
+        known = {n: statuses.get(n, {"state": "Loading"}) for n in router.deployments}
+        ready = [s for s in known.values() if s.get("state") == "Ready"]
+        top: dict[str, Any] = ready[0] if ready else next(iter(known.values()), {"state": "Loading"})
+        _write_status(state_dir, **{**top, "deployments": known})
 
-        if not (source / "MLmodel").is_file():
-            raise FileNotFoundError(f"no MLflow model at {source}")
-        return BatchEngine(load_chat_model(source, device=str(state.get("device") or "cpu")), max_batch=max_batch)
+    def report(name: str, **fields: Any) -> None:
+        with lock:
+            statuses[name] = fields
+            write_locked()
+            # A model that cannot load ends the process only when no deployment serves (as with one).
+            if fields.get("state") == "Failed" and all(
+                statuses.get(n, {}).get("state") == "Failed" for n in router.deployments
+            ):
+                failed.set()
+                if server is not None:
+                    server.should_exit = True
 
-    def loaded(seconds: float) -> None:
-        _write_status(state_dir, state="Ready", load_seconds=round(seconds, 2))
+    def changed() -> None:
+        with lock:
+            write_locked()
 
-    def load_failed(reason: str) -> None:
-        _write_status(state_dir, state="Failed", code="ModelLoadFailed", message=reason)
-        failed.set()
-        if server is not None:
-            server.should_exit = True
+    def make(name: str, spec: dict[str, Any]) -> EndpointApp:
+        return _deployment_app(state_dir, state, name, spec, keys, stats, report)
 
-    endpoint = EndpointApp(
-        keys=keys,
-        stats=Stats(state_dir / STATS_FILE),
-        load_model=load,
-        settings=settings,
-        on_loaded=loaded,
-        on_load_failed=load_failed,
-    )
+    router = Router(state_dir, make, DeploymentStats(state_dir / DEPLOYMENT_STATS_FILE), on_change=changed)
     server = uvicorn.Server(
         uvicorn.Config(
-            endpoint.app,
+            router,
             host="127.0.0.1",
             port=int(state["port"]),
             log_level="warning",
@@ -531,7 +592,7 @@ def serve(state_dir: Path) -> int:
         )
     )
     _write_status(state_dir, state="Loading")
-    log.info("serving %s on 127.0.0.1:%s", settings.model_name, state["port"])
+    log.info("serving endpoint %s on 127.0.0.1:%s", state.get("name"), state["port"])
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when the port cannot be bound

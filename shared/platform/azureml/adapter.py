@@ -37,7 +37,12 @@ from shared.platform.azureml.clients import AzureClients
 from shared.platform.azureml.compute import check_finetune_compute, check_inference_sku
 from shared.platform.azureml.endpoints import Endpoints
 from shared.platform.azureml.errors import azure_call, short, translate
-from shared.platform.azureml.monitor import MetricsQuery, endpoint_resource_id, query_activity
+from shared.platform.azureml.monitor import (
+    MetricsQuery,
+    endpoint_resource_id,
+    query_activity,
+    query_deployment_metrics,
+)
 from shared.platform.azureml.offline import OfflineSources, load_component_spec, load_model, load_model_spec
 from shared.platform.azureml.pipeline import OUTPUT_NAME, BuiltJob, build_pipeline_job
 from shared.platform.azureml.quota import check_capacity
@@ -47,6 +52,8 @@ from shared.platform.port import (
     ComputeInfo,
     ComputeRequest,
     DeploymentInfo,
+    DeploymentMetrics,
+    DeploymentSummary,
     DeployRequest,
     EndpointActivity,
     EndpointInfo,
@@ -354,6 +361,22 @@ class AzureMLPlatform:
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
         self._endpoints.begin_delete_endpoint(endpoint_name)
+
+    def list_deployments(self, endpoint_name: str) -> list[DeploymentSummary]:
+        return self._endpoints.list_deployments(endpoint_name)
+
+    def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
+        self._endpoints.begin_delete_deployment(endpoint_name, deployment_name)
+
+    def deployment_metrics(self, endpoint_name: str, since: datetime) -> dict[str, DeploymentMetrics]:
+        """Azure Monitor's RequestsPerMinute of the endpoint split by deployment and status code (monitor.py)."""
+        endpoint = self._endpoints.endpoint(endpoint_name)
+        location = getattr(endpoint, "location", None) or self._workspace_location()
+        s = self.settings
+        rid = endpoint_resource_id(
+            s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace_name, endpoint_name
+        )
+        return query_deployment_metrics(self.clients.metrics(str(location)), rid, since, self._clock())
 
     def endpoint_activity(self, endpoint_name: str, since: datetime) -> EndpointActivity:
         return self.endpoints_activity([endpoint_name], since)[endpoint_name]

@@ -31,10 +31,17 @@ from azure.ai.ml.entities import (
 )
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from shared.exceptions import NotFoundError, NotManagedError
+from shared.exceptions import NotFoundError, NotManagedError, PlatformError
 from shared.naming import TAG_RUN_ID, is_managed, read_tags
 from shared.platform.azureml.errors import azure_call, error_code, is_retryable, short, translate, with_remedy
-from shared.platform.port import DeploymentInfo, DeploymentState, DeployRequest, EndpointInfo
+from shared.platform.port import (
+    MAX_DEPLOYMENTS_PER_ENDPOINT,
+    DeploymentInfo,
+    DeploymentState,
+    DeploymentSummary,
+    DeployRequest,
+    EndpointInfo,
+)
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
@@ -61,6 +68,16 @@ def _provisioning_state(resource: Any) -> str | None:
     # name, not "Succeeded": read the value (a replay of the SDK's recordings showed the deployment never began).
     state = getattr(resource, "provisioning_state", None)
     return None if state is None else str(getattr(state, "value", state))
+
+
+def _deploy_error_key(deployment_name: str, joined: bool) -> str:
+    """Where a refused start is kept: per deployment on a shared endpoint (a canary's refusal is not the
+    serving deployment's), under the plain key on the run's own endpoint (as before there were several)."""
+    return f"{TAG_DEPLOY_ERROR}.{deployment_name}" if joined else TAG_DEPLOY_ERROR
+
+
+def _message_key(key: str) -> str:
+    return key.replace(TAG_DEPLOY_ERROR, TAG_DEPLOY_ERROR_MESSAGE, 1)
 
 
 def _state(resource: Any) -> str:
@@ -132,18 +149,37 @@ class Endpoints:
     # -- deploying -------------------------------------------------------------------------------------------
     def begin_deploy(self, request: DeployRequest) -> None:
         run_id = request.tags.get(TAG_RUN_ID)
-        endpoint = self._managed_endpoint(request.endpoint_name, run_id)
+        # Joining (a canary): any app-managed endpoint; otherwise only this run's own.
+        endpoint = self._managed_endpoint(request.endpoint_name, None if request.join_endpoint else run_id)
         if endpoint is None:
+            if request.join_endpoint:
+                raise NotFoundError(f"endpoint {request.endpoint_name} does not exist", "ResourceNotFound")
             self._begin_endpoint(request)
             return
         state = _state(endpoint)
         if state != "succeeded":
             log.info("endpoint %s is %s; the deployment starts once it has succeeded", request.endpoint_name, state)
             return
-        if TAG_DEPLOY_ERROR in _tags(endpoint):
+        if _deploy_error_key(request.deployment_name, request.join_endpoint) in _tags(endpoint):
             return  # a start that failed before; get_deployment reports it
-        if self._deployment(request.endpoint_name, request.deployment_name) is not None:
+        existing = self._deployment(request.endpoint_name, request.deployment_name)
+        if existing is not None:
+            if read_tags(_tags(existing)).get(TAG_RUN_ID) != run_id:
+                raise NotManagedError(
+                    f"endpoint {request.endpoint_name} already has a deployment {request.deployment_name} of "
+                    "another run (choose another deployment.deployment_name)",
+                    "Conflict",
+                )
             return
+        if request.join_endpoint:
+            with azure_call(f"listing the deployments of {request.endpoint_name}"):
+                count = len(list(self._workspace().online_deployments.list(endpoint_name=request.endpoint_name)))
+            if count >= MAX_DEPLOYMENTS_PER_ENDPOINT:
+                raise PlatformError(
+                    f"endpoint {request.endpoint_name} has {count} deployments; Azure ML allows "
+                    f"{MAX_DEPLOYMENTS_PER_ENDPOINT} per endpoint",
+                    "QuotaExceeded",
+                )
         self._begin_deployment(request, endpoint)
 
     def _begin_endpoint(self, request: DeployRequest) -> None:
@@ -176,17 +212,18 @@ class Endpoints:
         except HttpResponseError as exc:
             if is_retryable(exc):
                 raise translate(exc, f"creating deployment {request.deployment_name}") from None
-            self._record_failure(endpoint, error_code(exc) or "DeploymentFailed", short(str(exc)))
+            key = _deploy_error_key(request.deployment_name, request.join_endpoint)
+            self._record_failure(endpoint, error_code(exc) or "DeploymentFailed", short(str(exc)), key)
             return
         except AzureError as exc:
             raise translate(exc, f"creating deployment {request.deployment_name}") from None
         self._pollers[("deployment", request.endpoint_name, request.deployment_name)] = poller
         log.info("deployment %s/%s: creation started", request.endpoint_name, request.deployment_name)
 
-    def _record_failure(self, endpoint: Any, code: str, message: str) -> None:
+    def _record_failure(self, endpoint: Any, code: str, message: str, key: str = TAG_DEPLOY_ERROR) -> None:
         """Keep a refused start on the endpoint itself, where the next look (any worker) finds it."""
         log.warning("endpoint %s: deployment refused (%s): %s", endpoint.name, code, message)
-        endpoint.tags = {**_tags(endpoint), TAG_DEPLOY_ERROR: code, TAG_DEPLOY_ERROR_MESSAGE: message[:256]}
+        endpoint.tags = {**_tags(endpoint), key: code, _message_key(key): message[:256]}
         with azure_call(f"recording the deployment failure on endpoint {endpoint.name}"):
             self._workspace().online_endpoints.begin_create_or_update(endpoint)
 
@@ -202,8 +239,9 @@ class Endpoints:
                 message = with_remedy(code, message)
             return DeploymentInfo(endpoint_name, deployment_name, state, code, message, uri)
 
-        if TAG_DEPLOY_ERROR in tags:
-            return info(DeploymentState.FAILED, tags[TAG_DEPLOY_ERROR], tags.get(TAG_DEPLOY_ERROR_MESSAGE))
+        for key in (_deploy_error_key(deployment_name, True), TAG_DEPLOY_ERROR):
+            if key in tags:
+                return info(DeploymentState.FAILED, tags[key], tags.get(_message_key(key)))
         state = _state(endpoint)
         if state in {"failed", "canceled"}:
             code, message = self._poller_error(("endpoint", endpoint_name))
@@ -279,6 +317,39 @@ class Endpoints:
                 )
             )
         return found
+
+    def list_deployments(self, endpoint_name: str) -> list[DeploymentSummary]:
+        endpoint = self._managed_endpoint(endpoint_name)
+        if endpoint is None:
+            raise NotFoundError(f"endpoint {endpoint_name} does not exist", "ResourceNotFound")
+        traffic = {str(k): int(v) for k, v in (getattr(endpoint, "traffic", None) or {}).items()}
+        with azure_call(f"listing the deployments of {endpoint_name}"):
+            deployments = list(self._workspace().online_deployments.list(endpoint_name=endpoint_name))
+        return [
+            DeploymentSummary(
+                name=str(d.name),
+                run_id=read_tags(_tags(d)).get(TAG_RUN_ID),
+                state=_DEPLOYMENT_STATES.get(_state(d), DeploymentState.CREATING),
+                traffic=traffic.get(str(d.name), 0),
+            )
+            for d in deployments
+        ]
+
+    def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
+        endpoint = self._managed_endpoint(endpoint_name)
+        if endpoint is None:
+            return
+        if int((getattr(endpoint, "traffic", None) or {}).get(deployment_name) or 0) > 0:
+            raise PlatformError(
+                f"deployment {deployment_name} of endpoint {endpoint_name} carries traffic; it is not deleted",
+                "DeploymentHasTraffic",
+            )
+        deployment = self._deployment(endpoint_name, deployment_name)
+        if deployment is None or _state(deployment) == "deleting":
+            return
+        with azure_call(f"deleting deployment {endpoint_name}/{deployment_name}"):
+            self._workspace().online_deployments.begin_delete(name=deployment_name, endpoint_name=endpoint_name)
+        log.info("deployment %s/%s: deletion started", endpoint_name, deployment_name)
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
         endpoint = self._managed_endpoint(endpoint_name)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.platform.azureml.errors import azure_call
-from shared.platform.port import EndpointActivity
+from shared.platform.port import DeploymentMetrics, EndpointActivity
 
 METRIC_NAME = "RequestsPerMinute"
 METRIC_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
@@ -113,3 +113,59 @@ def query_activity(client: Any, query: MetricsQuery) -> dict[str, EndpointActivi
             results = client.query_resources(**part.kwargs())
         out.update(activities_from_results(chunk, results))
     return out
+
+
+# ------------------------------------------------------------------------------ per-deployment error rates
+# The canary comparison (shared/services/canary.py) reads the same metric split by two of its dimensions:
+# ``deployment`` (the deployment that answered) and ``statusCode`` (its HTTP status); a status of 5xx is a
+# server error. Source: AZURE-FACTS.md, "Activity for idleness" (RequestsPerMinute, PT1M, dimensions
+# ``deployment``, ``statusCode``), from Azure Monitor's supported-metrics list for
+# Microsoft.MachineLearningServices/workspaces/onlineEndpoints. A filter of ``eq '*'`` on a dimension asks
+# for one series per value of it, each with the values in ``metadata_values``.
+DEPLOYMENT_DIMENSION = "deployment"
+STATUS_DIMENSION = "statusCode"
+SPLIT_FILTER = f"{DEPLOYMENT_DIMENSION} eq '*' and {STATUS_DIMENSION} eq '*'"
+
+
+def deployment_query_kwargs(resource_id: str, since: datetime, until: datetime) -> dict[str, Any]:
+    return {
+        **MetricsQuery((resource_id,), since, until).kwargs(),
+        "filter": SPLIT_FILTER,
+    }
+
+
+def _dimension(series: Any, name: str) -> str | None:
+    values = getattr(series, "metadata_values", None) or {}
+    for key, value in values.items():
+        if str(key).lower() == name.lower():
+            return None if value is None else str(value)
+    return None
+
+
+def deployment_metrics_from_results(results: Any) -> dict[str, DeploymentMetrics]:
+    """(requests, 5xx answers) per deployment; a series without a deployment value is not counted."""
+    counts: dict[str, list[float]] = {}
+    for result in results or []:
+        for metric in getattr(result, "metrics", None) or []:
+            if getattr(metric, "name", METRIC_NAME) != METRIC_NAME:
+                continue
+            for series in getattr(metric, "timeseries", None) or []:
+                deployment = _dimension(series, DEPLOYMENT_DIMENSION)
+                if not deployment:
+                    continue
+                status = _dimension(series, STATUS_DIMENSION) or ""
+                row = counts.setdefault(deployment, [0.0, 0.0])
+                for point in getattr(series, "data", None) or []:
+                    total, average = getattr(point, "total", None), getattr(point, "average", None)
+                    value = float(total) if total is not None else (max(1.0, float(average)) if average else 0.0)
+                    row[0] += value
+                    if status.startswith("5"):
+                        row[1] += value
+    return {name: DeploymentMetrics(round(n), round(e)) for name, (n, e) in counts.items()}
+
+
+def query_deployment_metrics(client: Any, resource_id: str, since: datetime, until: datetime) -> dict[str, Any]:
+    name = resource_id.rsplit("/", 1)[-1]
+    with azure_call(f"reading {METRIC_NAME} per deployment of {name}"):
+        results = client.query_resources(**deployment_query_kwargs(resource_id, since, until))
+    return deployment_metrics_from_results(results)

@@ -31,3 +31,24 @@ def test_approve_and_reject_from_the_command_line(use_runtime: Any, capsys: pyte
     assert "deployment.approval is auto" in capsys.readouterr().err
     world.reconcile()
     assert world.state(manual.run_id) == RunState.DEPLOYING
+
+
+def test_rollback_from_the_command_line(use_runtime: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    world = World()
+    use_runtime(store=world.store, platform=world.platform)
+    line = {**CONFIG["deployment"], "endpoint_name": "ft-line-cli", "observe_minutes": 5}  # type: ignore[dict-item]
+    first = world.drop(config_bytes(deployment=line), name="v1.yaml")
+    second = world.drop(config_bytes(deployment=line, training={"learning_rate": 1e-5}), name="v2.yaml")
+    assert first is not None and second is not None
+    world.finish_through_reconcile(first.run_id)
+    world.finish_through_reconcile(second.run_id)
+    assert world.state(second.run_id) == RunState.CANARY
+    assert main(["status", second.run_id]) == 0
+    assert "canary: observing at 10% beside" in capsys.readouterr().out
+
+    assert main(["rollback", "ft-line-cli", "--by", "ana"]) == 0
+    out = capsys.readouterr().out
+    assert f"run {second.run_id} rolled back by ana" in out and "(deploy_failed)" in out
+    assert main(["rollback", "ft-line-cli", "--by", "ana"]) == 0  # again: the same answer
+    assert main(["rollback", "ft-nope"]) == 1
+    assert capsys.readouterr().err.startswith("error: no endpoint 'ft-nope'")

@@ -308,3 +308,57 @@ def test_endpoints_without_the_app_tags_are_never_touched(workspace: Workspace) 
     with pytest.raises(NotManagedError):
         workspace.platform.begin_delete_endpoint("someone-elses")
     assert read_json(directory / "state.json") is not None
+
+
+def test_several_deployments_behind_one_url_with_weighted_routing_and_per_deployment_counts(
+    workspace: Workspace, model: ModelRef
+) -> None:
+    platform = workspace.platform
+    endpoint = "ft-functional-line-0000cccc"
+    first = deploy_request(model, endpoint, "line-0000cccc")
+    canary = deploy_request(model, endpoint, "line-0000dddd", join_endpoint=True)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    platform.begin_deploy(first)
+    try:
+        assert wait_deployment(workspace, first) == DeploymentState.SUCCEEDED
+        platform.set_traffic(endpoint, {first.deployment_name: 100})
+        with pytest.raises(PlatformError, match="another run"):
+            platform.begin_deploy(deploy_request(model, endpoint, "line-0000dddd"))  # not joining: refused
+        platform.begin_deploy(canary)
+        platform.begin_deploy(canary)  # a retry
+        pid = platform.endpoints.read_state(endpoint)["pid"]  # type: ignore[index]
+        assert wait_deployment(workspace, canary) == DeploymentState.SUCCEEDED
+        assert platform.endpoints.read_state(endpoint)["pid"] == pid  # type: ignore[index]  # same process, same URL
+        listed = {d.name: d for d in platform.list_deployments(endpoint)}
+        assert listed[canary.deployment_name].traffic == 0 and listed[canary.deployment_name].run_id == "line-0000dddd"
+
+        # Targeted at the canary (the smoke test), then routed by weight: 0% sends it nothing.
+        platform.invoke(endpoint, canary.deployment_name, SCORE)
+        for _ in range(3):
+            platform.invoke(endpoint, None, SCORE)
+        with pytest.raises(PlatformError) as exc:
+            platform.invoke(endpoint, canary.deployment_name, {"input_data": {"input_string": "nope"}})
+        assert exc.value.code == "400"
+        metrics = platform.deployment_metrics(endpoint, since)
+        assert (metrics[canary.deployment_name].requests, metrics[first.deployment_name].requests) == (2, 3)
+        assert metrics[canary.deployment_name].errors == 0  # a 400 is the caller's error, not the model's
+
+        platform.set_traffic(endpoint, {first.deployment_name: 0, canary.deployment_name: 100})
+        for _ in range(2):
+            platform.invoke(endpoint, None, SCORE)
+        metrics = platform.deployment_metrics(endpoint, since)
+        assert (metrics[canary.deployment_name].requests, metrics[first.deployment_name].requests) == (4, 3)
+        assert platform.endpoint_activity(endpoint, since).request_count == 7  # the endpoint as a whole
+
+        with pytest.raises(PlatformError) as refused:
+            platform.begin_delete_deployment(endpoint, canary.deployment_name)
+        assert refused.value.code == "DeploymentHasTraffic"
+        platform.begin_delete_deployment(endpoint, first.deployment_name)
+        platform.begin_delete_deployment(endpoint, first.deployment_name)  # missing is success
+        assert [d.name for d in platform.list_deployments(endpoint)] == [canary.deployment_name]
+        assert platform.get_deployment(endpoint, first.deployment_name).state == DeploymentState.MISSING
+        with pytest.raises(NotFoundError):
+            platform.invoke(endpoint, first.deployment_name, SCORE)
+        platform.invoke(endpoint, None, SCORE)
+    finally:
+        platform.begin_delete_endpoint(endpoint)

@@ -112,6 +112,8 @@ class FakeWorkspace:
         c.online_endpoints.invoke.side_effect = self._invoke
         c.online_deployments.get.side_effect = self._deployment_get
         c.online_deployments.begin_create_or_update.side_effect = self._deployment_put
+        c.online_deployments.list.side_effect = self._deployment_list
+        c.online_deployments.begin_delete.side_effect = self._deployment_delete
         self.client = c
 
     # compute
@@ -218,6 +220,21 @@ class FakeWorkspace:
         deployment._provisioning_state = "Creating"
         self.deployments[(deployment.endpoint_name, deployment.name)] = deployment
         return FakePoller(deployment)
+
+    def _deployment_list(self, endpoint_name: str, *, local: bool = False) -> list[Any]:
+        if endpoint_name not in self.endpoints:
+            raise not_found(f"endpoint {endpoint_name}")
+        return [d for (e, _), d in self.deployments.items() if e == endpoint_name]
+
+    def _deployment_delete(self, name: str, endpoint_name: str, *, local: bool = False) -> FakePoller:
+        # As the service: a deployment that still takes traffic cannot be deleted.
+        endpoint = self.endpoints.get(endpoint_name)
+        if endpoint is not None and int((endpoint.traffic or {}).get(name) or 0) > 0:
+            error = HttpResponseError(message=f"(BadRequest) deployment {name} has traffic")
+            error.status_code = 400
+            raise error
+        self.deployments.pop((endpoint_name, name), None)
+        return FakePoller()
 
     def set_deployment_state(self, endpoint: str, name: str, state: str) -> None:
         self.deployments[(endpoint, name)]._provisioning_state = state

@@ -225,3 +225,34 @@ def test_many_endpoints_are_asked_for_fifty_per_call_and_answers_map_back_by_res
     assert [len(json.loads(r.content)["resourceids"]) for r in transport.requests] == [50, 50, 20]
     assert found[busy].request_count == 3 and found[busy].last_request_at is not None
     assert all(found[r].known and found[r].last_request_at is None for r in ids if r != busy)
+
+
+def split_answer(series: list[tuple[str, str, float]]) -> dict[str, Any]:
+    """A metrics:getBatch answer for RequestsPerMinute split by deployment and statusCode, one series each."""
+    body = metrics_answer([])
+    body["values"][0]["value"][0]["timeseries"] = [
+        {
+            "metadatavalues": [
+                {"name": {"value": "deployment", "localizedValue": "deployment"}, "value": deployment},
+                {"name": {"value": "statusCode", "localizedValue": "statusCode"}, "value": code},
+            ],
+            "data": [{"timeStamp": "2026-11-01T11:30:00Z", "total": total}],
+        }
+        for deployment, code, total in series
+    ]
+    return body
+
+
+def test_per_deployment_errors_come_from_the_split_by_deployment_and_status_code() -> None:
+    from shared.platform.azureml.monitor import query_deployment_metrics
+
+    client, transport = client_with(
+        split_answer([("d-new", "200", 18.0), ("d-new", "500", 2.0), ("d-old", "200", 170.0), ("d-old", "404", 5.0)])
+    )
+    found = query_deployment_metrics(client, ENDPOINT_ID, SINCE, NOW)
+    [request] = transport.requests
+    query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+    assert query["filter"] == "deployment eq '*' and statusCode eq '*'"
+    assert query["metricnames"] == "RequestsPerMinute"
+    assert (found["d-new"].requests, found["d-new"].errors) == (20, 2)
+    assert (found["d-old"].requests, found["d-old"].errors) == (175, 0)  # a 4xx is the caller's error

@@ -1,0 +1,258 @@
+"""Several deployments behind one local endpoint URL, as on a managed online endpoint.
+
+``state.json`` lists the endpoint's deployments under ``deployments`` ({name: model, request settings, tags});
+an endpoint written before there were several has one, described by its top-level fields (``deployments_of``
+reads both). ``Router`` is the ASGI app the endpoint's server runs: it keeps one ``EndpointApp`` per
+deployment (each its own model, limits and loader), picks the deployment of each request (the
+``azureml-model-deployment`` header, as Azure ML does, else a weighted draw over ``traffic``), and counts
+per deployment and minute the scoring requests and the server errors (5xx) among their answers, in
+``deployment_stats.json``: what ``deployment_metrics`` reads to compare a canary with the deployment before
+it. It re-reads ``state.json`` when it changes (looked at before each request and every ``STATE_POLL_S``),
+so a deployment added, removed or re-weighted takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from local.platform.workspace import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+DEPLOYMENT_STATS_FILE = "deployment_stats.json"
+SCORING_PATHS = frozenset({"/score", "/v1/chat/completions"})
+STATE_POLL_S = 0.5
+MINUTES_KEPT = 24 * 60
+_DEPLOYMENT_FIELDS = ("model", "instance_type", "device", "request_timeout_ms", "max_concurrent_requests", "tags")
+
+
+def deployments_of(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The endpoint's deployments by name (an endpoint from before ``deployments`` has its one)."""
+    if not state:
+        return {}
+    found = state.get("deployments")
+    if isinstance(found, dict):
+        return found
+    name = state.get("deployment_name")
+    if not name:
+        return {}
+    return {str(name): {key: state.get(key) for key in _DEPLOYMENT_FIELDS if key in state}}
+
+
+def pick(traffic: dict[str, int], names: list[str], draw: Callable[[], float] = random.random) -> str | None:
+    """A weighted draw over the deployments with traffic; with no traffic set, the first deployment."""
+    weighted = [(n, int(traffic.get(n) or 0)) for n in names if int(traffic.get(n) or 0) > 0]
+    if not weighted:
+        return names[0] if names else None
+    point = draw() * sum(w for _, w in weighted)
+    for name, weight in weighted:
+        point -= weight
+        if point < 0:
+            return name
+    return weighted[-1][0]
+
+
+# --------------------------------------------------------------------------------------------- counters
+
+
+class DeploymentStats:
+    """Per deployment and minute: [scoring requests, 5xx answers]; persisted with atomic writes."""
+
+    def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        data = read_json(path) or {}
+        self.minutes: dict[str, dict[str, list[int]]] = {
+            str(name): {str(k): [int(v[0]), int(v[1])] for k, v in (entry.get("minutes") or {}).items()}
+            for name, entry in data.items()
+            if isinstance(entry, dict)
+        }
+
+    def record(self, deployment: str, status: int) -> None:
+        now = self._clock()
+        minute = now.strftime("%Y-%m-%dT%H:%M")
+        oldest = (now - timedelta(minutes=MINUTES_KEPT)).strftime("%Y-%m-%dT%H:%M")
+        with self._lock:
+            bucket = self.minutes.setdefault(deployment, {})
+            counts = bucket.setdefault(minute, [0, 0])
+            counts[0] += 1
+            counts[1] += 1 if status >= 500 else 0
+            for name, minutes in self.minutes.items():
+                self.minutes[name] = {k: v for k, v in minutes.items() if k >= oldest}
+            write_json_atomic(self.path, {n: {"minutes": m} for n, m in self.minutes.items()})
+
+
+def metrics_since(data: dict[str, Any] | None, since: datetime) -> dict[str, tuple[int, int]]:
+    """(requests, errors) per deployment in the minutes from ``since``'s minute on."""
+    floor = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    out: dict[str, tuple[int, int]] = {}
+    for name, entry in (data or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        rows = [v for k, v in (entry.get("minutes") or {}).items() if k >= floor]
+        out[str(name)] = (sum(int(r[0]) for r in rows), sum(int(r[1]) for r in rows))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- router
+
+
+class Deployment(Protocol):
+    """What the router needs of one deployment's app (``server.EndpointApp``)."""
+
+    app: Any
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def failed(self) -> str | None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Router:
+    """The ASGI app of an endpoint with several deployments; see the module docstring."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        make: Callable[[str, dict[str, Any]], Deployment],
+        stats: DeploymentStats,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self._make = make
+        self.stats = stats
+        self._on_change = on_change
+        self.deployments: dict[str, Deployment] = {}
+        self.traffic: dict[str, int] = {}
+        self._version: tuple[int, int, int] | None = None
+
+    # -- state
+
+    def sync(self) -> None:
+        """Match the deployments and traffic to ``state.json`` (loads new ones, unloads removed ones)."""
+        path = self.state_dir / "state.json"
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return
+        # An atomic write replaces the file: a new inode even within one tick of a coarse clock.
+        version = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+        if version == self._version:
+            return
+        self._version = version
+        state = read_json(path) or {}
+        wanted = deployments_of(state)
+        for name in [n for n in self.deployments if n not in wanted]:
+            log.info("deployment %s: removed; unloading", name)
+            self.deployments.pop(name).close()
+        for name, spec in wanted.items():
+            if name not in self.deployments:
+                log.info("deployment %s: loading", name)
+                deployment = self._make(name, spec)
+                self.deployments[name] = deployment
+                deployment.start()
+        self.traffic = {str(k): int(v) for k, v in (state.get("traffic") or {}).items()}
+        if self._on_change is not None:
+            self._on_change()
+
+    def close(self) -> None:
+        for deployment in self.deployments.values():
+            deployment.close()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(STATE_POLL_S)
+            try:
+                self.sync()
+            except Exception:  # a half-written file, a model that fails to build: the next look tries again
+                log.exception("reading the endpoint state failed")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        self.sync()
+        watcher = asyncio.ensure_future(self._watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            self.close()
+
+    # -- ASGI
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        with contextlib.suppress(Exception):  # a stat per request: a traffic change applies to the next one
+            self.sync()
+        if scope["path"] == "/health":
+            await self._health(send)
+            return
+        names = list(self.deployments)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        named = headers.get(DEPLOYMENT_HEADER)
+        chosen = named if named else pick(self.traffic, names)
+        if chosen is None or chosen not in self.deployments:
+            message = f"no deployment {named!r} on this endpoint" if named else "the endpoint has no deployment"
+            await _json(send, 404, {"error": {"message": message, "type": "invalid_request_error", "code": "NotFound"}})
+            return
+        scoring = scope["path"] in SCORING_PATHS and scope.get("method") == "POST"
+
+        async def watched(message: dict[str, Any]) -> None:
+            # Counted before the answer leaves: whoever got an answer finds it counted.
+            status = int(message.get("status") or 0) if message["type"] == "http.response.start" else 0
+            if scoring and status and status != 401:  # callers without a key are nobody's traffic
+                await asyncio.to_thread(self.stats.record, chosen, status)
+            await send(message)
+
+        await self.deployments[chosen].app(scope, receive, watched)
+
+    async def _health(self, send: Any) -> None:
+        apps = list(self.deployments.values())
+        if any(d.ready for d in apps):
+            await _json(send, 200, {"status": "healthy"})
+        elif apps and all(d.failed for d in apps):
+            await _json(send, 503, {"status": "failed", "reason": apps[0].failed})
+        else:
+            await _json(send, 503, {"status": "loading"})
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        context = self.lifespan()
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await context.__aenter__()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await context.__aexit__(None, None, None)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _json(send: Any, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
