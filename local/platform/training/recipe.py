@@ -124,7 +124,11 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
             tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=step)
             report({**entry, "step": step, "total_steps": total})
 
-        report({"phase": "train", "total_steps": total, "eval_loss_before": before.loss})
+        started = {"phase": "train", "total_steps": total, "eval_loss_before": before.loss}
+        if resume_from is not None:
+            # Said before the first step, so a restarted job's status shows where it continues from.
+            started["resumed_from_step"] = int(checkpoints.read_state(resume_from)["step"])
+        report(started)
         validate = (lambda: evaluate_on(validation_split)) if validation_split else None
         keep_best = params.metric_for_best_model is not None and validation_split is not None
         if params.metric_for_best_model in ("f1", "exact"):
