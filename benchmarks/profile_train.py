@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from local.platform.models import materialize, pick_dtype
     from local.platform.training import loop
+    from local.platform.training.attention import use_packed_attention
     from local.platform.training.data import read_conversations, tokenize_split
     from local.platform.training.lora import with_lora
     from shared.config.params import ComponentParams
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     set_seed(42)
     model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    use_packed_attention(model)  # as the recipe does
     params = ComponentParams(
         apply_lora=True,
         lora_r=args.lora_r,
