@@ -1,7 +1,7 @@
 """The local recipe against TRL's SFTTrainer, same model, data, LoRA shape, batch and length, in one command.
 
     .venv/bin/python benchmarks/train_vs_trl.py [--steps 20] [--batch-size 4] [--max-seq-length 512]
-        [--lora-r 16] [--threads N] [--skip-trl] [--cache DIR]
+        [--lora-r 16] [--threads N] [--skip-trl] [--with-padded] [--cache DIR]
 
     AUTOPILOT_LOCAL_DTYPE=float32 .venv/bin/python benchmarks/train_vs_trl.py   # the fp32-only machine path
 
@@ -12,8 +12,10 @@ warm-up step) and the loss at every step; then the ratio, the machine's matmul p
 (a square matmul, measured here) and each tool's fraction of it. Useful work is counted the same way for both
 tools: the frozen base's forward and input-gradient matmuls (4 FLOPs per weight per token) plus the output
 layer over label tokens; what a tool computes beyond that (padding, the output layer over prompt tokens) is
-its overhead. The recipe runs twice: packed rows (what it does now) and padded batches (before packing), so
-the gain of packing and the loss at equal steps are measured, not assumed.
+its overhead. The recipe runs twice: as it is, and packed as before its last levers (Hugging Face's SDPA
+over the whole row with a block-diagonal mask, and peft's fp32 round trip of every LoRA input), so their
+gain and the loss at equal steps are measured, not assumed; ``--with-padded`` adds padded batches (before
+packing). The load average is printed: on a shared machine compare ratios within one command only.
 
 Each tool runs in the dtype it picks by default: the recipe through ``pick_dtype`` (``AUTOPILOT_LOCAL_DTYPE``
 forces it), TRL with its default ``bf16=True`` (fp32 weights, bf16 autocast) unless the recipe's dtype is
@@ -60,12 +62,19 @@ def useful_flops_per_token(config: Any, label_fraction: float) -> float:
     return 4.0 * per_layer * layers + 4.0 * hidden * config.vocab_size * label_fraction
 
 
-def run_recipe(model_dir: Path, conversations: list, args: argparse.Namespace, *, packed: bool) -> dict[str, Any]:
+def run_recipe(
+    model_dir: Path, conversations: list, args: argparse.Namespace, *, packed: bool, current: bool = True
+) -> dict[str, Any]:
+    """The recipe's loop; ``current`` False runs it as before this commit's levers: Hugging Face's SDPA with
+    its T x T block-diagonal mask, and peft's fp32 round trip of every LoRA input under autocast."""
+    import contextlib
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from local.platform.models import pick_dtype
     from local.platform.training import loop
+    from local.platform.training.attention import use_packed_attention
     from local.platform.training.data import collate, tokenize_split
     from local.platform.training.lora import with_lora
     from shared.config.params import ComponentParams
@@ -75,6 +84,8 @@ def run_recipe(model_dir: Path, conversations: list, args: argparse.Namespace, *
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     set_seed(42)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    if current:
+        use_packed_attention(model)
     params = ComponentParams(
         apply_lora=True,
         lora_r=args.lora_r,
@@ -94,9 +105,17 @@ def run_recipe(model_dir: Path, conversations: list, args: argparse.Namespace, *
         times.append(time.perf_counter())
         losses.append(entry["loss"])
 
-    original = loop.micro_batch
+    original, precision = loop.micro_batch, loop.compute_precision
     if not packed:  # before packing: rows padded to the longest in the batch
         loop.micro_batch = lambda batch, pad, pad_to: collate(batch, pad, pad_to)  # type: ignore[assignment]
+    if not current:  # autocast alone: peft casts each adapter's input to fp32, autocast back to bf16
+
+        def autocast_only(_model: Any, device: Any, dtype: Any) -> Any:
+            if dtype == torch.float32:
+                return contextlib.nullcontext()
+            return torch.autocast(device_type=device.type, dtype=dtype)
+
+        loop.compute_precision = autocast_only  # type: ignore[assignment]
     try:
         loop.train(
             model,
@@ -108,7 +127,7 @@ def run_recipe(model_dir: Path, conversations: list, args: argparse.Namespace, *
             compute_dtype=dtype,
         )
     finally:
-        loop.micro_batch = original
+        loop.micro_batch, loop.compute_precision = original, precision
     # Tokens per step from the same seeded stream the loop drew from (one micro-batch per step).
     stream = loop._micro_batches(examples, params)
     per_step = [sum(len(examples[i].input_ids) for i in next(stream)[1]) for _ in range(args.steps + 1)]
@@ -183,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul for the peak")
-    parser.add_argument("--skip-trl", action="store_true", help="only the recipe (packed and padded)")
+    parser.add_argument("--skip-trl", action="store_true", help="only the recipe")
+    parser.add_argument("--with-padded", action="store_true", help="also the recipe on padded rows (no packing)")
     default_cache = ROOT / ".autopilot" / "models"
     if not default_cache.exists() and Path("/work/main/.autopilot/models").exists():
         default_cache = Path("/work/main/.autopilot/models")
@@ -211,15 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"model={args.model} steps={args.steps} (+1 warm-up) batch={args.batch_size} "
         f"max_seq_length={args.max_seq_length} lora_r={args.lora_r} lr={LEARNING_RATE} "
-        f"threads={torch.get_num_threads()} cpus={os.cpu_count()} recipe_dtype={dtype}"
+        f"threads={torch.get_num_threads()} cpus={os.cpu_count()} recipe_dtype={dtype} "
+        f"load_average={' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     peak = matmul_peak(dtype, args.peak_size)
     print(f"matmul peak ({dtype}, {args.peak_size}^3): {peak / 1e9:.0f} GFLOP/s")
 
     results = {
         "recipe (packed)": run_recipe(model_dir, conversations, args, packed=True),
-        "recipe (padded, before packing)": run_recipe(model_dir, conversations, args, packed=False),
+        "recipe (packed, block mask + casts)": run_recipe(model_dir, conversations, args, packed=True, current=False),
     }
+    if args.with_padded:
+        results["recipe (padded, before packing)"] = run_recipe(model_dir, conversations, args, packed=False)
     if not args.skip_trl:
         results["trl SFTTrainer"] = run_trl(model_dir, conversations, args, bf16=dtype == torch.bfloat16)
     flops = useful_flops_per_token(AutoConfig.from_pretrained(model_dir), results["recipe (packed)"]["label_fraction"])
@@ -233,8 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     for name, r in results.items():
         print(f"loss per step, {name}: " + " ".join(f"{v:.3f}" for v in r["losses"]))
-    base = results["recipe (padded, before packing)"]["rate"]
-    print(f"packing: {results['recipe (packed)']['rate'] / base:.2f}x the padded recipe")
+    now = results["recipe (packed)"]["rate"]
+    before = results["recipe (packed, block mask + casts)"]["rate"]
+    print(f"per-conversation attention, no LoRA input casts: {now / before:.2f}x the recipe before them")
+    if "recipe (padded, before packing)" in results:
+        print(f"packing: {now / results['recipe (padded, before packing)']['rate']:.2f}x the padded recipe")
     if "trl SFTTrainer" in results:
         print(f"ratio recipe/TRL: {results['recipe (packed)']['rate'] / results['trl SFTTrainer']['rate']:.2f}x")
     return 0

@@ -124,6 +124,8 @@ def progress_line(update: dict[str, Any]) -> str | None:
             line += f" on {update['split']}"
         if isinstance(update.get("examples"), int):
             line += f" ({update['examples']} examples)"
+        if isinstance(update.get("resumed_from_step"), int):
+            line += f" (resuming from the checkpoint of step {update['resumed_from_step']})"
         return line
     if "step" not in update:
         return None
@@ -229,12 +231,32 @@ class JobRunner:
         if update.get("mlflow_run_id"):
             # Kept so that whoever finds this job killed can end its MLflow run as FAILED too.
             fields["mlflow_run_id"] = str(update["mlflow_run_id"])
+        if isinstance(update.get("resumed_from_step"), int):
+            self.status.update(**self._resumed(update["resumed_from_step"]))  # before the line reads it
         if line:
-            if self.restarts:
-                line += f" (restarted {self.restarts}x)"
+            line += self._restart_suffix(said="resumed_from_step" in update)
             fields["progress"] = line
             log.info("job %s: %s", self.name, line)
         self.status.update(**fields)
+
+    def _resumed(self, step: int) -> dict[str, Any]:
+        """Status fields for an attempt that continues from checkpoint ``step``: the step, also on the latest
+        restart's entry, so the restart log says where each restart picked up."""
+        fields: dict[str, Any] = {"resumed_from_step": step}
+        restarts = [dict(entry) for entry in self.status.data.get("restart_log") or [] if isinstance(entry, dict)]
+        if restarts:
+            restarts[-1]["resumed_from_step"] = step
+            fields["restart_log"] = restarts
+        return fields
+
+    def _restart_suffix(self, *, said: bool = False) -> str:
+        """`` (restarted 1x, resumed from step 4)`` on a restarted job's progress lines (the step once this
+        attempt has loaded its checkpoint, unless the line itself ``said`` it); nothing otherwise."""
+        if not self.restarts:
+            return ""
+        resumed = self.status.data.get("resumed_from_step")
+        where = f", resumed from step {resumed}" if isinstance(resumed, int) and not said else ""
+        return f" (restarted {self.restarts}x{where})"
 
     def _train(self) -> Any:
         from local.platform.models import materialize
@@ -251,7 +273,13 @@ class JobRunner:
     def run(self) -> int:
         started = time.monotonic()
         starting = f"starting again (restart {self.restarts})" if self.restarts else "starting"
-        self.status.update(status=JobStatus.RUNNING.value, pid=os.getpid(), started_at=_now(), progress=starting)
+        self.status.update(
+            status=JobStatus.RUNNING.value,
+            pid=os.getpid(),
+            started_at=_now(),
+            progress=starting,
+            resumed_from_step=None,  # an earlier attempt's; this one reports its own as training starts
+        )
         log.info("job %s: running (pid %s, attempt %s)", self.name, os.getpid(), self.status.data.get("attempt", 1))
         running_post: threading.Thread | None = None
         final = JobStatus.FAILED
@@ -268,6 +296,7 @@ class JobRunner:
             summary = "completed"
             if isinstance(before, int | float) and isinstance(after, int | float):
                 summary += f": eval loss {before:.3f} -> {after:.3f}"
+            summary += self._restart_suffix()
             self.status.update(
                 status=JobStatus.COMPLETED.value,
                 metrics=metrics,

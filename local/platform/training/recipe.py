@@ -25,6 +25,7 @@ from local.platform.models import pick_dtype
 from local.platform.serving.chat_model import ADAPTER_DIR, HF_ARTIFACT
 from local.platform.serving.chat_pyfunc import save_chat_model
 from local.platform.training import checkpoints
+from local.platform.training.attention import use_packed_attention
 from local.platform.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split
 from local.platform.training.loop import Checkpointing, LoopStats, best_checkpoint, evaluate, total_steps, train
 from local.platform.training.lora import merged_in_fp32, with_lora
@@ -71,6 +72,7 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         base_dtype = dtype if params.apply_lora else torch.float32
         model: Any = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=base_dtype)
         model.to(device)
+        use_packed_attention(model)  # packed rows: one attention call per conversation, no T x T mask
         max_length = sequence_length(params, model, notes)
         train_split, eval_split, validation_split = tokenize_splits(spec, params, tokenizer, max_length, notes)
         logger.info(
@@ -124,7 +126,11 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
             tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=step)
             report({**entry, "step": step, "total_steps": total})
 
-        report({"phase": "train", "total_steps": total, "eval_loss_before": before.loss})
+        started = {"phase": "train", "total_steps": total, "eval_loss_before": before.loss}
+        if resume_from is not None:
+            # Said before the first step, so a restarted job's status shows where it continues from.
+            started["resumed_from_step"] = int(checkpoints.read_state(resume_from)["step"])
+        report(started)
         validate = (lambda: evaluate_on(validation_split)) if validation_split else None
         keep_best = params.metric_for_best_model is not None and validation_split is not None
         if params.metric_for_best_model in ("f1", "exact"):

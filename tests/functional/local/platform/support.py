@@ -8,6 +8,8 @@ workspace, so the tiny model is built once per machine, not once per test.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -141,3 +143,14 @@ def make_workspace(root: Path, **settings: str) -> Workspace:
         }
     )
     return Workspace(LocalPlatform(settings), webhook, workdir, data_root)
+
+
+def kill_job_process(ws: Workspace, name: str) -> None:
+    """SIGKILL the job's whole process group, as the OOM killer or a lost node would: nothing reports."""
+    record = processes.read_pid_file(ws.workdir / "pids" / f"job-{name}.pid")
+    assert record is not None and record.pgid
+    os.killpg(record.pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while processes.is_alive(record):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

@@ -8,20 +8,17 @@ itself, with nobody asking.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from local.common import processes
 from local.platform.adapter import LocalPlatform
 from local.platform.jobs import KILLED_REASON
 from local.platform.workspace import read_json
 from shared.platform.port import JobStatus
-from tests.functional.local.platform.support import JOB_TIMEOUT_S, Workspace, make_workspace
+from tests.functional.local.platform.support import JOB_TIMEOUT_S, Workspace, kill_job_process, make_workspace
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +46,6 @@ def wait_status(ws: Workspace, name: str, done: Any, what: str, timeout_s: float
         assert time.monotonic() < deadline, f"job {name} never {what}: {status}"
         time.sleep(0.2)
     return status
-
-
-def kill_job_process(ws: Workspace, name: str) -> None:
-    """SIGKILL the job's whole process group, as the OOM killer or a lost node would: nothing reports."""
-    record = processes.read_pid_file(ws.workdir / "pids" / f"job-{name}.pid")
-    assert record is not None and record.pgid
-    os.killpg(record.pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while processes.is_alive(record):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
 
 
 def terminal(status: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from local.platform.training.attention import segment_bounds, use_packed_attention
 from local.platform.training.data import collate, pack, read_conversations, tokenize_split
 from local.platform.training.loop import token_loss_sum
 
@@ -21,10 +22,24 @@ def three_examples(tokenizer: Any, small_data: dict[str, Path]) -> list[Any]:
     return examples
 
 
+def load(model_dir: Path, attention: str) -> Any:
+    """The tiny model with Hugging Face's SDPA and its block-diagonal mask, or the recipe's attention,
+    one SDPA call per packed conversation."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    assert model.config._attn_implementation == "sdpa"
+    if attention == "per-conversation":
+        assert use_packed_attention(model)
+    return model
+
+
+ATTENTION = pytest.mark.parametrize("attention", ["block-mask", "per-conversation"])
+
+
+@ATTENTION
 def test_packed_row_gives_each_conversation_the_logits_it_has_alone(
-    tiny_model_dir: Path, three_examples: list[Any]
+    tiny_model_dir: Path, three_examples: list[Any], attention: str
 ) -> None:
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    model = load(tiny_model_dir, attention)
     batch = pack(three_examples)
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
     with torch.inference_mode():
@@ -36,11 +51,12 @@ def test_packed_row_gives_each_conversation_the_logits_it_has_alone(
             start += len(example.input_ids)
 
 
+@ATTENTION
 def test_packed_row_gives_a_different_answer_without_restarting_positions(
-    tiny_model_dir: Path, three_examples: list[Any]
+    tiny_model_dir: Path, three_examples: list[Any], attention: str
 ) -> None:
     """The check above can fail: with one running position sequence the conversations see each other."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    model = load(tiny_model_dir, attention)
     batch = pack(three_examples)
     second = len(three_examples[0].input_ids)
     with torch.inference_mode():
@@ -49,13 +65,21 @@ def test_packed_row_gives_a_different_answer_without_restarting_positions(
     assert not torch.allclose(mixed[second : second + len(three_examples[1].input_ids)], alone, atol=1e-3)
 
 
+@ATTENTION
 def test_packed_and_padded_batches_have_the_same_loss_and_accuracy(
-    tiny_model_dir: Path, three_examples: list[Any], tokenizer: Any
+    tiny_model_dir: Path, three_examples: list[Any], tokenizer: Any, attention: str
 ) -> None:
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    model = load(tiny_model_dir, attention)
     with torch.inference_mode():
         packed_loss, packed_count, packed_right = token_loss_sum(model, pack(three_examples))
         padded_loss, padded_count, padded_right = token_loss_sum(model, collate(three_examples, tokenizer.pad_token_id))
     assert packed_count == padded_count == sum(e.num_label_tokens for e in three_examples)
     assert float(packed_loss) == pytest.approx(float(padded_loss), rel=1e-5)
     assert packed_right == padded_right
+
+
+def test_packed_attention_splits_a_row_where_its_positions_restart(three_examples: list[Any]) -> None:
+    lengths = [len(e.input_ids) for e in three_examples]
+    bounds = segment_bounds(pack(three_examples)["position_ids"])
+    assert bounds == [0, lengths[0], lengths[0] + lengths[1], sum(lengths)]
+    assert segment_bounds(torch.arange(7).unsqueeze(0)) == [0, 7]  # one sequence: the stock SDPA path
