@@ -200,13 +200,16 @@ class JobRunner:
 
         training = self.spec["training"]
         name, uri = str(training["experiment_name"]), str(training["mlflow_tracking_uri"])
-        client = MlflowClient(tracking_uri=uri)
+
+        def open_store() -> tuple[Any, Any]:
+            # Constructing the client already opens the store (creating or migrating its schema): inside the lock.
+            client = MlflowClient(tracking_uri=uri)
+            return client, client.get_experiment_by_name(name)
+
         workdir = self.spec.get("workdir")
         with deferred_cancel():  # a write cut in half would hold the store's lock (see stopping.py)
-            experiment = (
-                first_use(Workspace(Path(str(workdir))).locks, lambda: client.get_experiment_by_name(name))
-                if workdir
-                else retry_locked(lambda: client.get_experiment_by_name(name))
+            client, experiment = (
+                first_use(Workspace(Path(str(workdir))).locks, open_store) if workdir else retry_locked(open_store)
             )
             if experiment is None:
                 try:

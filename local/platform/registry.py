@@ -37,11 +37,16 @@ class Registry:
 
         self.workspace.ensure()
         uri = self.workspace.tracking_uri
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        # Both stores of the client create or migrate the schema on first use: once, under the workspace's lock.
-        first_use(self.workspace.locks, lambda: client.search_experiments(max_results=1))
-        first_use(self.workspace.locks, lambda: client.search_registered_models(max_results=1))
-        return client
+
+        def open_stores() -> Any:
+            # Constructing the client already opens (creates, migrates) the tracking store, and the registry
+            # store does on its first use: both under the workspace's lock, so only one process migrates.
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+            return client
+
+        return first_use(self.workspace.locks, open_stores)
 
     def _ref(self, version: Any) -> ModelRef:
         return ModelRef(
