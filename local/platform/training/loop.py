@@ -22,11 +22,14 @@ import torch
 import torch.nn.functional as F
 from transformers import get_scheduler
 
-from local.platform.training import checkpoints
+from local.platform.training import checkpoints, output_loss
 from local.platform.training.data import IGNORE_INDEX, TokenizedExample, batch_indices, collate, input_tokens, pack
 from shared.config.params import ComponentParams
 
 logger = logging.getLogger(__name__)
+
+# The output layer and loss fused (output_loss) where the architecture allows; off only to measure the gain.
+FUSED_OUTPUT_LOSS = True
 
 
 def build_optimizer(model: torch.nn.Module, params: ComponentParams) -> torch.optim.Optimizer:
@@ -76,8 +79,9 @@ def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tu
     """Summed cross-entropy over label tokens, their count, and how many the model's top choice got right
     (token t is predicted at position t-1).
 
-    Only positions that predict a label token go through the output layer (``logits_to_keep`` as a mask):
-    with a 49k-token vocabulary that layer is a fifth of the compute, and most prompt positions need none.
+    Only positions that predict a label token go through the output layer (``logits_to_keep`` as a mask, or
+    the fused head of ``output_loss``): with a 49k-token vocabulary that layer is a fifth of the compute, and
+    most prompt positions need none.
     ``use_cache=False``: training needs no key/value cache, and with one the model would not read packed
     rows' position ids as separate sequences.
     """
@@ -86,6 +90,10 @@ def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tu
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = targets != IGNORE_INDEX
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
+    fused = output_loss.plain_head(model) if FUSED_OUTPUT_LOSS else None
+    if fused is not None:  # the same numbers, without materialising the logits (output_loss)
+        loss, correct = output_loss.fused_token_loss(*fused, inputs, keep, targets[keep[:, :-1]])
+        return loss, int(keep.sum()), correct
     logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
     # (label tokens, vocabulary), in batch-then-position order, as targets[keep] below
     logits = logits.reshape(-1, logits.size(-1))

@@ -83,3 +83,32 @@ def test_packed_attention_splits_a_row_where_its_positions_restart(three_example
     bounds = segment_bounds(pack(three_examples)["position_ids"])
     assert bounds == [0, lengths[0], lengths[0] + lengths[1], sum(lengths)]
     assert segment_bounds(torch.arange(7).unsqueeze(0)) == [0, 7]  # one sequence: the stock SDPA path
+
+
+def test_packed_attention_computes_in_fp32_on_cpu_and_returns_the_models_dtype() -> None:
+    """A bf16 model under autocast gets bf16 out and bf16 gradients, computed in fp32: the output is the fp32
+    result rounded once, closer to it than a bf16 computation."""
+    from types import SimpleNamespace
+
+    from local.platform.training.attention import packed_sdpa_forward
+
+    torch.manual_seed(0)
+    lengths = [5, 9, 7]
+    positions = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
+    q32, k32, v32 = (torch.randn(1, 4, sum(lengths), 8) for _ in range(3))
+    module = SimpleNamespace(is_causal=True, num_key_value_groups=1)
+    q, k, v = (t.to(torch.bfloat16).requires_grad_() for t in (q32, k32, v32))
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out, _ = packed_sdpa_forward(module, q, k, v, None, position_ids=positions)
+    assert out.dtype == torch.bfloat16 and out.shape == (1, sum(lengths), 4, 8)
+    out.float().sum().backward()
+    assert q.grad is not None and q.grad.dtype == torch.bfloat16 and bool(q.grad.abs().sum() > 0)
+    exact = torch.cat(
+        [
+            torch.nn.functional.scaled_dot_product_attention(a, b, c, is_causal=True)
+            for a, b, c in zip(*(t.detach().float().split(lengths, dim=2) for t in (q, k, v)), strict=True)
+        ],
+        dim=2,
+    ).transpose(1, 2)
+    # rounded once from the fp32 result: within half a bf16 ulp (2^-8 relative)
+    torch.testing.assert_close(out.detach().float(), exact, rtol=2**-8, atol=1e-6)
