@@ -46,12 +46,20 @@ def loss_and_grads(model: Any, batch: dict[str, torch.Tensor], dtype: torch.dtyp
     return float(loss.detach()), count, correct, grads
 
 
+@pytest.mark.parametrize("chunk_rows", [16, output_loss.CHUNK_ROWS], ids=["many-chunks", "default-chunks"])
 @pytest.mark.parametrize(
     ("dtype", "rtol"), [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)], ids=["float32", "bfloat16"]
 )
 def test_fused_loss_matches_the_models_head(
-    tiny_model_dir: Path, batch: dict[str, torch.Tensor], dtype: torch.dtype, rtol: float
+    tiny_model_dir: Path,
+    batch: dict[str, torch.Tensor],
+    dtype: torch.dtype,
+    rtol: float,
+    chunk_rows: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(output_loss, "CHUNK_ROWS", chunk_rows)
+    assert int((batch["labels"] != -100).sum()) > 2 * 16  # several chunks of 16 rows
     model = lora_model(tiny_model_dir, dtype)
     assert output_loss.plain_head(model) is not None  # the fused path is the one under test
     fused = loss_and_grads(model, batch, dtype, fused=True)
