@@ -11,6 +11,7 @@ included.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import secrets
@@ -141,31 +142,23 @@ class Endpoints:
             directory.mkdir(parents=True, exist_ok=True)
             self._write_keys(directory)
             port = processes.free_port()
+            first = _deployment_spec(request, model_source)
+            # The endpoint's own fields, then the first deployment's spec repeated at the top level, where
+            # readers of state.json from before several deployments per endpoint look for it.
             state = {
                 "name": name,
                 "deployment_name": request.deployment_name,
                 "description": request.description,
-                "tags": dict(request.tags),
-                "model": {
-                    "name": request.model.name,
-                    "version": request.model.version,
-                    "id": request.model.id,
-                    "source": str(model_source),
-                },
-                "instance_type": request.instance_type,
-                "device": "cuda" if request.instance_type.lower() == "local-cuda" else "cpu",
+                **first,
                 "instance_count": request.instance_count,
-                "request_timeout_ms": request.request_timeout_ms,
-                "max_concurrent_requests": request.max_concurrent_requests,
                 "port": port,
                 "pid": None,
-                "created_at": _now(),
                 "state": CREATING,
                 "error_code": None,
                 "error_message": None,
                 "traffic": {},
+                "deployments": {request.deployment_name: copy.deepcopy(first)},
             }
-            state["deployments"] = {request.deployment_name: _deployment_spec(request, model_source)}
             self._write_state(name, state)
             self._spawn(name, directory, state)
             log.info("endpoint %s: server starting on port %s (pid %s)", name, port, state["pid"])
