@@ -13,11 +13,12 @@ warm-up step) and the loss at every step; then the ratio, the machine's matmul p
 tools: the frozen base's forward and input-gradient matmuls (4 FLOPs per weight per token) plus the output
 layer over label tokens; what a tool computes beyond that (padding, the output layer over prompt tokens) is
 its overhead. The recipe runs twice: as it is, and as before its last levers (packed attention in the
-model's dtype rather than fp32 on CPU, and the model's own output layer and loss rather than the fused
-chunked one), so their gain and the loss at equal steps are measured, not assumed; ``--with-padded`` adds
-padded batches (before packing). The matmul peak is measured before and after the runs and the higher
-figure is used (the conservative fraction): on a shared virtual machine the same matmul can run at twice
-the speed from one minute to the next. The load average is printed: compare ratios within one command.
+model's dtype rather than fp32 on CPU, the model's own output layer and loss rather than the fused
+chunked one, one row per micro-batch rather than one per stream), so their gain and the loss at equal
+steps are measured, not assumed; ``--with-padded`` adds padded batches (before packing). The matmul peak
+is measured around every round and the highest figure is used (the conservative fraction): on a shared
+virtual machine the same matmul can run at twice the speed from one minute to the next. The load average
+is printed: compare ratios within one command; ``--repeats`` keeps each tool's best round.
 
 Each tool runs in the dtype it picks by default: the recipe through ``pick_dtype`` (``AUTOPILOT_LOCAL_DTYPE``
 forces it), TRL with its default ``bf16=True`` (fp32 weights, bf16 autocast) unless the recipe's dtype is
@@ -68,14 +69,15 @@ def run_recipe(
     model_dir: Path, conversations: list, args: argparse.Namespace, *, packed: bool, current: bool = True
 ) -> dict[str, Any]:
     """The recipe's loop; ``current`` False runs it as before its last levers: packed attention computed in
-    the model's dtype, and the model's own output layer and loss (``loop.FUSED_OUTPUT_LOSS`` off)."""
+    the model's dtype, the model's own output layer and loss (``loop.FUSED_OUTPUT_LOSS`` off), and one row
+    per micro-batch (one stream)."""
     import contextlib
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from local.platform.models import pick_dtype
-    from local.platform.training import attention, loop
+    from local.platform.training import attention, loop, streams
     from local.platform.training.attention import use_packed_attention
     from local.platform.training.data import collate, tokenize_split
     from local.platform.training.lora import with_lora
@@ -117,6 +119,9 @@ def run_recipe(
 
         attention.attention_precision = in_the_models_dtype  # type: ignore[assignment]
         loop.FUSED_OUTPUT_LOSS = False
+    streams_before = os.environ.get(streams.STREAMS_SETTING)
+    if not current:
+        os.environ[streams.STREAMS_SETTING] = "1"
     try:
         loop.train(
             model,
@@ -129,6 +134,10 @@ def run_recipe(
         )
     finally:
         loop.micro_batch, attention.attention_precision, loop.FUSED_OUTPUT_LOSS = original, precision, fused
+        if streams_before is None:
+            os.environ.pop(streams.STREAMS_SETTING, None)
+        else:
+            os.environ[streams.STREAMS_SETTING] = streams_before
     # Tokens per step from the same seeded stream the loop drew from (one micro-batch per step).
     stream = loop._micro_batches(examples, params)
     per_step = [sum(len(examples[i].input_ids) for i in next(stream)[1]) for _ in range(args.steps + 1)]
@@ -279,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loss per step, {name}: " + " ".join(f"{v:.3f}" for v in r["losses"]))
     now = results["recipe (packed)"]["rate"]
     before = results["recipe (before its last levers)"]["rate"]
-    print(f"fp32 attention on CPU, fused output layer and loss: {now / before:.2f}x the recipe before them")
+    print(f"fp32 attention on CPU, fused output layer and loss, streams: {now / before:.2f}x the recipe before them")
     if "recipe (padded, before packing)" in results:
         print(f"packing: {now / results['recipe (padded, before packing)']['rate']:.2f}x the padded recipe")
     if "trl SFTTrainer" in results:

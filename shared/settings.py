@@ -105,6 +105,9 @@ class Settings:
     orphan_grace_minutes: int = setting("AUTOPILOT_ORPHAN_GRACE_MINUTES", "60")
     # Local platform only: the compute dtype of training and serving (auto | float32 | bfloat16).
     local_dtype: str = setting("AUTOPILOT_LOCAL_DTYPE", "auto")
+    # Local platform only: rows of a training micro-batch computed at once on CPU, one thread each (auto: one
+    # per intra-op thread; 1: a single row). The result is the same; see local/platform/training/streams.py.
+    local_train_streams: str = setting("AUTOPILOT_LOCAL_TRAIN_STREAMS", "auto")
     # Local platform only: training jobs that run at once (0: one per 2 cores and 4 GiB of memory, at least
     # one); the others wait, Queued, and start in submission order as slots free up.
     local_max_jobs: int = setting("AUTOPILOT_LOCAL_MAX_JOBS", "0")

@@ -100,8 +100,10 @@ def project_root() -> Path:
 
 # On a machine with two or fewer CPUs a second OpenMP thread costs more in synchronisation than it computes:
 # measured on a 2-vCPU VM, one thread trains SmolLM2 at ~70 tokens/s, two threads at ~9. An explicit
-# OMP_NUM_THREADS always wins.
+# OMP_NUM_THREADS always wins. The cores are still used: training runs one stream per CPU, each a thread
+# of its own with one OpenMP thread (local/platform/training/streams.py), which waits for nothing.
 SMALL_MACHINE_CPUS = 2
+STREAMS_SETTING = "AUTOPILOT_LOCAL_TRAIN_STREAMS"  # streams.STREAMS_SETTING (this module stays torch-free)
 
 
 def torch_thread_env(env: dict[str, str], sharing: int = 1) -> dict[str, str]:
@@ -111,8 +113,9 @@ def torch_thread_env(env: dict[str, str], sharing: int = 1) -> dict[str, str]:
         return {}
     cpus = os.cpu_count() or 1
     if cpus <= SMALL_MACHINE_CPUS:
-        threads = 1
-    elif sharing > 1:
+        streams = {} if STREAMS_SETTING in env else {STREAMS_SETTING: str(max(1, cpus // sharing))}
+        return {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **streams}
+    if sharing > 1:
         threads = max(1, cpus // sharing)  # N jobs with every core each would oversubscribe N times over
     else:
         return {}

@@ -4,7 +4,9 @@ token-level loss, evaluation, and the training loop with gradient accumulation.
 The loss is the mean over label tokens of a whole optimizer step (all accumulated micro-batches), so a long
 conversation weighs more than a short one, as in the Hugging Face Trainer. Each micro-batch is packed into
 one row (``data.pack``) unless ``pad_to_max_length`` asks for padded rows: same conversations, same loss,
-no compute on padding. Checkpoints (``checkpoints``) make a killed run resumable to the same weights.
+no compute on padding. On CPU a micro-batch is split into a row per stream, computed at once
+(``streams``), their gradients summed in order. Checkpoints (``checkpoints``) make a killed run resumable
+to the same weights.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from transformers import get_scheduler
 
-from local.platform.training import checkpoints, output_loss
+from local.platform.training import checkpoints, output_loss, streams
 from local.platform.training.data import IGNORE_INDEX, TokenizedExample, batch_indices, collate, input_tokens, pack
 from shared.config.params import ComponentParams
 
@@ -66,13 +68,27 @@ def compute_precision(model: torch.nn.Module, device: torch.device, dtype: torch
     Under autocast, peft's cast of each LoRA layer's input to its fp32 weights' dtype is switched off: autocast
     casts it straight back to ``dtype`` for the adapter's matmul, so the round trip (exact: bf16 -> fp32 ->
     bf16 loses nothing) only cost two copies of the activations per adapted projection, both ways."""
+    with adapter_casts_off(model, dtype), autocast_to(device, dtype):
+        yield
+
+
+@contextlib.contextmanager
+def adapter_casts_off(model: torch.nn.Module, dtype: torch.dtype) -> Iterator[None]:
+    """peft's per-layer input casts off where autocast is on (module flags: enter once, for every thread)."""
     if dtype == torch.float32:
         yield
         return
     from peft.helpers import disable_input_dtype_casting
 
-    with torch.autocast(device_type=device.type, dtype=dtype), disable_input_dtype_casting(model):
+    with disable_input_dtype_casting(model):
         yield
+
+
+def autocast_to(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to ``dtype`` below fp32 (thread-local: each stream's thread enters its own)."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
@@ -264,89 +280,97 @@ def train(
         stats.restored_entries = len(stats.history)
         logger.info("resuming at step %s from %s", stats.steps, checkpointing.resume_from)
     stream = _micro_batches(examples, params, skip=stats.micro_batches)
-    window_start = time.perf_counter()
-    model.train()
-    started = time.perf_counter() - stats.train_seconds
-    epoch = _epoch_at(examples, params, stats.micro_batches)
-    for step in range(stats.steps + 1, steps + 1):
-        # One optimizer step: accumulate up to gradient_accumulation_steps micro-batches, but never across
-        # an epoch boundary (the component's Trainer does the same).
-        epoch_before = int(epoch)
-        chunk: list[list[int]] = []
-        while len(chunk) < params.gradient_accumulation_steps:
-            epoch, indices = next(stream)
-            stats.micro_batches += 1
-            chunk.append(indices)
-            if epoch == int(epoch):  # the micro-batch that ended an epoch
-                break
-        batches = [micro_batch([examples[i] for i in idx], pad_token_id, pad_to) for idx in chunk]
-        step_loss, tokens, labels, correct = _accumulate_gradients(model, batches, device, compute_dtype)
-        stats.window_tokens += tokens
-        stats.window_labels += labels
-        stats.window_correct += correct
-        torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
-        learning_rate = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        stats.steps = step
-        stats.step_losses.append(step_loss)
-        stats.window_losses.append(step_loss)
-        if step % params.logging_steps == 0 or step == steps:
-            elapsed = time.perf_counter() - window_start
-            entry = {
-                "step": float(step),
-                "loss": sum(stats.window_losses) / len(stats.window_losses),
-                "mean_token_accuracy": stats.window_correct / max(stats.window_labels, 1),
-                "learning_rate": learning_rate,
-                "epoch": round(epoch, 4),
-                "tokens_per_second": stats.window_tokens / elapsed if elapsed > 0 else 0.0,
-            }
-            stats.train_tokens += stats.window_tokens
-            stats.history.append(entry)
-            on_log(entry)
-            stats.window_losses, stats.window_tokens, stats.window_labels, stats.window_correct = [], 0, 0, 0
-            window_start = time.perf_counter()
-        validated = False
-        # Wanting the best checkpoint makes the last step a candidate too, so it is validated as well.
-        final_candidate = bool(checkpointing and checkpointing.keep_best and step == steps)
-        wanted = _should_validate(params, step, steps, epoch_before, epoch) or (
-            final_candidate and params.evaluation_strategy != "disable"
-        )
-        if validate and wanted:
-            validation_started = time.perf_counter()
-            result = validate()
-            # Validation time is not training time: keep it out of tokens/s.
-            paused = time.perf_counter() - validation_started
-            window_start += paused
-            started += paused
-            validated = True
-            stats.validation.append(
-                {
-                    "step": float(step),
-                    "validation_loss": result.loss,
-                    "validation_token_accuracy": result.token_accuracy,
-                }
+    # Streams: several rows of a micro-batch at once on CPU (streams.py); one when there is nothing to share.
+    with streams.StreamPool(streams.stream_count(model, device)) as pool:
+        window_start = time.perf_counter()
+        model.train()
+        started = time.perf_counter() - stats.train_seconds
+        epoch = _epoch_at(examples, params, stats.micro_batches)
+        for step in range(stats.steps + 1, steps + 1):
+            # One optimizer step: accumulate up to gradient_accumulation_steps micro-batches, but never across
+            # an epoch boundary (the component's Trainer does the same).
+            epoch_before = int(epoch)
+            chunk: list[list[int]] = []
+            while len(chunk) < params.gradient_accumulation_steps:
+                epoch, indices = next(stream)
+                stats.micro_batches += 1
+                chunk.append(indices)
+                if epoch == int(epoch):  # the micro-batch that ended an epoch
+                    break
+            batches = [
+                [micro_batch([examples[idx[i]] for i in group], pad_token_id, pad_to) for group in groups]
+                for idx in chunk
+                for groups in [streams.split_balanced([len(examples[i].input_ids) for i in idx], pool.streams)]
+            ]
+            step_loss, tokens, labels, correct = _accumulate_gradients(
+                model, batches, device, compute_dtype, pool, trainable
             )
-            if result.loss < stats.best_validation:
-                stats.best_validation, stats.bad_validations, stats.best_step = result.loss, 0, step
-            else:
-                stats.bad_validations += 1
-            if params.apply_early_stopping and stats.bad_validations >= params.early_stopping_patience:
-                logger.info("early stopping at step %s: validation loss has not improved", step)
-                stats.stopped_early = True
-        if checkpointing and (step % checkpointing.save_steps == 0 or (validated and checkpointing.keep_best)):
-            stats.train_seconds = time.perf_counter() - started
-            saved_at = time.perf_counter()
-            _save(checkpointing, step, model, optimizer, scheduler, stats)
-            paused = time.perf_counter() - saved_at  # saving is not training either
-            window_start += paused
-            started += paused
-        if stats.stopped_early:
-            break
-    stats.train_seconds = time.perf_counter() - started
-    # Tokens of a last, partial logging window were counted in no entry yet.
-    stats.train_tokens += stats.window_tokens
+            stats.window_tokens += tokens
+            stats.window_labels += labels
+            stats.window_correct += correct
+            torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
+            learning_rate = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            stats.steps = step
+            stats.step_losses.append(step_loss)
+            stats.window_losses.append(step_loss)
+            if step % params.logging_steps == 0 or step == steps:
+                elapsed = time.perf_counter() - window_start
+                entry = {
+                    "step": float(step),
+                    "loss": sum(stats.window_losses) / len(stats.window_losses),
+                    "mean_token_accuracy": stats.window_correct / max(stats.window_labels, 1),
+                    "learning_rate": learning_rate,
+                    "epoch": round(epoch, 4),
+                    "tokens_per_second": stats.window_tokens / elapsed if elapsed > 0 else 0.0,
+                }
+                stats.train_tokens += stats.window_tokens
+                stats.history.append(entry)
+                on_log(entry)
+                stats.window_losses, stats.window_tokens, stats.window_labels, stats.window_correct = [], 0, 0, 0
+                window_start = time.perf_counter()
+            validated = False
+            # Wanting the best checkpoint makes the last step a candidate too, so it is validated as well.
+            final_candidate = bool(checkpointing and checkpointing.keep_best and step == steps)
+            wanted = _should_validate(params, step, steps, epoch_before, epoch) or (
+                final_candidate and params.evaluation_strategy != "disable"
+            )
+            if validate and wanted:
+                validation_started = time.perf_counter()
+                result = validate()
+                # Validation time is not training time: keep it out of tokens/s.
+                paused = time.perf_counter() - validation_started
+                window_start += paused
+                started += paused
+                validated = True
+                stats.validation.append(
+                    {
+                        "step": float(step),
+                        "validation_loss": result.loss,
+                        "validation_token_accuracy": result.token_accuracy,
+                    }
+                )
+                if result.loss < stats.best_validation:
+                    stats.best_validation, stats.bad_validations, stats.best_step = result.loss, 0, step
+                else:
+                    stats.bad_validations += 1
+                if params.apply_early_stopping and stats.bad_validations >= params.early_stopping_patience:
+                    logger.info("early stopping at step %s: validation loss has not improved", step)
+                    stats.stopped_early = True
+            if checkpointing and (step % checkpointing.save_steps == 0 or (validated and checkpointing.keep_best)):
+                stats.train_seconds = time.perf_counter() - started
+                saved_at = time.perf_counter()
+                _save(checkpointing, step, model, optimizer, scheduler, stats)
+                paused = time.perf_counter() - saved_at  # saving is not training either
+                window_start += paused
+                started += paused
+            if stats.stopped_early:
+                break
+        stats.train_seconds = time.perf_counter() - started
+        # Tokens of a last, partial logging window were counted in no entry yet.
+        stats.train_tokens += stats.window_tokens
     return stats
 
 
@@ -375,22 +399,47 @@ def _save(
 
 def _accumulate_gradients(
     model: torch.nn.Module,
-    batches: Sequence[dict[str, torch.Tensor]],
+    batches: Sequence[Sequence[dict[str, torch.Tensor]]],
     device: torch.device,
     compute_dtype: torch.dtype,
+    pool: streams.StreamPool | None = None,
+    trainable: Sequence[torch.nn.Parameter] = (),
 ) -> tuple[float, int, int, int]:
-    """Backward over the micro-batches of one optimizer step;
-    ``(mean loss per label token, input tokens, label tokens, label tokens predicted right)``."""
-    label_tokens = max(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches), 1)
+    """Backward over the micro-batches of one optimizer step, each one row or several rows at once
+    (``streams``); ``(mean loss per label token, input tokens, label tokens, label tokens predicted right)``."""
+    label_tokens = max(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for rows in batches for b in rows), 1)
     step_loss, tokens, correct = 0.0, 0, 0
-    for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with compute_precision(model, device, compute_dtype):
-            loss_sum, _, right = token_loss_sum(model, batch)
-        (loss_sum / label_tokens).backward()
-        step_loss += loss_sum.item() / label_tokens
-        tokens += input_tokens(batch)
-        correct += right
+    for rows in batches:
+        rows = [{k: v.to(device) for k, v in row.items()} for row in rows]
+        if len(rows) == 1 or pool is None:
+            for batch in rows:
+                with compute_precision(model, device, compute_dtype):
+                    loss_sum, _, right = token_loss_sum(model, batch)
+                (loss_sum / label_tokens).backward()
+                step_loss += loss_sum.item() / label_tokens
+                tokens += input_tokens(batch)
+                correct += right
+            continue
+
+        def row_gradients(batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor | None], float, int]:
+            with autocast_to(device, compute_dtype):
+                loss_sum, _, right = token_loss_sum(model, batch)
+            grads = torch.autograd.grad(loss_sum / label_tokens, trainable, allow_unused=True)
+            return list(grads), loss_sum.item(), right
+
+        with adapter_casts_off(model, compute_dtype):
+            results = pool.map(row_gradients, rows)
+        for batch, (grads, loss_value, right) in zip(rows, results, strict=True):  # summed in row order
+            for parameter, grad in zip(trainable, grads, strict=True):
+                if grad is None:
+                    continue
+                if parameter.grad is None:
+                    parameter.grad = grad
+                else:
+                    parameter.grad.add_(grad)
+            step_loss += loss_value / label_tokens
+            tokens += input_tokens(batch)
+            correct += right
     return step_loss, tokens, label_tokens, correct
 
 
