@@ -124,6 +124,14 @@ def micro_batch(examples: Sequence[TokenizedExample], pad_token_id: int, pad_to:
     return collate(examples, pad_token_id, pad_to) if pad_to is not None else pack(examples)
 
 
+def _stream_rows(
+    examples: Sequence[TokenizedExample], pad_token_id: int, pad_to: int | None, count: int
+) -> list[dict[str, torch.Tensor]]:
+    """A micro-batch as ``count`` rows of about equal length (at most one per example), one per stream."""
+    groups = streams.split_balanced([len(e.input_ids) for e in examples], count)
+    return [micro_batch([examples[i] for i in group], pad_token_id, pad_to) for group in groups]
+
+
 @dataclass(frozen=True)
 class EvalResult:
     loss: float
@@ -297,11 +305,7 @@ def train(
                 chunk.append(indices)
                 if epoch == int(epoch):  # the micro-batch that ended an epoch
                     break
-            batches = [
-                [micro_batch([examples[idx[i]] for i in group], pad_token_id, pad_to) for group in groups]
-                for idx in chunk
-                for groups in [streams.split_balanced([len(examples[i].input_ids) for i in idx], pool.streams)]
-            ]
+            batches = [_stream_rows([examples[i] for i in idx], pad_token_id, pad_to, pool.streams) for idx in chunk]
             step_loss, tokens, labels, correct = _accumulate_gradients(
                 model, batches, device, compute_dtype, pool, trainable
             )
@@ -408,39 +412,46 @@ def _accumulate_gradients(
     """Backward over the micro-batches of one optimizer step, each one row or several rows at once
     (``streams``); ``(mean loss per label token, input tokens, label tokens, label tokens predicted right)``."""
     label_tokens = max(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for rows in batches for b in rows), 1)
+
+    def backward(batch: dict[str, torch.Tensor]) -> tuple[float, int]:
+        """One row in this thread, its gradients accumulated into ``.grad`` by autograd."""
+        with compute_precision(model, device, compute_dtype):
+            loss_sum, _, right = token_loss_sum(model, batch)
+        (loss_sum / label_tokens).backward()
+        return loss_sum.item(), right
+
+    def gradients(batch: dict[str, torch.Tensor]) -> tuple[tuple[torch.Tensor | None, ...], float, int]:
+        """One row on a stream's thread: its gradients returned, for the caller to sum in row order."""
+        with autocast_to(device, compute_dtype):
+            loss_sum, _, right = token_loss_sum(model, batch)
+        return torch.autograd.grad(loss_sum / label_tokens, trainable, allow_unused=True), loss_sum.item(), right
+
     step_loss, tokens, correct = 0.0, 0, 0
     for rows in batches:
         rows = [{k: v.to(device) for k, v in row.items()} for row in rows]
         if len(rows) == 1 or pool is None:
-            for batch in rows:
-                with compute_precision(model, device, compute_dtype):
-                    loss_sum, _, right = token_loss_sum(model, batch)
-                (loss_sum / label_tokens).backward()
-                step_loss += loss_sum.item() / label_tokens
-                tokens += input_tokens(batch)
-                correct += right
-            continue
-
-        def row_gradients(batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor | None], float, int]:
-            with autocast_to(device, compute_dtype):
-                loss_sum, _, right = token_loss_sum(model, batch)
-            grads = torch.autograd.grad(loss_sum / label_tokens, trainable, allow_unused=True)
-            return list(grads), loss_sum.item(), right
-
-        with adapter_casts_off(model, compute_dtype):
-            results = pool.map(row_gradients, rows)
-        for batch, (grads, loss_value, right) in zip(rows, results, strict=True):  # summed in row order
-            for parameter, grad in zip(trainable, grads, strict=True):
-                if grad is None:
-                    continue
-                if parameter.grad is None:
-                    parameter.grad = grad
-                else:
-                    parameter.grad.add_(grad)
+            results = [backward(batch) for batch in rows]
+        else:
+            with adapter_casts_off(model, compute_dtype):
+                streamed = pool.map(gradients, rows)
+            for grads, _, _ in streamed:  # summed in row order
+                _add_to_grad(trainable, grads)
+            results = [(loss_value, right) for _, loss_value, right in streamed]
+        for batch, (loss_value, right) in zip(rows, results, strict=True):
             step_loss += loss_value / label_tokens
             tokens += input_tokens(batch)
             correct += right
     return step_loss, tokens, label_tokens, correct
+
+
+def _add_to_grad(parameters: Sequence[torch.nn.Parameter], grads: Sequence[torch.Tensor | None]) -> None:
+    for parameter, grad in zip(parameters, grads, strict=True):
+        if grad is None:
+            continue
+        if parameter.grad is None:
+            parameter.grad = grad
+        else:
+            parameter.grad.add_(grad)
 
 
 def _should_validate(params: ComponentParams, step: int, steps: int, epoch_before: int, epoch: float) -> bool:
