@@ -7,7 +7,7 @@ local endpoint server, the MLflow pyfunc, ``autopilot invoke`` and the demo.
 
 Defaults: a request without ``parameters`` (or with some left out) gets the seed's values, sampling
 (temperature 0.6, top_p 0.9, do_sample true, 200 new tokens), on every server; greedy decoding is asked for
-with ``do_sample: false`` or ``temperature: 0``.
+with ``do_sample: false`` or ``temperature: 0``; a temperature below ``MIN_SAMPLING_TEMPERATURE`` is greedy too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ MAX_CONTENT_CHARS = 32_000  # characters in one message
 MAX_TOTAL_CHARS = 64_000  # characters in all the messages of one request
 MAX_NEW_TOKENS = 2048  # tokens one answer may generate
 MAX_TEMPERATURE = 2.0
+# Below this a temperature is greedy decoding in all but name, and dividing float32 logits by it overflows (a
+# denormal such as 1e-300 is 0 in float32: 0/0 is NaN). vLLM draws the same line (its _SAMPLING_EPS, 1e-5).
+MIN_SAMPLING_TEMPERATURE = 1e-5
 # Seeds are 64-bit signed integers, as OpenAI's `seed`; anything wider is a 400, not an overflow.
 MIN_SEED, MAX_SEED = -(2**63), 2**63 - 1
 
@@ -52,8 +55,13 @@ class ScoringParameters(_Strict):
 
     @property
     def sampling(self) -> bool:
-        """Whether tokens are sampled; greedy when do_sample is false or the temperature is 0."""
-        return self.do_sample and self.temperature > 0
+        """Whether tokens are sampled; greedy when do_sample is false or the temperature is (about) 0."""
+        return self.do_sample and samples_at(self.temperature)
+
+
+def samples_at(temperature: float) -> bool:
+    """Whether ``temperature`` asks for sampling: greedy at 0 and below ``MIN_SAMPLING_TEMPERATURE``."""
+    return temperature >= MIN_SAMPLING_TEMPERATURE
 
 
 DEFAULT_PARAMETERS = ScoringParameters()

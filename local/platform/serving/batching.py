@@ -7,7 +7,8 @@ forward pass for 8 rows costs little more than for 1. Each step:
    left-padded, and their key/value cache is merged into the running one (the shorter side padded on the
    left, masked out);
 2. one forward pass over the last token of every row; each row samples with its own parameters and its
-   own ``torch.Generator`` (seeded when the request gave a seed);
+   own ``torch.Generator`` (seeded when the request gave a seed). What one row's parameters or sampling
+   breaks fails that row alone; a failed pre-fill fails only the requests it was admitting;
 3. a row that met an end token, one of its stop strings, its token budget or the model's context leaves
    the batch at once (its cache rows are dropped, and columns only padding are trimmed).
 
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+
+from shared.scoring import samples_at
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +172,13 @@ class BatchEngine:
                 continue
             new.append(item)
         if new:
-            self._prefill(new)
+            try:
+                self._prefill(new)
+            except Exception as exc:  # the batch already decoding is untouched: merging comes last
+                log.exception("pre-fill failed")
+                for row in new:
+                    if not row.future.done():
+                        row.future.set_exception(exc)
         return True
 
     def _prepare(self, row: _Row) -> None:
@@ -243,40 +252,52 @@ class BatchEngine:
         self._cache = out.past_key_values
         self._advance(list(self._rows), self._sample(out.logits[:, -1, :], self._rows))
 
-    def _sample(self, logits: torch.Tensor, rows: Sequence[_Row]) -> list[int]:
+    def _sample(self, logits: torch.Tensor, rows: Sequence[_Row]) -> list[int | None]:
+        """Each row's next token; None for a row whose sampling failed (its future holds the error)."""
         logits = logits.float()
-        chosen = logits.argmax(-1).tolist()
+        chosen: list[int | None] = [int(t) for t in logits.argmax(-1).tolist()]
         for i, row in enumerate(rows):
-            if not row.sampling.sample:
+            if not (row.sampling.sample and samples_at(row.sampling.temperature)):
                 continue
-            probs = torch.softmax(logits[i] / row.sampling.temperature, dim=-1)
-            if row.sampling.top_p < 1.0:
-                sorted_probs, order = probs.sort(descending=True)
-                # Keep the smallest set whose mass reaches top_p (the first token always stays).
-                drop = sorted_probs.cumsum(-1) - sorted_probs >= row.sampling.top_p
-                sorted_probs[drop] = 0
-                probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-            chosen[i] = int(torch.multinomial(probs, 1, generator=row.generator).item())
-        return [int(t) for t in chosen]
+            try:
+                chosen[i] = _sampled_token(logits[i], row.sampling, row.generator)
+            except Exception as exc:  # this row's numbers, nobody else's answer
+                log.warning("sampling failed for one request: %s", exc)
+                row.future.set_exception(exc)
+                chosen[i] = None
+        return chosen
 
-    def _advance(self, rows: Sequence[_Row], tokens: Sequence[int]) -> None:
-        """Append each row's token, hand out its new text, and drop the rows that are done."""
+    def _advance(self, rows: Sequence[_Row], tokens: Sequence[int | None]) -> None:
+        """Append each row's token, hand out its new text, and drop the rows that are done (None: failed)."""
         index = {id(r): i for i, r in enumerate(self._rows)}
         assert self._last is not None
         done: set[int] = set()
         for row, token in zip(rows, tokens, strict=True):
             i = index[id(row)]
-            finish = self._append(row, token)
-            if finish is None and not row.cancelled:
-                self._last[i, 0] = token
+            if token is None:  # its sampling failed; the error is on its future already
+                done.add(i)
                 continue
-            done.add(i)
-            if finish is not None:
-                self._finish(row, finish)
-            else:  # given up by its caller (timeout, client gone): it leaves without an answer
-                row.future.set_exception(RuntimeError("the request was cancelled"))
+            try:
+                going_on = self._take(row, token)
+            except Exception as exc:  # its stream's callback or its text: this row's, nobody else's
+                log.warning("a request failed while decoding: %s", exc)
+                row.future.set_exception(exc)
+                going_on = False
+            if going_on:
+                self._last[i, 0] = token
+            else:
+                done.add(i)
         if done:
             self._select([i for i in range(len(self._rows)) if i not in done])
+
+    def _take(self, row: _Row, token: int) -> bool:
+        """Add ``token`` to the row; True while it goes on, False once it has its answer or was given up."""
+        finish = self._append(row, token)
+        if finish is not None:
+            self._finish(row, finish)
+        elif row.cancelled:  # given up by its caller (timeout, client gone): it leaves without an answer
+            row.future.set_exception(RuntimeError("the request was cancelled"))
+        return finish is None and not row.cancelled
 
     def _append(self, row: _Row, token: int) -> FinishReason | None:
         row.ids.append(token)
@@ -347,6 +368,22 @@ class BatchEngine:
                 return
             if item is not None and item.future.set_running_or_notify_cancel():
                 item.future.set_exception(exc)
+
+
+def _sampled_token(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> int:
+    """One token drawn from ``softmax(logits / temperature)``, cut to the nucleus ``top_p``.
+
+    The largest logit is subtracted first, so the scaled logits are at most 0 and cannot overflow; the most
+    likely token always stays in the nucleus, however small ``top_p`` is (a denormal ``top_p`` rounds to 0 in
+    float32 and would otherwise drop every token)."""
+    probs = torch.softmax((logits - logits.max()) / sampling.temperature, dim=-1)
+    if sampling.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        drop = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p
+        drop[0] = False
+        sorted_probs[drop] = 0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator).item())
 
 
 def _pad_left(tensor: torch.Tensor, width: int, *, dim: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ from shared.scoring import (
     MIN_SEED,
     ChatMessage,
     check_total_chars,
+    samples_at,
 )
 
 MAX_STOP_SEQUENCES = 4
@@ -107,7 +108,7 @@ class ChatCompletionRequest(_Forbid):
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return Sampling(
             max_new_tokens=self.max_completion_tokens or self.max_tokens or DEFAULT_PARAMETERS.max_new_tokens,
-            sample=temperature > 0,
+            sample=samples_at(temperature),
             temperature=temperature,
             top_p=1.0 if self.top_p is None else self.top_p,
             seed=self.seed,
