@@ -31,6 +31,7 @@ def submit(blob: func.InputStream) -> None:
     content = blob.read(MAX_CONFIG_BYTES + 1)
     props = getattr(blob, "blob_properties", None) or {}
     etag = props.get("ETag") or props.get("Etag") if isinstance(props, dict) else None
+    from shared.notify_eventgrid import allowed_topics
     from shared.services.submit import submit_config  # services (and pydantic models) load on first use
 
     s = runtime.settings()
@@ -44,6 +45,7 @@ def submit(blob: func.InputStream) -> None:
         data_root=s.data_root,
         max_attempts=s.max_submit_attempts,
         quota_check=s.quota_check,
+        event_grid_topics=allowed_topics(s.event_grid_topics),
     )
     if record is not None:
         log.info("config %s: run %s is %s", blob_name, record.run_id, record.state.value)

@@ -9,10 +9,14 @@ CloudEvent per event a run goes through, with
   ``autopilot.run.<event>``; ``time`` when the run entered the state (its timeline), also stable;
 - ``datacontenttype`` ``application/json`` and ``data`` the webhook body, which carries no key.
 
+Where: only to the topics the app's own settings allow (``AUTOPILOT_EVENT_GRID_TOPICS``). A config chooses
+among them; one naming any other topic is rejected at submit, and nothing is ever published to one (a run
+recorded before the rule changed included), because whatever authenticates the publish would go with it.
+
 Auth: the topic's access key from ``AUTOPILOT_EVENT_GRID_TOPIC_KEY`` when set (sent as the ``aeg-sas-key``
-header, never in the payload, never logged), else the Function App's managed identity (it needs the
-"EventGrid Data Sender" role on the topic). The SDK's own retry policy is off so that the bounded backoff of
-shared/notify.py is the only one and a function never waits long.
+header, to the one allowed topic it belongs to and nowhere else; never in the payload, never logged), else the
+Function App's managed identity (it needs the "EventGrid Data Sender" role on each topic). The SDK's own retry
+policy is off so that the bounded backoff of shared/notify.py is the only one and a function never waits long.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+from shared.exceptions import FieldIssue
 from shared.ledger.record import RunRecord
 from shared.notify import AWAITING_APPROVAL, deliver, notification_body, safe_url, subscribed_event
 from shared.states import RunState
@@ -35,6 +41,29 @@ DEFAULT_SOURCE = "/fine-tune-autopilot"
 # Publishes one structured CloudEvent (a dict as cloud_event() builds it) to a topic endpoint; returns an HTTP
 # status, raises OSError when nothing answered.
 Publish = Callable[[str, dict[str, Any]], int]
+
+
+def topic_address(url: str) -> str:
+    """A topic endpoint as it is compared with the allowed ones: scheme, host and port in lower case, the path
+    without a trailing slash, no query or fragment (the client adds ``api-version`` itself)."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def allowed_topics(setting: str) -> frozenset[str]:
+    """The addresses of ``AUTOPILOT_EVENT_GRID_TOPICS`` (comma-separated endpoints)."""
+    return frozenset(topic_address(t) for t in setting.split(",") if t.strip())
+
+
+def topic_issue(topic: str | None, allowed: frozenset[str]) -> FieldIssue | None:
+    """Why a config may not name ``topic`` (None when it names none, or one the settings allow)."""
+    if topic is None or topic_address(topic) in allowed:
+        return None
+    if not allowed:
+        reason = "this app publishes to no Event Grid topic (its setting AUTOPILOT_EVENT_GRID_TOPICS is empty)"
+    else:
+        reason = "not one of the topics this app publishes to: " + ", ".join(sorted(allowed))
+    return FieldIssue("notify.event_grid_topic", f"{reason}; ask whoever runs the app to add it")
 
 
 def cloud_event(record: RunRecord, event: str, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
@@ -57,20 +86,22 @@ def cloud_event(record: RunRecord, event: str, source: str = DEFAULT_SOURCE) -> 
 class SdkPublisher:
     """``Publish`` with azure-eventgrid's ``EventGridPublisherClient``: one client per topic, built on first use.
 
-    ``key`` (the topic's access key) wins; without it ``credential()`` gives the managed identity."""
+    ``key`` (an access key) is used for ``key_topic`` only, the topic it belongs to; any other topic gets
+    ``credential()``, the managed identity."""
 
     key: str = ""
     credential: Callable[[], Any] | None = None
+    key_topic: str = ""
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # the key stays out of logs and tracebacks
-        return f"SdkPublisher(key={'***' if self.key else ''!r})"
+        return f"SdkPublisher(key={'***' if self.key else ''!r}, key_topic={self.key_topic!r})"
 
     def _client(self, endpoint: str) -> Any:
         if endpoint not in self._clients:
             from azure.eventgrid import EventGridPublisherClient
 
-            if self.key:
+            if self.key and self.key_topic and topic_address(endpoint) == topic_address(self.key_topic):
                 from azure.core.credentials import AzureKeyCredential
 
                 credential: Any = AzureKeyCredential(self.key)
@@ -99,9 +130,11 @@ class SdkPublisher:
 
 @dataclass
 class EventGridNotifier:
-    """A ``RunStore`` observer: after each state change, publish the event to the run's Event Grid topic."""
+    """A ``RunStore`` observer: after each state change, publish the event to the run's Event Grid topic, if it
+    is one of ``allowed`` (``allowed_topics`` of the settings)."""
 
     publish: Publish
+    allowed: frozenset[str] = frozenset()
     source: str = DEFAULT_SOURCE
     sleep: Callable[[float], None] = time.sleep
 
@@ -112,6 +145,14 @@ class EventGridNotifier:
         notify, event = wanted
         topic = notify.get("event_grid_topic")
         if not topic:
+            return
+        if topic_issue(topic, self.allowed) is not None:
+            log.warning(
+                "run %s: %s not published: %s is not in AUTOPILOT_EVENT_GRID_TOPICS",
+                record.run_id,
+                event,
+                safe_url(topic),
+            )
             return
         envelope = cloud_event(record, event, self.source)
         deliver(

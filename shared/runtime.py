@@ -38,7 +38,7 @@ def build_platform(settings: Settings) -> MLPlatform:
 def build_store(settings: Settings) -> RunStore:
     from shared.ledger.table import TableLedger
     from shared.notify import WebhookNotifier
-    from shared.notify_eventgrid import DEFAULT_SOURCE, EventGridNotifier, SdkPublisher
+    from shared.notify_eventgrid import DEFAULT_SOURCE, EventGridNotifier, SdkPublisher, allowed_topics
     from shared.status import BlobStatusStore
 
     def identity() -> Any:
@@ -47,13 +47,15 @@ def build_store(settings: Settings) -> RunStore:
 
         return build_credential(settings)
 
-    publisher = SdkPublisher(settings.event_grid_topic_key, identity)
+    topics = allowed_topics(settings.event_grid_topics)
+    # Settings allow a key only beside exactly one topic: the key is that topic's.
+    publisher = SdkPublisher(settings.event_grid_topic_key, identity, key_topic=next(iter(topics), ""))
     return RunStore(
         TableLedger(settings.storage(), settings.ledger_table),
         BlobStatusStore(settings.storage(), settings.status_container),
         observers=[
             WebhookNotifier(settings.notify_signing_key),
-            EventGridNotifier(publisher, source=f"{DEFAULT_SOURCE}/{settings.config_container}"),
+            EventGridNotifier(publisher, topics, source=f"{DEFAULT_SOURCE}/{settings.config_container}"),
         ],
     )
 

@@ -91,8 +91,11 @@ class Settings:
     max_submit_attempts: int = setting("AUTOPILOT_MAX_SUBMIT_ATTEMPTS", "5")
     # HMAC-SHA256 key that signs the notifications sent to the configs' `notify.webhooks`.
     notify_signing_key: str = setting("AUTOPILOT_NOTIFY_SIGNING_KEY", "", secret=True)
-    # Access key of the Event Grid custom topics named by configs' `notify.event_grid_topic`; empty: the app's
-    # managed identity publishes (it needs the "EventGrid Data Sender" role on the topic).
+    # The Event Grid custom topic endpoints a config's `notify.event_grid_topic` may name, comma-separated; a
+    # config naming any other is rejected. Empty: configs name no topic. The app's credentials go to these only.
+    event_grid_topics: str = setting("AUTOPILOT_EVENT_GRID_TOPICS", "")
+    # Access key of the one topic in AUTOPILOT_EVENT_GRID_TOPICS; empty: the app's managed identity publishes
+    # (it needs the "EventGrid Data Sender" role on each topic).
     event_grid_topic_key: str = setting("AUTOPILOT_EVENT_GRID_TOPIC_KEY", "", secret=True)
     # Quota and capacity checks at submit (Azure ML): reject | warn | off. Reject, because the failure it
     # prevents (OutOfQuota at deploy) comes after the GPU hours are spent; a refused submit costs one resubmit.
@@ -148,6 +151,13 @@ class Settings:
         if quota not in QUOTA_CHECK_MODES:
             raise ValueError(f"AUTOPILOT_QUOTA_CHECK must be one of {', '.join(QUOTA_CHECK_MODES)}, not {quota!r}")
         values["quota_check"] = quota
+        topics = [t for t in values["event_grid_topics"].split(",") if t.strip()]
+        if values["event_grid_topic_key"] and len(topics) != 1:
+            raise ValueError(
+                "AUTOPILOT_EVENT_GRID_TOPIC_KEY is the access key of one topic: set AUTOPILOT_EVENT_GRID_TOPICS to "
+                f"that topic's endpoint alone (it names {len(topics)}), or leave the key empty to publish with the "
+                "app's identity"
+            )
         identity = [f.metadata["env"] for f in fields(cls) if f.metadata["env"].startswith(f"{STORAGE_SETTING}__")]
         if not source.get(STORAGE_SETTING) and any(source.get(name) for name in identity):
             # As the Functions host does: no connection string, so the identity-based settings apply, and the

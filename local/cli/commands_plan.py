@@ -25,6 +25,7 @@ from shared.config.model_tags import AllowList
 from shared.costs import PriceTable, PriceTableError
 from shared.exceptions import AutopilotError, ConfigError, FieldIssue, RejectedError
 from shared.naming import config_name, run_id
+from shared.notify_eventgrid import allowed_topics
 from shared.services.planning import SubmissionPlan, build_plan
 from shared.settings import Settings
 
@@ -198,6 +199,7 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
             platform=platform,
             data_root=settings.data_root,
             quota_check=settings.quota_check,
+            event_grid_topics=allowed_topics(settings.event_grid_topics),
         )
         notes = list(plan.notes)
         if name == "azureml":

@@ -311,7 +311,8 @@ class NotifySection(Strict):
     event_grid_topic: str | None = Field(
         default=None,
         description="An Event Grid custom topic endpoint (https://<topic>.<region>-1.eventgrid.azure.net/api/events) "
-        "that receives each event as a CloudEvent 1.0; auth with the app's identity or AUTOPILOT_EVENT_GRID_TOPIC_KEY.",
+        "that receives each event as a CloudEvent 1.0: one of the topics the app's setting AUTOPILOT_EVENT_GRID_TOPICS "
+        "allows.",
     )
     events: list[NotifyEvent] | None = Field(default=None, description="Default: every event.")
 

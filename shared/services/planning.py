@@ -24,6 +24,7 @@ from shared.config.model_tags import (
 from shared.config.params import EffectiveParams, resolve
 from shared.exceptions import FieldIssue, ModelTagError, RejectedError
 from shared.naming import app_tags, deployment_name, endpoint_name, model_name
+from shared.notify_eventgrid import topic_issue
 from shared.platform.port import (
     CapacityCheck,
     CapacityOutcome,
@@ -125,14 +126,19 @@ def build_plan(
     data_root: Path,
     today: date | None = None,
     quota_check: str = "reject",
+    event_grid_topics: frozenset[str] = frozenset(),
 ) -> SubmissionPlan:
     """Everything a submit needs, checked. Raises ``RejectedError`` listing every problem found.
 
     ``today`` (UTC, default now) is the day the model's lifecycle dates are compared with. ``quota_check``
     (``AUTOPILOT_QUOTA_CHECK``) is what a quota shortage does: ``reject`` the run, ``warn`` in its notes, or
-    ``off`` (not checked).
+    ``off`` (not checked). ``event_grid_topics`` are the topics a config may name (``allowed_topics`` of
+    ``AUTOPILOT_EVENT_GRID_TOPICS``).
     """
     issues: list[FieldIssue] = []
+    topic = topic_issue(config.notify.event_grid_topic, event_grid_topics)
+    if topic is not None:
+        issues.append(topic)
     notes: list[str] = []
     model = platform.get_foundation_model(config.model.name, config.model.version, config.model.registry)
 

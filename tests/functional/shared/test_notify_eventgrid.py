@@ -1,6 +1,7 @@
 """Event Grid notifications, published by the real azure-eventgrid client (topic key auth) to a topic stand-in
 on loopback: CloudEvents 1.0 per the spec, one per event, stable id and time for dedupe, the key only in the
-``aeg-sas-key`` header, the webhooks' retries, and nothing a receiver does stops the run."""
+``aeg-sas-key`` header and only to the topic the settings allow, the webhooks' retries, and nothing a receiver
+does stops the run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from shared.notify import notification_body
-from shared.notify_eventgrid import EventGridNotifier, SdkPublisher, cloud_event
+from shared.notify_eventgrid import EventGridNotifier, SdkPublisher, allowed_topics, cloud_event
 from shared.states import RunState
 from tests.configs import CONFIG, config_bytes
 from tests.functional.shared.receiver import Receiver
@@ -34,8 +35,12 @@ def topic() -> Iterator[Receiver]:
 
 
 def world_publishing(topic: Receiver, **notify: Any) -> tuple[World, bytes, SdkPublisher]:
-    publisher = SdkPublisher(TOPIC_KEY)
-    world = World(observers=[EventGridNotifier(publisher, source=SOURCE, sleep=lambda _: None)])
+    """The app with ``topic`` as its one allowed topic (AUTOPILOT_EVENT_GRID_TOPICS) and its key, and a config
+    naming it."""
+    allowed = allowed_topics(topic.url)
+    publisher = SdkPublisher(TOPIC_KEY, key_topic=topic.url)
+    notifier = EventGridNotifier(publisher, allowed, source=SOURCE, sleep=lambda _: None)
+    world = World(observers=[notifier], event_grid_topics=allowed)
     return world, config_bytes(notify={"event_grid_topic": topic.url, **notify}), publisher
 
 
@@ -88,7 +93,7 @@ def test_a_redelivered_event_keeps_its_id_and_time_so_subscribers_can_drop_it(to
     deployed = world.store.get(record.run_id)
     assert deployed is not None and deployed.state == RunState.DEPLOYED
     world.clock.advance(minutes=10)
-    EventGridNotifier(publisher, source=SOURCE)(deployed)  # the observer runs again (at-least-once)
+    EventGridNotifier(publisher, world.event_grid_topics, source=SOURCE)(deployed)  # again (at-least-once)
     first, again = events_of(topic)
     assert (first["id"], first["source"], first["time"]) == (again["id"], again["source"], again["time"])
     assert cloud_event(deployed, "deployed", SOURCE)["id"] == first["id"] == f"{record.run_id}:deployed"
@@ -132,8 +137,11 @@ def test_server_errors_are_retried_and_refusals_are_not(topic: Receiver) -> None
 
 
 def test_an_unreachable_topic_does_not_stop_the_run() -> None:
-    world = World(observers=[EventGridNotifier(SdkPublisher(TOPIC_KEY), sleep=lambda _: None)])
-    record = world.drop(config_bytes(notify={"event_grid_topic": "http://127.0.0.1:9/api/events"}))
+    unreachable = "http://127.0.0.1:9/api/events"
+    allowed = allowed_topics(unreachable)
+    notifier = EventGridNotifier(SdkPublisher(TOPIC_KEY, key_topic=unreachable), allowed, sleep=lambda _: None)
+    world = World(observers=[notifier], event_grid_topics=allowed)
+    record = world.drop(config_bytes(notify={"event_grid_topic": unreachable}))
     assert record is not None
     world.finish_through_reconcile(record.run_id)
     assert world.state(record.run_id) == RunState.DEPLOYED
@@ -192,16 +200,81 @@ def test_the_config_refuses_an_unsafe_topic_url(url: str) -> None:
     assert "secret" not in str(record.errors)
 
 
+APP_TOPIC = "https://autopilot-runs.westeurope-1.eventgrid.azure.net/api/events"
+
+
 def test_the_composition_root_publishes_with_the_settings_key_and_the_config_container() -> None:
     from shared.notify import WebhookNotifier
     from shared.runtime import build_store
     from shared.settings import Settings
 
     store = build_store(
-        Settings.from_env({"AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY, "AUTOPILOT_CONFIG_CONTAINER": "team-configs"})
+        Settings.from_env(
+            {
+                "AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY,
+                "AUTOPILOT_EVENT_GRID_TOPICS": f" {APP_TOPIC.upper().replace('/API/EVENTS', '/api/events/')} ",
+                "AUTOPILOT_CONFIG_CONTAINER": "team-configs",
+            }
+        )
     )
     kinds = {type(o) for o in store.observers}
     assert kinds == {WebhookNotifier, EventGridNotifier}
     (eventgrid,) = [o for o in store.observers if isinstance(o, EventGridNotifier)]
     assert eventgrid.source == "/fine-tune-autopilot/team-configs"
+    assert eventgrid.allowed == {APP_TOPIC}  # compared without case, trailing slash or spaces
     assert isinstance(eventgrid.publish, SdkPublisher) and eventgrid.publish.key == TOPIC_KEY
+
+
+@pytest.mark.parametrize("topics", ["", f"{APP_TOPIC},https://other.westeurope-1.eventgrid.azure.net/api/events"])
+def test_a_topic_key_needs_exactly_the_one_topic_it_belongs_to(topics: str) -> None:
+    from shared.settings import Settings
+
+    with pytest.raises(ValueError, match="AUTOPILOT_EVENT_GRID_TOPICS") as exc:
+        Settings.from_env({"AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY, "AUTOPILOT_EVENT_GRID_TOPICS": topics})
+    assert TOPIC_KEY not in str(exc.value)
+
+
+# Issue 22, finding 7: a config chose the URL and the app sent its topic key there as `aeg-sas-key`.
+def test_a_config_chosen_topic_is_rejected_and_gets_nothing_on_the_wire(topic: Receiver) -> None:
+    stranger = Receiver(path="/api/events")  # somebody's own server, named by a config
+    try:
+        world, _, _ = world_publishing(topic)  # the app allows `topic` and holds its key
+        record = world.drop(config_bytes(notify={"event_grid_topic": stranger.url}), name="collect.yaml")
+        assert record is not None and record.state == RunState.REJECTED
+        (issue,) = record.errors
+        assert issue["path"] == "notify.event_grid_topic"
+        assert "not one of the topics this app publishes to" in issue["message"]
+        assert stranger.received == []  # not even the rejection: no request, so no key
+        assert topic.received == []
+    finally:
+        stranger.server.shutdown()
+
+
+def test_a_recorded_run_naming_another_topic_publishes_nothing_there(topic: Receiver) -> None:
+    """A run recorded before the allow list (its notify section names any topic) still sends the key nowhere."""
+    stranger = Receiver(path="/api/events")
+    try:
+        world, config, publisher = world_publishing(topic)
+        record = world.drop(config)
+        assert record is not None
+        world.finish_through_reconcile(record.run_id)
+        deployed = world.store.get(record.run_id)
+        assert deployed is not None and deployed.state == RunState.DEPLOYED
+        deployed.notify = {"event_grid_topic": stranger.url}
+        EventGridNotifier(publisher, world.event_grid_topics, source=SOURCE)(deployed)
+        assert stranger.received == []
+        # And the publisher alone, asked for another topic, does not hand it the key.
+        with pytest.raises(OSError):
+            publisher(stranger.url, cloud_event_for_test())
+        assert stranger.received == []
+    finally:
+        stranger.server.shutdown()
+
+
+def test_without_an_allow_list_a_config_may_name_no_topic() -> None:
+    world = World()
+    url = "https://autopilot-runs.westeurope-1.eventgrid.azure.net/api/events"
+    record = world.drop(config_bytes(notify={"event_grid_topic": url}), name="t.yaml")
+    assert record is not None and record.state == RunState.REJECTED
+    assert record.errors[0]["path"] == "notify.event_grid_topic"
+    assert "AUTOPILOT_EVENT_GRID_TOPICS is empty" in record.errors[0]["message"]

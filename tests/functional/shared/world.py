@@ -23,7 +23,10 @@ TIMEOUT = timedelta(minutes=60)
 class World:
     """The services with their collaborators, and shortcuts that deliver triggers like the runtime would."""
 
-    def __init__(self, observers: Sequence[Callable[[RunRecord], None]] = ()) -> None:
+    def __init__(
+        self, observers: Sequence[Callable[[RunRecord], None]] = (), event_grid_topics: frozenset[str] = frozenset()
+    ) -> None:
+        self.event_grid_topics = event_grid_topics  # AUTOPILOT_EVENT_GRID_TOPICS, as allowed_topics gives it
         self.clock = FakeClock()
         self.store, self.ledger, self.status = make_store(self.clock, observers)
         self.platform = FakePlatform(self.clock)
@@ -37,6 +40,7 @@ class World:
             store=self.store,
             platform=self.platform,
             data_root=Path("."),
+            event_grid_topics=self.event_grid_topics,
         )
 
     def run_event(self, fixture: str, run: str, **data: object) -> str:
