@@ -264,7 +264,7 @@ def test_a_recorded_run_naming_another_topic_publishes_nothing_there(topic: Rece
         EventGridNotifier(publisher, world.event_grid_topics, source=SOURCE)(deployed)
         assert stranger.received == []
         # And the publisher alone, asked for another topic, does not hand it the key.
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="no credential"):
             publisher(stranger.url, cloud_event_for_test())
         assert stranger.received == []
     finally:
