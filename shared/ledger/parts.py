@@ -15,6 +15,7 @@ from shared.exceptions import FieldIssue
 from shared.states import RolloutPhase, check_phase_move
 
 Decision = Literal["approved", "rejected"]
+DECISIONS: tuple[Decision, ...] = ("approved", "rejected")
 ROLE_CANARY = "canary"  # the stored form's marker of a rollout that deployed onto another run's endpoint
 
 
@@ -52,7 +53,9 @@ class Approval:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Approval:
-        decision: Decision = "rejected" if data["decision"] == "rejected" else "approved"
+        decision = data["decision"]
+        if decision not in DECISIONS:
+            raise ValueError(f"approval decision {decision!r} is none of {', '.join(DECISIONS)}")
         return cls(decision, str(data["by"]), datetime.fromisoformat(data["at"]), str(data.get("reason") or ""))
 
 

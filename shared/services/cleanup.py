@@ -43,7 +43,7 @@ from shared.states import RunState
 log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_MINUTES = 60
-ROLLING_OUT = (RunState.DEPLOYING, RunState.CANARY)
+OWNED_BY_RECONCILE = (RunState.DEPLOYING, RunState.CANARY)  # rolling out: the endpoint is reconcile's
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def keep_rule(sweep: CleanupPass, look: EndpointLook) -> CleanupDecision | None:
 
 
 def rolling_out_rule(sweep: CleanupPass, look: EndpointLook) -> CleanupDecision | None:
-    if look.serving is not None and look.serving.state in ROLLING_OUT:
+    if look.serving is not None and look.serving.state in OWNED_BY_RECONCILE:
         return look.decision("skip", "still deploying (reconcile owns it)")
     return None
 
@@ -173,7 +173,7 @@ def look_at(sweep: CleanupPass, endpoint: EndpointInfo) -> EndpointLook:
 def serving_run(records: tuple[RunRecord, ...], creator: str | None) -> RunRecord | None:
     """The run the endpoint is judged by: one still rolling out (reconcile owns the endpoint then), else the
     run deployed last, else the run that made it."""
-    rolling = [r for r in records if r.state in ROLLING_OUT]
+    rolling = [r for r in records if r.state in OWNED_BY_RECONCILE]
     if rolling:
         return rolling[0]
     deployed = [r for r in records if r.state == RunState.DEPLOYED]
