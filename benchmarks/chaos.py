@@ -421,7 +421,7 @@ def main() -> int:
     )
     print(f"runs not terminal/steady: {len(unsettled)} {unsettled}")
     for r in ended:
-        why = "; ".join(f"{e.get('path')}: {e.get('message')}" for e in r.errors)[:300]
+        why = "; ".join(f"{e.path}: {e.message}" for e in r.errors)[:300]
         print(f"  not deployed: {r.run_id} {r.state.value} {r.last_error_code or ''} {why}")
     print(f"duplicates (beyond 1 per config): {duplicates}")
     print(f"orphans (app-tagged, no ledger row): {dict(orphans) or 0}; recorded by reconcile: {len(seen_orphans)}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.exceptions import AutopilotError
-from shared.naming import TAG_RUN_ID, is_managed, is_run_id, read_tags
+from shared.naming import TAG_RUN_ID, is_managed, is_run_id
 
 RUN_COMPLETED = "Microsoft.MachineLearningServices.RunCompleted"
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
@@ -95,8 +95,8 @@ class RunEvent(AzureMLEvent):
 
     @property
     def run_tags(self) -> dict[str, str]:
-        """``runTags``: where the app's ``autopilot_*`` tags travel (legacy dotted keys read too)."""
-        return read_tags(_dict(self.data, "runTags"))
+        """``runTags``: where the app's ``autopilot_*`` tags travel."""
+        return _dict(self.data, "runTags")
 
     @property
     def run_properties(self) -> dict[str, str]:
@@ -133,8 +133,8 @@ class ModelRegisteredEvent(AzureMLEvent):
 
     @property
     def model_tags(self) -> dict[str, str]:
-        """``modelTags`` (legacy dotted keys read too)."""
-        return read_tags(_dict(self.data, "modelTags"))
+        """``modelTags``."""
+        return _dict(self.data, "modelTags")
 
     @property
     def model_properties(self) -> dict[str, str]:
@@ -142,37 +142,10 @@ class ModelRegisteredEvent(AzureMLEvent):
         return _dict(self.data, "modelProperties")
 
 
-@dataclass(frozen=True)
-class ModelDeployedEvent(AzureMLEvent):
-    """Parsed for completeness; the app learns deployment state by polling, not from this event."""
-
-    @property
-    def service_name(self) -> str:
-        """``serviceName``."""
-        return _text(self.data, "serviceName") or ""
-
-    @property
-    def service_compute_type(self) -> str | None:
-        """``serviceComputeType``."""
-        return _text(self.data, "serviceComputeType", required=False)
-
-    @property
-    def model_ids(self) -> list[str]:
-        """``modelIds``: comma-separated in the payload."""
-        raw = _text(self.data, "modelIds", required=False) or ""
-        return [m for m in raw.split(",") if m]
-
-    @property
-    def service_tags(self) -> dict[str, str]:
-        """``serviceTags`` (legacy dotted keys read too)."""
-        return read_tags(_dict(self.data, "serviceTags"))
-
-
 _WRAPPERS: dict[str, type[AzureMLEvent]] = {
     RUN_COMPLETED: RunEvent,
     RUN_STATUS_CHANGED: RunEvent,
     MODEL_REGISTERED: ModelRegisteredEvent,
-    MODEL_DEPLOYED: ModelDeployedEvent,
 }
 
 
@@ -206,10 +179,6 @@ def parse_event(raw: dict[str, Any]) -> AzureMLEvent:
     elif isinstance(event, ModelRegisteredEvent):
         _ = event.model_name, event.model_version
         tags = event.model_tags
-    elif isinstance(event, ModelDeployedEvent):
-        _ = event.service_name
-        tags = event.service_tags
-    tags = read_tags(tags)
     if is_managed(tags) and not is_run_id(tags[TAG_RUN_ID]):
         shown = tags[TAG_RUN_ID][:80]
         raise EventError(f"tag {TAG_RUN_ID} {shown!r} is not a run id (letters, digits, '.', '_', '-')")

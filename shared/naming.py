@@ -17,17 +17,6 @@ TAG_CONFIG = "autopilot_config"
 TAG_IDLE_MINUTES = "autopilot_idle_after_minutes"
 TAG_KEEP = "autopilot_keep"
 
-# The dotted keys written before that change. Jobs, models and endpoints created then still carry them, so
-# tags are READ under either key (the new one wins) and only ever WRITTEN under the new one; an endpoint
-# deployed before the change is still recognised as the app's, cleaned up when idle, and its run found.
-LEGACY_TAG_KEYS: dict[str, str] = {
-    TAG_RUN_ID: "autopilot.run_id",
-    TAG_MANAGED: "autopilot.managed",
-    TAG_CONFIG: "autopilot.config",
-    TAG_IDLE_MINUTES: "autopilot.idle_after_minutes",
-    TAG_KEEP: "autopilot.keep",
-}
-
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 # ``run_id`` makes ``<slug>-<8 hex>``; a run-id tag is read as a ledger key, so anything with a path or key
 # character ('/', '\\', '#', '?', '../', control characters) was not written by the app and is refused at
@@ -129,16 +118,7 @@ def app_tags(run: str, config_blob: str) -> dict[str, str]:
     return {TAG_RUN_ID: run, TAG_MANAGED: "true", TAG_CONFIG: config_blob[:256]}
 
 
-def read_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
-    """``tags`` with every legacy dotted key also readable under its current key (the current key wins)."""
-    result = dict(tags or {})
-    for key, legacy in LEGACY_TAG_KEYS.items():
-        if key not in result and legacy in result:
-            result[key] = result[legacy]
-    return result
-
-
 def is_managed(tags: Mapping[str, str] | None) -> bool:
-    """Carries the app's tags, under the current or the legacy keys."""
-    readable = read_tags(tags)
-    return readable.get(TAG_MANAGED) == "true" and bool(readable.get(TAG_RUN_ID))
+    """Carries the app's tags."""
+    found = tags or {}
+    return found.get(TAG_MANAGED) == "true" and bool(found.get(TAG_RUN_ID))

@@ -21,11 +21,12 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from shared.config.model import NotifySection
 from shared.ledger.record import RunRecord
 from shared.states import RunState
 from shared.status import awaiting
@@ -72,9 +73,7 @@ def notification_body(record: RunRecord, event: str) -> dict[str, Any]:
             {"name": record.endpoint_name, "scoring_uri": record.scoring_uri} if record.endpoint_name else None
         ),
         "error": (
-            {"code": record.last_error_code, "messages": [e["message"] for e in record.errors]}
-            if record.errors
-            else None
+            {"code": record.last_error_code, "messages": [e.message for e in record.errors]} if record.errors else None
         ),
         "metrics": {k: v for k, v in record.metrics.items() if k in ("eval_loss_before", "eval_loss_after")},
     }
@@ -115,7 +114,7 @@ class WebhookNotifier:
         if wanted is None:
             return
         notify, event = wanted
-        urls: Sequence[str] = notify.get("webhooks") or []
+        urls = notify.webhooks
         if not urls:
             return
         body = json.dumps(notification_body(record, event), sort_keys=True).encode()
@@ -134,11 +133,11 @@ class WebhookNotifier:
             )
 
 
-def subscribed_event(record: RunRecord) -> tuple[dict[str, Any], str] | None:
+def subscribed_event(record: RunRecord) -> tuple[NotifySection, str] | None:
     """The run's ``notify`` section and the event its current state is, if the section asks for that event."""
-    notify = record.notify or (record.config or {}).get("notify") or {}
+    notify = record.notify_section()
     event = event_for(record)
-    if event is None or event not in (notify.get("events") or EVENTS):
+    if event is None or event not in (notify.events or EVENTS):
         return None
     return notify, event
 

@@ -143,7 +143,7 @@ class EventGridNotifier:
         if wanted is None:
             return
         notify, event = wanted
-        topic = notify.get("event_grid_topic")
+        topic = notify.event_grid_topic
         if not topic:
             return
         if topic_issue(topic, self.allowed) is not None:

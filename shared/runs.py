@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
-from shared.exceptions import AlreadyExistsError, ConcurrencyError, FieldIssue
+from shared.exceptions import AlreadyExistsError, ConcurrencyError
 from shared.ledger.port import Ledger
 from shared.ledger.record import RunRecord
 from shared.states import RunState, can_move
@@ -27,10 +27,6 @@ MAX_CONFLICT_RETRIES = 20
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def issues_to_errors(issues: Iterable[FieldIssue]) -> list[dict[str, str]]:
-    return [{"path": i.path, "message": i.message} for i in issues]
 
 
 class RunStore:

@@ -49,3 +49,34 @@ ACTIVE = frozenset({S.RECEIVED, S.SUBMITTED, S.RUNNING, S.COMPLETED, S.REGISTERE
 
 def can_move(current: RunState, target: RunState) -> bool:
     return target in TRANSITIONS[current]
+
+
+class RolloutPhase(StrEnum):
+    """Where a canary on a shared endpoint is (shared/services/canary.py); the run's state says the rest."""
+
+    DEPLOYING = "deploying"  # its deployment is being created, at 0% of the traffic
+    OBSERVING = "observing"  # it has its share and is watched for the window (the run is ``canary``)
+    PROMOTED = "promoted"  # it passed: all the traffic is on it
+    FAILED = "failed"  # provisioning, the smoke test or the error rate: the traffic is back on the previous one
+    ROLLED_BACK = "rolled_back"  # a person put the traffic back (``autopilot rollback``)
+
+
+P = RolloutPhase
+# Forward moves only, as for runs. A promoted canary can still be rolled back while the deployment it replaced
+# is kept (its grace period); a failed or rolled-back one is over.
+PHASE_TRANSITIONS: dict[RolloutPhase, frozenset[RolloutPhase]] = {
+    P.DEPLOYING: frozenset({P.OBSERVING, P.FAILED}),
+    P.OBSERVING: frozenset({P.PROMOTED, P.FAILED, P.ROLLED_BACK}),
+    P.PROMOTED: frozenset({P.ROLLED_BACK}),
+    P.FAILED: frozenset(),
+    P.ROLLED_BACK: frozenset(),
+}
+
+
+class IllegalPhaseMove(ValueError):
+    """A canary asked to move where its phase does not lead: another writer moved it first, decide again."""
+
+
+def check_phase_move(current: RolloutPhase, target: RolloutPhase) -> None:
+    if target not in PHASE_TRANSITIONS[current]:
+        raise IllegalPhaseMove(f"a canary {current.value} cannot become {target.value}")

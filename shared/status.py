@@ -15,7 +15,8 @@ import contextlib
 import json
 from typing import Any, Protocol
 
-from shared.ledger.record import RunRecord
+from shared.ledger.parts import errors_to_json
+from shared.ledger.record import RunRecord, params_to_json
 from shared.naming import run_status_blob_name, status_blob_name
 from shared.states import RunState
 from shared.storage import StorageConnection, as_connection
@@ -38,7 +39,7 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
         "timeline": record.timeline,
-        "errors": record.errors,
+        "errors": errors_to_json(record.errors),
         "error_code": record.last_error_code,
         "platform": record.platform,
         "job": {"name": record.job_name, "status": record.job_status, "experiment": record.experiment_name},
@@ -54,21 +55,19 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         ),
         "metrics": record.metrics,
         "history": record.history,
-        "smoke_test": record.smoke_test,
-        "effective_params": record.effective_params,
+        "smoke_test": record.smoke_test.to_json() if record.smoke_test else None,
+        "effective_params": params_to_json(record.effective_params) if record.effective_params else None,
         "notes": record.notes,
-        "approval": record.approval,
+        "approval": record.approval.to_json() if record.approval else None,
         # A rollout on a shared endpoint (canary share, window, error rates seen, outcome); see canary.py.
-        "rollout": record.rollout,
+        "rollout": record.rollout.to_json() if record.rollout else None,
         "awaiting": awaiting(record),
     }
 
 
 def awaiting(record: RunRecord) -> str | None:
     """What the run waits for from a person, if anything (today: approval of a registered model)."""
-    config = record.config or {}
-    manual = (config.get("deployment") or {}).get("approval") == "manual"
-    if record.state == RunState.REGISTERED and manual and record.approval is None:
+    if record.state == RunState.REGISTERED and record.manual_approval and record.approval is None:
         return "approval"
     return None
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import yaml
 
+from shared.config.loader import load_config
+from shared.config.model import TrainingConfig
+
 CONFIG = {
     "model": {"name": "Phi-3-mini-4k-instruct"},
     "data": {
@@ -24,3 +27,8 @@ CONFIG = {
 def config_bytes(**overrides: object) -> bytes:
     data = {**CONFIG, **overrides}
     return yaml.safe_dump(data).encode()
+
+
+def training_config(**overrides: object) -> TrainingConfig:
+    """The config validated, as a run keeps it (``RunRecord.config``)."""
+    return load_config(config_bytes(**overrides))

@@ -7,6 +7,7 @@ assert on state ("exactly one endpoint") rather than on call lists.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import itertools
 from collections import Counter
@@ -25,8 +26,9 @@ from shared.exceptions import (
     RejectedError,
     TransientPlatformError,
 )
+from shared.ledger.limits import checked_json
 from shared.ledger.port import ActiveEntry
-from shared.ledger.record import RunRecord
+from shared.ledger.record import NESTED_FIELDS, RunRecord
 from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import (
     MAX_DEPLOYMENTS_PER_ENDPOINT,
@@ -67,7 +69,10 @@ class FakeClock:
 class InMemoryLedger:
     """``Ledger`` with ETags and the active/recent indexes; ``concurrent_writes`` simulates another writer.
 
-    ``calls`` counts reads and writes by kind, so tests can show what a sweep touches."""
+    It keeps the stored form ``TableLedger`` keeps (``RunRecord.to_dict``, nested fields within the table's
+    property limit), and the ledger contract suite (tests/functional/shared/test_ledger_contract.py) holds the
+    two to the same behaviour. ``calls`` counts reads and writes by kind, so tests can show what a sweep
+    touches."""
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -96,12 +101,21 @@ class InMemoryLedger:
         record.etag = row[0]
         return record
 
+    def _stored(self, record: RunRecord) -> dict[str, Any]:
+        data = record.to_dict()
+        for key in NESTED_FIELDS:
+            checked_json(key, data[key])
+        return data
+
     def create(self, record: RunRecord) -> RunRecord:
+        data = self._stored(record)
         if record.state not in TERMINAL and record.run_id not in self._active:
             self._active[record.run_id] = ActiveEntry(record.run_id, record.created_at, etag=self._etag())
         if record.run_id in self._rows:
+            if RunState(self._rows[record.run_id][1]["state"]) in TERMINAL:
+                self.drop_active(record.run_id)  # a re-delivered blob of a finished run
             raise AlreadyExistsError(record.run_id)
-        self._rows[record.run_id] = (self._etag(), record.to_dict())
+        self._rows[record.run_id] = (self._etag(), data)
         stored = self.get(record.run_id)
         assert stored is not None
         return stored
@@ -116,8 +130,9 @@ class InMemoryLedger:
             self.concurrent_writes -= 1
             self._rows[record.run_id] = (self._etag(), current[1])
             raise ConcurrencyError(record.run_id)
+        data = self._stored(record)
         etag = self._etag()
-        self._rows[record.run_id] = (etag, record.to_dict())
+        self._rows[record.run_id] = (etag, data)
         record.etag = etag
         if record.state in TERMINAL:
             self.drop_active(record.run_id)
@@ -128,13 +143,14 @@ class InMemoryLedger:
         wanted = set(states) if states is not None else None
         out = [self.get(k) for k in self._rows]
         return sorted(
-            (r for r in out if r is not None and (wanted is None or r.state in wanted)), key=lambda r: r.created_at
+            (r for r in out if r is not None and (wanted is None or r.state in wanted)),
+            key=lambda r: (r.created_at, r.run_id),  # the table's order: creation, then key
         )
 
-    def with_prefix(self, prefix: str) -> list[RunRecord]:
+    def with_prefix(self, prefix: str) -> builtins.list[RunRecord]:
         return [r for r in self.list() if r.run_id.startswith(prefix)]
 
-    def active(self) -> list[ActiveEntry]:
+    def active(self) -> builtins.list[ActiveEntry]:
         self.calls["active"] += 1
         return list(self._active.values())
 
@@ -156,9 +172,13 @@ class InMemoryLedger:
     def drop_active(self, run_id: str) -> None:
         self._active.pop(run_id, None)
 
-    def recent(self, limit: int, *, skip: int = 0) -> list[str]:
-        ordered = sorted(self._rows, key=lambda k: (self._rows[k][1]["created_at"], k), reverse=True)
-        return ordered[skip : skip + limit]
+    def recent(self, limit: int, *, skip: int = 0) -> builtins.list[str]:
+        # The table's key order: newest first (to the millisecond), then by run id.
+        def newest_first(run_id: str) -> tuple[int, str]:
+            created = datetime.fromisoformat(self._rows[run_id][1]["created_at"])
+            return -int(created.timestamp() * 1000), run_id
+
+        return sorted(self._rows, key=newest_first)[skip : skip + limit]
 
 
 class InMemoryStatusStore:
@@ -209,6 +229,7 @@ class FakePlatform:
 
     name = "fake"
     reports_eval_metrics = True
+    name_scope = ""
 
     def __init__(self, clock: FakeClock | None = None) -> None:
         self.clock = clock or FakeClock()

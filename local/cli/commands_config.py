@@ -153,16 +153,16 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
         lines.append(f"  awaiting approval: autopilot approve {r.run_id}  |  autopilot reject {r.run_id} --reason ...")
     if r.approval:
         a = r.approval
-        why = f" ({a['reason']})" if a.get("reason") else ""
-        lines.append(f"  approval: {a.get('decision')} by {a.get('by')} at {a.get('at')}{why}")
+        why = f" ({a.reason})" if a.reason else ""
+        lines.append(f"  approval: {a.decision} by {a.by} at {a.at.isoformat()}{why}")
     if r.endpoint_name:
         lines.append(f"  endpoint: {r.endpoint_name} / {r.deployment_name}  {r.scoring_uri or ''}")
         lines.extend(f"  {line}" for line in _endpoint_cost(r)[0])
     lines.extend(rollout_lines(r))
-    if r.smoke_test and r.smoke_test.get("answer"):
-        lines.append(f"  smoke test answer: {r.smoke_test['answer'][:300]}")
+    if r.smoke_test and r.smoke_test.answer:
+        lines.append(f"  smoke test answer: {r.smoke_test.answer[:300]}")
     for err in r.errors:
-        lines.append(f"  error: {err['path'] + ': ' if err.get('path') else ''}{err['message']}")
+        lines.append(f"  error: {err}")
     for note in r.notes:
         lines.append(f"  note: {note}")
     return lines
@@ -181,21 +181,20 @@ def _endpoint_cost(record: RunRecord) -> tuple[list[str], dict[str, Any] | None]
 
 def rollout_lines(r: RunRecord) -> list[str]:
     """A canary's progress on its shared endpoint (shared/services/canary.py), or a replaced run's grace."""
-    rollout = r.rollout or {}
     lines: list[str] = []
-    if rollout.get("role") == "canary":
+    canary = r.canary
+    if canary is not None:
+        until = f", observed until {canary.observe_until.isoformat()}" if canary.observe_until else ""
         lines.append(
-            f"  canary: {rollout.get('phase')} at {rollout.get('percent')}% beside {rollout.get('previous_deployment')}"
-            f" (run {rollout.get('previous_run')})"
-            + (f", observed until {rollout['observe_until']}" if rollout.get("observe_until") else "")
+            f"  canary: {canary.phase.value} at {canary.percent}% beside {canary.previous_deployment}"
+            f" (run {canary.previous_run}){until}"
         )
-        for side in ("canary", "previous"):
-            seen = rollout.get(side)
-            if isinstance(seen, dict):
-                rate = float(seen.get("error_rate") or 0)
-                lines.append(f"    {side}: {seen.get('requests')} requests, {seen.get('errors')} 5xx ({rate:.1%})")
-    if rollout.get("replaced_by"):
-        lines.append(f"  replaced by run {rollout['replaced_by']}; deployment kept until {rollout.get('retire_after')}")
+        for side, seen in (("canary", canary.canary_seen), ("previous", canary.previous_seen)):
+            if seen is not None:
+                lines.append(f"    {side}: {seen.requests} requests, {seen.errors} 5xx ({seen.error_rate:.1%})")
+    if r.rollout is not None and r.rollout.replaced_by:
+        kept = r.rollout.retire_after.isoformat() if r.rollout.retire_after else None
+        lines.append(f"  replaced by run {r.rollout.replaced_by}; deployment kept until {kept}")
     return lines
 
 
@@ -338,8 +337,7 @@ def follow(
                 for state, at in new_states:
                     print(f"{_clock(at)}  {record.run_id}: {state}", file=out)
                 for err in record.errors:
-                    where = f"{err['path']}: " if err.get("path") else ""
-                    print(f"    error: {where}{err['message']}", file=out)
+                    print(f"    error: {err}", file=out)
         progress = _progress(record)
         if progress and progress != seen_progress and not as_json:
             seen_progress = progress

@@ -33,8 +33,9 @@ def _decide(args: argparse.Namespace, decision: Decision) -> int:
     except ApprovalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    approval = record.approval or {}
-    print(f"run {record.run_id}: {approval.get('decision')} by {approval.get('by')} at {approval.get('at')}")
+    approval = record.approval
+    assert approval is not None  # decide returns the run with its decision
+    print(f"run {record.run_id}: {approval.decision} by {approval.by} at {approval.at.isoformat()}")
     if decision == "approved":
         print("it deploys at the next reconcile sweep (AUTOPILOT_RECONCILE_SCHEDULE) once registered")
     return 0
@@ -73,12 +74,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     except PlatformError as exc:
         print(f"error: the platform said: {exc}; run the command again", file=sys.stderr)
         return 1
-    rollout = record.rollout or {}
-    done = rollout.get("rolled_back") or {}
+    canary = record.canary
+    done = canary.rolled_back if canary is not None else None
+    assert canary is not None and done is not None  # rollback_endpoint returns the canary it rolled back
     print(
-        f"endpoint {args.endpoint}: traffic on {rollout.get('previous_deployment')} "
-        f"(run {rollout.get('previous_run')}); run {record.run_id} rolled back by {done.get('by')} "
-        f"at {done.get('at')} ({record.state.value})"
+        f"endpoint {args.endpoint}: traffic on {canary.previous_deployment} (run {canary.previous_run}); "
+        f"run {record.run_id} rolled back by {done.by} at {done.at.isoformat()} ({record.state.value})"
     )
     return 0
 

@@ -122,7 +122,7 @@ def endpoint_cost(record: RunRecord, table: PriceTable, now: datetime) -> tuple[
     start = datetime.fromisoformat(up_since)
     deleted_at = record.timeline.get(RunState.DELETED.value)
     end = datetime.fromisoformat(deleted_at) if deleted_at else now
-    instances = int(((record.config or {}).get("deployment") or {}).get("instance_count") or 1)
+    instances = record.config.deployment.instance_count if record.config is not None else 1
     price = table.get(record.inference_instance_type)
     up_hours = hours_between(start, end)
     info: dict[str, Any] = {"up_since": up_since, "up_hours": round(up_hours, 3), "instances": instances}

@@ -159,8 +159,8 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
             f" training {m.get('tokens_per_second', 0):.0f} tokens/s",
             started,
         )
-    if record.smoke_test and record.smoke_test.get("answer"):
-        print(f"         smoke test answer: {record.smoke_test['answer']}")
+    if record.smoke_test and record.smoke_test.answer:
+        print(f"         smoke test answer: {record.smoke_test.answer}")
     conversation = _conversation(data_root / "ultrachat_sample" / "test_gen.jsonl", DEMO_QUESTION_ROW)
     payload = scoring_payload([conversation], DEMO_PARAMETERS)
     asked = time.monotonic()

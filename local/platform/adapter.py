@@ -72,6 +72,7 @@ class LocalPlatform:
 
     name = "local"
     reports_eval_metrics = True  # the local trainer evaluates on the test split before and after
+    name_scope = ""  # local names need nothing beyond the run's own hash
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from shared.config.limits import MAX_CONFIG_BYTES
-from shared.config.model import TrainingConfig
+from shared.config.model import NotifySection, TrainingConfig
 from shared.exceptions import ConfigError, FieldIssue
 from shared.jsonlimits import json_depth_ok
 
@@ -200,10 +200,8 @@ def validate_data(data: Any) -> TrainingConfig:
         raise ConfigError(issues_from_validation(exc)) from None
 
 
-def notify_section_of(data: bytes) -> dict[str, Any] | None:
+def notify_section_of(data: bytes) -> NotifySection | None:
     """The ``notify`` section of a config that may be invalid elsewhere, if that section itself is valid."""
-    from shared.config.model import NotifySection
-
     try:
         document = parse_document(data)
     except Exception:  # whatever made the config unreadable is reported on its own; here: no section
@@ -212,7 +210,7 @@ def notify_section_of(data: bytes) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
         return None
     try:
-        return NotifySection.model_validate(raw).model_dump(mode="json")
+        return NotifySection.model_validate(raw)
     except ValidationError:
         return None
 

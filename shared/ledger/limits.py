@@ -11,6 +11,20 @@ MAX_PROPERTY_CHARS = 32_000
 MAX_FIELD_JSON_CHARS = 30_000
 
 
+def stored_json(value: Any) -> str:
+    """``value`` as the ledger stores a nested field: compact JSON text with sorted keys."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
 def json_chars(value: Any) -> int:
     """The size of ``value`` as the ledger stores it."""
-    return len(json.dumps(value, separators=(",", ":"), sort_keys=True))
+    return len(stored_json(value))
+
+
+def checked_json(field: str, value: Any) -> str:
+    """The stored text of a nested field; ``ValueError`` naming the field when it is over the property limit.
+    Every ledger applies it, so a run too big for Azure Table is refused by the in-memory one too."""
+    text = stored_json(value)
+    if len(text) > MAX_PROPERTY_CHARS:
+        raise ValueError(f"ledger field {field} is {len(text)} characters; the table limit is {MAX_PROPERTY_CHARS}")
+    return text

@@ -1,11 +1,11 @@
 """The ledger on Azure Table storage (Azurite locally). ETag optimistic concurrency on every run write.
 
-One table, four partitions:
-- ``run``: one entity per run, RowKey the run id (point reads by id; ``<config>-`` is a RowKey prefix);
+One table, three partitions:
+- ``run``: one entity per run, RowKey the run id (point reads by id; ``<config>-`` is a RowKey prefix). The
+  record's scalar fields are properties; its lists, maps and typed parts are JSON text (a table property is a
+  scalar), in the versioned form of ``record.py``;
 - ``active``: the active index (see ``port.py``), RowKey the run id, so a sweep reads one small partition;
-- ``recent``: RowKey ``<inverted creation time>-<run id>``, so the newest runs come first in key order;
-- ``meta``: the marker that the indexes were built. A table written before the indexes existed is indexed
-  lazily by the first reader that needs them (one scan of ``run``, once per table, idempotent).
+- ``recent``: RowKey ``<inverted creation time>-<run id>``, so the newest runs come first in key order.
 """
 
 from __future__ import annotations
@@ -28,48 +28,25 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.exceptions import AlreadyExistsError, ConcurrencyError
-from shared.ledger.limits import MAX_PROPERTY_CHARS
+from shared.ledger.limits import checked_json
 from shared.ledger.port import ActiveEntry
-from shared.ledger.record import RunRecord
+from shared.ledger.record import NESTED_FIELDS, RunRecord
 from shared.states import TERMINAL, RunState
 from shared.storage import StorageConnection, as_connection
 
 PARTITION = "run"
 ACTIVE_PARTITION = "active"
 RECENT_PARTITION = "recent"
-META_PARTITION = "meta"
-INDEX_MARKER = "indexes-v1"
 BATCH_SIZE = 100  # entities per table transaction (the service's limit)
 _INVERT_MS = 10**15
-_JSON_FIELDS = (
-    "config",
-    "effective_params",
-    "notes",
-    "metrics",
-    "history",
-    "smoke_test",
-    "timeline",
-    "errors",
-    "attempts",
-    # Dicts too: a table property is a scalar, so nested values are stored as JSON text.
-    "notify",
-    "approval",
-    "rollout",
-)
 
 
 def _to_entity(record: RunRecord) -> dict[str, Any]:
     data = record.to_dict()
-    data.pop("etag")
     entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": record.run_id}
     for key, value in data.items():
-        if key in _JSON_FIELDS:
-            text = json.dumps(value, separators=(",", ":"), sort_keys=True)
-            if len(text) > MAX_PROPERTY_CHARS:
-                raise ValueError(
-                    f"ledger field {key} is {len(text)} characters; the table limit is {MAX_PROPERTY_CHARS}"
-                )
-            entity[key] = text
+        if key in NESTED_FIELDS:
+            entity[key] = checked_json(key, value)
         elif value is not None:
             entity[key] = value
     return entity
@@ -77,7 +54,7 @@ def _to_entity(record: RunRecord) -> dict[str, Any]:
 
 def _from_entity(entity: Any) -> RunRecord:
     data = {k: v for k, v in dict(entity).items() if k not in {"PartitionKey", "RowKey"}}
-    for key in _JSON_FIELDS:
+    for key in NESTED_FIELDS:
         if key in data and isinstance(data[key], str):
             data[key] = json.loads(data[key])
     data["run_id"] = entity["RowKey"]
@@ -124,7 +101,6 @@ class TableLedger:
         self._service: TableServiceClient = as_connection(connection).table_service(**client_options)
         self._table_name = table_name
         self._client: TableClient | None = None
-        self._indexed = False
 
     @property
     def table(self) -> TableClient:
@@ -168,10 +144,10 @@ class TableLedger:
                 etag=record.etag,
                 match_condition=MatchConditions.IfNotModified,
             )
-        except ResourceModifiedError:
+        except (ResourceModifiedError, ResourceNotFoundError):  # changed, or gone, since it was read
             raise ConcurrencyError(f"run {record.run_id} changed since it was read") from None
         except HttpResponseError as exc:
-            if exc.status_code in (409, 412):
+            if exc.status_code in (404, 409, 412):
                 raise ConcurrencyError(f"run {record.run_id} changed since it was read") from None
             raise
         record.etag = meta.get("etag")
@@ -181,6 +157,8 @@ class TableLedger:
 
     def list(self, states: Iterable[RunState] | None = None) -> list[RunRecord]:
         wanted = {s.value for s in states} if states is not None else None
+        if wanted is not None and not wanted:
+            return []
         if wanted:
             query = " or ".join(f"state eq '{s}'" for s in sorted(wanted))
             entities = self.table.query_entities(f"PartitionKey eq '{PARTITION}' and ({query})")
@@ -197,7 +175,6 @@ class TableLedger:
         return sorted((_from_entity(e) for e in self.table.query_entities(query)), key=lambda r: r.created_at)
 
     def active(self) -> builtins.list[ActiveEntry]:
-        self._ensure_indexes()
         return [_entry(e) for e in self.table.query_entities(f"PartitionKey eq '{ACTIVE_PARTITION}'")]
 
     def claim(self, entry: ActiveEntry, now: datetime, until: datetime) -> bool:
@@ -231,7 +208,6 @@ class TableLedger:
             self.table.delete_entity(ACTIVE_PARTITION, run_id)
 
     def recent(self, limit: int, *, skip: int = 0) -> builtins.list[str]:
-        self._ensure_indexes()
         wanted = limit + skip
         entities = self.table.query_entities(
             f"PartitionKey eq '{RECENT_PARTITION}'", select=["RowKey"], results_per_page=min(max(wanted, 1), 1000)
@@ -240,7 +216,6 @@ class TableLedger:
 
     def import_records(self, records: Iterable[RunRecord]) -> int:
         """Insert many runs with their index entries in batch transactions (migrations, benchmarks)."""
-        self._ensure_indexes()  # a table from before the indexes is indexed first, so the marker stays true
         by_partition: dict[str, list[dict[str, Any]]] = {PARTITION: [], ACTIVE_PARTITION: [], RECENT_PARTITION: []}
         count = 0
         for record in records:
@@ -254,32 +229,11 @@ class TableLedger:
             self._upsert_batches(by_partition[partition])
         return count
 
-    def build_indexes(self) -> int:
-        """Index a table written before the indexes existed: one scan of the runs. Returns how many were indexed."""
-        records = self.list()
-        self._upsert_batches([_active_entity(r) for r in records if r.state not in TERMINAL], merge=True)
-        self._upsert_batches([_recent_entity(r) for r in records])
-        self.table.upsert_entity({"PartitionKey": META_PARTITION, "RowKey": INDEX_MARKER, "runs": len(records)})
-        self._indexed = True
-        return len(records)
-
-    def _ensure_indexes(self) -> None:
-        if self._indexed:
-            return
-        try:
-            self.table.get_entity(META_PARTITION, INDEX_MARKER)
-        except ResourceNotFoundError:
-            self.build_indexes()
-            return
-        self._indexed = True
-
     def _insert_if_missing(self, entity: dict[str, Any]) -> None:
         with contextlib.suppress(ResourceExistsError):
             self.table.create_entity(entity)
 
-    def _upsert_batches(self, entities: builtins.list[dict[str, Any]], *, merge: bool = False) -> None:
-        # MERGE keeps a lease a live sweep may have written on an entry that already exists.
-        mode = UpdateMode.MERGE if merge else UpdateMode.REPLACE
+    def _upsert_batches(self, entities: builtins.list[dict[str, Any]]) -> None:
         for start in range(0, len(entities), BATCH_SIZE):
             chunk = entities[start : start + BATCH_SIZE]
-            self.table.submit_transaction([("upsert", e, {"mode": mode}) for e in chunk])
+            self.table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])

@@ -22,7 +22,6 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from shared.config.component import ComponentParams
-from shared.naming import read_tags
 
 
 @dataclass(frozen=True)
@@ -136,10 +135,6 @@ class JobInfo:
     # the platform reports one; empty otherwise.
     history: list[dict[str, float]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        # Resources made before the tag keys lost their dots carry the legacy keys: read both (shared.naming).
-        object.__setattr__(self, "tags", read_tags(self.tags))
-
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -147,10 +142,6 @@ class ModelRef:
     version: str
     id: str
     tags: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # Resources made before the tag keys lost their dots carry the legacy keys: read both (shared.naming).
-        object.__setattr__(self, "tags", read_tags(self.tags))
 
 
 @dataclass(frozen=True)
@@ -235,10 +226,6 @@ class EndpointInfo:
     state: str | None = None  # provisioning state as the platform reports it
     healthy: bool | None = None  # None: unknown
 
-    def __post_init__(self) -> None:
-        # Resources made before the tag keys lost their dots carry the legacy keys: read both (shared.naming).
-        object.__setattr__(self, "tags", read_tags(self.tags))
-
 
 @dataclass(frozen=True)
 class EndpointActivity:
@@ -257,6 +244,11 @@ class MLPlatform(Protocol):
 
     name: str  # "local" or "azureml"
     reports_eval_metrics: bool  # whether finished jobs report eval_loss_before/after (quality gates need it)
+
+    @property
+    def name_scope(self) -> str:
+        """What makes derived names unique beyond the run, where the platform's names must be (Azure ML: its
+        workspace, as endpoint names are unique per region); "" where the run's own hash is enough (local)."""
 
     def get_foundation_model(self, name: str, version: str, registry: str) -> FoundationModel:
         """The model and its tags. Unknown model: ``RejectedError`` listing the available ones."""
@@ -280,7 +272,7 @@ class MLPlatform(Protocol):
         """Start canceling a job, without waiting; a finished or missing job is success."""
 
     def list_jobs(self, limit: int = 500) -> list[JobInfo]:
-        """Jobs carrying the app's tags (current or legacy keys), newest first, at most ``limit``."""
+        """Jobs carrying the app's tags, newest first, at most ``limit``."""
 
     def register_model(self, request: RegisterRequest) -> ModelRef:
         """Register the job's model output; a retry returns the version registered before."""
@@ -289,7 +281,7 @@ class MLPlatform(Protocol):
         """A registered model version with its tags."""
 
     def list_models(self, limit: int = 500) -> list[ModelRef]:
-        """Model versions carrying the app's tags (current or legacy keys), at most ``limit``."""
+        """Model versions carrying the app's tags, at most ``limit``."""
 
     def begin_deploy(self, request: DeployRequest) -> None:
         """Start creating endpoint + deployment (idempotent); returns without waiting."""

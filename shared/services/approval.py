@@ -9,14 +9,13 @@ status blob. A decision may be made ahead, while the run still trains; it is fin
 
 from __future__ import annotations
 
-from typing import Literal
-
 from shared.exceptions import AutopilotError
+from shared.ledger.parts import Approval, Decision
 from shared.ledger.record import RunRecord
 from shared.runs import RunStore
 from shared.states import RunState
 
-Decision = Literal["approved", "rejected"]
+__all__ = ["DECIDABLE", "ApprovalError", "Decision", "decide"]
 # A decision is taken until deployment starts; after that there is nothing left to approve.
 DECIDABLE = frozenset({RunState.SUBMITTED, RunState.RUNNING, RunState.COMPLETED, RunState.REGISTERED})
 
@@ -29,23 +28,22 @@ def decide(store: RunStore, run_id: str, decision: Decision, *, by: str, reason:
     """Record ``decision`` on the run. Repeating the same decision is a no-op; changing it is refused."""
     if decision == "rejected" and not (reason and reason.strip()):
         raise ApprovalError("a rejection needs a reason (--reason)")
-    at = store.clock().isoformat()
+    at = store.clock()
 
     def record_decision(record: RunRecord) -> None:
         # Checked on the copy being written: a concurrent decision makes the store re-read and re-check.
-        manual = ((record.config or {}).get("deployment") or {}).get("approval") == "manual"
-        if not manual:
+        if not record.manual_approval:
             raise ApprovalError(f"run {record.run_id} deploys without approval (deployment.approval is auto)")
-        if record.approval is not None:
-            if record.approval.get("decision") == decision:
+        made = record.approval
+        if made is not None:
+            if made.decision == decision:
                 return
             raise ApprovalError(
-                f"run {record.run_id} was already {record.approval.get('decision')} by "
-                f"{record.approval.get('by')} at {record.approval.get('at')}"
+                f"run {record.run_id} was already {made.decision} by {made.by} at {made.at.isoformat()}"
             )
         if record.state not in DECIDABLE:
             raise ApprovalError(f"run {record.run_id} is {record.state.value}: there is nothing to approve")
-        record.approval = {"decision": decision, "by": by, "at": at, "reason": (reason or "").strip()}
+        record.approval = Approval(decision, by, at, (reason or "").strip())
 
     if store.get(run_id) is None:
         raise ApprovalError(f"no run {run_id!r}")

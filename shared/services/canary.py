@@ -3,10 +3,11 @@ already serves an earlier run from adds its deployment there, as a canary, inste
 
 The steps, each a guarded step driven by events and the reconcile timer (never a sleep in a handler):
 1. ``plan_join`` (from ``lifecycle.deploy``): the endpoint is the app's (its tags) and the ledger knows the run
-   that made it; the deployment serving it now is the *previous* one. The run records both on
-   ``rollout`` and its deployment is created at 0% traffic (``DeployRequest.join_endpoint``).
-2. ``start_canary`` (reconcile, once the deployment succeeded): ``canary_percent`` of the traffic to the
-   new deployment, a smoke test targeted at it; the run is ``canary`` for ``observe_minutes``.
+   that made it; the deployment serving it now is the *previous* one. The run records both on its
+   ``rollout`` (a ``Canary``, shared/ledger/parts.py) and its deployment is created at 0% traffic
+   (``DeployRequest.join_endpoint``).
+2. ``start_observing`` (reconcile, once the deployment succeeded and passed the smoke test, which reconcile
+   sends it after giving it ``canary_percent`` of the traffic): the run is ``canary`` for ``observe_minutes``.
 3. ``observe`` (reconcile): once the window is over, the error rates (5xx / requests) of both deployments
    over the window are compared. Pass: all traffic to the new deployment, the run ``deployed``, the previous
    run marked ``replaced_by`` with ``retire_after`` = now + ``grace_minutes``. Fail: traffic back, the new
@@ -14,7 +15,7 @@ The steps, each a guarded step driven by events and the reconcile timer (never a
 4. ``retire`` (the cleanup timer): a deployment at 0% whose run's ``retire_after`` has passed is deleted and
    a deployed run ends ``deleted``. A deployment that carries traffic is never deleted.
 ``rollback.py`` (``autopilot rollback ENDPOINT``) puts the traffic back on the previous deployment while
-it still exists.
+it still exists. The canary's phases and their legal moves are ``RolloutPhase`` in shared/states.py.
 
 Crash safety: traffic is set before the ledger is written and every platform call here is idempotent, so a
 step re-run after a crash sets the same traffic and writes the same fields.
@@ -24,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.config.model import TrainingConfig
 from shared.exceptions import AutopilotError, NotFoundError, PlatformError
+from shared.ledger.parts import Canary, Observed, Rollout, SmokeTest
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_RUN_ID
 from shared.platform.port import (
@@ -38,14 +41,12 @@ from shared.platform.port import (
     MLPlatform,
 )
 from shared.runs import RunStore
-from shared.scoring import answer_text
 from shared.services.step import Outcome, failure, guarded
-from shared.states import RunState
+from shared.services.sweep import SweepRuns
+from shared.states import RolloutPhase, RunState
 
 log = logging.getLogger(__name__)
 
-ROLE_CANARY = "canary"  # the run deploys onto another run's endpoint
-ROLE_REPLACED = "replaced"  # the run's deployment was replaced by a canary that passed
 ROLLING_OUT = frozenset({RunState.REGISTERED, RunState.DEPLOYING, RunState.CANARY})
 
 
@@ -53,13 +54,9 @@ class CanaryRefused(AutopilotError):
     """The run cannot deploy onto the endpoint it names; the message says why (and the field to change)."""
 
 
-def is_canary(record: RunRecord) -> bool:
-    return (record.rollout or {}).get("role") == ROLE_CANARY
-
-
 def _config(record: RunRecord) -> TrainingConfig:
     assert record.config is not None
-    return TrainingConfig.model_validate(record.config)
+    return record.config
 
 
 def _live(deployments: list[DeploymentSummary]) -> DeploymentSummary | None:
@@ -67,17 +64,23 @@ def _live(deployments: list[DeploymentSummary]) -> DeploymentSummary | None:
     return max(carrying, key=lambda d: d.traffic) if carrying else None
 
 
+def _move(record: RunRecord, phase: RolloutPhase | None, **changes: Any) -> None:
+    """Write the run's canary moved to ``phase`` (None: in the phase it is) with ``changes``."""
+    assert record.rollout is not None and record.rollout.canary is not None
+    canary = record.rollout.canary
+    moved = canary.moved(phase, **changes) if phase is not None else replace(canary, **changes)
+    record.rollout = replace(record.rollout, canary=moved)
+
+
 # ------------------------------------------------------------------------------------------------- 1. join
 
 
-def plan_join(
-    store: RunStore, platform: MLPlatform, record: RunRecord, config: TrainingConfig
-) -> dict[str, Any] | None:
+def plan_join(store: RunStore, platform: MLPlatform, record: RunRecord, config: TrainingConfig) -> Rollout | None:
     """The rollout a run starts on an endpoint another run serves, or None when the endpoint is its own.
 
     Raises ``CanaryRefused`` when it cannot join (quota, name clash, a rollout already under way)."""
-    if record.rollout and is_canary(record):
-        return dict(record.rollout)  # decided before a crash: the same decision
+    if record.canary is not None:
+        return record.rollout  # decided before a crash: the same decision
     name = config.deployment.endpoint_name
     if not name or not record.endpoint_name or not record.deployment_name:
         return None  # a derived endpoint name is the run's own
@@ -109,36 +112,24 @@ def plan_join(
     live = _live(others)
     if live is None or not live.run_id:
         raise CanaryRefused(f"endpoint {name} has no deployment carrying traffic to compare a canary with")
-    return {
-        "role": ROLE_CANARY,
-        "endpoint": name,
-        "previous_deployment": live.name,
-        "previous_run": live.run_id,
-        "percent": config.deployment.canary_percent,
-        "phase": "deploying",
-    }
+    return Rollout(Canary(name, live.name, live.run_id, config.deployment.canary_percent))
 
 
 # ------------------------------------------------------------------------------------------- 2. start
 
 
-def _split(rollout: dict[str, Any], new: str, percent: int) -> dict[str, int]:
-    return {str(rollout["previous_deployment"]): 100 - percent, new: percent}
-
-
 def abort_on_platform(platform: MLPlatform, record: RunRecord) -> bool:
     """Traffic back on the previous deployment, the new one deleted. True when the deletion was started;
     False when the platform still saw traffic on it (the cleanup timer's retire step deletes it later)."""
-    rollout = record.rollout or {}
-    endpoint, new = str(rollout.get("endpoint") or record.endpoint_name), record.deployment_name
-    assert new
+    canary, new = record.canary, record.deployment_name
+    assert canary is not None and new
     with contextlib.suppress(NotFoundError):
-        existing = {d.name for d in platform.list_deployments(endpoint)}
+        existing = {d.name for d in platform.list_deployments(canary.endpoint)}
         # Traffic may name existing deployments only (Azure refuses others): a deployment never created has none.
-        traffic = {str(rollout["previous_deployment"]): 100, **({new: 0} if new in existing else {})}
-        platform.set_traffic(endpoint, traffic)
+        traffic = {canary.previous_deployment: 100, **({new: 0} if new in existing else {})}
+        platform.set_traffic(canary.endpoint, traffic)
     try:
-        platform.begin_delete_deployment(endpoint, new)
+        platform.begin_delete_deployment(canary.endpoint, new)
     except NotFoundError:
         return True
     except PlatformError as exc:
@@ -148,52 +139,37 @@ def abort_on_platform(platform: MLPlatform, record: RunRecord) -> bool:
     return True
 
 
-def fail_canary(platform: MLPlatform, record: RunRecord, message: str, code: str, now: datetime) -> Outcome:
-    """The outcome of a canary that failed: the previous deployment serves, the run ends ``deploy_failed``."""
+def fail_canary(
+    platform: MLPlatform, record: RunRecord, message: str, code: str, now: datetime, **seen: Observed
+) -> Outcome:
+    """The outcome of a canary that failed: the previous deployment serves, the run ends ``deploy_failed``.
+    ``seen`` are the observations the verdict was made on (``canary_seen``, ``previous_seen``)."""
     deleted = abort_on_platform(platform, record)
-    rollout = record.rollout or {}
-    reason = f"{message}; traffic is back on {rollout.get('previous_deployment')} (run {rollout.get('previous_run')})"
+    canary = record.canary
+    assert canary is not None
+    reason = f"{message}; traffic is back on {canary.previous_deployment} (run {canary.previous_run})"
     fail = failure(reason, code, "deployment")
 
     def fill(r: RunRecord) -> None:
         fail(r)
-        r.rollout = {**(r.rollout or {}), "phase": "failed", "reason": message, "ended_at": now.isoformat()}
+        _move(r, RolloutPhase.FAILED, reason=message, ended_at=now, **seen)
+        assert r.rollout is not None
         if deleted:
-            r.rollout["deployment_deleted_at"] = now.isoformat()
+            r.rollout = replace(r.rollout, deployment_deleted_at=now)
         else:
-            r.rollout["retire_after"] = now.isoformat()
+            r.rollout = replace(r.rollout, retire_after=now)
 
     return Outcome(RunState.DEPLOY_FAILED, fill)
 
 
-def start_canary(platform: MLPlatform, record: RunRecord, scoring_uri: str | None, now: datetime) -> Outcome:
-    """The deployment succeeded: give it its share, smoke-test it, and start the observation window."""
-    assert record.deployment_name and record.rollout
-    config = _config(record)
-    percent = int(record.rollout.get("percent") or config.deployment.canary_percent)
-    endpoint = str(record.rollout["endpoint"])
-    platform.set_traffic(endpoint, _split(record.rollout, record.deployment_name, percent))
-    smoke = dict(record.smoke_test or {})
-    request = smoke.get("request")
-    if request is not None:
-        try:
-            answer = platform.invoke(endpoint, record.deployment_name, request)
-        except AutopilotError as exc:
-            return fail_canary(platform, record, f"smoke test failed: {exc}", "SmokeTestFailed", now)
-        smoke["answer"] = answer_text(answer)[:4000]
-        smoke["at"] = now.isoformat()
-    until = now + timedelta(minutes=config.deployment.observe_minutes)
+def start_observing(record: RunRecord, scoring_uri: str | None, smoke: SmokeTest | None, now: datetime) -> Outcome:
+    """The canary has its share of the traffic and passed its smoke test: the observation window starts."""
+    until = now + timedelta(minutes=_config(record).deployment.observe_minutes)
 
     def fill(r: RunRecord) -> None:
         r.scoring_uri = scoring_uri
-        r.smoke_test = smoke or None
-        r.rollout = {
-            **(r.rollout or {}),
-            "phase": "observing",
-            "percent": percent,
-            "started_at": now.isoformat(),
-            "observe_until": until.isoformat(),
-        }
+        r.smoke_test = smoke
+        _move(r, RolloutPhase.OBSERVING, started_at=now, observe_until=until)
 
     return Outcome(RunState.CANARY, fill)
 
@@ -201,9 +177,9 @@ def start_canary(platform: MLPlatform, record: RunRecord, scoring_uri: str | Non
 # ----------------------------------------------------------------------------------------- 3. observe
 
 
-def _counts(metrics: DeploymentMetrics | None) -> dict[str, Any]:
+def observed(metrics: DeploymentMetrics | None) -> Observed:
     m = metrics or DeploymentMetrics(0, 0, known=False)
-    return {"requests": m.requests, "errors": m.errors, "error_rate": round(m.error_rate, 4), "known": m.known}
+    return Observed(m.requests, m.errors, round(m.error_rate, 4), m.known)
 
 
 def verdict(new: DeploymentMetrics | None, old: DeploymentMetrics | None, tolerance: float) -> str | None:
@@ -223,34 +199,31 @@ def observe(store: RunStore, platform: MLPlatform, record: RunRecord, now: datet
     """One look at a canary: progress while the window is open, then promote or roll back."""
 
     def act(r: RunRecord) -> Outcome | None:
-        assert r.deployment_name and r.rollout
-        rollout = r.rollout
-        endpoint, previous = str(rollout["endpoint"]), str(rollout["previous_deployment"])
+        canary = r.canary
+        assert r.deployment_name and canary and canary.started_at and canary.observe_until
+        endpoint, previous = canary.endpoint, canary.previous_deployment
         if r.deployment_name not in {d.name for d in platform.list_deployments(endpoint)}:
             # Deleted under it (by hand, or by an abort whose ledger write was lost): it cannot be promoted.
             return fail_canary(platform, r, "the canary deployment is gone", "ResourceNotFound", now)
-        since = datetime.fromisoformat(str(rollout["started_at"]))
-        metrics = platform.deployment_metrics(endpoint, since)
-        seen = {"canary": _counts(metrics.get(r.deployment_name)), "previous": _counts(metrics.get(previous))}
+        metrics = platform.deployment_metrics(endpoint, canary.started_at)
+        seen = {
+            "canary_seen": observed(metrics.get(r.deployment_name)),
+            "previous_seen": observed(metrics.get(previous)),
+        }
         config = _config(r)
-        if now < datetime.fromisoformat(str(rollout["observe_until"])):
-            if all(rollout.get(k) == v for k, v in seen.items()):
+        if now < canary.observe_until:
+            if (canary.canary_seen, canary.previous_seen) == (seen["canary_seen"], seen["previous_seen"]):
                 return None
-
-            def progress(x: RunRecord) -> None:
-                x.rollout = {**(x.rollout or {}), **seen}
-
-            return Outcome(None, progress)
+            return Outcome(None, lambda x: _move(x, None, **seen))
         why = verdict(metrics.get(r.deployment_name), metrics.get(previous), config.deployment.max_error_rate_increase)
         if why is not None:
-            r.rollout = {**rollout, **seen}
-            return fail_canary(platform, r, why, "CanaryErrorRate", now)
+            return fail_canary(platform, r, why, "CanaryErrorRate", now, **seen)
         platform.set_traffic(endpoint, {r.deployment_name: 100, previous: 0})
         retire_after = now + timedelta(minutes=config.deployment.grace_minutes)
-        mark_replaced(store, str(rollout["previous_run"]), r.run_id, retire_after)
+        mark_replaced(store, canary.previous_run, r.run_id, retire_after)
 
         def promoted(x: RunRecord) -> None:
-            x.rollout = {**(x.rollout or {}), **seen, "phase": "promoted", "promoted_at": now.isoformat()}
+            _move(x, RolloutPhase.PROMOTED, promoted_at=now, **seen)
             x.notes.append(
                 f"canary passed: all traffic on {x.deployment_name}; {previous} kept until {retire_after.isoformat()}"
             )
@@ -262,14 +235,10 @@ def observe(store: RunStore, platform: MLPlatform, record: RunRecord, now: datet
 
 def mark_replaced(store: RunStore, run_id: str, by: str, retire_after: datetime) -> None:
     def fill(r: RunRecord) -> None:
-        if (r.rollout or {}).get("replaced_by") == by:
+        rollout = r.rollout or Rollout()
+        if rollout.replaced_by == by:
             return
-        r.rollout = {
-            **(r.rollout or {}),
-            "replaced_by": by,
-            "retire_after": retire_after.isoformat(),
-            "retire_role": ROLE_REPLACED,
-        }
+        r.rollout = replace(rollout, replaced_by=by, retire_after=retire_after)
         r.notes.append(f"replaced by run {by}; its deployment is kept at 0% until {retire_after.isoformat()}")
 
     store.update(run_id, fill)
@@ -278,21 +247,19 @@ def mark_replaced(store: RunStore, run_id: str, by: str, retire_after: datetime)
 # ------------------------------------------------------------------------------------------- 4. retire
 
 
-def retire(store: RunStore, platform: MLPlatform, endpoint: str, now: datetime) -> list[str]:
+def retire(runs: SweepRuns, platform: MLPlatform, endpoint: str, now: datetime) -> list[str]:
     """Delete the endpoint's deployments at 0% whose runs are past ``retire_after``; returns their names."""
     try:
         deployments = platform.list_deployments(endpoint)
     except NotFoundError:
         return []
     retired: list[str] = []
-    at = now.isoformat()
     for deployment in deployments:
         if deployment.traffic > 0 or not deployment.run_id:
             continue  # never a deployment that carries traffic
-        record = store.get(deployment.run_id)
-        rollout = (record.rollout if record else None) or {}
-        after = rollout.get("retire_after")
-        if record is None or not after or now < datetime.fromisoformat(str(after)):
+        record = runs.get(deployment.run_id)
+        after = record.rollout.retire_after if record is not None and record.rollout is not None else None
+        if record is None or after is None or now < after:
             continue
         try:
             platform.begin_delete_deployment(endpoint, deployment.name)
@@ -302,11 +269,11 @@ def retire(store: RunStore, platform: MLPlatform, endpoint: str, now: datetime) 
         retired.append(deployment.name)
 
         def deleted(r: RunRecord, name: str = deployment.name) -> None:
-            r.rollout = {**(r.rollout or {}), "deployment_deleted_at": at}
+            r.rollout = replace(r.rollout or Rollout(), deployment_deleted_at=now)
             r.notes.append(f"deployment {name} deleted: replaced and past its grace period")
 
         if record.state == RunState.DEPLOYED:
-            store.advance(record, RunState.DELETED, deleted)
+            runs.advance(record, RunState.DELETED, deleted)
         else:
-            store.update(record, deleted)
+            runs.update(record, deleted)
     return retired

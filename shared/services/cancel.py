@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from shared.exceptions import AutopilotError
+from shared.exceptions import AutopilotError, FieldIssue
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_RUN_ID
 from shared.platform.port import MLPlatform
 from shared.runs import RunStore
+from shared.services.canary import abort_on_platform
 from shared.states import RunState, can_move
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def cancel_run(store: RunStore, platform: MLPlatform, run_id: str, *, by: str) -
             raise CancelError(f"run {run_id} is {record.state.value}: it can no longer be canceled{hint}")
 
         def note(r: RunRecord) -> None:
-            r.errors = [{"path": "run", "message": f"canceled by {by}"}]
+            r.errors = [FieldIssue("run", f"canceled by {by}")]
             r.last_error_code = "Canceled"
 
         if store.advance(run_id, RunState.CANCELED, note) is None:
@@ -57,9 +58,7 @@ def remove_what_the_run_started(platform: MLPlatform, record: RunRecord) -> None
 def remove_deployed(platform: MLPlatform, record: RunRecord) -> None:
     """What the run deployed: its own endpoint, or, for a canary on another run's endpoint, its deployment
     (traffic back on the previous one first)."""
-    from shared.services.canary import abort_on_platform, is_canary
-
-    if is_canary(record):
+    if record.canary is not None:
         if record.deployment_name:
             abort_on_platform(platform, record)
         return

@@ -1,12 +1,17 @@
 """Service: the cleanup timer. Deletes app-managed endpoints that sat idle past their policy, or are dead.
 
-Idle means: no request since ``idle_after_minutes`` (the endpoint's ``autopilot.idle_after_minutes`` tag,
+Idle means: no request since ``idle_after_minutes`` (the endpoint's ``autopilot_idle_after_minutes`` tag,
 set from the config's cleanup section), counted from the last request, or from when the endpoint was
-deployed if it never had one. ``autopilot.keep=true`` endpoints stay. A shared endpoint (several runs'
-deployments, ``canary.py``) is judged as a whole, by the run it serves now; when it goes, every run deployed on
-it ends ``deleted``. Each sweep first retires the replaced deployments past their grace period; a deployment
-that carries traffic is never deleted on its own. Endpoints without the app's tags are
-never listed by the platform, so never touched. Endpoints still being deployed are left to reconcile.
+deployed if it never had one. A shared endpoint (several runs' deployments, ``canary.py``) is judged as a
+whole, by the run it serves now; when it goes, every run deployed on it ends ``deleted``. Endpoints without the
+app's tags are never listed by the platform, so never touched.
+
+The sweep calls its hooks for each endpoint, in the order ``CHORES`` then ``RULES`` list them: first the
+chores (the canary's retire step: replaced deployments past their grace period go; a deployment that
+carries traffic is never deleted on its own), then the rules, the first to decide wins: ``autopilot_keep=true``
+keeps it, one still being deployed is left to reconcile, an unhealthy one is deleted only once the failure is
+sustained (``health.py``). An endpoint no rule decides is judged by its idleness. Each run is read once per
+sweep (``SweepRuns``), however many of these look at it.
 
 The check fails safe: an endpoint is deleted for idleness only on positive evidence, activity the platform
 reported (``known``) with no request in the window. No metric data, or a failed metrics call, keeps it for
@@ -21,22 +26,24 @@ import dataclasses
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.exceptions import NotFoundError
+from shared.exceptions import FieldIssue, NotFoundError
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID
 from shared.platform.port import EndpointActivity, EndpointInfo, MLPlatform
 from shared.runs import RunStore
 from shared.services.canary import retire
 from shared.services.health import note_healthy, note_unhealthy
-from shared.services.sweep import Deadline, Monotonic, SweepBudget
+from shared.services.sweep import Deadline, Monotonic, SweepBudget, SweepRuns
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_MINUTES = 60
+OWNED_BY_RECONCILE = (RunState.DEPLOYING, RunState.CANARY)  # rolling out: the endpoint is reconcile's
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,70 @@ class CleanupDecision:
     run_ids: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CleanupPass:
+    """One sweep (or one dry look): the runs it read, the platform, its time, and whether it may change things."""
+
+    runs: SweepRuns
+    platform: MLPlatform
+    now: datetime
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointLook:
+    """One endpoint as the rules see it: the runs deployed on it (and the one that made it), and the run it is
+    judged by (``serving_run``)."""
+
+    endpoint: EndpointInfo
+    records: tuple[RunRecord, ...]
+    serving: RunRecord | None
+
+    def decision(self, action: str, reason: str) -> CleanupDecision:
+        return CleanupDecision(self.endpoint.name, self.endpoint.tags.get(TAG_RUN_ID), action, reason)
+
+
+Chore = Callable[[CleanupPass, EndpointInfo], object]
+Rule = Callable[[CleanupPass, EndpointLook], CleanupDecision | None]
+
+
+def retire_replaced(sweep: CleanupPass, endpoint: EndpointInfo) -> object:
+    """The canary's retire step (``canary.retire``): replaced deployments past their grace period go."""
+    return retire(sweep.runs, sweep.platform, endpoint.name, sweep.now)
+
+
+def keep_rule(sweep: CleanupPass, look: EndpointLook) -> CleanupDecision | None:
+    if look.endpoint.tags.get(TAG_KEEP) == "true":
+        return look.decision("keep", "autopilot_keep is set")
+    return None
+
+
+def rolling_out_rule(sweep: CleanupPass, look: EndpointLook) -> CleanupDecision | None:
+    if look.serving is not None and look.serving.state in OWNED_BY_RECONCILE:
+        return look.decision("skip", "still deploying (reconcile owns it)")
+    return None
+
+
+def health_rule(sweep: CleanupPass, look: EndpointLook) -> CleanupDecision | None:
+    """Delete only after a sustained failure, tracked on the run (``health.py``). An endpoint with no run in the
+    ledger (an orphan) is judged by idleness alone."""
+    record, healthy = look.serving, look.endpoint.healthy
+    if record is None:
+        return None
+    if healthy is False:
+        verdict = note_unhealthy(sweep.runs, record, sweep.now, dry_run=sweep.dry_run)
+        return look.decision("delete" if verdict.delete else "skip", verdict.reason)
+    if healthy is True and not sweep.dry_run:
+        note_healthy(sweep.runs, record)
+    return None
+
+
+# The hooks the sweep calls for each endpoint, registered here in the order they run. Chores first, in a real
+# sweep only (never in a dry run, nor for one endpoint judged alone); then the rules: the first decision wins.
+CHORES: tuple[Chore, ...] = (retire_replaced,)
+RULES: tuple[Rule, ...] = (keep_rule, rolling_out_rule, health_rule)
+
+
 def _idle_minutes(tags: dict[str, str]) -> int:
     try:
         return max(1, int(tags.get(TAG_IDLE_MINUTES, DEFAULT_IDLE_MINUTES)))
@@ -56,23 +127,12 @@ def _idle_minutes(tags: dict[str, str]) -> int:
         return DEFAULT_IDLE_MINUTES
 
 
-def _before_metrics(
-    store: RunStore, endpoint: EndpointInfo, record: RunRecord | None, now: datetime, *, dry_run: bool = False
-) -> CleanupDecision | None:
-    """What is decided without asking for activity; None: it depends on the endpoint's requests."""
-    run = endpoint.tags.get(TAG_RUN_ID)
-    if endpoint.tags.get(TAG_KEEP) == "true":
-        return CleanupDecision(endpoint.name, run, "keep", "autopilot.keep is set")
-    if record is not None and record.state in (RunState.DEPLOYING, RunState.CANARY):
-        return CleanupDecision(endpoint.name, run, "skip", "still deploying (reconcile owns it)")
-    # --- [health rule] (shared/services/health.py): delete only after a sustained failure, tracked on the run.
-    # An endpoint with no run in the ledger (an orphan) is judged by idleness alone.
-    if endpoint.healthy is False and record is not None:
-        verdict = note_unhealthy(store, record, now, dry_run=dry_run)
-        return CleanupDecision(endpoint.name, run, "delete" if verdict.delete else "skip", verdict.reason)
-    if endpoint.healthy is True and record is not None and not dry_run:
-        note_healthy(store, record)
-    # --- [/health rule]
+def judge(sweep: CleanupPass, look: EndpointLook) -> CleanupDecision | None:
+    """What the rules decide without asking for activity; None: it depends on the endpoint's requests."""
+    for rule in RULES:
+        decision = rule(sweep, look)
+        if decision is not None:
+            return decision
     return None
 
 
@@ -97,35 +157,23 @@ def decide_idle(
     return CleanupDecision(endpoint.name, run, "delete", f"idle: no request in the last {minutes} min")
 
 
-def decide(
-    store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: datetime, *, dry_run: bool = False
-) -> CleanupDecision:
-    """One endpoint on its own (the CLI's dry run of one); the sweep batches the activity calls."""
-    run = endpoint.tags.get(TAG_RUN_ID)
-    record = serving_run(runs_on(store, platform, endpoint), run)
-    early = _before_metrics(store, endpoint, record, now, dry_run=dry_run)
-    if early is not None:
-        return early
-    since = now - timedelta(minutes=_idle_minutes(endpoint.tags))
-    return decide_idle(endpoint, record, platform.endpoint_activity(endpoint.name, since=since), now)
-
-
-def runs_on(store: RunStore, platform: MLPlatform, endpoint: EndpointInfo) -> list[RunRecord]:
-    """The runs with a deployment on the endpoint (a shared endpoint has several) and the run that made it."""
+def look_at(sweep: CleanupPass, endpoint: EndpointInfo) -> EndpointLook:
+    """The endpoint with the runs that have a deployment on it (a shared endpoint has several) and its maker."""
     ids = [endpoint.tags.get(TAG_RUN_ID)]
     with contextlib.suppress(NotFoundError):
-        ids += [d.run_id for d in platform.list_deployments(endpoint.name)]
+        ids += [d.run_id for d in sweep.platform.list_deployments(endpoint.name)]
     seen: dict[str, RunRecord] = {}
     for run in ids:
-        if run and run not in seen and (record := store.get(run)) is not None:
+        if run and run not in seen and (record := sweep.runs.get(run)) is not None:
             seen[run] = record
-    return list(seen.values())
+    records = tuple(seen.values())
+    return EndpointLook(endpoint, records, serving_run(records, endpoint.tags.get(TAG_RUN_ID)))
 
 
-def serving_run(records: list[RunRecord], creator: str | None) -> RunRecord | None:
+def serving_run(records: tuple[RunRecord, ...], creator: str | None) -> RunRecord | None:
     """The run the endpoint is judged by: one still rolling out (reconcile owns the endpoint then), else the
     run deployed last, else the run that made it."""
-    rolling = [r for r in records if r.state in (RunState.DEPLOYING, RunState.CANARY)]
+    rolling = [r for r in records if r.state in OWNED_BY_RECONCILE]
     if rolling:
         return rolling[0]
     deployed = [r for r in records if r.state == RunState.DEPLOYED]
@@ -134,40 +182,72 @@ def serving_run(records: list[RunRecord], creator: str | None) -> RunRecord | No
     return next((r for r in records if r.run_id == creator), None)
 
 
-def _decisions(store: RunStore, platform: MLPlatform, now: datetime, dry_run: bool) -> list[CleanupDecision]:
+def decide(
+    store: RunStore, platform: MLPlatform, endpoint: EndpointInfo, now: datetime, *, dry_run: bool = False
+) -> CleanupDecision:
+    """One endpoint on its own (the orphan sweep's check); the sweep batches the activity calls."""
+    sweep = CleanupPass(SweepRuns(store), platform, now, dry_run)
+    look = look_at(sweep, endpoint)
+    early = judge(sweep, look)
+    if early is not None:
+        return early
+    since = now - timedelta(minutes=_idle_minutes(endpoint.tags))
+    return decide_idle(endpoint, look.serving, platform.endpoint_activity(endpoint.name, since=since), now)
+
+
+def _decisions(sweep: CleanupPass) -> list[CleanupDecision]:
     decisions: list[CleanupDecision] = []
     deployed: dict[str, tuple[str, ...]] = {}
     waiting: dict[int, list[tuple[EndpointInfo, RunRecord | None]]] = defaultdict(list)
-    for endpoint in platform.list_endpoints():
-        run = endpoint.tags.get(TAG_RUN_ID)
+    for endpoint in sweep.platform.list_endpoints():
         try:
-            if not dry_run:
-                # --- [canary] (shared/services/canary.py): replaced deployments past their grace period go.
-                retire(store, platform, endpoint.name, now)
-            records = runs_on(store, platform, endpoint)
-            record = serving_run(records, run)
+            for chore in () if sweep.dry_run else CHORES:
+                chore(sweep, endpoint)
+            look = look_at(sweep, endpoint)
         except Exception as exc:
+            run = endpoint.tags.get(TAG_RUN_ID)
             log.warning("endpoint %s: run %s not read: %s", endpoint.name, run, exc)
             decisions.append(CleanupDecision(endpoint.name, run, "skip", f"error: {exc}"))
             continue
-        deployed[endpoint.name] = tuple(r.run_id for r in records if r.state == RunState.DEPLOYED)
-        early = _before_metrics(store, endpoint, record, now, dry_run=dry_run)
+        deployed[endpoint.name] = tuple(r.run_id for r in look.records if r.state == RunState.DEPLOYED)
+        early = judge(sweep, look)
         if early is not None:
             decisions.append(early)
         else:
-            waiting[_idle_minutes(endpoint.tags)].append((endpoint, record))
+            waiting[_idle_minutes(endpoint.tags)].append((endpoint, look.serving))
     for minutes, group in waiting.items():
         names = [endpoint.name for endpoint, _ in group]
         try:
-            activity = platform.endpoints_activity(names, since=now - timedelta(minutes=minutes))
+            activity = sweep.platform.endpoints_activity(names, since=sweep.now - timedelta(minutes=minutes))
         except Exception as exc:  # no answer is no evidence: keep them all for the next sweep
             log.warning("idle check of %d endpoints failed: %s", len(names), exc)
             decisions += [CleanupDecision(e.name, e.tags.get(TAG_RUN_ID), "skip", f"error: {exc}") for e, _ in group]
             continue
         for endpoint, record in group:
             found = activity.get(endpoint.name) or EndpointActivity(None, 0, known=False)
-            decisions.append(decide_idle(endpoint, record, found, now))
+            decisions.append(decide_idle(endpoint, record, found, sweep.now))
     return [dataclasses.replace(d, run_ids=deployed.get(d.endpoint, ())) for d in decisions]
+
+
+def _delete(sweep: CleanupPass, decision: CleanupDecision) -> CleanupDecision:
+    """Delete the endpoint; every run deployed on it ends ``deleted`` with the reason."""
+    log.info("endpoint %s: deleting (%s)", decision.endpoint, decision.reason)
+    try:
+        sweep.platform.begin_delete_endpoint(decision.endpoint)
+    except Exception as exc:
+        log.warning("endpoint %s: delete failed: %s", decision.endpoint, exc)
+        return CleanupDecision(decision.endpoint, decision.run_id, "skip", f"error: {exc}")
+    reason = decision.reason
+
+    def deleted(r: RunRecord) -> None:
+        r.notes.append(f"endpoint deleted: {reason}")
+        if reason.startswith("unhealthy"):
+            r.last_error_code = "EndpointUnhealthy"
+            r.errors = [FieldIssue("endpoint", f"deleted: {reason}")]
+
+    for run_id in decision.run_ids or ((decision.run_id,) if decision.run_id else ()):
+        sweep.runs.advance(run_id, RunState.DELETED, deleted)
+    return decision
 
 
 def cleanup(
@@ -180,32 +260,13 @@ def cleanup(
 ) -> list[CleanupDecision]:
     """One sweep over the app's endpoints."""
     deadline = Deadline((budget or SweepBudget()).seconds, monotonic)
-    now = store.clock()
-    decisions = _decisions(store, platform, now, dry_run)
+    sweep = CleanupPass(SweepRuns(store), platform, store.clock(), dry_run)
     done: list[CleanupDecision] = []
-    for decision in decisions:
+    for decision in _decisions(sweep):
         if decision.action != "delete" or dry_run:
             done.append(decision)
-            continue
-        if deadline.expired:
+        elif deadline.expired:
             done.append(CleanupDecision(decision.endpoint, decision.run_id, "skip", "budget spent: next sweep"))
-            continue
-        log.info("endpoint %s: deleting (%s)", decision.endpoint, decision.reason)
-        try:
-            platform.begin_delete_endpoint(decision.endpoint)
-        except Exception as exc:
-            log.warning("endpoint %s: delete failed: %s", decision.endpoint, exc)
-            done.append(CleanupDecision(decision.endpoint, decision.run_id, "skip", f"error: {exc}"))
-            continue
-        done.append(decision)
-        for run_id in decision.run_ids or ((decision.run_id,) if decision.run_id else ()):
-            reason = decision.reason
-
-            def deleted(r: RunRecord, reason: str = reason) -> None:
-                r.notes.append(f"endpoint deleted: {reason}")
-                if reason.startswith("unhealthy"):
-                    r.last_error_code = "EndpointUnhealthy"
-                    r.errors = [{"path": "endpoint", "message": f"deleted: {reason}"}]
-
-            store.advance(run_id, RunState.DELETED, deleted)
+        else:
+            done.append(_delete(sweep, decision))
     return done

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from shared.config.model import TrainingConfig
 from shared.events import ModelRegisteredEvent, RunEvent, topic_matches
@@ -18,6 +19,8 @@ from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID, app_tags, is_managed
 from shared.platform.port import DeployRequest, JobInfo, JobStatus, MLPlatform, ModelRef, RegisterRequest
 from shared.runs import RunStore
+from shared.services.canary import CanaryRefused, plan_join
+from shared.services.cancel import remove_deployed
 from shared.services.step import Outcome, failure, guarded
 from shared.states import RunState
 
@@ -103,7 +106,7 @@ def register(store: RunStore, platform: MLPlatform, run: RunRecord | str) -> Run
 
     def act(record: RunRecord) -> Outcome:
         assert record.job_name and record.model_name
-        config = _config(record)
+        config = record.config
         description = (config.registration.description if config else None) or (
             f"{config.model.name if config else 'model'} fine-tuned by Fine-tune Autopilot (run {record.run_id})"
         )
@@ -144,10 +147,6 @@ def on_model_registered(
     return f"run {record.run_id}: model {event.model_name}:{event.model_version} -> {record.state.value}"
 
 
-def _config(record: RunRecord) -> TrainingConfig | None:
-    return TrainingConfig.model_validate(record.config) if record.config else None
-
-
 def quality_gate_failure(record: RunRecord, config: TrainingConfig) -> str | None:
     gate = config.deployment.quality_gate
     if gate is None:
@@ -167,30 +166,49 @@ def quality_gate_failure(record: RunRecord, config: TrainingConfig) -> str | Non
     return None
 
 
+def approval_gate(record: RunRecord, config: TrainingConfig) -> Outcome | None:
+    """A run that needs a person's approval waits for it (``Outcome()``: no write) or ends if it was rejected."""
+    if config.deployment.approval != "manual":
+        return None
+    approval = record.approval
+    if approval is None:
+        log.info("run %s: registered, awaiting approval", record.run_id)
+        return Outcome()
+    if approval.decision == "rejected":
+        message = f"rejected by {approval.by}: {approval.reason or 'no reason given'}"
+        return Outcome(RunState.DEPLOY_FAILED, failure(message, "Rejected", "deployment.approval"))
+    return None
+
+
+def quality_gate(record: RunRecord, config: TrainingConfig) -> Outcome | None:
+    """A run whose evaluation misses the config's quality gate is not deployed."""
+    gate = quality_gate_failure(record, config)
+    if gate:
+        return Outcome(RunState.DEPLOY_FAILED, failure(gate, "QualityGate", "deployment.quality_gate"))
+    return None
+
+
+DeployGate = Callable[[RunRecord, TrainingConfig], Outcome | None]
+# What a registered run passes before its deployment starts, in order: the first gate that returns an Outcome
+# holds the run (``Outcome()``) or ends it; None lets it on to the next.
+DEPLOY_GATES: tuple[DeployGate, ...] = (approval_gate, quality_gate)
+
+
 def deploy(store: RunStore, platform: MLPlatform, run: RunRecord | str) -> RunRecord | None:
     """registered -> deploying: start endpoint + deployment creation, without waiting."""
 
     def act(record: RunRecord) -> Outcome | None:
-        config = _config(record)
+        config = record.config
         if config is None or not config.deployment.enabled:
             log.info("run %s: deployment disabled; run ends registered", record.run_id)
             return None
-        if config.deployment.approval == "manual":
-            approval = record.approval or {}
-            if not approval.get("decision"):
-                log.info("run %s: registered, awaiting approval", record.run_id)
-                return None
-            if approval["decision"] == "rejected":
-                message = f"rejected by {approval.get('by', '?')}: {approval.get('reason') or 'no reason given'}"
-                return Outcome(RunState.DEPLOY_FAILED, failure(message, "Rejected", "deployment.approval"))
-        gate = quality_gate_failure(record, config)
-        if gate:
-            return Outcome(RunState.DEPLOY_FAILED, failure(gate, "QualityGate", "deployment.quality_gate"))
+        for gate in DEPLOY_GATES:
+            held = gate(record, config)
+            if held is not None:
+                return held
         assert record.endpoint_name and record.deployment_name and record.model_name and record.model_version
-        from shared.services.canary import CanaryRefused, plan_join
-
         try:
-            # --- [canary] (shared/services/canary.py): an endpoint another run serves gets this run as a canary.
+            # Where the deployment goes: its own endpoint, or, as a canary, the endpoint another run serves.
             try:
                 rollout = plan_join(store, platform, record, config)
             except CanaryRefused as exc:
@@ -214,8 +232,6 @@ def deploy(store: RunStore, platform: MLPlatform, run: RunRecord | str) -> RunRe
     moved = guarded(store, run, RunState.REGISTERED, act)
     if moved is None and started and (now := store.get(started[0])) is not None and now.state == RunState.CANCELED:
         # Canceled while this endpoint was being started: nothing of a canceled run may stay up.
-        from shared.services.cancel import remove_deployed
-
         remove_deployed(platform, now)
     return moved
 
@@ -239,5 +255,5 @@ def deploy_request(record: RunRecord, config: TrainingConfig, model: ModelRef) -
         max_concurrent_requests=dep.max_concurrent_requests,
         description=f"Online endpoint for {model.name}:{model.version}, fine-tuned by Fine-tune Autopilot",
         tags=tags,
-        join_endpoint=(record.rollout or {}).get("role") == "canary",
+        join_endpoint=record.canary is not None,
     )

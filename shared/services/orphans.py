@@ -39,9 +39,8 @@ from typing import Any, Protocol
 
 from shared.naming import TAG_KEEP, TAG_RUN_ID
 from shared.platform.port import EndpointInfo, JobInfo, MLPlatform, ModelRef
-from shared.runs import RunStore
 from shared.services.cleanup import decide
-from shared.services.sweep import Deadline
+from shared.services.sweep import SweepContext
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +65,6 @@ class Orphan:
     @property
     def key(self) -> tuple[str, str]:
         return self.kind, self.name
-
-
-class SweepContext(Protocol):
-    """What the step reads of reconcile's ``SweepContext`` (named here so reconcile imports this module only)."""
-
-    @property
-    def store(self) -> RunStore: ...
-    @property
-    def platform(self) -> MLPlatform: ...
-    @property
-    def now(self) -> datetime: ...
-    @property
-    def deadline(self) -> Deadline: ...
-    @property
-    def orphan_grace(self) -> timedelta: ...
 
 
 class ReconcileReport(Protocol):

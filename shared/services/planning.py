@@ -6,6 +6,7 @@ Shared by the ``submit`` service and ``autopilot plan``, so the plan a user prev
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -116,6 +117,118 @@ def smoke_request(config: TrainingConfig, data_root: Path) -> dict[str, Any] | N
     return scoring_payload([messages], smoke.parameters.model_dump())
 
 
+@dataclass
+class _Findings:
+    """What the checks of one plan found: every problem (on its field) and the notes the run will carry."""
+
+    issues: list[FieldIssue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def tagged(self, read: Callable[..., Any], *args: Any) -> Any:
+        """``read`` (a reader of the model's tags); a tag it cannot parse is one more problem, and None."""
+        try:
+            return read(*args)
+        except ModelTagError as exc:
+            self.issues.extend(exc.issues)
+            return None
+
+
+@dataclass(frozen=True)
+class _ModelTerms:
+    """What the foundation model's tags and metadata say for this config."""
+
+    finetune_allow: AllowList | None
+    inference_allow: AllowList | None
+    lifecycle: Lifecycle
+    params: EffectiveParams | None
+
+
+def _model_terms(config: TrainingConfig, model: FoundationModel, today: date, found: _Findings) -> _ModelTerms:
+    """The model's allow lists, lifecycle and default parameters, merged with the config's."""
+    finetune_list: AllowList | None = found.tagged(read_allow_list, "finetune", model.tags, model.system_metadata)
+    inference_list: AllowList | None = found.tagged(read_allow_list, "inference", model.tags, model.system_metadata)
+    for allow in (finetune_list, inference_list):
+        if allow is not None and allow.skus is None and (allow.kind == "finetune" or config.deployment.enabled):
+            fallback = "the seed's K80 deny list applies" if allow.kind == "finetune" else "any SKU is accepted"
+            found.notes.append(f"warning: {allow.describe()}; {fallback}")
+    lifecycle = found.tagged(read_lifecycle, model.tags, model.system_metadata, model.archived) or Lifecycle()
+    found.issues.extend(_lifecycle_issues(model, lifecycle, config, today, found.notes))
+    model_defaults = found.tagged(parse_model_defaults, model.tags) or {}
+    params: EffectiveParams | None = None
+    try:
+        params = resolve(config, model_defaults)
+    except ModelTagError as exc:
+        found.issues.extend(exc.issues)
+    if params is not None and params.ignored_model_defaults:
+        found.notes.append(
+            "model_specific_defaults keys that are no input of the fine-tune component, not applied: "
+            + ", ".join(params.ignored_model_defaults)
+        )
+    return _ModelTerms(finetune_list, inference_list, lifecycle, params)
+
+
+@dataclass(frozen=True)
+class _Resources:
+    """The compute, inference SKU and data the platform accepted (None / empty where it refused)."""
+
+    compute_request: ComputeRequest
+    compute: ComputeInfo | None
+    inference_sku: str | None
+    data: dict[str, str]
+
+
+def _resources(config: TrainingConfig, platform: MLPlatform, terms: _ModelTerms, found: _Findings) -> _Resources:
+    """The platform's checks of the compute, the inference SKU and the data inputs."""
+    finetune_allow = terms.finetune_allow.skus if terms.finetune_allow else None
+    inference_allow = terms.inference_allow.skus if terms.inference_allow else None
+    gpus = None if config.compute.gpus_per_node == "auto" else int(config.compute.gpus_per_node)
+    request = ComputeRequest(config.compute.cluster, config.compute.instance_type, gpus, config.compute.nodes or 1)
+    compute: ComputeInfo | None = None
+    try:
+        compute = platform.check_compute(request, finetune_allow)
+    except RejectedError as exc:
+        found.issues.extend(_with_source(exc.issues, terms.finetune_allow))
+    inference_sku: str | None = None
+    if config.deployment.enabled:
+        try:
+            inference_sku = platform.check_inference_compute(config.deployment.instance_type or "", inference_allow)
+        except RejectedError as exc:
+            found.issues.extend(_with_source(exc.issues, terms.inference_allow))
+    data_paths = {k: v for k, v in config.data.model_dump().items() if v is not None}
+    data: dict[str, str] = {}
+    try:
+        data = platform.check_data(data_paths)
+    except RejectedError as exc:
+        found.issues.extend(exc.issues)
+    return _Resources(request, compute, inference_sku, data)
+
+
+def _job_request(
+    config: TrainingConfig,
+    run_id: str,
+    config_blob: str,
+    model: FoundationModel,
+    compute: ComputeInfo,
+    params: EffectiveParams,
+    resources: _Resources,
+) -> JobRequest:
+    return JobRequest(
+        name=run_id,
+        experiment_name=config.experiment_name or f"chat_completion_{config.model.name}".replace("/", "-"),
+        display_name=display_name(config.model.name, config.dataset_label, params.values(), compute.gpus_per_node),
+        foundation_model=model,
+        compute=compute,
+        params=params.typed(),
+        train_data=resources.data["train"],
+        validation_data=resources.data.get("validation"),
+        test_data=resources.data.get("test"),
+        tags=app_tags(run_id, config_blob),
+        component_name=config.component.name,
+        component_version=config.component.version,
+        instance_type=config.compute.instance_type,
+    )
+
+
 def build_plan(
     config: TrainingConfig,
     *,
@@ -135,110 +248,41 @@ def build_plan(
     ``off`` (not checked). ``event_grid_topics`` are the topics a config may name (``allowed_topics`` of
     ``AUTOPILOT_EVENT_GRID_TOPICS``).
     """
-    issues: list[FieldIssue] = []
+    found = _Findings()
     topic = topic_issue(config.notify.event_grid_topic, event_grid_topics)
     if topic is not None:
-        issues.append(topic)
-    notes: list[str] = []
+        found.issues.append(topic)
     model = platform.get_foundation_model(config.model.name, config.model.version, config.model.registry)
-
-    def tag_guard(fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except ModelTagError as exc:
-            issues.extend(exc.issues)
-            return None
-
-    finetune_list: AllowList | None = tag_guard(read_allow_list, "finetune", model.tags, model.system_metadata)
-    inference_list: AllowList | None = tag_guard(read_allow_list, "inference", model.tags, model.system_metadata)
-    finetune_allow = finetune_list.skus if finetune_list else None
-    inference_allow = inference_list.skus if inference_list else None
-    for allow in (finetune_list, inference_list):
-        if allow is not None and allow.skus is None and (allow.kind == "finetune" or config.deployment.enabled):
-            fallback = "the seed's K80 deny list applies" if allow.kind == "finetune" else "any SKU is accepted"
-            notes.append(f"warning: {allow.describe()}; {fallback}")
-    lifecycle: Lifecycle = tag_guard(read_lifecycle, model.tags, model.system_metadata, model.archived) or Lifecycle()
-    issues.extend(_lifecycle_issues(model, lifecycle, config, today or datetime.now(UTC).date(), notes))
-    model_defaults = tag_guard(parse_model_defaults, model.tags) or {}
-    params: EffectiveParams | None = None
-    try:
-        params = resolve(config, model_defaults)
-    except ModelTagError as exc:
-        issues.extend(exc.issues)
-    if params is not None and params.ignored_model_defaults:
-        notes.append(
-            "model_specific_defaults keys that are no input of the fine-tune component, not applied: "
-            + ", ".join(params.ignored_model_defaults)
-        )
-
-    compute: ComputeInfo | None = None
-    gpus = None if config.compute.gpus_per_node == "auto" else int(config.compute.gpus_per_node)
-    compute_request = ComputeRequest(
-        config.compute.cluster, config.compute.instance_type, gpus, config.compute.nodes or 1
-    )
-    try:
-        compute = platform.check_compute(compute_request, finetune_allow)
-    except RejectedError as exc:
-        issues.extend(_with_source(exc.issues, finetune_list))
-
-    inference_sku: str | None = None
-    if config.deployment.enabled:
-        try:
-            inference_sku = platform.check_inference_compute(config.deployment.instance_type or "", inference_allow)
-        except RejectedError as exc:
-            issues.extend(_with_source(exc.issues, inference_list))
-
-    data_paths = {k: v for k, v in config.data.model_dump().items() if v is not None}
-    resolved_data: dict[str, str] = {}
-    try:
-        resolved_data = platform.check_data(data_paths)
-    except RejectedError as exc:
-        issues.extend(exc.issues)
-
+    terms = _model_terms(config, model, today or datetime.now(UTC).date(), found)
+    resources = _resources(config, platform, terms, found)
     if config.deployment.quality_gate is not None and not platform.reports_eval_metrics:
-        issues.append(
+        found.issues.append(
             FieldIssue(
                 "deployment.quality_gate",
                 f"the {platform.name} platform reports no evaluation loss for a job, so a quality gate could "
                 "never pass; remove it",
             )
         )
-
     smoke: dict[str, Any] | None = None
     try:
         smoke = smoke_request(config, data_root)
     except RejectedError as exc:
-        issues.extend(exc.issues)
+        found.issues.extend(exc.issues)
 
+    compute, params = resources.compute, terms.params
     capacity: list[CapacityCheck] = []
-    if quota_check != "off" and compute is not None and not issues:
+    if quota_check != "off" and compute is not None and not found.issues:
         # Only for a run that would otherwise be accepted: the quota calls are the last, and the costliest.
-        request = CapacityRequest(compute_request, compute.size, inference_sku, config.deployment.instance_count)
+        request = CapacityRequest(
+            resources.compute_request, compute.size, resources.inference_sku, config.deployment.instance_count
+        )
         capacity = platform.check_capacity(request)
-        issues.extend(_capacity_verdict(capacity, quota_check, notes))
+        found.issues.extend(_capacity_verdict(capacity, quota_check, found.notes))
+    if found.issues or params is None or compute is None:
+        raise RejectedError(found.issues)
+    found.notes.extend(compute.notes)
 
-    if issues or params is None or compute is None:
-        raise RejectedError(issues)
-    notes.extend(compute.notes)
-
-    values = params.values()
-    name_of_config = config.name or config_name
-    tags = app_tags(run_id, config_blob)
-    job = JobRequest(
-        name=run_id,
-        experiment_name=config.experiment_name or f"chat_completion_{config.model.name}".replace("/", "-"),
-        display_name=display_name(config.model.name, config.dataset_label, values, compute.gpus_per_node),
-        foundation_model=model,
-        compute=compute,
-        params=params.typed(),
-        train_data=resolved_data["train"],
-        validation_data=resolved_data.get("validation"),
-        test_data=resolved_data.get("test"),
-        tags=tags,
-        component_name=config.component.name,
-        component_version=config.component.version,
-        instance_type=config.compute.instance_type,
-    )
+    job = _job_request(config, run_id, config_blob, model, compute, params, resources)
     return SubmissionPlan(
         run_id=run_id,
         config=config,
@@ -246,17 +290,15 @@ def build_plan(
         compute=compute,
         params=params,
         job=job,
-        model_name=config.registration.model_name or model_name(config.model.name, name_of_config),
-        # A platform whose names must be unique beyond one workspace (Azure ML: per region) says so with a
-        # ``name_scope``; the local platform has none and keeps the run's own hash.
-        endpoint_name=config.deployment.endpoint_name or endpoint_name(run_id, getattr(platform, "name_scope", "")),
+        model_name=config.registration.model_name or model_name(config.model.name, config.name or config_name),
+        endpoint_name=config.deployment.endpoint_name or endpoint_name(run_id, platform.name_scope),
         deployment_name=config.deployment.deployment_name or deployment_name(run_id),
-        inference_instance_type=inference_sku,
+        inference_instance_type=resources.inference_sku,
         smoke_request=smoke,
-        notes=notes,
-        finetune_allow=finetune_list,
-        inference_allow=inference_list,
-        lifecycle=lifecycle,
+        notes=found.notes,
+        finetune_allow=terms.finetune_allow,
+        inference_allow=terms.inference_allow,
+        lifecycle=terms.lifecycle,
         capacity=capacity,
     )
 

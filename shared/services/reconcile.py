@@ -2,10 +2,12 @@
 
 - submitted/running: ask the platform for the job; an ended job is handled as if its event had come;
 - completed: register; registered: start the deployment;
-- deploying: Succeeded -> traffic 100%, smoke test -> deployed; Failed, a failed smoke test or a deployment
-  past its deadline -> delete what was created -> deploy_failed with the platform's error code;
-- a canary on a shared endpoint (``canary.py``): Succeeded -> its share of traffic, smoke test -> canary;
-  canary past its window -> promoted (deployed) or rolled back (deploy_failed).
+- deploying: Succeeded -> traffic 100% (a canary on a shared endpoint, ``canary.py``: its share), smoke test ->
+  deployed (the canary: canary); Failed, a failed smoke test or a deployment past its deadline -> delete what
+  was created -> deploy_failed with the platform's error code;
+- canary past its window -> promoted (deployed) or rolled back (deploy_failed).
+A run that reaches ``deployed`` is handed to the ``WHEN_DEPLOYED`` hooks (the supersede policy, one endpoint per
+config path: ``supersede.py``).
 One run's failure is logged and does not stop the others.
 
 One invocation runs the steps of ``SWEEPS`` in order, sharing one time budget (``SweepBudget``): each step
@@ -22,28 +24,32 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from shared.exceptions import AutopilotError, NotFoundError
+from shared.ledger.parts import SmokeTest
 from shared.ledger.record import RunRecord
-from shared.platform.port import DeploymentState, MLPlatform
+from shared.platform.port import DeploymentInfo, DeploymentState, MLPlatform
 from shared.runs import RunStore
 from shared.scoring import answer_text
-from shared.services.canary import fail_canary, is_canary, observe, start_canary
+from shared.services.canary import fail_canary, observe, start_observing
 from shared.services.lifecycle import apply_job_status, deploy, deploy_request, register
 from shared.services.orphans import DEFAULT_ORPHAN_GRACE, Orphan, sweep_orphans
 from shared.services.step import Outcome, failure, guarded
 from shared.services.stranded import DEFAULT_RECEIVED_DEADLINE, fail_if_stranded
 from shared.services.supersede import supersede_older
-from shared.services.sweep import Deadline, Monotonic, SweepBudget, sweep_active
+from shared.services.sweep import Deadline, Monotonic, SweepBudget, SweepContext, sweep_active
 from shared.states import ACTIVE, RunState
+
+__all__ = ["SWEEPS", "WHEN_DEPLOYED", "ReconcileOutcome", "ReconcileReport", "SweepContext", "reconcile"]
 
 log = logging.getLogger(__name__)
 
 # What the runs step moves forward: every state in which the platform may still change under the run (a
 # ``received`` run is submit's, unless it is stranded past the deadline).
 RECONCILED = ACTIVE
+SMOKE_ANSWER_CHARS = 4000  # what the run keeps of the smoke test's answer
 
 
 @dataclass(frozen=True)
@@ -67,26 +73,15 @@ class ReconcileReport:
         return iter(self.outcomes)
 
 
-@dataclass(frozen=True)
-class SweepContext:
-    """What every sweep step gets: collaborators, the invocation's time, and the budget it shares."""
-
-    store: RunStore
-    platform: MLPlatform
-    now: datetime
-    deadline: Deadline
-    concurrency: int
-    deploy_timeout: timedelta
-    received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE
-    orphan_grace: timedelta = DEFAULT_ORPHAN_GRACE
-
-
 SweepStep = Callable[[SweepContext, ReconcileReport], None]
+# Told of every run a reconcile step moved to ``deployed``, in order (a policy that acts on the other runs).
+DeployedHook = Callable[[RunStore, MLPlatform, RunRecord], object]
+WHEN_DEPLOYED: tuple[DeployedHook, ...] = (supersede_older,)
 
 
 def _delete_and_fail(platform: MLPlatform, record: RunRecord, message: str, code: str, now: datetime) -> Outcome:
     assert record.endpoint_name
-    if is_canary(record):
+    if record.canary is not None:
         # On another run's endpoint: only this run's deployment goes; the endpoint keeps serving.
         return fail_canary(platform, record, message, code, now)
     with contextlib.suppress(NotFoundError):
@@ -94,10 +89,41 @@ def _delete_and_fail(platform: MLPlatform, record: RunRecord, message: str, code
     return Outcome(RunState.DEPLOY_FAILED, failure(message, code, "deployment"))
 
 
-def finish_deployment(
-    store: RunStore, platform: MLPlatform, record: RunRecord, now: datetime, deploy_timeout: timedelta
-) -> RunRecord | None:
+def smoke_tested(platform: MLPlatform, record: RunRecord, endpoint: str, now: datetime) -> SmokeTest | None:
+    """The run's smoke request sent to its new deployment, with the answer; None when it has none. A failed
+    request raises (``AutopilotError``)."""
+    smoke = record.smoke_test
+    if smoke is None:
+        return None
+    answer = platform.invoke(endpoint, record.deployment_name, smoke.request)
+    return replace(smoke, answer=answer_text(answer)[:SMOKE_ANSWER_CHARS], at=now)
+
+
+def go_live(platform: MLPlatform, record: RunRecord, info: DeploymentInfo, now: datetime) -> Outcome:
+    """The deployment succeeded: its traffic (all of it, or a canary's share), then the smoke test; the run is
+    deployed, or a canary under observation."""
+    assert record.endpoint_name and record.deployment_name
+    canary = record.canary
+    endpoint = canary.endpoint if canary is not None else record.endpoint_name
+    traffic = canary.traffic(record.deployment_name) if canary is not None else {record.deployment_name: 100}
+    platform.set_traffic(endpoint, traffic)
+    try:
+        smoke = smoke_tested(platform, record, endpoint, now)
+    except AutopilotError as exc:
+        return _delete_and_fail(platform, record, f"smoke test failed: {exc}", "SmokeTestFailed", now)
+    if canary is not None:
+        return start_observing(record, info.scoring_uri, smoke, now)
+
+    def fill(x: RunRecord) -> None:
+        x.scoring_uri = info.scoring_uri
+        x.smoke_test = smoke
+
+    return Outcome(RunState.DEPLOYED, fill)
+
+
+def finish_deployment(ctx: SweepContext, record: RunRecord) -> RunRecord | None:
     """One look at a deploying run; never waits."""
+    platform, now = ctx.platform, ctx.now
 
     def act(r: RunRecord) -> Outcome | None:
         assert r.endpoint_name and r.deployment_name
@@ -109,62 +135,27 @@ def finish_deployment(
             # The create call was lost (crash before the platform saw it): start it again, idempotently.
             if r.config is None or r.model_name is None or r.model_version is None:
                 return _delete_and_fail(platform, r, "deployment disappeared", "ResourceNotFound", now)
-            from shared.config.model import TrainingConfig
-
             model = platform.get_model(r.model_name, r.model_version)
-            platform.begin_deploy(deploy_request(r, TrainingConfig.model_validate(r.config), model))
+            platform.begin_deploy(deploy_request(r, r.config, model))
             return None
         if info.state != DeploymentState.SUCCEEDED:
             started = datetime.fromisoformat(r.timeline.get(RunState.DEPLOYING.value, now.isoformat()))
-            if now - started > deploy_timeout:
-                minutes = int(deploy_timeout.total_seconds() // 60)
-                return _delete_and_fail(
-                    platform,
-                    r,
-                    f"deployment still {info.state.value} after {minutes} minutes",
-                    "DeploymentTimeout",
-                    now,
-                )
+            if now - started > ctx.deploy_timeout:
+                minutes = int(ctx.deploy_timeout.total_seconds() // 60)
+                message = f"deployment still {info.state.value} after {minutes} minutes"
+                return _delete_and_fail(platform, r, message, "DeploymentTimeout", now)
             return None
+        return go_live(platform, r, info, now)
 
-        if is_canary(r):
-            return start_canary(platform, r, info.scoring_uri, now)
-        platform.set_traffic(r.endpoint_name, {r.deployment_name: 100})
-        smoke = dict(r.smoke_test or {})
-        request = smoke.get("request")
-        if request is not None:
-            try:
-                answer = platform.invoke(r.endpoint_name, r.deployment_name, request)
-            except AutopilotError as exc:
-                return _delete_and_fail(platform, r, f"smoke test failed: {exc}", "SmokeTestFailed", now)
-            smoke["answer"] = answer_text(answer)[:4000]
-            smoke["at"] = now.isoformat()
-
-        def fill(x: RunRecord) -> None:
-            x.scoring_uri = info.scoring_uri
-            x.smoke_test = smoke or None
-
-        return Outcome(RunState.DEPLOYED, fill)
-
-    written = guarded(store, record, RunState.DEPLOYING, act)
-    # --- [supersede policy] (shared/services/supersede.py): one endpoint per config path, the newest run's.
-    if written is not None and written.state == RunState.DEPLOYED:
-        supersede_older(store, platform, written)
-    return written
+    return guarded(ctx.store, record, RunState.DEPLOYING, act)
 
 
-def _step(
-    store: RunStore,
-    platform: MLPlatform,
-    record: RunRecord,
-    now: datetime,
-    deploy_timeout: timedelta,
-    received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE,
-) -> RunRecord | None:
+def _step(ctx: SweepContext, record: RunRecord) -> RunRecord | None:
     """One move of the run; returns the record it wrote, or None when it stays where it is."""
+    store, platform = ctx.store, ctx.platform
     if record.state == RunState.RECEIVED:
         # A submit that never finished (shared/services/stranded.py): failed with a reason past the deadline.
-        return fail_if_stranded(store, record, now, received_deadline)
+        return fail_if_stranded(store, record, ctx.now, ctx.received_deadline)
     if record.state in (RunState.SUBMITTED, RunState.RUNNING) and record.job_name:
         return apply_job_status(store, platform, record, platform.get_job(record.job_name))
     if record.state == RunState.COMPLETED:
@@ -172,28 +163,21 @@ def _step(
     if record.state == RunState.REGISTERED:
         return deploy(store, platform, record)
     if record.state == RunState.DEPLOYING:
-        return finish_deployment(store, platform, record, now, deploy_timeout)
+        return finish_deployment(ctx, record)
     if record.state == RunState.CANARY:
-        observed = observe(store, platform, record, now)
-        if observed is not None and observed.state == RunState.DEPLOYED:
-            supersede_older(store, platform, observed)
-        return observed
+        return observe(store, platform, record, ctx.now)
     return None
 
 
-def reconcile_run(
-    store: RunStore,
-    platform: MLPlatform,
-    record: RunRecord,
-    now: datetime,
-    deploy_timeout: timedelta,
-    received_deadline: timedelta = DEFAULT_RECEIVED_DEADLINE,
-) -> RunRecord:
+def reconcile_run(ctx: SweepContext, record: RunRecord) -> RunRecord:
     """Step the run forward as far as it can go now (a finished job goes on to register and deploy)."""
     for _ in range(len(RunState)):
-        after = _step(store, platform, record, now, deploy_timeout, received_deadline)
+        after = _step(ctx, record)
         if after is None or after.state == record.state:
             return after or record
+        if after.state == RunState.DEPLOYED:
+            for hook in WHEN_DEPLOYED:
+                hook(ctx.store, ctx.platform, after)
         record = after
     return record
 
@@ -203,7 +187,7 @@ def sweep_runs(ctx: SweepContext, report: ReconcileReport) -> None:
 
     def handle(record: RunRecord) -> ReconcileOutcome:
         try:
-            after = reconcile_run(ctx.store, ctx.platform, record, ctx.now, ctx.deploy_timeout, ctx.received_deadline)
+            after = reconcile_run(ctx, record)
         except Exception as exc:  # one bad run must not stop the sweep
             error = f"{type(exc).__name__}: {exc}"
             log.warning("run %s: reconcile failed: %s", record.run_id, error)

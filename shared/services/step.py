@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from shared.exceptions import FieldIssue
 from shared.ledger.record import RunRecord
-from shared.runs import Mutation, RunStore, issues_to_errors
+from shared.runs import Mutation, RunStore
 from shared.states import RunState
 
 
@@ -28,17 +28,17 @@ def failure(message: str, code: str, path: str = "job") -> Mutation:
     """The fields a failed step leaves on the run: one error on ``path`` and the platform's code."""
 
     def fill(record: RunRecord) -> None:
-        record.errors = [{"path": path, "message": message}]
+        record.errors = [FieldIssue(path, message)]
         record.last_error_code = code
 
     return fill
 
 
 def rejection(issues: Iterable[FieldIssue], code: str) -> Mutation:
-    errors = issues_to_errors(issues)
+    errors = list(issues)
 
     def fill(record: RunRecord) -> None:
-        record.errors = errors
+        record.errors = list(errors)
         record.last_error_code = code
 
     return fill

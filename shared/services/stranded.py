@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from shared.exceptions import FieldIssue
 from shared.ledger.record import RunRecord
 from shared.runs import RunStore
 from shared.states import RunState
@@ -37,7 +38,7 @@ def fail_if_stranded(store: RunStore, record: RunRecord, now: datetime, deadline
     )
 
     def fill(r: RunRecord) -> None:
-        r.errors = [{"path": "submit", "message": message}]
+        r.errors = [FieldIssue("submit", message)]
         r.last_error_code = STRANDED_CODE
 
     after = store.advance(record, RunState.FAILED, fill)

@@ -14,6 +14,7 @@ from typing import Any
 from shared.config.loader import load_config, notify_section_of
 from shared.exceptions import ConfigError, FieldIssue, PlatformError, RejectedError, TransientPlatformError
 from shared.ledger.limits import MAX_FIELD_JSON_CHARS, json_chars
+from shared.ledger.parts import SmokeTest
 from shared.ledger.record import RunRecord
 from shared.naming import check_blob_name, config_name, run_id
 from shared.platform.port import MLPlatform
@@ -141,8 +142,8 @@ def submit_config(
         return _fail(store, record, f"the platform refused the job: {exc}", exc.code or "SubmitFailed")
 
     def fill(rec: RunRecord) -> None:
-        rec.config = config.model_dump(mode="json")
-        rec.effective_params = plan.params.to_record()
+        rec.config = config
+        rec.effective_params = dict(sorted(plan.params.params.items()))
         rec.notes = plan.notes
         rec.job_name = job.name
         rec.job_status = job.status.value
@@ -151,7 +152,7 @@ def submit_config(
         rec.endpoint_name = plan.endpoint_name if config.deployment.enabled else None
         rec.deployment_name = plan.deployment_name if config.deployment.enabled else None
         rec.inference_instance_type = plan.inference_instance_type
-        rec.smoke_test = {"request": plan.smoke_request} if plan.smoke_request else None
+        rec.smoke_test = SmokeTest(plan.smoke_request) if plan.smoke_request else None
         rec.errors = []
 
     return store.advance(record, RunState.SUBMITTED, fill) or store.get(run)

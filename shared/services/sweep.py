@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 from shared.ledger.port import ActiveEntry
 from shared.ledger.record import RunRecord
-from shared.runs import RunStore
-from shared.states import TERMINAL
+from shared.platform.port import MLPlatform
+from shared.runs import Mutation, RunStore
+from shared.states import TERMINAL, RunState
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,54 @@ class Deadline:
     @property
     def expired(self) -> bool:
         return self.left() <= 0
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every reconcile sweep step gets, whole: collaborators, the invocation's time, the budget it shares,
+    and the settings the steps apply."""
+
+    store: RunStore
+    platform: MLPlatform
+    now: datetime
+    deadline: Deadline
+    concurrency: int
+    deploy_timeout: timedelta
+    received_deadline: timedelta
+    orphan_grace: timedelta
+
+
+class SweepRuns:
+    """The runs one sweep looks at, each read from the ledger once: a write through it keeps the copy current
+    (with its ETag), so the next look at the same run in the sweep needs no read."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._seen: dict[str, RunRecord | None] = {}
+
+    def get(self, run_id: str) -> RunRecord | None:
+        if run_id not in self._seen:
+            self._seen[run_id] = self.store.get(run_id)
+        return self._seen[run_id]
+
+    def advance(self, run: RunRecord | str, target: RunState, mutate: Mutation | None = None) -> RunRecord | None:
+        return self._kept(run, self.store.advance(self._known(run), target, mutate))
+
+    def update(self, run: RunRecord | str, mutate: Mutation) -> RunRecord | None:
+        return self._kept(run, self.store.update(self._known(run), mutate))
+
+    def _known(self, run: RunRecord | str) -> RunRecord | str:
+        if isinstance(run, str):
+            return self._seen.get(run) or run
+        return run
+
+    def _kept(self, run: RunRecord | str, written: RunRecord | None) -> RunRecord | None:
+        run_id = run if isinstance(run, str) else run.run_id
+        if written is not None:
+            self._seen[run_id] = written
+        else:
+            self._seen.pop(run_id, None)  # not written (a duplicate, an illegal move): read again if asked
+        return written
 
 
 @dataclass

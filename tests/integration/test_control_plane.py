@@ -132,7 +132,7 @@ def test_bad_files_are_rejected_not_retried(plane: Plane, name: str, data: bytes
     assert invocation.succeeded  # a rejection is an outcome, not a failure to retry
     record = plane.only_run()
     assert record.state == RunState.REJECTED
-    assert fragment in " ".join(e["message"] for e in record.errors)
+    assert fragment in " ".join(e.message for e in record.errors)
     assert not plane.platform.jobs
 
 
@@ -150,7 +150,7 @@ def test_a_submit_that_keeps_failing_ends_failed_with_the_reason(plane: Plane) -
     # so the blob never needs the poison queue and the person who dropped it sees why.
     assert outcomes == [False] * 4 + [True]
     record = plane.only_run()
-    assert record.state == RunState.FAILED and "could not submit after 5 tries" in record.errors[0]["message"]
+    assert record.state == RunState.FAILED and "could not submit after 5 tries" in record.errors[0].message
     assert record.last_error_code == "429" and plane.platform.__class__ is AlwaysThrottled
 
 

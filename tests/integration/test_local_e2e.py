@@ -19,7 +19,7 @@ import pytest
 from local.common import processes
 from shared import runtime
 from shared.naming import run_id, status_blob_name
-from shared.states import RunState
+from shared.states import RolloutPhase, RunState
 from shared.storage import upload_config
 from tests.conftest import StorageEnv
 from tests.functional.local.platform.support import MODELS_CACHE, write_small_dataset
@@ -133,7 +133,7 @@ def test_drop_config_to_deployed_invoked_idle_and_deleted(
         assert {"received", "submitted", "completed", "registered", "deploying", "deployed"} <= set(record.timeline)
         assert {"eval_loss_before", "eval_loss_after"} <= set(record.metrics)
         assert record.history and "loss" in record.history[0]  # the short curve reaches the run record
-        assert record.smoke_test and isinstance(record.smoke_test.get("answer"), str)
+        assert record.smoke_test and isinstance(record.smoke_test.answer, str)
         assert record.endpoint_name and record.scoring_uri
 
         endpoint_record = processes.read_pid_file(workdir / "pids" / f"endpoint-{record.endpoint_name}.pid")
@@ -248,7 +248,7 @@ def test_one_endpoint_a_failing_canary_rolls_back_and_a_good_one_takes_over(
         assert wait_state(bad, ended, TIMEOUT_S) == RunState.DEPLOY_FAILED
         failed = store.get(bad)
         assert failed is not None and failed.last_error_code == "SmokeTestFailed", failed.errors
-        assert "context" in failed.errors[0]["message"] and "traffic is back on" in failed.errors[0]["message"]
+        assert "context" in failed.errors[0].message and "traffic is back on" in failed.errors[0].message
         assert serving() == {v1.deployment_name: 100}
         assert store.get(first).state == RunState.DEPLOYED  # type: ignore[union-attr]
         assert isinstance(runtime.platform().invoke(LINE_ENDPOINT, None, hello)["output"], str)
@@ -258,8 +258,8 @@ def test_one_endpoint_a_failing_canary_rolls_back_and_a_good_one_takes_over(
         assert wait_state(second, ended, TIMEOUT_S) == RunState.DEPLOYED, processes.log_tail(host_log, 40)
         v2 = store.get(second)
         assert v2 is not None and v2.deployment_name and "canary" in v2.timeline
-        assert v2.rollout and v2.rollout["phase"] == "promoted" and v2.rollout["percent"] == 25
-        assert v2.smoke_test and isinstance(v2.smoke_test.get("answer"), str)
+        assert v2.canary and v2.canary.phase == RolloutPhase.PROMOTED and v2.canary.percent == 25
+        assert v2.smoke_test and isinstance(v2.smoke_test.answer, str)
         assert serving()[v2.deployment_name] == 100
         assert wait_state(first, {RunState.DELETED}, 60) == RunState.DELETED
         assert serving() == {v2.deployment_name: 100}

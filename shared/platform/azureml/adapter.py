@@ -8,7 +8,7 @@
 - model: registered from ``azureml://jobs/<job>/outputs/trained_model`` as an MLflow model, version derived
   from the run id (``model_version``), so a retried registration finds its version;
 - endpoints: started, never awaited (``endpoints.py``); activity from Azure Monitor (``monitor.py``).
-Every create checks the ``autopilot.run_id`` tag of what it finds under its name and never adopts a
+Every create checks the ``autopilot_run_id`` tag of what it finds under its name and never adopts a
 foreign resource.
 
 ``offline=OfflineSources(component_spec, model_tags)`` replaces the registry lookups with files, and with
@@ -223,7 +223,7 @@ class AzureMLPlatform:
         if info.tags.get(TAG_RUN_ID) != expected:
             raise PlatformError(
                 f"a job named {request.name} exists in the workspace but belongs to run "
-                f"{info.tags.get(TAG_RUN_ID) or '(no autopilot.run_id tag)'}, not {expected}; it is left alone",
+                f"{info.tags.get(TAG_RUN_ID) or '(no autopilot_run_id tag)'}, not {expected}; it is left alone",
                 "JobNameTaken",
             )
         log.info("run %s: job %s is %s", request.name, info.name, info.status.value)
@@ -311,7 +311,7 @@ class AzureMLPlatform:
     def _own_model(self, model: Any, run_id: str) -> ModelRef:
         ref = _model_ref(model)
         if ref.tags.get(TAG_RUN_ID) != run_id:
-            owner = ref.tags.get(TAG_RUN_ID) or "(no autopilot.run_id tag)"
+            owner = ref.tags.get(TAG_RUN_ID) or "(no autopilot_run_id tag)"
             raise RejectedError(
                 [
                     FieldIssue(

@@ -9,7 +9,7 @@ minutes that takes. So deploying is two steps driven by the reconcile timer:
 
 Why a deployment failed is not part of the resource Azure returns. It is taken from the failed start
 request (quota and argument errors come back at once; they are written onto the endpoint as the
-``autopilot.deploy_error`` tag, so any worker sees them), or from the operation poller when the same process
+``autopilot_deploy_error`` tag, so any worker sees them), or from the operation poller when the same process
 started it; otherwise the code is ``DeploymentFailed``.
 """
 
@@ -32,7 +32,7 @@ from azure.ai.ml.entities import (
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from shared.exceptions import NotFoundError, NotManagedError, PlatformError
-from shared.naming import TAG_RUN_ID, is_managed, read_tags
+from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.azureml.errors import azure_call, error_code, is_retryable, short, translate, with_remedy
 from shared.platform.port import (
     MAX_DEPLOYMENTS_PER_ENDPOINT,
@@ -48,9 +48,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TAG_CREATED_AT = "autopilot.created_at"
-TAG_DEPLOY_ERROR = "autopilot.deploy_error"
-TAG_DEPLOY_ERROR_MESSAGE = "autopilot.deploy_error_message"
+# Underscores, as every tag the app writes (shared/naming.py: Event Grid filter keys cannot escape a '.').
+TAG_CREATED_AT = "autopilot_created_at"
+TAG_DEPLOY_ERROR = "autopilot_deploy_error"
+TAG_DEPLOY_ERROR_MESSAGE = "autopilot_deploy_error_message"
 
 _DEPLOYMENT_STATES = {
     "creating": DeploymentState.CREATING,
@@ -73,7 +74,8 @@ def _provisioning_state(resource: Any) -> str | None:
 def _deploy_error_key(deployment_name: str, joined: bool) -> str:
     """Where a refused start is kept: per deployment on a shared endpoint (a canary's refusal is not the
     serving deployment's), under the plain key on the run's own endpoint (as before there were several)."""
-    return f"{TAG_DEPLOY_ERROR}.{deployment_name}" if joined else TAG_DEPLOY_ERROR
+    # '-' never occurs in the plain keys, so no deployment name makes one of them (say, a deployment "message").
+    return f"{TAG_DEPLOY_ERROR}-{deployment_name}" if joined else TAG_DEPLOY_ERROR
 
 
 def _message_key(key: str) -> str:
@@ -127,7 +129,7 @@ class Endpoints:
         endpoint = self._endpoint(name)
         if endpoint is None:
             return None
-        tags = read_tags(_tags(endpoint))  # tags written under the legacy dotted keys still count
+        tags = _tags(endpoint)
         if not is_managed(tags) or (run_id is not None and tags.get(TAG_RUN_ID) != run_id):
             raise NotManagedError(
                 f"endpoint {name} exists but was not created by this app for this run; it is left alone "
@@ -164,7 +166,7 @@ class Endpoints:
             return  # a start that failed before; get_deployment reports it
         existing = self._deployment(request.endpoint_name, request.deployment_name)
         if existing is not None:
-            if read_tags(_tags(existing)).get(TAG_RUN_ID) != run_id:
+            if _tags(existing).get(TAG_RUN_ID) != run_id:
                 raise NotManagedError(
                     f"endpoint {request.endpoint_name} already has a deployment {request.deployment_name} of "
                     "another run (choose another deployment.deployment_name)",
@@ -328,7 +330,7 @@ class Endpoints:
         return [
             DeploymentSummary(
                 name=str(d.name),
-                run_id=read_tags(_tags(d)).get(TAG_RUN_ID),
+                run_id=_tags(d).get(TAG_RUN_ID),
                 state=_DEPLOYMENT_STATES.get(_state(d), DeploymentState.CREATING),
                 traffic=traffic.get(str(d.name), 0),
             )

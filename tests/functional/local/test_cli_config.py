@@ -13,6 +13,7 @@ import pytest
 
 from local.cli.commands_config import follow
 from local.cli.main import main
+from shared.exceptions import FieldIssue
 from shared.states import RunState
 from tests.configs import config_bytes
 from tests.fakes import FakeClock, make_store
@@ -100,9 +101,7 @@ def test_status_lists_and_details_runs(use_runtime: Any, capsys: pytest.CaptureF
     store.create(
         "demo-1234abcd", config_blob="demo.yaml", config_name="demo", content=b"x", config_etag=None, platform="fake"
     )
-    store.advance(
-        "demo-1234abcd", RunState.REJECTED, lambda r: r.errors.append({"path": "training.seed", "message": "bad"})
-    )
+    store.advance("demo-1234abcd", RunState.REJECTED, lambda r: r.errors.append(FieldIssue("training.seed", "bad")))
     assert main(["status"]) == 0
     assert "demo-1234abcd" in capsys.readouterr().out
     assert main(["status", "demo"]) == 0  # by config name

@@ -12,6 +12,7 @@ import pytest
 from local.cli.main import main
 from shared.ledger.record import RunRecord
 from shared.states import RunState
+from tests.configs import CONFIG, training_config
 from tests.fakes import FakeClock, make_store
 
 RUN = "demo-1234abcd"
@@ -22,7 +23,7 @@ def deploy_then_idle_delete(clock: FakeClock) -> Any:
     store.create(RUN, config_blob="demo.yaml", config_name="demo", content=b"x", config_etag=None, platform="fake")
 
     def fill(r: RunRecord) -> None:
-        r.config = {"deployment": {"instance_count": 2}}
+        r.config = training_config(deployment={**CONFIG["deployment"], "instance_count": 2})  # type: ignore[dict-item]
         r.endpoint_name, r.deployment_name = "ep-demo", "d-demo"
         r.inference_instance_type = "Standard_NC24ads_A100_v4"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.exceptions import FieldIssue
+from shared.ledger.parts import Approval
 from shared.services.approval import ApprovalError, decide
 from shared.states import RunState
 from tests.configs import CONFIG, config_bytes
@@ -36,12 +38,7 @@ def test_approve_then_the_next_sweep_deploys() -> None:
     world = World()
     run = registered(world)
     record = decide(world.store, run, "approved", by="ana", reason="eval loss is fine")
-    assert record.approval == {
-        "decision": "approved",
-        "by": "ana",
-        "at": record.approval["at"],
-        "reason": "eval loss is fine",
-    }
+    assert record.approval == Approval("approved", "ana", world.clock(), "eval loss is fine")
     assert world.status.blobs["phi3.yaml.json"]["awaiting"] is None
     world.reconcile()
     assert world.state(run) == RunState.DEPLOYING
@@ -58,7 +55,7 @@ def test_reject_ends_the_run_with_who_and_why() -> None:
     record = world.store.get(run)
     assert record is not None and record.state == RunState.DEPLOY_FAILED and not world.platform.endpoints
     assert record.last_error_code == "Rejected"
-    assert record.errors == [{"path": "deployment.approval", "message": "rejected by ben: answers are off-topic"}]
+    assert record.errors == [FieldIssue("deployment.approval", "rejected by ben: answers are off-topic")]
 
 
 def test_a_decision_made_while_training_applies_when_the_model_is_registered() -> None:

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from shared.exceptions import PlatformError
+from shared.ledger.parts import Actor
 from shared.platform.port import MAX_DEPLOYMENTS_PER_ENDPOINT, DeploymentState
 from shared.services.cleanup import cleanup
 from shared.services.reconcile import reconcile_run
 from shared.services.rollback import RollbackError, rollback_endpoint
-from shared.states import RunState
+from shared.states import RolloutPhase, RunState
 from tests.configs import CONFIG, config_bytes
-from tests.functional.shared.world import TIMEOUT, World
+from tests.functional.shared.world import World
 
 ENDPOINT = "ft-line-a"
 
@@ -62,8 +63,9 @@ def test_a_second_run_on_the_endpoint_is_a_canary_then_gets_all_the_traffic() ->
     assert endpoint.traffic == {dep(world, first): 80, dep(world, second): 20}
     record = world.store.get(second)
     assert record is not None and record.rollout is not None
-    assert record.rollout["previous_run"] == first and record.rollout["phase"] == "observing"
-    assert record.smoke_test and record.smoke_test["answer"]
+    assert record.canary is not None
+    assert record.canary.previous_run == first and record.canary.phase == RolloutPhase.OBSERVING
+    assert record.smoke_test and record.smoke_test.answer
     assert world.status.read(f"_runs/{second}.json")["rollout"]["phase"] == "observing"  # type: ignore[index]
 
     world.platform.serve(ENDPOINT, dep(world, second), requests=50, errors=1)
@@ -71,14 +73,14 @@ def test_a_second_run_on_the_endpoint_is_a_canary_then_gets_all_the_traffic() ->
     world.reconcile()  # inside the window: progress only
     record = world.store.get(second)
     assert record is not None and record.state == RunState.CANARY
-    assert record.rollout and record.rollout["canary"]["requests"] >= 50
+    assert record.canary and record.canary.canary_seen and record.canary.canary_seen.requests >= 50
 
     world.clock.advance(minutes=11)
     world.reconcile()
     assert world.state(second) == RunState.DEPLOYED and world.state(first) == RunState.DEPLOYED
     assert endpoint.traffic == {dep(world, second): 100}
     old = world.store.get(first)
-    assert old is not None and old.rollout and old.rollout["replaced_by"] == second
+    assert old is not None and old.rollout and old.rollout.replaced_by == second
 
     cleanup(world.store, world.platform)  # inside the grace period: the previous deployment stays
     assert dep(world, first) in endpoint.deployments
@@ -100,7 +102,7 @@ def test_a_failing_smoke_test_puts_the_traffic_back_and_deletes_the_new_deployme
     world.finish_through_reconcile(second)
     after = world.store.get(second)
     assert after is not None and after.state == RunState.DEPLOY_FAILED
-    assert after.last_error_code == "SmokeTestFailed" and "traffic is back on" in after.errors[0]["message"]
+    assert after.last_error_code == "SmokeTestFailed" and "traffic is back on" in after.errors[0].message
     endpoint = world.platform.endpoints[ENDPOINT]
     assert endpoint.traffic == {dep(world, first): 100} and list(endpoint.deployments) == [dep(world, first)]
     assert world.state(first) == RunState.DEPLOYED
@@ -115,7 +117,7 @@ def test_a_canary_with_more_errors_than_the_previous_deployment_is_rolled_back()
     world.reconcile()
     record = world.store.get(second)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
-    assert record.last_error_code == "CanaryErrorRate" and "(10/41 answers 5xx)" in record.errors[0]["message"]
+    assert record.last_error_code == "CanaryErrorRate" and "(10/41 answers 5xx)" in record.errors[0].message
     endpoint = world.platform.endpoints[ENDPOINT]
     assert endpoint.traffic == {dep(world, first): 100} and dep(world, second) not in endpoint.deployments
     assert world.state(first) == RunState.DEPLOYED
@@ -129,12 +131,12 @@ def test_rollback_brings_the_previous_deployment_back_and_is_idempotent() -> Non
     assert world.state(second) == RunState.DEPLOYED
     rolled = rollback_endpoint(world.store, world.platform, ENDPOINT, by="ana")
     again = rollback_endpoint(world.store, world.platform, ENDPOINT, by="ana")
-    assert rolled.rollout and rolled.rollout["phase"] == "rolled_back"
-    assert again.rollout and again.rollout["rolled_back"] == rolled.rollout["rolled_back"]
+    assert rolled.canary and rolled.canary.phase == RolloutPhase.ROLLED_BACK
+    assert again.canary and again.canary.rolled_back == rolled.canary.rolled_back == Actor("ana", world.clock())
     endpoint = world.platform.endpoints[ENDPOINT]
     assert endpoint.traffic == {dep(world, first): 100}
     old = world.store.get(first)
-    assert old is not None and "retire_after" not in (old.rollout or {})
+    assert old is not None and old.rollout is not None and old.rollout.retire_after is None
     endpoint.last_request_at = world.clock()
     cleanup(world.store, world.platform)  # the rolled-back deployment carries no traffic: it is retired
     assert list(endpoint.deployments) == [dep(world, first)]
@@ -173,14 +175,14 @@ def test_a_crash_between_the_traffic_switch_and_the_ledger_write_ends_the_same()
 
     world.store.advance = crash  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
-        reconcile_run(world.store, world.platform, record, world.clock(), TIMEOUT)
+        reconcile_run(world.sweep_context(), record)
     world.store.advance = real_advance  # type: ignore[method-assign]
     world.reconcile()
     world.reconcile()  # a duplicate look changes nothing
     assert world.state(second) == RunState.DEPLOYED
     assert world.platform.endpoints[ENDPOINT].traffic == {dep(world, second): 100}
     old = world.store.get(first)
-    assert old is not None and old.rollout and old.rollout["replaced_by"] == second
+    assert old is not None and old.rollout and old.rollout.replaced_by == second
     assert sum("replaced by run" in n for n in old.notes) == 1
 
 
@@ -204,8 +206,8 @@ def test_a_full_endpoint_refuses_the_canary_with_the_quota_named() -> None:
     second = deployed_run(world, line_config("v2"), "line-v2.yaml")
     record = world.store.get(second)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
-    assert "allows 20 per endpoint" in record.errors[0]["message"]
-    assert record.errors[0]["path"] == "deployment.endpoint_name"
+    assert "allows 20 per endpoint" in record.errors[0].message
+    assert record.errors[0].path == "deployment.endpoint_name"
     assert world.state(first) == RunState.DEPLOYED
 
 
@@ -215,7 +217,7 @@ def test_a_deployment_name_taken_on_the_endpoint_is_refused() -> None:
     second = deployed_run(world, line_config("v2", deployment_name="blue"), "line-v2.yaml")
     record = world.store.get(second)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
-    assert "already has a deployment named blue" in record.errors[0]["message"]
+    assert "already has a deployment named blue" in record.errors[0].message
 
 
 def test_the_platform_never_deletes_a_deployment_that_carries_traffic() -> None:
@@ -268,3 +270,18 @@ def test_a_crash_after_the_abort_of_a_failing_canary_still_ends_deploy_failed() 
     world.reconcile()
     assert world.state(second) == RunState.DEPLOY_FAILED and world.state(first) == RunState.DEPLOYED
     assert world.platform.endpoints[ENDPOINT].traffic == {dep(world, first): 100}
+
+
+def test_a_cleanup_sweep_reads_each_run_once() -> None:
+    # The retire step, the endpoint's runs, the health rule and the deletion all look at the same two runs.
+    world = World()
+    first, second = first_and_canary(world)
+    world.clock.advance(minutes=11)
+    world.reconcile()
+    world.platform.endpoints[ENDPOINT].healthy = False
+    world.clock.advance(hours=2)  # past the grace period, and idle
+    reads = world.ledger.calls["get"]
+    decisions = cleanup(world.store, world.platform)
+    assert world.ledger.calls["get"] - reads == 2, decisions
+    assert world.state(first) == RunState.DELETED and world.state(second) == RunState.DEPLOYED
+    assert [d.action for d in decisions] == ["skip"] and "probe 1 of 3" in decisions[0].reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.exceptions import TransientPlatformError
+from shared.exceptions import FieldIssue, TransientPlatformError
 from shared.platform.port import JobStatus
 from shared.services.cancel import CancelError, cancel_run
 from shared.services.lifecycle import deploy
@@ -24,7 +24,7 @@ def test_cancel_during_training_cancels_the_job_and_ends_the_run() -> None:
     world = World()
     run = submitted(world)
     record = cancel_run(world.store, world.platform, run, by="ana")
-    assert record.state == RunState.CANCELED and record.errors == [{"path": "run", "message": "canceled by ana"}]
+    assert record.state == RunState.CANCELED and record.errors == [FieldIssue("run", "canceled by ana")]
     assert world.platform.jobs[run].status == JobStatus.CANCELED
     # The job's own Canceled (or a late Completed) event changes nothing.
     world.run_event("run_completed_pascal", run)

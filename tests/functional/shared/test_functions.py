@@ -97,7 +97,7 @@ def test_blob_trigger_rejects_bad_bytes_without_raising(wired) -> None:  # type:
     data = b"\xff\xfe not yaml"
     user_function("submit")(InputStream(data=data, name="training-configs/bad.yaml", uri="u", length=len(data)))
     (record,) = store.list()
-    assert record.state == RunState.REJECTED and "UTF-8" in record.errors[0]["message"]
+    assert record.state == RunState.REJECTED and "UTF-8" in record.errors[0].message
 
 
 def test_event_functions_drive_the_flow(wired) -> None:  # type: ignore[no-untyped-def]

@@ -100,4 +100,4 @@ def test_the_config_accepts_every_event_the_notifier_sends_and_only_safe_urls() 
     for url in ("http://example.com/hook", "ftp://127.0.0.1/x", "not a url"):
         record = world.drop(config_bytes(notify={"webhooks": [url]}), name=f"n{abs(hash(url))}.yaml")
         assert record is not None and record.state == RunState.REJECTED
-        assert record.errors[0]["path"].startswith("notify.webhooks")
+        assert record.errors[0].path.startswith("notify.webhooks")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shared.config.model import NotifySection
 from shared.notify import notification_body
 from shared.notify_eventgrid import EventGridNotifier, SdkPublisher, allowed_topics, cloud_event
 from shared.states import RunState
@@ -196,7 +197,7 @@ def test_the_config_refuses_an_unsafe_topic_url(url: str) -> None:
     world = World()
     record = world.drop(config_bytes(notify={"event_grid_topic": url}), name="t.yaml")
     assert record is not None and record.state == RunState.REJECTED
-    assert record.errors[0]["path"] == "notify.event_grid_topic"
+    assert record.errors[0].path == "notify.event_grid_topic"
     assert "secret" not in str(record.errors)
 
 
@@ -242,8 +243,8 @@ def test_a_config_chosen_topic_is_rejected_and_gets_nothing_on_the_wire(topic: R
         record = world.drop(config_bytes(notify={"event_grid_topic": stranger.url}), name="collect.yaml")
         assert record is not None and record.state == RunState.REJECTED
         (issue,) = record.errors
-        assert issue["path"] == "notify.event_grid_topic"
-        assert "not one of the topics this app publishes to" in issue["message"]
+        assert issue.path == "notify.event_grid_topic"
+        assert "not one of the topics this app publishes to" in issue.message
         assert stranger.received == []  # not even the rejection: no request, so no key
         assert topic.received == []
     finally:
@@ -260,7 +261,7 @@ def test_a_recorded_run_naming_another_topic_publishes_nothing_there(topic: Rece
         world.finish_through_reconcile(record.run_id)
         deployed = world.store.get(record.run_id)
         assert deployed is not None and deployed.state == RunState.DEPLOYED
-        deployed.notify = {"event_grid_topic": stranger.url}
+        deployed.notify = NotifySection(event_grid_topic=stranger.url)
         EventGridNotifier(publisher, world.event_grid_topics, source=SOURCE)(deployed)
         assert stranger.received == []
         # And the publisher alone, asked for another topic, does not hand it the key.
@@ -276,5 +277,5 @@ def test_without_an_allow_list_a_config_may_name_no_topic() -> None:
     url = "https://autopilot-runs.westeurope-1.eventgrid.azure.net/api/events"
     record = world.drop(config_bytes(notify={"event_grid_topic": url}), name="t.yaml")
     assert record is not None and record.state == RunState.REJECTED
-    assert record.errors[0]["path"] == "notify.event_grid_topic"
-    assert "AUTOPILOT_EVENT_GRID_TOPICS is empty" in record.errors[0]["message"]
+    assert record.errors[0].path == "notify.event_grid_topic"
+    assert "AUTOPILOT_EVENT_GRID_TOPICS is empty" in record.errors[0].message

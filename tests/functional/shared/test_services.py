@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.config.params import Param
 from shared.events import parse_event
-from shared.exceptions import TransientPlatformError
+from shared.exceptions import FieldIssue, TransientPlatformError
+from shared.ledger.parts import Health
 from shared.naming import TAG_MANAGED, TAG_RUN_ID
 from shared.platform.port import DeploymentState, JobStatus
 from shared.services.cleanup import cleanup
@@ -37,9 +39,9 @@ def test_valid_config_is_submitted_with_ledger_and_status_blob(world: World) -> 
     assert job.params.precision == "16"  # from the model's defaults: the config did not say
     assert job.display_name == "Phi-3-mini-4k-instruct-ultrachat-bs1-cosine-ds2-lora-save_limit-1-seqlen-1"
     assert record.effective_params is not None
-    assert record.effective_params["learning_rate"] == {"value": 5e-6, "source": "config"}
-    assert record.effective_params["precision"]["source"] == "model"
-    assert record.effective_params["warmup_steps"]["source"] == "default"
+    assert record.effective_params["learning_rate"] == Param(5e-6, "config")
+    assert record.effective_params["precision"].source == "model"
+    assert record.effective_params["warmup_steps"].source == "default"
     doc = world.status.blobs["phi3.yaml.json"]
     assert doc["state"] == "submitted" and doc["job"]["name"] == record.run_id
 
@@ -48,16 +50,18 @@ def test_invalid_config_is_rejected_with_field_paths(world: World) -> None:
     bad = config_bytes(training={"learning_rate": -1}, optimization={"lora": {"r": 0}})
     record = world.drop(bad, name="bad.yaml")
     assert record is not None and record.state == RunState.REJECTED
-    paths = {e["path"] for e in record.errors}
+    paths = {e.path for e in record.errors}
     assert {"training.learning_rate", "optimization.lora.r"} <= paths
-    assert world.status.blobs["bad.yaml.json"]["errors"] == record.errors
+    assert world.status.blobs["bad.yaml.json"]["errors"] == [
+        {"path": e.path, "message": e.message} for e in record.errors
+    ]
     assert not world.platform.jobs
 
 
 def test_platform_rejections_name_the_field(world: World) -> None:
     record = world.drop(config_bytes(compute={"cluster": "broken"}, model={"name": "Nope"}), name="x.yaml")
     assert record is not None and record.state == RunState.REJECTED
-    messages = {e["path"]: e["message"] for e in record.errors}
+    messages = {e.path: e.message for e in record.errors}
     assert "model.name" in messages and "Phi-3-mini-4k-instruct" in messages["model.name"]
     assert world.platform.submit_calls == 0
 
@@ -67,13 +71,13 @@ def test_compute_not_in_allow_list_is_rejected(world: World) -> None:
     world.platform.gpus["standard_nc6"] = 1
     record = world.drop(config_bytes(compute={"cluster": "small"}))
     assert record is not None and record.state == RunState.REJECTED
-    assert any(e["path"] == "compute.cluster" and "allow list" in e["message"] for e in record.errors)
+    assert any(e.path == "compute.cluster" and "allow list" in e.message for e in record.errors)
 
 
 def test_unsafe_blob_name_is_rejected(world: World) -> None:
     record = world.drop(name="../../etc/passwd.yaml")
     assert record is not None and record.state == RunState.REJECTED
-    assert record.errors[0]["path"] == "blob"
+    assert record.errors[0].path == "blob"
 
 
 def test_same_config_three_times_is_one_job(world: World) -> None:
@@ -128,7 +132,7 @@ def test_happy_path_to_deployed(world: World) -> None:
     (endpoint,) = world.platform.endpoints.values()
     assert endpoint.traffic == {record.deployment_name: 100}
     assert endpoint.tags["autopilot_idle_after_minutes"] == "30"
-    assert record.smoke_test and record.smoke_test["answer"] == "Here is a packing list."
+    assert record.smoke_test and record.smoke_test.answer == "Here is a packing list."
     sent = world.platform.invocations[0]["input_data"]
     assert sent["input_string"] == [[{"role": "user", "content": "Pack for a hike?"}]]
     assert sent["parameters"]["max_new_tokens"] == 200
@@ -192,7 +196,7 @@ def test_failed_job_records_the_reason(world: World) -> None:
     world.run_event("run_status_changed_camel", run, runStatus="Failed")
     record = world.store.get(run)
     assert record is not None and record.state == RunState.FAILED
-    assert "out of memory" in record.errors[0]["message"] and record.last_error_code == "JobFailed"
+    assert "out of memory" in record.errors[0].message and record.last_error_code == "JobFailed"
     world.run_event("run_completed_pascal", run)  # a stray late success cannot revive it
     assert world.state(run) == RunState.FAILED
 
@@ -267,7 +271,7 @@ def test_quality_gate_blocks_deployment(world: World) -> None:
     world.reconcile()
     record = world.store.get(run)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
-    assert record.errors[0]["path"] == "deployment.quality_gate" and not world.platform.endpoints
+    assert record.errors[0].path == "deployment.quality_gate" and not world.platform.endpoints
 
 
 def test_deployment_disabled_ends_registered(world: World) -> None:
@@ -303,7 +307,7 @@ def test_cleanup_respects_keep_and_never_sees_foreign_endpoints(world: World) ->
     world.platform.endpoints["someone-elses"] = FakeEndpoint("someone-elses", {"team": "x"}, world.clock())
     world.clock.advance(days=3)
     decisions = cleanup(world.store, world.platform)
-    assert [(d.action, d.reason) for d in decisions] == [("keep", "autopilot.keep is set")]
+    assert [(d.action, d.reason) for d in decisions] == [("keep", "autopilot_keep is set")]
     assert set(world.platform.endpoints) == {world.store.get(run).endpoint_name, "someone-elses"}  # type: ignore[union-attr]
 
 
@@ -348,18 +352,18 @@ def test_one_failed_probe_deletes_nothing_a_sustained_failure_does(world: World)
 
     endpoint.healthy = True  # it came back: the count starts again
     cleanup(world.store, world.platform)
-    assert "unhealthy_probes" not in world.store.get(run).attempts  # type: ignore[union-attr]
+    assert world.store.get(run).health == Health()  # type: ignore[union-attr]
     endpoint.healthy = False
     for _ in range(2):
         assert cleanup(world.store, world.platform)[0].action == "skip"
         world.clock.advance(minutes=6)
     assert cleanup(world.store, world.platform, dry_run=True)[0].action == "delete"
-    assert world.store.get(run).attempts["unhealthy_probes"] == 2  # type: ignore[union-attr]  # dry run counts nothing
+    assert world.store.get(run).health.unhealthy_probes == 2  # type: ignore[union-attr]  # dry run counts nothing
     (decision,) = cleanup(world.store, world.platform)
     assert decision.action == "delete" and "unhealthy for 12 min (3 failed probes in a row)" in decision.reason
     record = world.store.get(run)
     assert record is not None and record.state == RunState.DELETED
-    assert record.last_error_code == "EndpointUnhealthy" and "unhealthy for 12 min" in record.errors[0]["message"]
+    assert record.last_error_code == "EndpointUnhealthy" and "unhealthy for 12 min" in record.errors[0].message
 
 
 def test_concurrent_ledger_writers_are_retried(world: World) -> None:
@@ -396,7 +400,7 @@ def test_submit_gives_up_after_its_budget_and_says_why(world: World) -> None:
                 max_attempts=2,
             )
             assert record is not None and record.state == RunState.FAILED
-            assert record.errors[0]["message"].startswith("could not submit after 2 tries")
+            assert record.errors[0].message.startswith("could not submit after 2 tries")
     assert world.drop().state == RunState.FAILED  # type: ignore[union-attr]  # a re-delivery does not resubmit
     assert not world.platform.jobs
 
@@ -410,16 +414,16 @@ def test_endpoint_name_owned_by_someone_else_fails_the_deployment_cleanly(world:
     world.reconcile()
     record = world.store.get(run)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
-    assert "not managed" in record.errors[0]["message"] and not world.platform.endpoints
+    assert "not managed" in record.errors[0].message and not world.platform.endpoints
 
 
 def test_platform_refusing_the_job_rejects_or_fails_with_reason(world: World) -> None:
-    from shared.exceptions import FieldIssue, PlatformError, RejectedError
+    from shared.exceptions import PlatformError, RejectedError
 
     world.platform.fail_next["submit_job"] = RejectedError([FieldIssue("component.version", "no version 9.9")])
     record = world.drop()
     assert record is not None and record.state == RunState.REJECTED
-    assert record.errors == [{"path": "component.version", "message": "no version 9.9"}]
+    assert record.errors == [FieldIssue("component.version", "no version 9.9")]
     world.platform.fail_next["submit_job"] = PlatformError("job name taken by another run", "Conflict")
     other = world.drop(config_bytes(training={"num_train_epochs": 2}))
     assert other is not None and other.state == RunState.FAILED and other.last_error_code == "Conflict"
@@ -433,7 +437,7 @@ def test_oversized_smoke_conversation_is_rejected_before_submitting(world: World
     deployment = {**CONFIG["deployment"], "smoke_test": {"messages": [*long_turns, {"role": "user", "content": "?"}]}}  # type: ignore[dict-item]
     record = world.drop(config_bytes(deployment=deployment))
     assert record is not None and record.state == RunState.REJECTED
-    assert record.errors[0]["path"] == "deployment.smoke_test" and not world.platform.jobs
+    assert record.errors[0].path == "deployment.smoke_test" and not world.platform.jobs
 
 
 def test_infinite_numbers_are_refused_everywhere() -> None:
@@ -452,4 +456,4 @@ def test_quality_gate_is_refused_where_the_platform_reports_no_eval(world: World
     gate = {**CONFIG["deployment"], "quality_gate": {"require_improvement": True}}  # type: ignore[dict-item]
     record = world.drop(config_bytes(deployment=gate))
     assert record is not None and record.state == RunState.REJECTED
-    assert record.errors[0]["path"] == "deployment.quality_gate" and not world.platform.jobs
+    assert record.errors[0].path == "deployment.quality_gate" and not world.platform.jobs

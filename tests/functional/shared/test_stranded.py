@@ -45,7 +45,7 @@ def test_values_yaml_cannot_build_end_rejected_with_the_field(content: bytes) ->
     record = _drop(store, FakePlatform(clock), content)
     assert record is not None and record.state == RunState.REJECTED
     assert record.last_error_code == "InvalidConfig"
-    assert any("cannot read" in e["message"] and e["path"] for e in record.errors)
+    assert any("cannot read" in e.message and e.path for e in record.errors)
 
 
 def test_a_submit_that_never_finished_is_failed_by_reconcile_after_the_deadline(
@@ -68,7 +68,7 @@ def test_a_submit_that_never_finished_is_failed_by_reconcile_after_the_deadline(
     after = store.get(run.run_id)
     assert after is not None and after.state == RunState.FAILED
     assert after.last_error_code == STRANDED_CODE
-    assert "never submitted" in after.errors[0]["message"]
+    assert "never submitted" in after.errors[0].message
     assert [(o.run_id, o.before, o.after) for o in outcomes] == [(run.run_id, "received", "failed")]
     # The next sweep finds nothing left to do.
     again = reconcile(store, platform, deploy_timeout=timedelta(hours=1), received_deadline=DEADLINE)

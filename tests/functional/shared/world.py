@@ -10,8 +10,11 @@ from pathlib import Path
 from shared.events import parse_event
 from shared.ledger.record import RunRecord
 from shared.services.lifecycle import on_model_registered, on_run_event
+from shared.services.orphans import DEFAULT_ORPHAN_GRACE
 from shared.services.reconcile import reconcile
+from shared.services.stranded import DEFAULT_RECEIVED_DEADLINE
 from shared.services.submit import submit_config
+from shared.services.sweep import Deadline, SweepContext
 from shared.states import RunState
 from tests.configs import config_bytes
 from tests.eventdata import WORKSPACE_TOPIC, load_event
@@ -58,6 +61,19 @@ class World:
             MODEL_VERSION=record.model_version,
         )
         return on_model_registered(self.store, self.platform, parse_event(raw), WORKSPACE_TOPIC)  # type: ignore[arg-type]
+
+    def sweep_context(self) -> SweepContext:
+        """What a reconcile invocation hands its steps, as ``reconcile`` builds it now."""
+        return SweepContext(
+            store=self.store,
+            platform=self.platform,
+            now=self.clock(),
+            deadline=Deadline(240.0),
+            concurrency=1,
+            deploy_timeout=TIMEOUT,
+            received_deadline=DEFAULT_RECEIVED_DEADLINE,
+            orphan_grace=DEFAULT_ORPHAN_GRACE,
+        )
 
     def reconcile(self) -> None:
         reconcile(self.store, self.platform, deploy_timeout=TIMEOUT)

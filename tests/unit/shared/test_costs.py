@@ -13,6 +13,7 @@ from local.cli.cost_lines import endpoint_cost
 from shared.costs import SHIPPED_TABLE, PriceTable, PriceTableError, duration, endpoint_cost_per_day, training_steps
 from shared.ledger.record import RunRecord
 from shared.states import RunState
+from tests.configs import CONFIG, training_config
 
 # The SKUs Phi-4's registry entry allows for fine-tuning and inference (tests/fixtures/azureml/models).
 ALLOW_LISTED = (
@@ -106,7 +107,7 @@ def deployed_record(instances: int, deleted_after: timedelta | None, note: str) 
         config_name="demo",
         created_at=up - timedelta(hours=5),
         updated_at=up,
-        config={"deployment": {"instance_count": instances}},
+        config=training_config(deployment={**CONFIG["deployment"], "instance_count": instances}),  # type: ignore[dict-item]
         endpoint_name="ep-demo",
         inference_instance_type="Standard_NC24ads_A100_v4",
         timeline=timeline,

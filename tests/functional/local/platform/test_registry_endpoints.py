@@ -188,7 +188,7 @@ def test_a_killed_server_is_restarted_on_its_port_with_its_keys_and_cleanup_keep
     platform = workspace.platform
     # Not idle for an hour: the only reason cleanup could have to delete it is its health.
     request = deploy_request(
-        model, "ft-dies-0000dddd", "dies-0000dddd", tags={**tags("dies-0000dddd"), "autopilot.idle_after_minutes": "60"}
+        model, "ft-dies-0000dddd", "dies-0000dddd", tags={**tags("dies-0000dddd"), "autopilot_idle_after_minutes": "60"}
     )
     platform.begin_deploy(request)
     assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED

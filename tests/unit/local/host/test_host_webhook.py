@@ -61,7 +61,7 @@ def event(event_id: str = "e1", **overrides: Any) -> dict[str, Any]:
         "subject": "experiments/x/runs/run-1",
         "eventType": "Microsoft.MachineLearningServices.RunCompleted",
         "eventTime": "2026-03-10T10:00:00.1234567Z",
-        "data": {"runId": "run-1", "runTags": {"autopilot.run_id": "run-1"}},
+        "data": {"runId": "run-1", "runTags": {"autopilot_run_id": "run-1"}},
         "dataVersion": "2",
     }
     body.update(overrides)
@@ -69,7 +69,7 @@ def event(event_id: str = "e1", **overrides: Any) -> dict[str, Any]:
 
 
 def _managed(run_id: str) -> dict[str, str]:
-    return {"autopilot.managed": "true", "autopilot.run_id": run_id}
+    return {"autopilot_managed": "true", "autopilot_run_id": run_id}
 
 
 def post(
@@ -104,7 +104,7 @@ def test_a_single_event_object_reaches_the_function_as_an_event_grid_event(
     assert got.event_type == "Microsoft.MachineLearningServices.RunCompleted"
     assert got.subject == "experiments/x/runs/run-1"
     assert got.topic.endswith("/workspaces/ws")
-    assert got.get_json() == {"runId": "run-1", "runTags": {"autopilot.run_id": "run-1"}}
+    assert got.get_json() == {"runId": "run-1", "runTags": {"autopilot_run_id": "run-1"}}
     assert got.data_version == "2"
     # Seven fractional digits, as Event Grid writes them, parse to microseconds.
     assert got.event_time == datetime(2026, 3, 10, 10, 0, 0, 123456, tzinfo=UTC)

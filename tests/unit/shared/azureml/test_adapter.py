@@ -174,7 +174,7 @@ def test_deploy_starts_the_endpoint_then_the_deployment_without_waiting(
     endpoint = workspace.endpoints[ENDPOINT]
     assert endpoint.auth_mode == "key"
     assert endpoint.tags[TAG_RUN_ID] == RUN_ID and endpoint.tags[TAG_IDLE_MINUTES] == "60"
-    assert "autopilot.created_at" in endpoint.tags
+    assert "autopilot_created_at" in endpoint.tags
     assert workspace.deployments == {}
     assert platform.get_deployment(ENDPOINT, DEPLOYMENT).state == DeploymentState.CREATING
 
@@ -230,7 +230,7 @@ def test_a_transient_refusal_is_raised_for_a_retry(settings: Settings, workspace
     workspace.deployment_error = unavailable
     with pytest.raises(TransientPlatformError):
         platform.begin_deploy(deploy_request())
-    assert "autopilot.deploy_error" not in workspace.endpoints[ENDPOINT].tags
+    assert "autopilot_deploy_error" not in workspace.endpoints[ENDPOINT].tags
 
 
 @pytest.mark.parametrize(
@@ -363,15 +363,17 @@ def test_only_app_tagged_jobs_and_model_versions_are_listed(settings: Settings, 
     foreign = job_request(platform, "someone-else-99999999")
     platform.submit_job(foreign)
     workspace.jobs["someone-else-99999999"].tags = {"team": "x"}
-    legacy = job_request(platform, "legacy-run-0000aaaa")
-    platform.submit_job(legacy)
-    workspace.jobs["legacy-run-0000aaaa"].tags = {
-        "autopilot.run_id": "legacy-run-0000aaaa",
+    platform.submit_job(job_request(platform, "second-run-0000bbbb"))
+    dotted = job_request(platform, "dotted-run-0000aaaa")
+    platform.submit_job(dotted)
+    # Dotted keys are no tags of the app's (shared/naming.py): such a job is someone else's.
+    workspace.jobs["dotted-run-0000aaaa"].tags = {
+        "autopilot.run_id": "dotted-run-0000aaaa",
         "autopilot.managed": "true",
     }
     assert {(j.name, j.tags[TAG_RUN_ID]) for j in platform.list_jobs()} == {
         (RUN_ID, RUN_ID),
-        ("legacy-run-0000aaaa", "legacy-run-0000aaaa"),
+        ("second-run-0000bbbb", "second-run-0000bbbb"),
     }
     assert len(platform.list_jobs(limit=1)) == 1
 

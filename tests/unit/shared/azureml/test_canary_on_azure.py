@@ -170,7 +170,7 @@ def test_a_canary_answering_5xx_is_rolled_back_and_deleted(settings: Settings, w
     line.reconcile()
     failed = line.run(second.run_id)
     assert failed.state == RunState.DEPLOY_FAILED and failed.last_error_code == "CanaryErrorRate"
-    assert "10/30" in failed.errors[0]["message"]
+    assert "10/30" in failed.errors[0].message
     assert workspace.endpoints[ENDPOINT].traffic == {first.deployment_name: 100, second.deployment_name: 0}
     assert set(workspace.deployments) == {(ENDPOINT, first.deployment_name)}
     assert line.run(first.run_id).state == RunState.DEPLOYED

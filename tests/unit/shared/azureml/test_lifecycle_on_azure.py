@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shared.config.params import Param
 from shared.services.cleanup import cleanup
 from shared.services.reconcile import reconcile
 from shared.services.submit import submit_config
@@ -78,7 +79,7 @@ def test_seed_sample_from_config_to_deployed_and_deleted(settings: Settings, wor
     record = store.get(run)
     assert record is not None
     assert list(workspace.jobs) == [run]
-    assert record.effective_params["apply_lora"] == {"value": True, "source": "config"}
+    assert record.effective_params["apply_lora"] == Param(True, "config")
 
     workspace.jobs[run]._status = "Completed"  # the job ran; its event was lost
     reconcile(store, platform, deploy_timeout=TIMEOUT)
@@ -101,7 +102,7 @@ def test_seed_sample_from_config_to_deployed_and_deleted(settings: Settings, wor
     assert workspace.endpoints[endpoint].traffic == {record.deployment_name: 100}
     [smoke] = workspace.invoked
     assert smoke["payload"]["input_data"]["input_string"][0][0]["role"] == "user"
-    assert record.smoke_test and "Pack layers" in record.smoke_test["answer"]
+    assert record.smoke_test and record.smoke_test.answer and "Pack layers" in record.smoke_test.answer
     assert len(workspace.models) == 1 and len(workspace.jobs) == 1  # nothing was made twice
 
     clock.advance(minutes=61)
@@ -146,9 +147,9 @@ def test_the_seed_sample_on_its_retired_model_is_rejected_at_submit(
         data_root=Path("."),
     )
     assert record is not None and record.state == RunState.REJECTED
-    [error] = [e for e in record.errors if e["path"] == "model.name"]
-    assert "retired for fine-tuning" in error["message"] and "retired 2025-08-30" in error["message"]
-    assert "Phi-4" in error["message"]
+    [error] = [e for e in record.errors if e.path == "model.name"]
+    assert "retired for fine-tuning" in error.message and "retired 2025-08-30" in error.message
+    assert "Phi-4" in error.message
     assert workspace.jobs == {}  # nothing was submitted
 
 

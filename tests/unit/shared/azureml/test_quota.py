@@ -149,7 +149,7 @@ def no_room(workspace: FakeWorkspace) -> FakeWorkspace:
 def test_reject_refuses_the_run_before_the_job_naming_the_field(settings: Settings, no_room: FakeWorkspace) -> None:
     record = drop_seed(replace(settings, quota_check="reject"), no_room, "reject")
     assert record.state == RunState.REJECTED
-    assert "deployment.instance_count" in [e["path"] for e in record.errors]
+    assert "deployment.instance_count" in [e.path for e in record.errors]
     assert not no_room.jobs  # no GPU hour spent
 
 

@@ -110,8 +110,8 @@ def test_deploying_creates_the_endpoint_then_the_deployment_and_follows_their_op
     assert put["location"] == "eastus"  # the recorded workspace's region
     assert put["properties"]["authMode"] == "Key"
     assert put["properties"]["description"] == "Online endpoint for the fine-tuned model"
-    assert {k: v for k, v in put["tags"].items() if k != "autopilot.created_at"} == TAGS
-    assert put["tags"]["autopilot.created_at"]  # when the app created it, for idle checks without systemData
+    assert {k: v for k, v in put["tags"].items() if k != "autopilot_created_at"} == TAGS
+    assert put["tags"]["autopilot_created_at"]  # when the app created it, for idle checks without systemData
     assert transport.slept == [30]  # the interval the endpoint's operation asks for between polls, not slept
 
     # 2. The endpoint is ready and has no deployment: reconcile hears "Missing".
@@ -195,7 +195,7 @@ def test_listing_endpoints_keeps_only_the_apps_with_their_state_and_creation_tim
     # The app's endpoint as the recording left it (with traffic), carrying the tags the app wrote at creation
     # (the SDK's OnlineEndpoint has no creation_context: the created_at tag is what idle checks read).
     created = "2025-02-27T10:35:40+00:00"
-    ours = recorded({**TAGS, "autopilot.created_at": created})["endpoint-with-traffic"]
+    ours = recorded({**TAGS, "autopilot_created_at": created})["endpoint-with-traffic"]
     foreign = by_label(load("online_endpoint_e2e.json", workspace_renames(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE)))
     transport = ReplayTransport()
     platform = replay_platform(transport, settings)
