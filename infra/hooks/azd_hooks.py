@@ -463,10 +463,11 @@ def app_endpoints(workspace: str, prices: PriceTable) -> list[Billing]:
 
 
 def _input_value(job: dict[str, Any], name: str) -> str:
-    """A literal input the app gave the pipeline's node (``properties.jobs.<node>.inputs.<name>.value``)."""
+    """A literal input the app gave the pipeline's node (``properties.jobs.<node>.inputs.<name>.value``, the
+    shape of a pipeline job ARM returns); a binding to another input (``${{parent.inputs.x}}``) tells nothing."""
     for node in ((job.get("properties") or {}).get("jobs") or {}).values():
         value = ((node.get("inputs") or {}).get(name) or {}).get("value") if isinstance(node, dict) else None
-        if value not in (None, ""):
+        if value not in (None, "") and not str(value).startswith("${{"):
             return str(value)
     return ""
 
@@ -499,7 +500,8 @@ def app_jobs(workspace: str, prices: PriceTable) -> list[Billing]:
         else:
             sku = _vm_size(workspace, compute, sizes)
         price = prices.get(sku)
-        where = f"{compute or 'compute not known'} ({sku or 'VM size not known'} x {nodes})"
+        compute_name = compute.rsplit("/", 1)[-1].removeprefix("azureml:") or "compute not known"
+        where = f"{compute_name} ({sku or 'VM size not known'} x {nodes})"
         per_day = training_cost(price, nodes, HOURS_PER_DAY) if price is not None else None
         found.append(Billing("job", job["name"], job["id"], f"{status} on {where}", per_day))
     return found

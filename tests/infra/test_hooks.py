@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from shared.subscriptions import SUBSCRIPTIONS
-from tests.infra.infra_files import INFRA, hooks, roles
+from tests.infra.infra_files import INFRA, ROOT, hooks, roles
 
 SUB = "sub-1"
 ARM = "https://management.azure.com"
@@ -29,6 +29,7 @@ WORKSPACE = f"/subscriptions/{SUB}/resourceGroups/rg-ml/providers/Microsoft.Mach
 TOPIC = f"/subscriptions/{SUB}/resourceGroups/rg-dev/providers/Microsoft.EventGrid/systemTopics/evgt-mlw-x"
 STORAGE_TOPIC = f"/subscriptions/{SUB}/resourceGroups/rg-dev/providers/Microsoft.EventGrid/systemTopics/evgt-st-x"
 A100 = "Standard_NC24ads_A100_v4"  # $3.673/h in shared/prices.json: $88.15 a day
+RECORDINGS = ROOT / "tests" / "fixtures" / "azureml" / "recordings"
 AZD_ENV = {
     "AZURE_SUBSCRIPTION_ID": SUB,
     "AZURE_RESOURCE_GROUP": "rg-dev",
@@ -369,6 +370,28 @@ def test_predown_deletes_the_apps_endpoints_and_cancels_its_running_jobs_and_not
     stop = argvs.index(next(a for a in argvs if a[:2] == ["functionapp", "stop"]))
     first_list = next(i for i, a in enumerate(argvs) if a[0] == "rest" and "onlineEndpoints" in " ".join(a))
     assert stop < first_list
+
+
+def test_a_real_pipeline_job_is_read_for_its_compute(fake_az: FakeAz) -> None:
+    """A pipeline job as ARM returned it (the azure-ai-ml SDK's recording, tests/fixtures/azureml/recordings), with
+    the app's tags on it and its id in the workspace: no fine-tune inputs, so its own computeId names the VM."""
+    recording = json.loads((RECORDINGS / "pipeline_job_get.json").read_text(encoding="utf-8"))
+    body = recording["Entries"][0]["ResponseBody"]
+    assert body["properties"]["status"] == "Running" and body["properties"]["jobType"] == "Pipeline"
+    job_id = f"{WORKSPACE}/jobs/{body['name']}"
+    body = {**body, "id": job_id, "properties": {**body["properties"], "tags": MANAGED}}
+    compute = f"{WORKSPACE}/computes/cpu-cluster"
+    fake_az.state["resources"] = {
+        job_id: body,
+        compute: {"id": compute, "properties": {"properties": {"vmSize": "Standard_DS3_v2"}}},
+    }
+    fake_az.save()
+    done = run_hook(fake_az, "predown")
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"job {body['name']}: Running on" in done.stdout and "(Standard_DS3_v2 x 1), no price on record" in done.stdout
+    )
+    assert _workspace_effects(fake_az.calls()) == (set(), {body["name"]})
 
 
 def test_predown_keep_leaves_them_and_prints_how_to_remove_them(fake_az: FakeAz) -> None:
