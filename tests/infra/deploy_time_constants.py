@@ -24,12 +24,19 @@ does not check BCP181/BCP341/BCP432 (function arguments, user functions), nor an
 declaration pycep cannot parse (``func``, ``import``, user-defined types, several functions) is not checked:
 ``parse(..., lenient=True)`` skips it and says which, strict parsing (the default, used on infra/) fails.
 
-Run ``python -m tests.infra.deploy_time_constants [FILE.bicep|DIR ...]`` (default: infra/) for a report.
+Run ``python -m tests.infra.deploy_time_constants [--lenient] [FILE.bicep|DIR ...]`` (default: infra/) for a
+report. ``--baselines DIR`` compares it instead with the compiler's own expected diagnostics: DIR is
+``src/Bicep.Core.Samples/Files/baselines`` of a checkout of Azure/bicep, kept outside this repository (it is the
+compiler's code, not ours); per case it prints the lines both report (agreed), the compiler's lines of the rule it
+misses (missing) and its lines the compiler does not report (extra). docs/infrastructure.md says how it was run.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
+import multiprocessing
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -712,26 +719,198 @@ def check(template: Template) -> list[Violation]:
     return _Checker(template).run()
 
 
+def bicep_paths(paths: Iterable[Path]) -> list[Path]:
+    return [file for path in paths for file in (sorted(path.rglob("*.bicep")) if path.is_dir() else [path])]
+
+
 def check_paths(paths: Iterable[Path]) -> list[Violation]:
-    violations: list[Violation] = []
-    for path in paths:
-        files = sorted(path.rglob("*.bicep")) if path.is_dir() else [path]
-        for file in files:
-            violations.extend(check(parse_file(file)))
-    return violations
+    return [violation for file in bicep_paths(paths) for violation in check(parse_file(file))]
+
+
+# -- the proof: the compiler's own test files (a checkout of Azure/bicep, never copied here)
+
+RULE = frozenset({BCP_PROPERTY, BCP_IF, BCP_FOR, BCP_VARIABLE_FOR_BODY})
+# Errors on which the compiler stops before the rule applies: it reports only these on the line. In Azure/bicep's
+# InvalidModules_LF, modules that reference themselves (BCP094) put reference()/listKeys() in their if condition,
+# which InvalidResources_CRLF shows refused (BCP066) once nothing else is wrong.
+STOPS_FIRST = frozenset({"BCP094"})
+_DIAGNOSTIC = re.compile(r"//@\[\d+:\d+\) \[(BCP\d+) \((?:Error|Warning|Info)\)\]")
+
+
+def compiler_diagnostics(annotated: str, source: str) -> dict[int, set[str]]:
+    """Line of ``main.bicep`` -> the BCP codes the compiler reports there. ``main.diagnostics.bicep`` is
+    ``main.bicep`` with a ``//@[start:end) [BCPnnn (Error)] message`` line after each line a diagnostic starts on
+    (the compiler's baseline tests compare every diagnostic with it); anything else means the lines do not
+    match ``main.bicep``, and the comparison would be meaningless."""
+    found: dict[int, set[str]] = {}
+    plain: list[str] = []
+    for raw in annotated.lstrip("\ufeff").splitlines():
+        if raw.startswith("//@["):
+            match = _DIAGNOSTIC.match(raw)
+            if match:
+                found.setdefault(len(plain), set()).add(match.group(1))
+        else:
+            plain.append(raw)
+    lines = source.lstrip("\ufeff").splitlines()
+    if plain[: len(lines)] != lines or any(plain[len(lines) :]):
+        raise ValueError("main.diagnostics.bicep without its diagnostic lines is not main.bicep")
+    return found
+
+
+@dataclass
+class Comparison:
+    """The check's findings on one of the compiler's cases, line by line, against the compiler's."""
+
+    case: str
+    agreed: list[int] = field(default_factory=list)  # lines where both report the same codes of the rule
+    missing: dict[int, set[str]] = field(default_factory=dict)  # codes of the rule the check does not report
+    extra: dict[int, set[str]] = field(default_factory=dict)  # codes the check reports, the compiler not
+    preempted: dict[int, set[str]] = field(default_factory=dict)  # extra, where the compiler stopped first
+    compiler: dict[int, set[str]] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+    error: str = ""  # the case could not be compared at all
+
+    def in_skipped(self, line: int) -> bool:
+        return any(s.first_line <= line <= s.last_line for s in self.skipped)
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.case}: not compared: {self.error}"
+        rule = sum(1 for codes in self.compiler.values() if codes & RULE)
+        lines = f"{len(self.compiler)} line(s) with diagnostics, {rule} of the rule"
+        errors = f"compiler: {lines if self.compiler else 'no diagnostic'}"
+        skipped = sum(s.last_line - s.first_line + 1 for s in self.skipped)
+        text = f"{self.case}: agreed {len(self.agreed)}, missing {len(self.missing)}, extra {len(self.extra)}"
+        if self.preempted:
+            text += f", preempted {len(self.preempted)}"
+        return f"{text} ({errors}; {len(self.skipped)} declaration(s), {skipped} line(s) pycep cannot parse)"
+
+    def details(self) -> Iterator[str]:
+        for line, codes in sorted(self.missing.items()):
+            hidden = " (in a declaration pycep cannot parse)" if self.in_skipped(line) else ""
+            yield f"  missing {self.case}:{line}: the compiler reports {', '.join(sorted(codes))}{hidden}"
+        for line, codes in sorted(self.extra.items()):
+            theirs = ", ".join(sorted(self.compiler.get(line, ()))) or "nothing"
+            yield f"  extra {self.case}:{line}: the check reports {', '.join(sorted(codes))}, the compiler {theirs}"
+        for line, codes in sorted(self.preempted.items()):
+            theirs = ", ".join(sorted(self.compiler[line]))
+            yield f"  preempted {self.case}:{line}: the check reports {', '.join(sorted(codes))}, the compiler {theirs}"
+
+
+def compare(case: str, template: Template, compiler: dict[int, set[str]]) -> Comparison:
+    ours: dict[int, set[str]] = {}
+    for violation in check(template):
+        ours.setdefault(violation.line, set()).add(violation.code)
+    result = Comparison(case, compiler=compiler, skipped=template.skipped)
+    for line in sorted(set(ours) | {n for n, codes in compiler.items() if codes & RULE}):
+        theirs, mine = compiler.get(line, set()), ours.get(line, set())
+        if theirs & RULE - mine:
+            result.missing[line] = theirs & RULE - mine
+        if mine - theirs:
+            (result.preempted if theirs & STOPS_FIRST else result.extra)[line] = mine - theirs
+        if line not in result.missing and line not in result.extra and line not in result.preempted:
+            result.agreed.append(line)
+    return result
+
+
+def compare_case(directory: Path) -> Comparison:
+    """One baseline case: its ``main.bicep``, parsed leniently (the compiler's files are full of errors pycep
+    does not parse), against its ``main.diagnostics.bicep``."""
+    try:
+        source = (directory / "main.bicep").read_text(encoding="utf-8-sig")
+        annotated = (directory / "main.diagnostics.bicep").read_text(encoding="utf-8-sig")
+        compiler = compiler_diagnostics(annotated, source)
+        return compare(directory.name, parse(source, str(directory / "main.bicep"), lenient=True), compiler)
+    except (OSError, ValueError) as exc:  # BicepParseError is a ValueError
+        return Comparison(directory.name, error=str(exc))
+
+
+def baseline_cases(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if all((p / f).is_file() for f in ("main.bicep", "main.diagnostics.bicep")))
+
+
+def compare_baselines(root: Path, timeout_s: float = 60.0) -> list[Comparison]:
+    """Every case under ``root`` (``src/Bicep.Core.Samples/Files/baselines`` of an Azure/bicep checkout). Each
+    runs in a child process: pycep's multi-line string rule can backtrack without end (Metadata_CRLF), and a
+    Python regex cannot be interrupted, so a case that takes longer than ``timeout_s`` is reported, not waited
+    for."""
+    _parser()  # built once, inherited by each forked child
+    context = multiprocessing.get_context("fork")
+    results: list[Comparison] = []
+    for directory in baseline_cases(root):
+        pool = context.Pool(1)
+        try:
+            results.append(pool.apply_async(compare_case, (directory,)).get(timeout_s))
+        except multiprocessing.TimeoutError:
+            results.append(Comparison(directory.name, error=f"pycep did not return within {timeout_s:g} s"))
+        finally:
+            pool.terminate()
+            pool.join()
+    return results
+
+
+def _report_baselines(root: Path, timeout_s: float) -> int:
+    if not baseline_cases(root):
+        print(f"{root}: no case (a folder with main.bicep and main.diagnostics.bicep)", file=sys.stderr)
+        return 2
+    results = compare_baselines(root, timeout_s)
+    for result in results:
+        print(result.summary())
+        for detail in result.details():
+            print(detail)
+    compared = [r for r in results if not r.error]
+    disagree = [r.case for r in compared if r.missing or r.extra]
+    print(
+        f"{len(compared)} of {len(results)} case(s) compared: agreed on {sum(len(r.agreed) for r in compared)} "
+        f"line(s); missing {sum(len(r.missing) for r in compared)}, extra {sum(len(r.extra) for r in compared)}, "
+        f"preempted {sum(len(r.preempted) for r in compared)}; "
+        f"{len(disagree)} case(s) disagree{': ' + ', '.join(disagree) if disagree else ''}"
+    )
+    return 1 if disagree else 0
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.infra.deploy_time_constants",
+        description="Report values the Bicep compiler needs at the start of a deployment that depend on runtime "
+        "values (BCP120/BCP177/BCP178/BCP182).",
+    )
+    parser.add_argument("paths", nargs="*", type=Path, help=".bicep files or folders (default: infra/)")
+    parser.add_argument(
+        "--baselines",
+        type=Path,
+        metavar="DIR",
+        help="instead, compare with the compiler's expected diagnostics: DIR is src/Bicep.Core.Samples/Files/"
+        "baselines of an Azure/bicep checkout",
+    )
+    parser.add_argument(
+        "--lenient",
+        action="store_true",
+        help="check each declaration pycep can parse and list the others (default: a file pycep refuses fails)",
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per baseline case (default 60)")
+    args = parser.parse_args(argv)
+    if args.baselines is not None:
+        return _report_baselines(args.baselines, args.timeout)
     root = Path(__file__).resolve().parents[2]
-    paths = [Path(a) for a in argv] or [root / "infra"]
-    try:
-        violations = check_paths(paths)
-    except BicepParseError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    files = bicep_paths(args.paths or [root / "infra"])
+    violations: list[Violation] = []
+    checked = skipped = 0
+    for file in files:
+        try:
+            template = parse_file(file, lenient=args.lenient)
+        except BicepParseError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        for part in template.skipped:
+            print(f"{file}:{part.first_line}-{part.last_line}: not checked, pycep cannot parse it: {part.error}")
+        checked, skipped = checked + len(template.elements), skipped + len(template.skipped)
+        violations.extend(check(template))
     for violation in violations:
         print(violation)
-    print(f"{len(violations)} value(s) the compiler needs at the start depend on runtime values")
+    declarations = f"{checked} declaration(s) checked" + (f", {skipped} not" if args.lenient else "")
+    found = f"{len(violations)} value(s) the compiler needs at the start depend on runtime values"
+    print(f"{len(files)} file(s), {declarations}: {found}")
     return 1 if violations else 0
 
 
