@@ -18,11 +18,16 @@ It walks pycep's Lark tree (``BicepParser().lark_parser``), not pycep's JSON: th
 declaration and spells a literal string and a reference alike. pycep's grammar has no operator precedence
 (``a.b ?? c`` parses as ``a.(b ?? c)``), so a member access is read as "the leftmost name right of the dot".
 
+A resource nested in another reads the names of the resources nested in it and in its ancestors (a sibling, a
+parent) as the compiler does; an existing resource nested in, scoped to or a child of one whose name is a runtime
+value has a runtime id (the compiler inlines it: ``Emit/InlineDependencyVisitor.cs``).
+
 What it does not do (docs/infrastructure.md): it knows no resource types, so a member of a resource other than
 id/name/type/apiVersion always counts as runtime (the compiler stays silent on a property the type lacks); it
 does not check BCP181/BCP341/BCP432 (function arguments, user functions), nor anything but this one rule; and a
-declaration pycep cannot parse (``func``, ``import``, user-defined types, several functions) is not checked:
-``parse(..., lenient=True)`` skips it and says which, strict parsing (the default, used on infra/) fails.
+declaration pycep cannot parse (``func``, ``import``, user-defined types, ``nameof()`` and several other
+functions, a nested resource with a loop or a condition) is not checked: ``parse(..., lenient=True)`` skips it and
+says which, strict parsing (the default, used on infra/) fails.
 
 Run ``python -m tests.infra.deploy_time_constants [--lenient] [FILE.bicep|DIR ...]`` (default: infra/) for a
 report. ``--baselines DIR`` compares it instead with the compiler's own expected diagnostics: DIR is
@@ -34,6 +39,7 @@ misses (missing) and its lines the compiler does not report (extra). docs/infras
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import multiprocessing
 import re
@@ -331,6 +337,8 @@ class Symbol:
     collection: bool = False
     existing: bool = False
     children: dict[str, Symbol] = field(default_factory=dict)
+    # The resource a nested one is declared in: its body is where the nested one's expressions are read.
+    enclosing: Symbol | None = field(default=None, repr=False, compare=False)
 
     @property
     def value(self) -> Any:
@@ -351,14 +359,15 @@ class Symbol:
                 yield _key_text(pair.children[0]), pair
 
 
-def _resource_symbol(element: Tree[Token], name: str, existing: bool, child: bool) -> Symbol:
+def _resource_symbol(element: Tree[Token], name: str, existing: bool, enclosing: Symbol | None = None) -> Symbol:
     value = element.children[-1]
     symbol = Symbol("resource", name, element, isinstance(value, Tree) and value.data == "loop", existing)
+    symbol.enclosing = enclosing
     body = symbol.body()
     for node in body.children if body is not None else []:
         if isinstance(node, Tree) and node.data == "child_resource":
             child_name = str(node.children[0])
-            symbol.children[child_name] = _resource_symbol(node, child_name, node.children[2] is not None, True)
+            symbol.children[child_name] = _resource_symbol(node, child_name, node.children[2] is not None, symbol)
     return symbol
 
 
@@ -368,7 +377,7 @@ def collect_symbols(elements: Iterable[Tree[Token]]) -> dict[str, Symbol]:
     for element in elements:
         if element.data == "resource":
             name = str(element.children[1])
-            symbols[name] = _resource_symbol(element, name, element.children[3] is not None, False)
+            symbols[name] = _resource_symbol(element, name, element.children[3] is not None)
         elif element.data in kinds:
             name = str(element.children[1])
             value = element.children[-1]
@@ -402,6 +411,25 @@ class _Checker:
         self._variables: dict[str, str | None] = {}
         self._existing: dict[int, frozenset[str]] = {}
         self._folding: set[str] = set()
+        # The resource whose body is being read: the resources nested in it and in those enclosing it are in
+        # scope there by their bare names (a sibling's, a parent's); None at the top level.
+        self._where: Symbol | None = None
+
+    @contextlib.contextmanager
+    def _inside(self, symbol: Symbol | None) -> Iterator[None]:
+        outer, self._where = self._where, symbol
+        try:
+            yield
+        finally:
+            self._where = outer
+
+    def _lookup(self, name: str) -> Symbol | None:
+        scope = self._where
+        while scope is not None:
+            if name in scope.children:
+                return scope.children[name]
+            scope = scope.enclosing
+        return self.symbols.get(name)
 
     # Declarations and their containers
 
@@ -410,7 +438,7 @@ class _Checker:
             name = str(element.children[1]) if element.data not in {"scope", "metadata"} else ""
             # Each declaration as written (a name declared twice is the compiler's error; both are checked).
             if element.data == "resource":
-                self._resource(_resource_symbol(element, name, element.children[3] is not None, False))
+                self._resource(_resource_symbol(element, name, element.children[3] is not None))
             elif element.data == "module":
                 self._declared(Symbol("module", name, element), MODULE_START_PROPERTIES, f"module {name}")
             elif element.data == "var":
@@ -425,7 +453,8 @@ class _Checker:
             for child in symbol.children.values():
                 self._resource(child)
             return
-        self._declared(symbol, RESOURCE_START_PROPERTIES, f"resource {symbol.name}")
+        with self._inside(symbol):
+            self._declared(symbol, RESOURCE_START_PROPERTIES, f"resource {symbol.name}")
         for child in symbol.children.values():
             self._resource(child)
 
@@ -585,7 +614,7 @@ class _Checker:
     def _chain(self, base: Token, steps: list[_Step], local: frozenset[str], scope_like: bool) -> Iterator[_Finding]:
         name = str(base)
         line = base.line or 0
-        symbol = None if name in local else self.symbols.get(name)
+        symbol = None if name in local else self._lookup(name)
         if symbol is None or symbol.kind in {"parameter", "output"}:
             return
         if symbol.kind == "variable":
@@ -605,8 +634,8 @@ class _Checker:
                 return
             symbol, described, i = child, f"{described}::{child.name}", i + 1
         if i == len(steps):
-            if scope_like and not self._runtime_identifiers(symbol):
-                return
+            if scope_like and not self._runtime_identifiers(symbol) - {"id"}:
+                return  # a scope or parent may be any resource whose name, scope and parent are known
             yield _Finding(line, f"{described} as a whole (only {', '.join(sorted(self._readable(symbol)))} are known)")
             return
         step = steps[i]
@@ -624,19 +653,41 @@ class _Checker:
         return READABLE[symbol.kind] - self._runtime_identifiers(symbol)
 
     def _runtime_identifiers(self, symbol: Symbol) -> frozenset[str]:
-        """For an existing resource named (or scoped) by a runtime value: its id and those identifiers."""
+        """What of an existing resource is not known at the start: nothing, or, when the compiler must inline it
+        (its name, scope or parent is a runtime value, or it is nested in, scoped to or a child of an inlined
+        existing resource: InlineDependencyVisitor), its id and those of its identifiers that are runtime."""
         if symbol.kind != "resource" or not symbol.existing:
             return frozenset()
         key = id(symbol.element)
         if key not in self._existing:
             self._existing[key] = frozenset()  # a cycle is the compiler's error, not this one
-            runtime = {
-                p
-                for p, pair in symbol.properties()
-                if p in IDENTIFIER_PROPERTIES and self._any(pair.children[1], scope_like=p in SCOPE_PROPERTIES)
-            }
-            self._existing[key] = frozenset(runtime | {"id"}) if runtime else frozenset()
+            runtime, related = set(), [symbol.enclosing]
+            with self._inside(symbol):
+                for p, pair in symbol.properties():
+                    if p not in IDENTIFIER_PROPERTIES:
+                        continue
+                    if self._any(pair.children[1], scope_like=p in SCOPE_PROPERTIES):
+                        runtime.add(p)
+                    if p in SCOPE_PROPERTIES:
+                        related.append(self._whole_resource(pair.children[1]))
+            inlined = runtime or any(self._runtime_identifiers(r) for r in related if r is not None)
+            self._existing[key] = frozenset(runtime | {"id"}) if inlined else frozenset()
         return self._existing[key]
+
+    def _whole_resource(self, node: Any) -> Symbol | None:
+        """The resource ``node`` names as a whole (``r``, ``r::child``, ``rs[i]``), if it does."""
+        base, steps, _ = self._flatten(node)
+        token = _identifier(base)
+        symbol = self._lookup(str(token)) if token is not None else None
+        if symbol is None or symbol.kind != "resource":
+            return None
+        if symbol.collection and steps and steps[0].kind == "index":
+            steps = steps[1:]
+        for step in steps:
+            if step.kind != "child" or step.name not in symbol.children:
+                return None
+            symbol = symbol.children[step.name]
+        return symbol
 
     def _any(self, node: Any, *, scope_like: bool) -> bool:
         return next(iter(self._find(node, frozenset(), scope_like)), None) is not None
@@ -647,7 +698,8 @@ class _Checker:
             self._variables[name] = None  # cycles: the compiler reports those itself
             symbol = self.symbols[name]
             local = self._loop_names(symbol.value) if symbol.collection else frozenset()
-            finding = next(iter(self._find(symbol.value, local)), None)
+            with self._inside(None):  # a variable is declared at the top level
+                finding = next(iter(self._find(symbol.value, local)), None)
             self._variables[name] = finding.reason if finding else None
         return self._variables[name]
 

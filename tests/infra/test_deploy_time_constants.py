@@ -1,11 +1,13 @@
 """The offline deploy-time-constant check (tests/infra/deploy_time_constants.py): infra/ passes it; the template
-main had before issue 18 fails it where the compiler would; and the comparison with the compiler's own baselines
-(run by hand on an Azure/bicep checkout, or here when AUTOPILOT_BICEP_BASELINES names one) classifies lines as it
-says."""
+main had before issue 18 fails it where the compiler would; on this project's own cases (fixtures/deploy-time/,
+each mirroring one the compiler's tests exercise) it reports exactly the lines marked ``// expect BCPnnn`` and
+nothing else; and the comparison with the compiler's own baselines (run by hand on an Azure/bicep checkout, or
+here when AUTOPILOT_BICEP_BASELINES names one) classifies lines as it says."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -15,7 +17,19 @@ from tests.infra import deploy_time_constants as dtc
 from tests.infra.infra_files import INFRA
 
 FIXTURES = Path(__file__).with_name("fixtures")
+CASES = FIXTURES / "deploy-time"
+CASE_FILES = sorted(CASES.glob("*.bicep"))
 BASELINES_VARIABLE = "AUTOPILOT_BICEP_BASELINES"
+_MARK = re.compile(r"//\s*expect\s+(BCP\d+(?:[\s,]+BCP\d+)*)\s*$")
+
+
+def marked(path: Path) -> set[tuple[int, str]]:
+    """(line, code) of each ``// expect BCPnnn`` mark: what the compiler reports on that line."""
+    marks: set[tuple[int, str]] = set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if match := _MARK.search(line):
+            marks |= {(number, code) for code in re.findall(r"BCP\d+", match.group(1))}
+    return marks
 
 
 # -- this repository's templates
@@ -80,11 +94,51 @@ def test_the_command_line_checks_leniently_and_says_what_it_skipped(
             "resource r 'A/b@1' = {\n  name: m.outputs.n\n}\n",
             [8],
         ),
+        # An existing resource scoped to one inlined for its enclosing resource's runtime name is inlined too: its
+        # id is a runtime value (InlineDependencyVisitor: scopedToInlinedResource), its known name is not.
+        (
+            "module m 'm.bicep' = {\n  name: 'm'\n}\nresource n 'A/b@1' existing = {\n  name: m.outputs.n\n"
+            "  resource k 'c' existing = {\n    name: 'k'\n  }\n}\nresource e 'X/y@1' existing = {\n"
+            "  name: 'e'\n  scope: n::k\n}\nresource r 'A/d@1' = {\n  name: guid(e.id, e.name)\n}\n",
+            [15],
+        ),
     ],
-    ids=["precedence", "loop-variable-shadows", "declared-twice"],
+    ids=["precedence", "loop-variable-shadows", "declared-twice", "existing-scoped-to-inlined"],
 )
 def test_the_rule_on_small_templates(bicep: str, expected: list[int]) -> None:
     assert [v.line for v in dtc.check(dtc.parse(bicep))] == expected
+
+
+# -- this project's cases, each mirroring one of the compiler's tests
+
+
+@pytest.mark.parametrize("path", CASE_FILES, ids=lambda p: p.name)
+def test_the_check_reports_exactly_the_marked_lines(path: Path) -> None:
+    """Both ways: every marked (line, code) is reported, and nothing is reported on an unmarked line."""
+    violations = dtc.check(dtc.parse_file(path))  # strict: a declaration pycep skipped would hide a case
+    found = {(v.line, v.code) for v in violations}
+    expected = marked(path)
+    missing = sorted(expected - found)
+    extra = [str(v) for v in violations if (v.line, v.code) not in expected]
+    assert not missing and not extra, f"missing (line, code): {missing}; extra: {extra}"
+
+
+def test_the_cases_cover_each_code_and_cite_what_they_mirror() -> None:
+    assert {p.name for p in CASE_FILES} >= {"module.bicep", "valid.bicep", "resource-names.bicep"}
+    codes = {code for path in CASE_FILES for _, code in marked(path)}
+    assert codes == {"BCP066", "BCP120", "BCP177", "BCP178", "BCP182"}
+    for path in CASE_FILES:
+        if path.name == "module.bicep":
+            continue  # what the others deploy
+        text = path.read_text(encoding="utf-8")
+        assert "Azure/bicep" in text and "9beb0fee60ca53458f41492b699af440367b240b" in text, path.name
+        lines = text.splitlines()
+        cases = [i for i, line in enumerate(lines) if line.startswith("// Case")]
+        assert cases or path.name == "valid.bicep", f"{path.name} has no case"
+        for i in cases:
+            cited = "\n".join(lines[i : i + 8])
+            assert re.search(r"src/Bicep\.Core[\w.]*/\S+\.(bicep|cs)", cited), f"{path.name}:{i + 1} cites nothing"
+    assert len(marked(CASES / "valid.bicep")) == 0
 
 
 # -- the comparison with the compiler's baselines
