@@ -1,7 +1,8 @@
 // `azd up` for Fine-tune Autopilot: the Function App and everything it owns, in a resource group of its own,
 // wired to an EXISTING Azure ML workspace. Nothing is deployed into the workspace's resource group: `azd down`
 // deletes every resource group a deployment put resources in, so the roles on the workspace and on the
-// subscription are granted by infra/hooks/postprovision.py and removed by infra/hooks/predown.py instead.
+// subscription are granted by the postprovision hook and removed by the predown hook (infra/hooks/azd_hooks.py).
+// What it deploys, the roles and the hooks: docs/infrastructure.md.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -32,6 +33,18 @@ param existingWorkspaceTopicResourceGroup string = ''
 @allowed(['3.11', '3.12'])
 param pythonVersion string = '3.11'
 
+// azd fills AZURE_PRINCIPAL_ID and AZURE_PRINCIPAL_TYPE with the signed-in principal (Azure/azure-dev,
+// cli/azd/pkg/infra/provisioning/bicep/bicep_provider.go, evalParamEnvSubst), as the quickstart's principalId.
+@description('Object id of the person or pipeline running azd up (AZURE_PRINCIPAL_ID); empty: no deployer roles.')
+param principalId string = ''
+
+@description('What principalId is (AZURE_PRINCIPAL_TYPE): User when a person runs azd, ServicePrincipal in CI.')
+@allowed(['User', 'ServicePrincipal', 'Group'])
+param principalType string = 'User'
+
+@description('Grant the deployer the roles the documented commands need (infra/roles.json, deployerRoles).')
+param grantDeployerAccess bool = true
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -60,6 +73,9 @@ module app 'app/resources.bicep' = {
     workspaceResourceGroup: workspaceResourceGroup
     workspaceLocation: workspace.location
     createWorkspaceTopic: empty(existingWorkspaceTopicName)
+    deployerPrincipalId: principalId
+    deployerPrincipalType: principalType
+    grantDeployerAccess: grantDeployerAccess
   }
 }
 
@@ -74,6 +90,10 @@ output AZURE_FUNCTION_APP_HOSTNAME string = app.outputs.functionAppHostname
 output AZURE_STORAGE_ACCOUNT_NAME string = app.outputs.storageAccountName
 output AZURE_STORAGE_TOPIC_NAME string = app.outputs.storageTopicName
 output AUTOPILOT_IDENTITY_PRINCIPAL_ID string = app.outputs.identityPrincipalId
+// Who the hooks grant the deployer roles outside azd's group to (empty: nobody); azd keeps AZURE_PRINCIPAL_ID
+// out of the environment file, so the hooks read it here.
+output AUTOPILOT_DEPLOYER_PRINCIPAL_ID string = grantDeployerAccess ? principalId : ''
+output AUTOPILOT_DEPLOYER_PRINCIPAL_TYPE string = principalType
 output AUTOPILOT_CONFIG_CONTAINER string = app.outputs.configContainer
 output AUTOPILOT_STATUS_CONTAINER string = app.outputs.statusContainer
 output AZUREML_WORKSPACE_ID string = workspace.id

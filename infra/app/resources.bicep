@@ -1,7 +1,9 @@
 // Everything `azd up` creates, in azd's own resource group: identity, storage (no shared keys), monitoring,
-// the Flex Consumption Function App, the storage roles, and the Event Grid system topics. Modules are Azure
-// Verified Modules pinned as in Azure-Samples/functions-quickstart-python-azd-eventgrid-blob (storage and the
-// site are resources, see below).
+// the Flex Consumption Function App (app/processor.bicep), the roles in this group (app/rbac.bicep), and the
+// Event Grid system topics. Modules are Azure Verified Modules pinned as in
+// Azure-Samples/functions-quickstart-python-azd-eventgrid-blob (storage and the site are resources, see below).
+// As there, a module's outputs go to the modules that need them as parameters: a resource's name, scope,
+// identity keys and loop sources must be known when the deployment starts (docs/infrastructure.md).
 param location string
 param tags object
 param resourceToken string
@@ -11,12 +13,14 @@ param workspaceName string
 param workspaceResourceGroup string
 param workspaceLocation string
 param createWorkspaceTopic bool
+param deployerPrincipalId string = ''
+param deployerPrincipalType string = 'User'
+param grantDeployerAccess bool = true
 param configContainer string = 'training-configs'
 param statusContainer string = 'training-status'
 param ledgerTable string = 'autopilotruns'
 
 var abbrs = loadJsonContent('../abbreviations.json')
-var roles = loadJsonContent('../roles.json').roles
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
 var storageAccountName = '${abbrs.storageStorageAccounts}${resourceToken}'
 var deploymentContainer = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
@@ -118,10 +122,6 @@ module plan 'br/public:avm/res/web/serverfarm:0.1.1' = {
   }
 }
 
-resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
-  name: '${abbrs.insightsComponents}${resourceToken}'
-}
-
 // The settings shared/settings.py reads (tests/infra checks every key here is one of them or the platform's).
 var appSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
@@ -144,82 +144,37 @@ var appSettings = {
   AUTOPILOT_LEDGER_TABLE: ledgerTable
 }
 
-resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_213: the app has no HTTP function a health check could probe (triggers are blob, Event Grid, timer); the platform restarts a failed host
-  // checkov:skip=CKV_AZURE_17: client certificates would lock out Event Grid's webhook deliveries; the webhooks are guarded by the extension system keys
-  // checkov:skip=CKV_AZURE_222: public access is needed for Event Grid's webhook deliveries (no VNet, see the storage account)
-  // checkov:skip=CKV_AZURE_212: Flex Consumption scales out by itself; instance count is not a site setting there
-  name: functionAppName
-  location: location
-  tags: union(tags, { 'azd-service-name': 'app' })
-  kind: 'functionapp,linux'
-  identity: {
-    type: 'UserAssigned'
-    userAssignedIdentities: {
-      '${identity.outputs.resourceId}': {}
-    }
-  }
-  properties: {
-    serverFarmId: plan.outputs.resourceId
-    httpsOnly: true
-    siteConfig: {
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
-      appSettings: [for setting in items(appSettings): { name: setting.key, value: setting.value }]
-    }
-    functionAppConfig: {
-      deployment: {
-        storage: {
-          type: 'blobContainer'
-          value: '${storageAccount.properties.primaryEndpoints.blob}${deploymentContainer}'
-          authentication: {
-            type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: identity.outputs.resourceId
-          }
-        }
-      }
-      scaleAndConcurrency: {
-        instanceMemoryMB: 2048
-        maximumInstanceCount: 40
-      }
-      runtime: {
-        name: 'python'
-        version: pythonVersion
-      }
-    }
+module processor 'processor.bicep' = {
+  name: 'processor'
+  dependsOn: [containers] // the deployment package container must exist before the app is created
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+    planId: plan.outputs.resourceId
+    identityId: identity.outputs.resourceId
+    storageAccountName: storageAccount.name
+    deploymentContainer: deploymentContainer
+    pythonVersion: pythonVersion
+    appSettings: appSettings
   }
 }
 
-resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for role in filter(roles, r => r.scope == 'storage'): {
-    name: guid(storageAccount.id, identity.outputs.principalId, role.id)
-    scope: storageAccount
-    properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role.id)
-      principalId: identity.outputs.principalId
-      principalType: 'ServicePrincipal'
-      description: role.why
-    }
+module rbac 'rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    storageAccountName: storageAccount.name
+    appInsightsName: monitoring.outputs.name
+    appPrincipalId: identity.outputs.principalId
+    deployerPrincipalId: deployerPrincipalId
+    deployerPrincipalType: deployerPrincipalType
+    grantDeployerAccess: grantDeployerAccess
   }
-]
-
-resource appInsightsRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for role in filter(roles, r => r.scope == 'appInsights'): {
-    name: guid(appInsights.id, identity.outputs.principalId, role.id)
-    scope: appInsights
-    dependsOn: [monitoring]
-    properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role.id)
-      principalId: identity.outputs.principalId
-      principalType: 'ServicePrincipal'
-      description: role.why
-    }
-  }
-]
+}
 
 // The storage account's topic: BlobCreated in the config container reaches the blob trigger (Event Grid
-// source); the subscription needs the blobs_extension key, so infra/hooks/postdeploy.py creates it.
+// source); the subscription needs the blobs_extension key, so the postdeploy hook (infra/hooks/azd_hooks.py)
+// creates it.
 module storageTopic 'br/public:avm/res/event-grid/system-topic:0.6.1' = {
   name: 'storagetopic'
   params: {
@@ -244,8 +199,8 @@ module workspaceTopic 'br/public:avm/res/event-grid/system-topic:0.6.1' = if (cr
   }
 }
 
-output functionAppName string = functionApp.name
-output functionAppHostname string = functionApp.properties.defaultHostName
+output functionAppName string = processor.outputs.name
+output functionAppHostname string = processor.outputs.defaultHostName
 output storageAccountName string = storageAccount.name
 output storageTopicName string = storageTopic.outputs.name
 output identityPrincipalId string = identity.outputs.principalId

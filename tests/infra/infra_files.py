@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,6 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 RESOURCES = INFRA / "app" / "resources.bicep"
+RBAC = INFRA / "app" / "rbac.bicep"
+PROCESSOR = INFRA / "app" / "processor.bicep"
 MAIN = INFRA / "main.bicep"
 INFRA_VENV = ROOT / ".venv-infra"
 
@@ -28,7 +31,7 @@ def bicep_files() -> list[Path]:
 def parsed(path: Path) -> dict[str, Any]:
     from pycep import BicepParser
 
-    tree: dict[str, Any] = BicepParser().parse(text=path.read_text(encoding="utf-8"))
+    tree: dict[str, Any] = dict(BicepParser().parse(text=path.read_text(encoding="utf-8")))
     return tree
 
 
@@ -38,8 +41,9 @@ def app_settings() -> dict[str, Any]:
     return value
 
 
-def roles() -> list[dict[str, str]]:
-    loaded: list[dict[str, str]] = json.loads((INFRA / "roles.json").read_text(encoding="utf-8"))["roles"]
+def roles(kind: str = "roles") -> list[dict[str, str]]:
+    """infra/roles.json: ``roles`` (the app identity's) or ``deployerRoles`` (the person who runs azd up)."""
+    loaded: list[dict[str, str]] = json.loads((INFRA / "roles.json").read_text(encoding="utf-8"))[kind]
     return loaded
 
 
@@ -48,6 +52,7 @@ def hooks() -> ModuleType:
     spec = importlib.util.spec_from_file_location("azd_hooks", INFRA / "hooks" / "azd_hooks.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

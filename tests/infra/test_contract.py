@@ -3,15 +3,18 @@ calls the adapters make, and the Event Grid subscriptions it creates are the one
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 import yaml
 
 from local.host.discovery import discover
+from shared.platform.azureml.pipeline import COMPUTE_INPUTS, SERVERLESS_SKU_INPUTS
+from shared.platform.port import JobStatus
 from shared.settings import DEFAULTS, Settings
 from shared.subscriptions import SUBSCRIPTIONS
-from tests.infra.infra_files import INFRA, MAIN, RESOURCES, ROOT, app_settings, hooks, parsed, roles
+from tests.infra.infra_files import INFRA, MAIN, RBAC, RESOURCES, ROOT, app_settings, hooks, parsed, roles
 
 # Read by the Functions platform itself, not by the app's code.
 PLATFORM_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
@@ -54,6 +57,20 @@ CALLS = [
 ]
 
 
+# What the documented commands do with the deployer's own login -> the deployer role and scope they need.
+DEPLOYER_CALLS = [
+    ("shared/storage.py", r"def upload_config\(", "Storage Blob Data Contributor", "storage"),  # submit
+    ("shared/status.py", r"\.blob_service\(", "Storage Blob Data Contributor", "storage"),  # status blobs
+    ("shared/ledger/table.py", r"\.table_service\(", "Storage Table Data Contributor", "storage"),  # the ledger
+    ("shared/services/cancel.py", r"platform\.cancel_job\(", "AzureML Data Scientist", "workspace"),
+    ("shared/services/cancel.py", r"platform\.begin_delete_endpoint\(", "AzureML Data Scientist", "workspace"),
+    ("shared/services/rollback.py", r"platform\.set_traffic\(", "AzureML Data Scientist", "workspace"),
+    ("local/cli/commands_platform.py", r"platform\.list_endpoints\(", "AzureML Data Scientist", "workspace"),
+    ("local/cli/commands_platform.py", r"platform\.endpoint_activity\(", "Monitoring Reader", "subscription"),
+    ("shared/platform/azureml/clients.py", r"MetricsClient\(", "Monitoring Reader", "subscription"),
+]
+
+
 def literal(name: str) -> str:
     value = app_settings()[name]
     assert isinstance(value, str), f"{name} is an expression in the Bicep, not a literal"
@@ -85,12 +102,47 @@ def test_the_roles_cover_the_calls(path: str, pattern: str, role: str, scope: st
     assert {"name": role, "scope": scope} in [{"name": r["name"], "scope": r["scope"]} for r in roles()]
 
 
+@pytest.mark.parametrize(
+    ("path", "pattern", "role", "scope"), DEPLOYER_CALLS, ids=[f"{c[0]}:{c[2]}" for c in DEPLOYER_CALLS]
+)
+def test_the_deployer_roles_cover_what_the_documented_commands_call(
+    path: str, pattern: str, role: str, scope: str
+) -> None:
+    assert re.search(pattern, (ROOT / path).read_text(encoding="utf-8")), f"{path} no longer matches {pattern}"
+    assert {"name": role, "scope": scope} in [{"name": r["name"], "scope": r["scope"]} for r in roles("deployerRoles")]
+
+
 def test_every_role_is_granted_by_the_bicep_or_the_hooks() -> None:
-    in_bicep = set(re.findall(r"filter\(roles, r => r\.scope == '(\w+)'\)", RESOURCES.read_text(encoding="utf-8")))
+    rbac = RBAC.read_text(encoding="utf-8")
     by_hooks = set(hooks().OUTSIDE_SCOPES)
-    assert in_bicep == {"storage", "appInsights"} and by_hooks == {"workspace", "subscription"}
-    assert {r["scope"] for r in roles()} == in_bicep | by_hooks
-    assert all(re.fullmatch(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", r["id"]) for r in roles())
+    assert by_hooks == {"workspace", "subscription"}
+    for kind, in_group in (("roles", {"storage", "appInsights"}), ("deployerRoles", {"storage"})):
+        in_bicep = set(re.findall(rf"filter\(roles\.{kind}, r => r\.scope == '(\w+)'\)", rbac))
+        assert in_bicep == in_group, kind
+        assert {r["scope"] for r in roles(kind)} == in_bicep | by_hooks, kind
+        assert all(re.fullmatch(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", r["id"]) for r in roles(kind))
+        assert all(len(r["why"]) >= 15 for r in roles(kind)), f"every {kind} entry says why"
+
+
+def test_the_deployer_is_azds_principal_and_the_grant_is_on_by_default() -> None:
+    main = parsed(MAIN)["parameters"]
+    values = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert values["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
+    assert values["principalType"]["value"].startswith("${AZURE_PRINCIPAL_TYPE")
+    assert values["grantDeployerAccess"]["value"] == "${AUTOPILOT_GRANT_DEPLOYER_ACCESS=true}"
+    assert main["grantDeployerAccess"]["default"] is True
+    # Every parameter without a default gets its value from the azd environment.
+    assert {name for name, p in main.items() if "default" not in p} <= set(values)
+
+
+def test_the_hook_reads_the_jobs_as_the_app_writes_them() -> None:
+    h = hooks()
+    assert h.FINETUNE_COMPUTE_INPUT in COMPUTE_INPUTS and h.FINETUNE_SKU_INPUT in SERVERLESS_SKU_INPUTS
+    pipeline = (ROOT / "shared" / "platform" / "azureml" / "pipeline.py").read_text(encoding="utf-8")
+    assert f'inputs["{h.FINETUNE_NODES_INPUT}"]' in pipeline
+    # What the hook counts as still queued or running is what the app does not count as ended.
+    assert not any(JobStatus.parse(status).is_terminal for status in h.ACTIVE_JOB_STATUSES)
+    assert all(JobStatus.parse(s).is_terminal for s in ("Completed", "Failed", "Canceled"))
 
 
 def test_role_assignments_outside_the_group_are_stable_so_predown_removes_what_postprovision_made() -> None:
@@ -138,9 +190,13 @@ def test_the_hook_creates_exactly_the_declared_subscriptions_aimed_at_the_apps_f
 def test_the_hooks_read_only_what_azd_provides() -> None:
     outputs = set(parsed(MAIN)["outputs"])
     azd_sets = {"AZURE_SUBSCRIPTION_ID"}  # azd's own environment value
-    read = set(re.findall(r'env\("(\w+)"\)', (INFRA / "hooks" / "azd_hooks.py").read_text(encoding="utf-8")))
-    read |= set(re.findall(r"env\('(\w+)'\)", (INFRA / "hooks" / "azd_hooks.py").read_text(encoding="utf-8")))
-    assert read and read <= outputs | azd_sets, sorted(read - outputs - azd_sets)
+    # Set by the person with `azd env set` (docs/infrastructure.md), and the app's own price table override.
+    user_sets = {hooks().DOWN_SETTING, "AUTOPILOT_PRICE_TABLE"}
+    source = (INFRA / "hooks" / "azd_hooks.py").read_text(encoding="utf-8")
+    read = set(re.findall(r"""env\(["'](\w+)["']\)""", source))
+    read |= set(re.findall(r"""os\.environ\.get\(["'](\w+)["']""", source))
+    assert {"AUTOPILOT_DEPLOYER_PRINCIPAL_ID", "AZUREML_WORKSPACE_TOPIC_OWNED"} <= read
+    assert read <= outputs | azd_sets | user_sets, sorted(read - outputs - azd_sets - user_sets)
     azure_yaml = yaml.safe_load((ROOT / "azure.yaml").read_text(encoding="utf-8"))
     assert set(azure_yaml["hooks"]) == set(hooks().HOOKS)
     for name, hook in azure_yaml["hooks"].items():
