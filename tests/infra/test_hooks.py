@@ -71,13 +71,13 @@ def job(name: str, status: str, tags: dict[str, str], inputs: dict[str, Any]) ->
 
 
 def workspace_resources() -> dict[str, Any]:
-    """The app's endpoints (one under the legacy dotted tag keys) and jobs, and things that are not the app's."""
-    legacy = {"autopilot.managed": "true", "autopilot.run_id": "run-b-5678abcd"}
+    """The app's endpoints and jobs, and things that are not the app's."""
+    other_run = {"autopilot_managed": "true", "autopilot_run_id": "run-b-5678abcd"}
     compute = f"{WORKSPACE}/computes/gpu-cluster"
     model = f"{WORKSPACE}/models/chat/versions/439041102"
     return {
         **endpoint("ep-a", MANAGED),
-        **endpoint("ep-b", legacy, capacity=2),
+        **endpoint("ep-b", other_run, capacity=2),
         **endpoint("ep-mine", {}),
         **endpoint("ep-half", {"autopilot_managed": "true"}),  # no run id: not the app's (shared.naming)
         **job("run-a-1234abcd", "Running", MANAGED, {"compute_finetune": "gpu-cluster", "num_nodes_finetune": 2}),
