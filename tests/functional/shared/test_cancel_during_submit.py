@@ -14,6 +14,7 @@ from tests.configs import config_bytes
 from tests.fakes import WorkerDied, die_entering
 from tests.functional.shared.world import World
 
+
 def cancel_as_the_submit_runs(world: World, *, before_the_job: bool) -> list[str]:
     """``autopilot cancel`` arriving while ``submit_job`` is in flight: before or after the job is created."""
     real = world.platform.submit_job
