@@ -48,6 +48,7 @@ from shared.states import RolloutPhase, RunState
 log = logging.getLogger(__name__)
 
 ROLLING_OUT = frozenset({RunState.REGISTERED, RunState.DEPLOYING, RunState.CANARY})
+ENDPOINT_GONE = "EndpointGone"  # the error code of a run whose endpoint the platform no longer has
 
 
 class CanaryRefused(AutopilotError):
@@ -162,6 +163,25 @@ def fail_canary(
     return Outcome(RunState.DEPLOY_FAILED, fill)
 
 
+def gone_message(endpoint: str) -> str:
+    return f"endpoint {endpoint} no longer exists on the platform (deleted outside the app)"
+
+
+def endpoint_gone(record: RunRecord, now: datetime) -> Outcome:
+    """The outcome of a canary whose endpoint the platform no longer has: ``deploy_failed`` with the reason
+    (nothing is left to delete or to put the traffic back on)."""
+    canary = record.canary
+    assert canary is not None
+    message = gone_message(canary.endpoint)
+    fail = failure(message, ENDPOINT_GONE, "deployment")
+
+    def fill(r: RunRecord) -> None:
+        fail(r)
+        _move(r, RolloutPhase.FAILED, reason=message, ended_at=now)
+
+    return Outcome(RunState.DEPLOY_FAILED, fill)
+
+
 def start_observing(record: RunRecord, scoring_uri: str | None, smoke: SmokeTest | None, now: datetime) -> Outcome:
     """The canary has its share of the traffic and passed its smoke test: the observation window starts."""
     until = now + timedelta(minutes=_config(record).deployment.observe_minutes)
@@ -202,7 +222,12 @@ def observe(store: RunStore, platform: MLPlatform, record: RunRecord, now: datet
         canary = r.canary
         assert r.deployment_name and canary and canary.started_at and canary.observe_until
         endpoint, previous = canary.endpoint, canary.previous_deployment
-        if r.deployment_name not in {d.name for d in platform.list_deployments(endpoint)}:
+        try:
+            names = {d.name for d in platform.list_deployments(endpoint)}
+        except NotFoundError:
+            # The platform says the endpoint is gone (deleted by hand): nothing to promote or roll back to.
+            return endpoint_gone(r, now)
+        if r.deployment_name not in names:
             # Deleted under it (by hand, or by an abort whose ledger write was lost): it cannot be promoted.
             return fail_canary(platform, r, "the canary deployment is gone", "ResourceNotFound", now)
         metrics = platform.deployment_metrics(endpoint, canary.started_at)
@@ -218,15 +243,15 @@ def observe(store: RunStore, platform: MLPlatform, record: RunRecord, now: datet
         why = verdict(metrics.get(r.deployment_name), metrics.get(previous), config.deployment.max_error_rate_increase)
         if why is not None:
             return fail_canary(platform, r, why, "CanaryErrorRate", now, **seen)
-        platform.set_traffic(endpoint, {r.deployment_name: 100, previous: 0})
+        # Traffic may name existing deployments only: one deleted by hand meanwhile is left out.
+        platform.set_traffic(endpoint, {r.deployment_name: 100, **({previous: 0} if previous in names else {})})
         retire_after = now + timedelta(minutes=config.deployment.grace_minutes)
         mark_replaced(store, canary.previous_run, r.run_id, retire_after)
+        kept = f"{previous} kept until {retire_after.isoformat()}" if previous in names else f"{previous} is gone"
 
         def promoted(x: RunRecord) -> None:
             _move(x, RolloutPhase.PROMOTED, promoted_at=now, **seen)
-            x.notes.append(
-                f"canary passed: all traffic on {x.deployment_name}; {previous} kept until {retire_after.isoformat()}"
-            )
+            x.notes.append(f"canary passed: all traffic on {x.deployment_name}; {kept}")
 
         return Outcome(RunState.DEPLOYED, promoted)
 

@@ -206,7 +206,9 @@ def sweep_orphans(ctx: SweepContext, report: ReconcileReport) -> None:
                 continue
             orphan = Orphan(kind, name, run, state, created, before.first_seen if before else now, now, "")
             try:
-                action = _stop_job_of_canceled_run(ctx, orphan) if stray_job else _act(ctx, orphan, item, ctx.orphan_grace)
+                action = (
+                    _stop_job_of_canceled_run(ctx, orphan) if stray_job else _act(ctx, orphan, item, ctx.orphan_grace)
+                )
             except Exception as exc:  # one orphan's trouble must not stop the others
                 action = f"error: {type(exc).__name__}: {exc}"[:300]
                 log.warning("orphan %s %s: %s", kind, name, action)

@@ -72,7 +72,7 @@ def test_an_endpoint_that_serves_no_other_run_is_deleted_with_the_superseded_run
 
 def test_a_superseded_run_that_a_canary_is_compared_with_stays_until_the_rollout_ends() -> None:
     world = World()
-    y, x1 = promoted_canary(world)
+    _, x1 = promoted_canary(world)
     world.clock.advance(minutes=31)
     world.platform.endpoints[ENDPOINT].last_request_at = world.clock()
     cleanup(world.store, world.platform)  # Y's deployment retired: X's first run alone on ft-line-a
