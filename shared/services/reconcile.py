@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from shared.exceptions import AutopilotError, NotFoundError
+from shared.exceptions import AutopilotError, NotFoundError, TransientPlatformError
 from shared.ledger.parts import SmokeTest
 from shared.ledger.record import RunRecord
 from shared.platform.port import DeploymentInfo, DeploymentState, MLPlatform
@@ -102,9 +102,13 @@ def smoke_tested(platform: MLPlatform, record: RunRecord, endpoint: str, now: da
     return replace(smoke, answer=answer_text(answer)[:SMOKE_ANSWER_CHARS], at=now)
 
 
-def go_live(platform: MLPlatform, record: RunRecord, info: DeploymentInfo, now: datetime) -> Outcome:
+def go_live(
+    platform: MLPlatform, record: RunRecord, info: DeploymentInfo, now: datetime, deadline: datetime
+) -> Outcome | None:
     """The deployment succeeded: its traffic (all of it, or a canary's share), then the smoke test; the run is
-    deployed, or a canary under observation."""
+    deployed, or a canary under observation. A smoke request that fails in a way that may pass (throttling, a
+    gateway's 503) is tried again by the next look until ``deadline``, the deployment's own; only then, or on
+    an answer that says the deployment is broken, is the deployment removed (None: stay, look again)."""
     assert record.endpoint_name and record.deployment_name
     canary = record.canary
     endpoint = canary.endpoint if canary is not None else record.endpoint_name
@@ -112,6 +116,11 @@ def go_live(platform: MLPlatform, record: RunRecord, info: DeploymentInfo, now: 
     platform.set_traffic(endpoint, traffic)
     try:
         smoke = smoke_tested(platform, record, endpoint, now)
+    except TransientPlatformError as exc:
+        if now < deadline:
+            log.warning("run %s: smoke test not answered (%s); next look, until %s", record.run_id, exc, deadline)
+            return None
+        return _delete_and_fail(platform, record, f"smoke test failed until {deadline}: {exc}", "SmokeTestFailed", now)
     except AutopilotError as exc:
         return _delete_and_fail(platform, record, f"smoke test failed: {exc}", "SmokeTestFailed", now)
     if canary is not None:
@@ -146,14 +155,14 @@ def finish_deployment(ctx: SweepContext, record: RunRecord) -> RunRecord | None:
                     raise
                 return endpoint_gone(r, now)  # the endpoint it joined is gone: nothing to add a deployment to
             return None
+        started = datetime.fromisoformat(r.timeline.get(RunState.DEPLOYING.value, now.isoformat()))
         if info.state != DeploymentState.SUCCEEDED:
-            started = datetime.fromisoformat(r.timeline.get(RunState.DEPLOYING.value, now.isoformat()))
             if now - started > ctx.deploy_timeout:
                 minutes = int(ctx.deploy_timeout.total_seconds() // 60)
                 message = f"deployment still {info.state.value} after {minutes} minutes"
                 return _delete_and_fail(platform, r, message, "DeploymentTimeout", now)
             return None
-        return go_live(platform, r, info, now)
+        return go_live(platform, r, info, now, started + ctx.deploy_timeout)
 
     return guarded(ctx.store, record, RunState.DEPLOYING, act)
 
