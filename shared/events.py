@@ -7,6 +7,7 @@ available as ``raw``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,30 @@ class ModelRegisteredEvent(AzureMLEvent):
         return _dict(self.data, "modelProperties")
 
 
+def _no_nan(raw: dict[str, Any]) -> None:
+    """JSON has no NaN or Infinity (RFC 8259, section 6); Python's json reads them, Event Grid never sends them:
+    an event carrying one is malformed, wherever it is."""
+    stack: list[tuple[Any, str]] = [(raw, "event")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EventError(f"{where} is {value}, which is not a JSON number")
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _envelope_text(raw: dict[str, Any], name: str, event_type: str) -> str:
+    """An optional envelope field that must be text when present (``topic``, ``subject``)."""
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise EventError(f"{event_type} event {name} must be text, not {type(value).__name__}")
+    return value
+
+
 _WRAPPERS: dict[str, type[AzureMLEvent]] = {
     RUN_COMPLETED: RunEvent,
     RUN_STATUS_CHANGED: RunEvent,
@@ -153,6 +178,7 @@ def parse_event(raw: dict[str, Any]) -> AzureMLEvent:
     """Wrap one Event Grid event (schema: id, topic, subject, eventType, data). Validates required fields."""
     if not isinstance(raw, dict):
         raise EventError("an event must be a JSON object")
+    _no_nan(raw)
     event_type = raw.get("eventType") or raw.get("event_type") or raw.get("type")
     if not isinstance(event_type, str) or not event_type:
         raise EventError("event has no eventType")
@@ -165,8 +191,8 @@ def parse_event(raw: dict[str, Any]) -> AzureMLEvent:
     wrapper = _WRAPPERS.get(event_type, AzureMLEvent)
     event = wrapper(
         id=event_id,
-        topic=str(raw.get("topic") or ""),
-        subject=str(raw.get("subject") or ""),
+        topic=_envelope_text(raw, "topic", event_type),
+        subject=_envelope_text(raw, "subject", event_type),
         event_type=event_type,
         data=data,
         raw=raw,

@@ -29,6 +29,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _landed(current: RunRecord, attempted: RunRecord) -> bool:
+    """Whether the stored run is exactly the write just attempted (its ``updated_at`` included, so another
+    writer's change never passes for it)."""
+    return current.to_dict() == attempted.to_dict()
+
+
 class RunStore:
     """The ledger plus its status-blob mirror, with the state machine applied on every write."""
 
@@ -126,8 +132,15 @@ class RunStore:
             try:
                 stored = self.ledger.replace(record)
             except ConcurrencyError:
-                log.info("run %s: changed by another writer; re-reading", run_id)
-                continue
+                current = self.ledger.get(run_id)
+                if current is None or not _landed(current, record):
+                    log.info("run %s: changed by another writer; re-reading", run_id)
+                    known = current  # what the next try starts from: no second read
+                    continue
+                # The storage service committed this very write, then answered an error (a 503 that azure-core
+                # retried into a 412): it is this writer's, and its state change is told like any other.
+                log.info("run %s: the write landed although storage answered an error", run_id)
+                stored = current
             self._mirror(stored)
             if target is not None:
                 log.info("run %s: state %s", run_id, target.value, extra={"run_id": run_id, "state": target.value})

@@ -395,6 +395,7 @@ class FakePlatform:
                     ep.error_code = self.deployment_error_code
 
     def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
+        self._maybe_fail("get_deployment")
         ep = self.endpoints.get(endpoint_name)
         if ep is None or deployment_name not in ep.deployments:
             return DeploymentInfo(endpoint_name, deployment_name, DeploymentState.MISSING)
@@ -475,6 +476,7 @@ class FakePlatform:
         self.deleted_deployments.append(f"{endpoint_name}/{deployment_name}")
 
     def list_endpoints(self) -> list[EndpointInfo]:
+        self._maybe_fail("list_endpoints")
         return [
             EndpointInfo(ep.name, dict(ep.tags), ep.created_at, f"https://{ep.name}.example/score", healthy=ep.healthy)
             for ep in self.endpoints.values()

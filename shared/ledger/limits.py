@@ -9,6 +9,11 @@ from typing import Any
 MAX_PROPERTY_CHARS = 32_000
 # What a service may put in one JSON field of a run: the property limit less a margin for encoding.
 MAX_FIELD_JSON_CHARS = 30_000
+# What a run keeps of the problems it failed on (``parts.summarised``): a person reads the first ones, fixes
+# them and submits again; the rest are counted, so a rejection of any size fits the run.
+MAX_ERRORS_KEPT = 50
+MAX_ERROR_PATH_CHARS = 200
+MAX_ERROR_MESSAGE_CHARS = 1_000
 
 
 def stored_json(value: Any) -> str:

@@ -12,6 +12,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.exceptions import FieldIssue
+from shared.ledger.limits import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_ERROR_PATH_CHARS,
+    MAX_ERRORS_KEPT,
+    MAX_FIELD_JSON_CHARS,
+    json_chars,
+)
 from shared.states import RolloutPhase, check_phase_move
 
 Decision = Literal["approved", "rejected"]
@@ -37,6 +44,35 @@ def errors_to_json(errors: list[FieldIssue]) -> list[dict[str, str]]:
 
 def errors_from_json(data: Any) -> list[FieldIssue]:
     return [FieldIssue(str(e.get("path") or ""), str(e.get("message") or "")) for e in data or []]
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def summarised(issues: list[FieldIssue], budget: int = MAX_FIELD_JSON_CHARS) -> list[FieldIssue]:
+    """The problems as a run keeps them: each path and message cut short, the first ``MAX_ERRORS_KEPT`` that
+    fit ``budget`` characters of stored JSON, and one last line counting the rest. So a config with any number
+    of errors, however long its keys, is still rejected with its reasons (a run that cannot be stored would
+    stay ``received``)."""
+    cut = [FieldIssue(_cut(i.path, MAX_ERROR_PATH_CHARS), _cut(i.message, MAX_ERROR_MESSAGE_CHARS)) for i in issues]
+    # Room for the counting line, whatever the count.
+    room = budget - json_chars(errors_to_json([FieldIssue("", _more(len(cut), len(cut)))])) - 2
+    kept: list[FieldIssue] = []
+    used = 0
+    for issue in cut[:MAX_ERRORS_KEPT]:
+        size = json_chars(errors_to_json([issue])) - 1  # its share of the list: the object and a comma
+        if used + size > room:
+            break
+        kept.append(issue)
+        used += size
+    if len(kept) < len(cut):
+        kept.append(FieldIssue("", _more(len(cut) - len(kept), len(cut))))
+    return kept
+
+
+def _more(left: int, total: int) -> str:
+    return f"{left} more problem(s) not shown ({total} in all): fix these and submit again to see the rest"
 
 
 @dataclass(frozen=True)

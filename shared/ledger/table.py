@@ -126,8 +126,12 @@ class TableLedger:
             self.table.create_entity(entity)
         except ResourceExistsError:
             existing = self.get(record.run_id)
-            if existing is not None and existing.state in TERMINAL:
-                self.drop_active(record.run_id)  # a re-delivered blob of a finished run
+            if existing is not None:
+                # A create that storage committed but answered with an error (retried into a 409), or that died
+                # before this line: the run must still be in the recent index, or ``status`` never lists it.
+                self._insert_if_missing(_recent_entity(existing))
+                if existing.state in TERMINAL:
+                    self.drop_active(record.run_id)  # a re-delivered blob of a finished run
             raise AlreadyExistsError(record.run_id) from None
         self._insert_if_missing(_recent_entity(record))
         stored = self.get(record.run_id)

@@ -11,7 +11,9 @@ The steps, each a guarded step driven by events and the reconcile timer (never a
 3. ``observe`` (reconcile): once the window is over, the error rates (5xx / requests) of both deployments
    over the window are compared. Pass: all traffic to the new deployment, the run ``deployed``, the previous
    run marked ``replaced_by`` with ``retire_after`` = now + ``grace_minutes``. Fail: traffic back, the new
-   deployment deleted, the run ``deploy_failed`` with the reason; the previous run keeps serving.
+   deployment deleted, the run ``deploy_failed`` with the reason; the previous run keeps serving. Rates that
+   cannot be read (Azure Monitor down, or not readable by the app's identity) are no evidence: the canary
+   waits, and ``METRICS_PATIENCE`` past its window it is failed the same way (``CanaryUnverified``).
 4. ``retire`` (the cleanup timer): a deployment at 0% whose run's ``retire_after`` has passed is deleted and
    a deployed run ends ``deleted``. A deployment that carries traffic is never deleted.
 ``rollback.py`` (``autopilot rollback ENDPOINT``) puts the traffic back on the previous deployment while
@@ -48,6 +50,9 @@ from shared.states import RolloutPhase, RunState
 log = logging.getLogger(__name__)
 
 ROLLING_OUT = frozenset({RunState.REGISTERED, RunState.DEPLOYING, RunState.CANARY})
+ENDPOINT_GONE = "EndpointGone"  # the error code of a run whose endpoint the platform no longer has
+# How long past its window a canary waits for the platform to report its error rates before it is failed.
+METRICS_PATIENCE = timedelta(minutes=30)
 
 
 class CanaryRefused(AutopilotError):
@@ -162,6 +167,25 @@ def fail_canary(
     return Outcome(RunState.DEPLOY_FAILED, fill)
 
 
+def gone_message(endpoint: str) -> str:
+    return f"endpoint {endpoint} no longer exists on the platform (deleted outside the app)"
+
+
+def endpoint_gone(record: RunRecord, now: datetime) -> Outcome:
+    """The outcome of a canary whose endpoint the platform no longer has: ``deploy_failed`` with the reason
+    (nothing is left to delete or to put the traffic back on)."""
+    canary = record.canary
+    assert canary is not None
+    message = gone_message(canary.endpoint)
+    fail = failure(message, ENDPOINT_GONE, "deployment")
+
+    def fill(r: RunRecord) -> None:
+        fail(r)
+        _move(r, RolloutPhase.FAILED, reason=message, ended_at=now)
+
+    return Outcome(RunState.DEPLOY_FAILED, fill)
+
+
 def start_observing(record: RunRecord, scoring_uri: str | None, smoke: SmokeTest | None, now: datetime) -> Outcome:
     """The canary has its share of the traffic and passed its smoke test: the observation window starts."""
     until = now + timedelta(minutes=_config(record).deployment.observe_minutes)
@@ -202,10 +226,18 @@ def observe(store: RunStore, platform: MLPlatform, record: RunRecord, now: datet
         canary = r.canary
         assert r.deployment_name and canary and canary.started_at and canary.observe_until
         endpoint, previous = canary.endpoint, canary.previous_deployment
-        if r.deployment_name not in {d.name for d in platform.list_deployments(endpoint)}:
+        try:
+            names = {d.name for d in platform.list_deployments(endpoint)}
+        except NotFoundError:
+            # The platform says the endpoint is gone (deleted by hand): nothing to promote or roll back to.
+            return endpoint_gone(r, now)
+        if r.deployment_name not in names:
             # Deleted under it (by hand, or by an abort whose ledger write was lost): it cannot be promoted.
             return fail_canary(platform, r, "the canary deployment is gone", "ResourceNotFound", now)
-        metrics = platform.deployment_metrics(endpoint, canary.started_at)
+        try:
+            metrics = platform.deployment_metrics(endpoint, canary.started_at)
+        except AutopilotError as exc:  # Monitor throttled, down, or the identity may not read it
+            return unverified(platform, r, exc, now)
         seen = {
             "canary_seen": observed(metrics.get(r.deployment_name)),
             "previous_seen": observed(metrics.get(previous)),
@@ -218,19 +250,34 @@ def observe(store: RunStore, platform: MLPlatform, record: RunRecord, now: datet
         why = verdict(metrics.get(r.deployment_name), metrics.get(previous), config.deployment.max_error_rate_increase)
         if why is not None:
             return fail_canary(platform, r, why, "CanaryErrorRate", now, **seen)
-        platform.set_traffic(endpoint, {r.deployment_name: 100, previous: 0})
+        # Traffic may name existing deployments only: one deleted by hand meanwhile is left out.
+        platform.set_traffic(endpoint, {r.deployment_name: 100, **({previous: 0} if previous in names else {})})
         retire_after = now + timedelta(minutes=config.deployment.grace_minutes)
         mark_replaced(store, canary.previous_run, r.run_id, retire_after)
+        kept = f"{previous} kept until {retire_after.isoformat()}" if previous in names else f"{previous} is gone"
 
         def promoted(x: RunRecord) -> None:
             _move(x, RolloutPhase.PROMOTED, promoted_at=now, **seen)
-            x.notes.append(
-                f"canary passed: all traffic on {x.deployment_name}; {previous} kept until {retire_after.isoformat()}"
-            )
+            x.notes.append(f"canary passed: all traffic on {x.deployment_name}; {kept}")
 
         return Outcome(RunState.DEPLOYED, promoted)
 
     return guarded(store, record, RunState.CANARY, act)
+
+
+def unverified(platform: MLPlatform, record: RunRecord, exc: AutopilotError, now: datetime) -> Outcome | None:
+    """The error rates could not be read. No answer is no evidence either way: the canary keeps its share and
+    the next look asks again; once ``METRICS_PATIENCE`` past its window, it is failed (traffic back on the
+    previous deployment, which kept serving throughout) rather than left a canary for ever."""
+    canary = record.canary
+    assert canary is not None and canary.observe_until is not None
+    given_up = canary.observe_until + METRICS_PATIENCE
+    if now < given_up:
+        log.warning("run %s: canary error rates not read (%s); next look", record.run_id, exc)
+        return None
+    minutes = int(METRICS_PATIENCE.total_seconds() // 60)
+    why = f"the error rates could not be read in the {minutes} min after the window ({exc})"
+    return fail_canary(platform, record, why, "CanaryUnverified", now)
 
 
 def mark_replaced(store: RunStore, run_id: str, by: str, retire_after: datetime) -> None:

@@ -5,13 +5,19 @@ races the job's completion, the registration or the deploy ends in exactly one t
 the platform told: the job is canceled (a finished one is left alone) and whatever was deployed for the run
 is deleted. A deploy handler that started its endpoint just before the cancel landed deletes it itself when
 its own ledger write is refused (see ``lifecycle.deploy``), so nothing half-deployed stays behind.
+
+A cancel can land while the submit is in flight (the run still ``received``, no job name recorded yet). The job
+is named after the run, so the cancel looks for it by the run id (``cancel_job_of``); a submit whose ledger
+write is refused because the run was canceled meanwhile cancels the job it has just created
+(``submit.submit_config``); and should both miss (the submit died between the two), the orphan sweep cancels an
+app-tagged job whose run is canceled (``orphans.py``). However the race falls, the job is stopped.
 """
 
 from __future__ import annotations
 
 import logging
 
-from shared.exceptions import AutopilotError, FieldIssue
+from shared.exceptions import AutopilotError, FieldIssue, NotFoundError
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_RUN_ID
 from shared.platform.port import MLPlatform
@@ -50,9 +56,26 @@ def cancel_run(store: RunStore, platform: MLPlatform, run_id: str, *, by: str) -
 
 def remove_what_the_run_started(platform: MLPlatform, record: RunRecord) -> None:
     """Cancel the job and delete the run's endpoint; both are no-ops when there is nothing to stop."""
+    cancel_job_of(platform, record)
+    remove_deployed(platform, record)
+
+
+def cancel_job_of(platform: MLPlatform, record: RunRecord) -> bool:
+    """Cancel the run's job: the one recorded, or, when the submit had not recorded it yet, the job named after
+    the run (``JobRequest.name`` is the run id) if its tags say it is this run's (a job of that name made by
+    anyone else is left alone). True when a cancel was sent."""
     if record.job_name:
         platform.cancel_job(record.job_name)
-    remove_deployed(platform, record)
+        return True
+    try:
+        job = platform.get_job(record.run_id)
+    except NotFoundError:
+        return False  # not created (yet): the submit that creates it cancels it (submit.py)
+    if job.tags.get(TAG_RUN_ID) != record.run_id or job.status.is_terminal:
+        return False
+    platform.cancel_job(job.name)
+    log.info("run %s: canceled while its submit was in flight; job %s canceled", record.run_id, job.name)
+    return True
 
 
 def remove_deployed(platform: MLPlatform, record: RunRecord) -> None:

@@ -1,4 +1,5 @@
-"""The orphan sweep: jobs, model versions and endpoints carrying the app's tags whose run has no ledger row.
+"""The orphan sweep: jobs, model versions and endpoints carrying the app's tags whose run has no ledger row, and
+jobs still running for a run that was canceled.
 
 Such a thing is what a lost write leaves (Azurite killed hard lost a run's ledger row while its job went on),
 or what a deleted table leaves. Nothing else looks at it, so this reconcile step finds it, records it and,
@@ -25,6 +26,9 @@ Removed, the policy:
   only recorded: it costs nothing and its logs are the evidence;
 - a model version: only recorded, never deleted. It is the paid-for result of a training, the port has no
   delete for it, and a person decides (a new config, or the workspace's own tools).
+- a job still queued or running whose run is ``canceled``: canceled at once, no grace (the ledger's own word
+  is the evidence). A cancel that raced the submit leaves one when the submit died between creating the job and
+  its ledger write (``cancel.py``). It is recorded like an orphan, with what was done.
 An orphan that is gone from the platform, or whose run reappears, leaves the document at the next sweep.
 """
 
@@ -41,6 +45,7 @@ from shared.naming import TAG_KEEP, TAG_RUN_ID
 from shared.platform.port import EndpointInfo, JobInfo, MLPlatform, ModelRef
 from shared.services.cleanup import decide
 from shared.services.sweep import SweepContext
+from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +128,38 @@ def _lookup_order(seen: dict[str, list[tuple[str, str, str, str | None, Any]]], 
     return sorted(urgent) + rest
 
 
-def _missing_runs(ctx: SweepContext, run_ids: list[str]) -> tuple[set[str], set[str]]:
-    """(runs with no ledger row, runs not settled this sweep: read failed or past the lookup cap)."""
-    missing: set[str] = set()
-    unknown: set[str] = set()
+@dataclass(frozen=True)
+class Lookups:
+    """What the ledger said of the run ids seen on the platform this sweep."""
+
+    missing: set[str]  # no ledger row
+    canceled: set[str]  # the run is canceled
+    unknown: set[str]  # not settled this sweep: the read failed or was past the lookup cap
+
+
+def _look_up(ctx: SweepContext, run_ids: list[str]) -> Lookups:
+    found = Lookups(set(), set(), set())
     for i, run in enumerate(run_ids):
         if i >= MAX_LOOKUPS or ctx.deadline.expired:
-            unknown.add(run)
+            found.unknown.add(run)
             continue
         try:
-            if ctx.store.get(run) is None:
-                missing.add(run)
+            record = ctx.store.get(run)
         except Exception as exc:  # no answer is not "missing": never act on it
             log.warning("orphan sweep: run %s not read: %s", run, exc)
-            unknown.add(run)
-    return missing, unknown
+            found.unknown.add(run)
+            continue
+        if record is None:
+            found.missing.add(run)
+        elif record.state == RunState.CANCELED:
+            found.canceled.add(run)
+    return found
+
+
+def _stop_job_of_canceled_run(ctx: SweepContext, orphan: Orphan) -> str:
+    ctx.platform.cancel_job(orphan.name)
+    log.warning("job %s: still %s although run %s is canceled; canceled", orphan.name, orphan.state, orphan.run_id)
+    return f"canceled: run {orphan.run_id} is canceled"
 
 
 def _act(ctx: SweepContext, orphan: Orphan, item: Any, grace: timedelta) -> str:
@@ -169,21 +191,24 @@ def sweep_orphans(ctx: SweepContext, report: ReconcileReport) -> None:
     """The orphan step of reconcile (see the module docstring)."""
     previous = {o.key: o for o in read_orphans(ctx.store.status)}
     seen, failed = _seen(ctx.platform)
-    missing, unknown = _missing_runs(ctx, _lookup_order(seen, ctx.now))
+    looked = _look_up(ctx, _lookup_order(seen, ctx.now))
     now = ctx.now.isoformat()
     current: list[Orphan] = [o for o in previous.values() if o.kind in failed]
     for kind, items in seen.items():
         for name, run, state, created, item in items:
             before = previous.get((kind, name))
-            if run in unknown:
+            if run in looked.unknown:
                 if before is not None:
                     current.append(before)  # not settled this time: keep what was known
                 continue
-            if run not in missing:
+            stray_job = kind == "job" and run in looked.canceled and not item.status.is_terminal
+            if run not in looked.missing and not stray_job:
                 continue
             orphan = Orphan(kind, name, run, state, created, before.first_seen if before else now, now, "")
             try:
-                action = _act(ctx, orphan, item, ctx.orphan_grace)
+                action = (
+                    _stop_job_of_canceled_run(ctx, orphan) if stray_job else _act(ctx, orphan, item, ctx.orphan_grace)
+                )
             except Exception as exc:  # one orphan's trouble must not stop the others
                 action = f"error: {type(exc).__name__}: {exc}"[:300]
                 log.warning("orphan %s %s: %s", kind, name, action)

@@ -5,7 +5,9 @@
 - deploying: Succeeded -> traffic 100% (a canary on a shared endpoint, ``canary.py``: its share), smoke test ->
   deployed (the canary: canary); Failed, a failed smoke test or a deployment past its deadline -> delete what
   was created -> deploy_failed with the platform's error code;
-- canary past its window -> promoted (deployed) or rolled back (deploy_failed).
+- canary past its window -> promoted (deployed) or rolled back (deploy_failed);
+- deployed, when the platform no longer has its endpoint -> deleted with the reason (``vanished.py``: one
+  endpoint listing per invocation, then a read of each run whose endpoint was not listed).
 A run that reaches ``deployed`` is handed to the ``WHEN_DEPLOYED`` hooks (the supersede policy, one endpoint per
 config path: ``supersede.py``).
 One run's failure is logged and does not stop the others.
@@ -27,19 +29,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from shared.exceptions import AutopilotError, NotFoundError
+from shared.exceptions import AutopilotError, NotFoundError, TransientPlatformError
 from shared.ledger.parts import SmokeTest
 from shared.ledger.record import RunRecord
 from shared.platform.port import DeploymentInfo, DeploymentState, MLPlatform
 from shared.runs import RunStore
 from shared.scoring import answer_text
-from shared.services.canary import fail_canary, observe, start_observing
+from shared.services.canary import endpoint_gone, fail_canary, observe, start_observing
 from shared.services.lifecycle import apply_job_status, deploy, deploy_request, register
 from shared.services.orphans import DEFAULT_ORPHAN_GRACE, Orphan, sweep_orphans
 from shared.services.step import Outcome, failure, guarded
 from shared.services.stranded import DEFAULT_RECEIVED_DEADLINE, fail_if_stranded
 from shared.services.supersede import supersede_older
 from shared.services.sweep import Deadline, Monotonic, SweepBudget, SweepContext, sweep_active
+from shared.services.vanished import Listing, end_if_gone
 from shared.states import ACTIVE, RunState
 
 __all__ = ["SWEEPS", "WHEN_DEPLOYED", "ReconcileOutcome", "ReconcileReport", "SweepContext", "reconcile"]
@@ -99,9 +102,13 @@ def smoke_tested(platform: MLPlatform, record: RunRecord, endpoint: str, now: da
     return replace(smoke, answer=answer_text(answer)[:SMOKE_ANSWER_CHARS], at=now)
 
 
-def go_live(platform: MLPlatform, record: RunRecord, info: DeploymentInfo, now: datetime) -> Outcome:
+def go_live(
+    platform: MLPlatform, record: RunRecord, info: DeploymentInfo, now: datetime, deadline: datetime
+) -> Outcome | None:
     """The deployment succeeded: its traffic (all of it, or a canary's share), then the smoke test; the run is
-    deployed, or a canary under observation."""
+    deployed, or a canary under observation. A smoke request that fails in a way that may pass (throttling, a
+    gateway's 503) is tried again by the next look until ``deadline``, the deployment's own; only then, or on
+    an answer that says the deployment is broken, is the deployment removed (None: stay, look again)."""
     assert record.endpoint_name and record.deployment_name
     canary = record.canary
     endpoint = canary.endpoint if canary is not None else record.endpoint_name
@@ -109,6 +116,11 @@ def go_live(platform: MLPlatform, record: RunRecord, info: DeploymentInfo, now: 
     platform.set_traffic(endpoint, traffic)
     try:
         smoke = smoke_tested(platform, record, endpoint, now)
+    except TransientPlatformError as exc:
+        if now < deadline:
+            log.warning("run %s: smoke test not answered (%s); next look, until %s", record.run_id, exc, deadline)
+            return None
+        return _delete_and_fail(platform, record, f"smoke test failed until {deadline}: {exc}", "SmokeTestFailed", now)
     except AutopilotError as exc:
         return _delete_and_fail(platform, record, f"smoke test failed: {exc}", "SmokeTestFailed", now)
     if canary is not None:
@@ -136,16 +148,21 @@ def finish_deployment(ctx: SweepContext, record: RunRecord) -> RunRecord | None:
             if r.config is None or r.model_name is None or r.model_version is None:
                 return _delete_and_fail(platform, r, "deployment disappeared", "ResourceNotFound", now)
             model = platform.get_model(r.model_name, r.model_version)
-            platform.begin_deploy(deploy_request(r, r.config, model))
+            try:
+                platform.begin_deploy(deploy_request(r, r.config, model))
+            except NotFoundError:
+                if r.canary is None:
+                    raise
+                return endpoint_gone(r, now)  # the endpoint it joined is gone: nothing to add a deployment to
             return None
+        started = datetime.fromisoformat(r.timeline.get(RunState.DEPLOYING.value, now.isoformat()))
         if info.state != DeploymentState.SUCCEEDED:
-            started = datetime.fromisoformat(r.timeline.get(RunState.DEPLOYING.value, now.isoformat()))
             if now - started > ctx.deploy_timeout:
                 minutes = int(ctx.deploy_timeout.total_seconds() // 60)
                 message = f"deployment still {info.state.value} after {minutes} minutes"
                 return _delete_and_fail(platform, r, message, "DeploymentTimeout", now)
             return None
-        return go_live(platform, r, info, now)
+        return go_live(platform, r, info, now, started + ctx.deploy_timeout)
 
     return guarded(ctx.store, record, RunState.DEPLOYING, act)
 
@@ -166,6 +183,8 @@ def _step(ctx: SweepContext, record: RunRecord) -> RunRecord | None:
         return finish_deployment(ctx, record)
     if record.state == RunState.CANARY:
         return observe(store, platform, record, ctx.now)
+    if record.state == RunState.DEPLOYED:
+        return end_if_gone(store, platform, record)  # handed here only when its endpoint was not listed
     return None
 
 
@@ -178,6 +197,7 @@ def reconcile_run(ctx: SweepContext, record: RunRecord) -> RunRecord:
         if after.state == RunState.DEPLOYED:
             for hook in WHEN_DEPLOYED:
                 hook(ctx.store, ctx.platform, after)
+            return after  # deployed: nothing more to do for it in this look
         record = after
     return record
 
@@ -194,10 +214,11 @@ def sweep_runs(ctx: SweepContext, report: ReconcileReport) -> None:
             return ReconcileOutcome(record.run_id, record.state.value, record.state.value, error)
         return ReconcileOutcome(record.run_id, record.state.value, after.state.value)
 
+    listing = Listing(ctx.platform)  # deployed runs are handled only when their endpoint is not listed
     swept = sweep_active(
         ctx.store,
         handle,
-        wants=lambda r: r.state in RECONCILED,
+        wants=lambda r: r.state in RECONCILED or listing.lacks(r),
         deadline=ctx.deadline,
         concurrency=ctx.concurrency,
     )

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from shared.exceptions import FieldIssue
+from shared.ledger.parts import summarised
 from shared.ledger.record import RunRecord
 from shared.runs import Mutation, RunStore
 from shared.states import RunState
@@ -26,16 +27,18 @@ class Outcome:
 
 def failure(message: str, code: str, path: str = "job") -> Mutation:
     """The fields a failed step leaves on the run: one error on ``path`` and the platform's code."""
+    errors = summarised([FieldIssue(path, message)])
 
     def fill(record: RunRecord) -> None:
-        record.errors = [FieldIssue(path, message)]
+        record.errors = list(errors)
         record.last_error_code = code
 
     return fill
 
 
 def rejection(issues: Iterable[FieldIssue], code: str) -> Mutation:
-    errors = list(issues)
+    """A rejection's fields: its problems (``summarised``: any number fits the run) and the code."""
+    errors = summarised(list(issues))
 
     def fill(record: RunRecord) -> None:
         record.errors = list(errors)

@@ -3,6 +3,10 @@
 Idempotent: the run id is derived from path and bytes, the job name is the run id, and a run that is past
 ``received`` is left alone. A handler that dies after submitting but before the ledger write converges on
 re-delivery, because the platform returns the job it already has under that name.
+
+A person may cancel the run while it is still ``received`` (``autopilot cancel``): the ledger write that would
+move it to ``submitted`` is then refused, and the job this submit just created is canceled here (a re-delivery
+that finds the run canceled does the same), so no job runs for a canceled run (see ``cancel.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from shared.ledger.limits import MAX_FIELD_JSON_CHARS, json_chars
 from shared.ledger.parts import SmokeTest
 from shared.ledger.record import RunRecord
 from shared.naming import check_blob_name, config_name, run_id
-from shared.platform.port import MLPlatform
+from shared.platform.port import JobInfo, MLPlatform
 from shared.runs import RunStore
+from shared.services.cancel import cancel_job_of
 from shared.services.planning import build_plan
 from shared.services.step import failure, rejection
 from shared.states import RunState
@@ -78,6 +83,21 @@ def _give_up_or_retry(
     return _fail(store, updated or record, f"could not submit after {tries} tries: {exc}", exc.code or "SubmitFailed")
 
 
+def _stop_the_job_of_a_canceled_run(
+    store: RunStore, platform: MLPlatform, record: RunRecord, job: JobInfo
+) -> RunRecord:
+    """The run was canceled while this submit created its job: cancel the job, and name it on the run."""
+    platform.cancel_job(job.name)
+    log.info("run %s: canceled while it was submitted; job %s canceled", record.run_id, job.name)
+
+    def name_the_job(r: RunRecord) -> None:
+        if r.job_name is None:
+            r.job_name = job.name
+            r.notes.append(f"job {job.name} was created as the run was canceled; it was canceled too")
+
+    return store.update(record, name_the_job) or record
+
+
 def submit_config(
     *,
     container: str,
@@ -106,6 +126,8 @@ def submit_config(
     )
     if record.state != RunState.RECEIVED:
         log.info("run %s: already %s; delivery ignored", run, record.state.value)
+        if record.state == RunState.CANCELED:
+            cancel_job_of(platform, record)  # a submit that died after creating the job, before its write
         return record
     if not created:
         log.info("run %s: resuming a submit that did not finish", run)
@@ -155,4 +177,10 @@ def submit_config(
         rec.smoke_test = SmokeTest(plan.smoke_request) if plan.smoke_request else None
         rec.errors = []
 
-    return store.advance(record, RunState.SUBMITTED, fill) or store.get(run)
+    submitted = store.advance(record, RunState.SUBMITTED, fill)
+    if submitted is not None:
+        return submitted
+    current = store.get(run)
+    if current is not None and current.state == RunState.CANCELED:
+        return _stop_the_job_of_a_canceled_run(store, platform, current, job)
+    return current

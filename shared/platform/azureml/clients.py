@@ -2,7 +2,8 @@
 
 A Function worker serves many invocations: building ``MLClient`` (and its credential) once saves a token
 round trip and a few hundred milliseconds per call. The credential is the Function's managed identity
-(``shared.identity.build_credential``, re-exported here).
+(``shared.identity.build_credential``, re-exported here). Every client waits on throttling only as long as
+``retries.BoundedRetryPolicy`` allows (``sdk_options``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from shared.exceptions import PlatformError
 from shared.identity import build_credential
 from shared.platform.azureml.errors import azure_call
+from shared.platform.azureml.retries import sdk_options
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -92,6 +94,7 @@ class AzureClients:
                         subscription_id=s.azureml_subscription_id,
                         resource_group_name=s.azureml_resource_group,
                         workspace_name=s.azureml_workspace_name,
+                        **sdk_options(),
                     )
             return self._workspace
 
@@ -106,7 +109,7 @@ class AzureClients:
                 log.info("connecting to Azure ML registry %s", name)
                 # Unlike the workspace client, this one calls the service at once (registry discovery).
                 with azure_call(f"connecting to registry {name}"):
-                    self._registries[name] = MLClient(credential, registry_name=name)
+                    self._registries[name] = MLClient(credential, registry_name=name, **sdk_options())
             return self._registries[name]
 
     def metrics(self, location: str) -> Any:
@@ -121,5 +124,5 @@ class AzureClients:
         credential = self.credential
         with self._lock:
             if endpoint not in self._metrics:
-                self._metrics[endpoint] = MetricsClient(endpoint, credential)
+                self._metrics[endpoint] = MetricsClient(endpoint, credential, **sdk_options())
             return self._metrics[endpoint]

@@ -29,11 +29,20 @@ from azure.ai.ml.entities import (
     OnlineRequestSettings,
     ProbeSettings,
 )
+from azure.ai.ml.exceptions import MlException
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from shared.exceptions import NotFoundError, NotManagedError, PlatformError
 from shared.naming import TAG_RUN_ID, is_managed
-from shared.platform.azureml.errors import azure_call, error_code, is_retryable, short, translate, with_remedy
+from shared.platform.azureml.errors import (
+    azure_call,
+    error_code,
+    is_retryable,
+    short,
+    translate,
+    unclassified_answer,
+    with_remedy,
+)
 from shared.platform.port import (
     MAX_DEPLOYMENTS_PER_ENDPOINT,
     DeploymentInfo,
@@ -286,10 +295,15 @@ class Endpoints:
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as file:
                 json.dump(payload, file)
-            with azure_call(f"invoking endpoint {endpoint_name}"):
+            what = f"invoking endpoint {endpoint_name}"
+            try:
                 answer = self._workspace().online_endpoints.invoke(
                     endpoint_name=endpoint_name, request_file=path, deployment_name=deployment_name
                 )
+            except AzureError as exc:
+                # The SDK reads an error answer without a JSON body as a bare MlException, with no status.
+                unclassified = type(exc) is MlException
+                raise (unclassified_answer(exc, what) if unclassified else translate(exc, what)) from None
         finally:
             os.unlink(path)
         if isinstance(answer, bytes):

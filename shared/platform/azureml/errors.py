@@ -1,7 +1,9 @@
 """Azure SDK errors translated to the app's: retryable, missing, or a platform failure with its code.
 
 Messages are cut short and never include request URLs with credentials: azure-core's messages carry the
-service's error text (code and message), which holds no keys.
+service's error text (code and message), which holds no keys. A throttled call says how long Azure asked to
+wait (``Retry-After``): the SDK waits only so long (``retries.py``), the app's next look does the rest.
+What each adapter call does with each kind of error is in docs/azure-faults.md.
 """
 
 from __future__ import annotations
@@ -84,6 +86,17 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, HttpResponseError) and exc.status_code in RETRYABLE_STATUS
 
 
+def retry_after(exc: BaseException) -> float | None:
+    """The seconds Azure asked the caller to wait (``Retry-After``) before trying again, if it said."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        value = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None  # an HTTP date: the message says nothing of it
+
+
 def translate(exc: AzureError, what: str) -> PlatformError:
     """The app's error for an azure-core error raised while doing ``what``."""
     message = f"{what}: {short(getattr(exc, 'message', None) or str(exc))}"
@@ -91,7 +104,9 @@ def translate(exc: AzureError, what: str) -> PlatformError:
     if isinstance(exc, ResourceNotFoundError):
         return NotFoundError(message, code or "ResourceNotFound")
     if is_retryable(exc):
-        return TransientPlatformError(message, code)
+        wait = retry_after(exc)
+        asked = f" (Azure asked to retry after {wait:g} s; the next look tries again)" if wait else ""
+        return TransientPlatformError(message + asked, code)
     if isinstance(exc, ClientAuthenticationError):
         return PlatformError(
             f"{what}: Azure authentication failed ({short(str(exc))}); check the Function's managed identity "
@@ -99,6 +114,13 @@ def translate(exc: AzureError, what: str) -> PlatformError:
             code or "AuthenticationFailed",
         )
     return PlatformError(message, code)
+
+
+def unclassified_answer(exc: AzureError, what: str) -> TransientPlatformError:
+    """An error answer the SDK could not classify: azure-ai-ml reads a scoring answer that is an error without a
+    JSON body (a gateway's 502 or 503 page, say) as a bare ``MlException`` and drops its status. It may pass, so
+    it is retryable, never proof that a deployment is broken (the smoke test retries it until its deadline)."""
+    return TransientPlatformError(f"{what}: an error answer without a JSON body ({short(str(exc))})", "Unclassified")
 
 
 @contextmanager

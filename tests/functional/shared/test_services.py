@@ -10,7 +10,7 @@ import pytest
 
 from shared.config.params import Param
 from shared.events import parse_event
-from shared.exceptions import FieldIssue, TransientPlatformError
+from shared.exceptions import FieldIssue, PlatformError, TransientPlatformError
 from shared.ledger.parts import Health
 from shared.naming import TAG_MANAGED, TAG_RUN_ID
 from shared.platform.port import DeploymentState, JobStatus
@@ -246,12 +246,38 @@ def test_deployment_failure_deletes_what_was_created(world: World) -> None:
 
 
 def test_failed_smoke_test_deletes_endpoint(world: World) -> None:
-    world.platform.fail_next["invoke"] = TransientPlatformError("upstream request timeout", "408")
+    world.platform.fail_next["invoke"] = PlatformError("endpoint answered HTTP 500", "500")
     run = world.drop().run_id  # type: ignore[union-attr]
     world.finish_through_reconcile(run)
     record = world.store.get(run)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
     assert record.last_error_code == "SmokeTestFailed" and not world.platform.endpoints
+
+
+def test_a_smoke_test_that_times_out_is_tried_again_not_taken_as_a_broken_deployment(world: World) -> None:
+    world.platform.fail_next["invoke"] = TransientPlatformError("upstream request timeout", "408")
+    run = world.drop().run_id  # type: ignore[union-attr]
+    world.finish_through_reconcile(run)
+    assert world.state(run) == RunState.DEPLOYING and world.platform.endpoints  # kept: the next look tries again
+    world.reconcile()
+    assert world.state(run) == RunState.DEPLOYED
+
+
+def test_a_smoke_test_that_never_answers_fails_at_the_deployment_deadline(world: World) -> None:
+    run = world.drop().run_id  # type: ignore[union-attr]
+    world.platform.finish_job(run)
+    world.reconcile()
+    world.platform.complete_deployments()
+    world.platform.fail_next["invoke"] = TransientPlatformError("upstream request timeout", "408")
+    world.reconcile()
+    assert world.state(run) == RunState.DEPLOYING
+    world.clock.advance(minutes=61)  # past the 60 minutes a deployment has
+    world.platform.fail_next["invoke"] = TransientPlatformError("upstream request timeout", "408")
+    world.reconcile()
+    record = world.store.get(run)
+    assert record is not None and record.state == RunState.DEPLOY_FAILED
+    assert record.last_error_code == "SmokeTestFailed" and "upstream request timeout" in record.errors[0].message
+    assert not world.platform.endpoints
 
 
 def test_deployment_past_deadline_fails_and_cleans_up(world: World) -> None:

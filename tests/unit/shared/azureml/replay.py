@@ -135,7 +135,9 @@ def _response(request: Any, entry: dict[str, Any]) -> Any:
     raw.reason = "recorded"
     raw.headers = CaseInsensitiveDict(entry.get("ResponseHeaders") or {})
     body = entry.get("ResponseBody")
-    raw.raw = io.BytesIO(b"" if body is None else json.dumps(body).encode())  # read as the socket would be
+    # Read as the socket would be; an injected text answer (``"_text": true``) is sent as it is.
+    payload = body.encode() if entry.get("_text") else json.dumps(body).encode()
+    raw.raw = io.BytesIO(b"" if body is None else payload)
     raw.url = request.url
     # As azure-core's RequestsTransport does: the newer generated clients send azure.core.rest requests and
     # read rest responses (``.json()``), the older ones the pipeline-transport kind.
@@ -228,8 +230,11 @@ class ReplayCredential:
 def replay_client(
     transport: ReplayTransport, subscription: str, group: str, workspace: str, credential: Any = None
 ) -> Any:
-    """A real workspace ``MLClient`` whose every HTTP call goes to ``transport``."""
+    """A real workspace ``MLClient`` whose every HTTP call goes to ``transport``, built with the app's options
+    (``retries.sdk_options``: how long a call waits on throttling), as ``AzureClients`` builds it."""
     from azure.ai.ml import MLClient
+
+    from shared.platform.azureml.retries import sdk_options
 
     return MLClient(
         credential or ReplayCredential(),
@@ -237,6 +242,7 @@ def replay_client(
         resource_group_name=group,
         workspace_name=workspace,
         transport=transport,
+        **sdk_options(),
     )
 
 
