@@ -124,7 +124,7 @@ def _start_host(settings: Settings, key: str, timeout_s: float) -> bool:
     dots = _Dots(f"starting the local host on {LOOPBACK}:{port}")
     log_path = workdir / HOST_LOG
     proc = start_detached(
-        [sys.executable, "-m", "local.cli.main", "host"],
+        [sys.executable, "-m", "autopilot.main", "host"],
         log_path=log_path,
         pid_path=workdir / HOST_PID,
         name="host",

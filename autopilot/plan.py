@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from local.cli.cost_lines import plan_cost
+from autopilot.cost_lines import plan_cost
 from shared.config.loader import load_config
 from shared.config.model_tags import AllowList
 from shared.costs import PriceTable, PriceTableError

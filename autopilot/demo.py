@@ -25,7 +25,7 @@ DEMO_PARAMETERS = ScoringParameters(temperature=0.0, top_p=1.0, do_sample=False,
 
 
 def _project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def _say(message: str, started: float) -> None:
@@ -81,8 +81,8 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     import argparse as _argparse
     import time
 
-    from local.cli import commands_local
-    from local.cli.commands_config import FOLLOW_DONE, follow
+    from autopilot import stack
+    from autopilot.runs import FOLLOW_DONE, follow
     from local.common.processes import running_from_pid_file, stop_pid_file
     from local.platform.dataset import DatasetError, prepare_dataset
     from shared import runtime
@@ -96,11 +96,11 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     print(f"Fine-tune Autopilot demo. Working directory: {settings.workdir}; data root: {data_root}")
 
     # 1. Storage and the local host (restarted if it runs, so it picks up the demo's timers and data root).
-    host_pid = settings.workdir / commands_local.HOST_PID
+    host_pid = settings.workdir / stack.HOST_PID
     if running_from_pid_file(host_pid) is not None:
         _say("restarting the local host with the demo's settings (reconcile 10 s, cleanup 30 s)", started)
         stop_pid_file(host_pid, timeout_s=15.0)
-    if commands_local.cmd_up(_argparse.Namespace(timeout=120.0)) != 0:
+    if stack.cmd_up(_argparse.Namespace(timeout=120.0)) != 0:
         return 1
 
     def finish(code: int) -> int:
@@ -108,7 +108,7 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
             f"demo {'finished' if code == 0 else 'failed'}; total wall time {time.monotonic() - started:.0f} s", started
         )
         if not keep_up:
-            commands_local.cmd_down(_argparse.Namespace())
+            stack.cmd_down(_argparse.Namespace())
         else:
             print("Still running (--keep-up): `autopilot status`, `autopilot endpoints`, `autopilot down`.")
         return code

@@ -14,12 +14,12 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES = (
-    "local.cli.commands_config",  # validate, submit, status
-    "local.cli.commands_local",  # up, down
-    "local.cli.commands_platform",  # invoke, endpoints, cleanup, prepare-dataset
-    "local.cli.commands_plan",  # plan
-    "local.cli.demo",  # demo
-    "local.cli.commands_lifecycle",  # approve, reject, cancel
+    "autopilot.runs",  # validate, submit, status
+    "autopilot.stack",  # up, down
+    "autopilot.endpoints",  # invoke, endpoints, cleanup, prepare-dataset
+    "autopilot.plan",  # plan
+    "autopilot.demo",  # demo
+    "autopilot.lifecycle",  # approve, reject, cancel
 )
 
 

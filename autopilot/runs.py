@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local.cli.cost_lines import endpoint_cost
-from local.cli.sparkline import curve_lines
+from autopilot.cost_lines import endpoint_cost
+from autopilot.sparkline import curve_lines
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
 from shared.costs import PriceTable, PriceTableError
 from shared.exceptions import ConfigError, FieldIssue
@@ -169,7 +169,7 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
 
 
 def _endpoint_cost(record: RunRecord) -> tuple[list[str], dict[str, Any] | None]:
-    """Uptime and cost of the run's endpoint, and what idle cleanup saved (local/cli/cost_lines.py)."""
+    """Uptime and cost of the run's endpoint, and what idle cleanup saved (autopilot/cost_lines.py)."""
     from shared import runtime
 
     try:

@@ -1,6 +1,6 @@
 """``autopilot invoke | endpoints | cleanup | prepare-dataset``: the platform commands.
 
-They talk to the platform the settings pick (local by default); ``demo`` is in ``local.cli.demo``.
+They talk to the platform the settings pick (local by default); ``demo`` is in ``autopilot.demo``.
 """
 
 from __future__ import annotations
