@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autopilot.settings import LOCAL_TWIN
 from shared.exceptions import AutopilotError
 from shared.scoring import ScoringParameters, answer_text, scoring_payload
 
@@ -38,19 +39,17 @@ def _demo_environment() -> tuple[Any, Path]:
     """Settings for the demo (data root, fast timers), put in the environment the host will inherit."""
     import os
 
+    from autopilot.settings import local_twin
     from local.platform.workspace import torch_thread_env
     from shared import runtime
-    from shared.settings import Settings, load_local_settings
 
-    load_local_settings(Path.cwd() / "local.settings.json")
-    workdir = Settings.from_env().workdir
+    workdir = local_twin().workdir
     data_root = Path(os.environ.get("AUTOPILOT_DATA_ROOT") or workdir / "data").resolve()
     os.environ["AUTOPILOT_DATA_ROOT"] = str(data_root)
     os.environ.update(DEMO_SCHEDULES)
     # Inherited by the host and, through it, by the job and endpoint; also this process's comparison.
     os.environ.update(torch_thread_env(dict(os.environ)))
-    runtime.reset()
-    return runtime.settings(), data_root
+    return runtime.install(runtime.bootstrap(local_twin())).settings, data_root
 
 
 def _conversation(path: Path, index: int) -> list[dict[str, str]]:
@@ -201,4 +200,4 @@ def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole life cycle on this machine: up, fine-tune, deploy, invoke, cleanup")
     p.add_argument("--keep-up", action="store_true", help="leave storage and the host running at the end")
     p.add_argument("--timeout-minutes", type=float, default=30.0, help="give up after this long (default 30)")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, settings=LOCAL_TWIN)

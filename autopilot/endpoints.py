@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from autopilot.settings import storage_hint
 from shared.exceptions import AutopilotError
 from shared.scoring import DEFAULT_PARAMETERS, ScoreRequest, ScoringParameters, answer_text, scoring_payload
 
@@ -132,7 +133,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     except AutopilotError as exc:
         return _fail(f"cleanup failed: {exc}")
     except Exception as exc:  # storage not running, most often
-        return _fail(f"cleanup failed ({type(exc).__name__}); is storage running? (`autopilot up`)")
+        return _fail(f"cleanup failed ({type(exc).__name__}); {storage_hint(runtime.settings())}")
     if not decisions:
         print("no endpoints managed by the app")
     verb = "would delete" if args.dry_run else "deleted"

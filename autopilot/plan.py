@@ -162,10 +162,9 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         content = path.read_bytes()
     except OSError as exc:
         return _error(f"cannot read {path}: {exc.strerror or exc}")
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        return _error(str(exc))
+    from shared import runtime
+
+    settings = runtime.settings()  # read by autopilot.main (autopilot/settings.py)
     offline = [
         f"{flag} {value}"
         for flag, value in (
@@ -232,9 +231,8 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         hint = ""
         if name == "azureml" and not (args.component and (args.model_tags or args.model_spec)):
             hint = (
-                " (to plan without Azure access pass --component and --model-spec or --model-tags; to use your "
-                "own login set "
-                "AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS=true)"
+                " (the plan reads Azure with your own login: `az login` or `azd auth login`; to plan without "
+                "Azure access pass --component and --model-spec or --model-tags)"
             )
         return _error(f"{exc}{hint}")
     try:
