@@ -20,7 +20,8 @@ from shared import runtime
 COMMAND_MODULES = (
     "autopilot.runs",  # validate, submit, status
     "autopilot.stack",  # up, down
-    "autopilot.endpoints",  # invoke, endpoints, cleanup, prepare-dataset
+    "autopilot.endpoints",  # invoke, endpoints, cleanup
+    "autopilot.dataset",  # prepare-dataset
     "autopilot.plan",  # plan
     "autopilot.demo",  # demo
     "autopilot.lifecycle",  # approve, reject, cancel, rollback
