@@ -122,6 +122,8 @@ class Settings:
     azureml_workspace_name: str = setting("AZUREML_WORKSPACE_NAME", "")
     azureml_registry: str = setting("AZUREML_REGISTRY", "azureml")
     azure_client_id: str = setting("AZURE_CLIENT_ID", "")
+    # A person's login before the managed identity (shared/identity.py). Never on the Function App; the autopilot
+    # CLI asks for it itself (autopilot/settings.py), so only a local host on a laptop against real storage reads it.
     allow_developer_credentials: bool = setting("AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS", "false")
 
     def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
