@@ -178,7 +178,7 @@ class Stack:
 
     def start_host(self) -> None:
         proc = processes.start_detached(
-            [sys.executable, "-m", "local.cli.main", "host"],
+            [sys.executable, "-m", "autopilot.main", "host"],
             log_path=self.workdir / "host.log",
             pid_path=self.workdir / "host.pid",
             name="host",

@@ -1,2 +1,2 @@
-"""The local twin, never deployed to the Function App: the development host, the local ML platform and the
-`autopilot` command. `shared/` never imports this package."""
+"""The local twin, never deployed to the Function App: the development host and the local ML platform. The
+`autopilot` command that drives it lives in `autopilot/`. `shared/` never imports this package."""

@@ -1,29 +1,56 @@
-"""The app's Azure credential: the Function's managed identity, developer logins only when a setting allows them.
+"""The app's Azure credential: the Function's managed identity; a person's own login only where one is asked for.
 
-One definition for every client that authenticates as the app (Azure ML, Monitor, Event Grid). Developer
-credentials (Azure CLI, VS Code, environment) are added only when ``AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS=true``,
-so a production app never falls back to someone's login. azure.identity is imported when a credential is built.
+One definition for every client that authenticates (Azure ML, Monitor, Event Grid, and storage through
+``shared/storage.py``). The Function App reads ``allow_developer_credentials`` from its settings, where it is
+``false`` unless someone sets ``AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS``, so it authenticates as its managed
+identity and never falls back to someone's login. An entry point that runs on a person's machine (the
+``autopilot`` CLI, ``autopilot/settings.py``) asks for the person's login explicitly by building its settings
+with it allowed: then the Azure CLI login (``az login``) is tried first, the Azure Developer CLI's
+(``azd auth login``) second, and the managed identity last (a CLI run on an Azure machine that has one).
+azure.identity is imported when a credential is built.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from shared.settings import Settings
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
+# Seconds to wait for `az` / `azd` to hand out a token: their first call on a cold machine can take a while.
+LOGIN_PROCESS_TIMEOUT_S = 30
 
-def build_credential(settings: Settings) -> TokenCredential:
-    """Managed identity first; developer credentials only when the setting allows them."""
-    from azure.identity import ChainedTokenCredential, DefaultAzureCredential, ManagedIdentityCredential
 
-    managed = ManagedIdentityCredential(client_id=settings.azure_client_id or None)
-    if not settings.allow_developer_credentials:
-        return managed
-    developer = DefaultAzureCredential(
-        exclude_managed_identity_credential=True,
-        exclude_interactive_browser_credential=True,
+def credential_chain(managed_identity_client_id: str, *, person: bool) -> TokenCredential:
+    """The managed identity (user-assigned with a client id); with ``person``, the person's logins before it."""
+    from azure.identity import (
+        AzureCliCredential,
+        AzureDeveloperCliCredential,
+        ChainedTokenCredential,
+        ManagedIdentityCredential,
     )
-    return ChainedTokenCredential(managed, developer)
+
+    managed = ManagedIdentityCredential(client_id=managed_identity_client_id or None)
+    if not person:
+        return managed
+    return ChainedTokenCredential(
+        AzureCliCredential(process_timeout=LOGIN_PROCESS_TIMEOUT_S),
+        AzureDeveloperCliCredential(process_timeout=LOGIN_PROCESS_TIMEOUT_S),
+        managed,
+    )
+
+
+class CredentialSettings(Protocol):
+    """What of the settings (shared/settings.py) the credential depends on; storage.py builds one too, so this
+    module imports neither."""
+
+    @property
+    def azure_client_id(self) -> str: ...
+
+    @property
+    def allow_developer_credentials(self) -> bool: ...
+
+
+def build_credential(settings: CredentialSettings) -> TokenCredential:
+    """Managed identity only, unless these settings allow a person's login (a person's machine)."""
+    return credential_chain(settings.azure_client_id, person=settings.allow_developer_credentials)

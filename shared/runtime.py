@@ -3,8 +3,9 @@
 ``bootstrap(settings, store=..., platform=...)`` builds a ``Runtime`` from settings and uses whatever it is
 given as is (tests pass fakes; nothing is patched). Each entry point (the blueprints, the CLI, the local host)
 uses the process's runtime, ``current()``, built once on first use from the environment; ``install`` makes
-another one current (tests, and the CLI after it has changed settings). Adapters are named here only, by
-string, and import their heavy SDKs (azure.ai.ml, mlflow, torch) when first built, never at import.
+another one current (tests, and the CLI, which reads its settings with ``autopilot/settings.py``). Adapters
+are named here only, by string, and import their heavy SDKs (azure.ai.ml, mlflow, torch) when first built,
+never at import.
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ def install(runtime: Runtime) -> Runtime:
     with _current_lock:
         _current = runtime
     return runtime
+
+
+def installed() -> Runtime | None:
+    """The process's runtime if one was built or installed, else None; builds nothing."""
+    with _current_lock:
+        return _current
 
 
 def reset() -> None:

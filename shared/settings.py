@@ -122,6 +122,8 @@ class Settings:
     azureml_workspace_name: str = setting("AZUREML_WORKSPACE_NAME", "")
     azureml_registry: str = setting("AZUREML_REGISTRY", "azureml")
     azure_client_id: str = setting("AZURE_CLIENT_ID", "")
+    # A person's login before the managed identity (shared/identity.py). Never on the Function App; the autopilot
+    # CLI asks for it itself (autopilot/settings.py), so only a local host on a laptop against real storage reads it.
     allow_developer_credentials: bool = setting("AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS", "false")
 
     def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
@@ -197,13 +199,24 @@ def sample_document() -> dict[str, Any]:
     return {"IsEncrypted": False, "Values": dict(DEFAULTS)}
 
 
+def read_local_settings(path: Path) -> dict[str, str]:
+    """The non-empty text ``Values`` of a ``local.settings.json`` (none when there is no file)."""
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot be read as JSON ({exc})") from None
+    values = document.get("Values", {}) if isinstance(document, dict) else None
+    if not isinstance(values, dict):
+        raise ValueError(f'{path}: "Values" must be an object of setting names and values')
+    return {str(key): value for key, value in values.items() if isinstance(value, str) and value}
+
+
 def load_local_settings(path: Path) -> None:
     """Put ``Values`` of a ``local.settings.json`` into the environment, without overriding what is set."""
-    if not path.is_file():
-        return
-    values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
-    for key, value in values.items():
-        if isinstance(value, str) and value and key not in os.environ:
+    for key, value in read_local_settings(path).items():
+        if key not in os.environ:
             os.environ[key] = value
 
 

@@ -39,7 +39,7 @@ class StorageConnection:
     blob_service_uri: str = ""
     queue_service_uri: str = ""
     table_service_uri: str = ""
-    credential_kind: str = ""  # "managedidentity", or empty: managed identity unless developer logins are allowed
+    credential_kind: str = ""  # "managedidentity", or empty: managed identity unless a person's login is allowed
     client_id: str = ""
     allow_developer_credentials: bool = False
 
@@ -93,14 +93,12 @@ class StorageConnection:
         return f"https://{self.account_name}.{service}.core.windows.net"
 
     def token_credential(self) -> TokenCredential:
-        """The managed identity (user-assigned with ``__clientId``); developer logins only when allowed."""
-        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+        """The managed identity (user-assigned with ``__clientId``); a person's login first only where the
+        settings allow it (shared/identity.py) and ``__credential`` does not insist on the managed identity."""
+        from shared.identity import credential_chain
 
-        if self.allow_developer_credentials and self.credential_kind != MANAGED_IDENTITY:
-            return DefaultAzureCredential(
-                managed_identity_client_id=self.client_id or None, exclude_interactive_browser_credential=True
-            )
-        return ManagedIdentityCredential(client_id=self.client_id or None)
+        person = self.allow_developer_credentials and self.credential_kind != MANAGED_IDENTITY
+        return credential_chain(self.client_id, person=person)
 
     def blob_service(self, **kwargs: Any) -> BlobServiceClient:
         from azure.storage.blob import BlobServiceClient

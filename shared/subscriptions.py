@@ -7,10 +7,16 @@ exactly these subscriptions (``python -m shared.subscriptions`` prints them as A
 run real and local event payloads through an evaluator of Event Grid's filter rules against them.
 
 Why these filters and no others:
-- Run events: ``data.runTags.autopilot_managed`` StringIn ``true``. Both documented run events and the SDK
-  payloads captured from a real workspace spell the data keys camelCase (``runTags``), and the tag key has no
-  '.', which a filter key could not address. There is no ``RunType`` filter: no public sample shows the
-  ``runType`` of a v2 pipeline job (the documented events carry ``null``); the app drops child steps itself.
+- ``RunStatusChanged``: ``data.runTags.autopilot_managed`` StringIn ``true``. The documented event and the SDK
+  payload captured from a real workspace both spell it ``runTags`` (tests/fixtures/eventgrid-real/), and the
+  tag key has no '.', which a filter key could not address. There is no ``RunType`` filter: no public sample
+  shows the ``runType`` of a v2 pipeline job (the documented events carry ``null``); the app drops child steps
+  itself.
+- ``RunCompleted``: event type only, in a subscription of its own. The documented event spells ``runTags``,
+  but the payload captured from a real workspace (Azure/azure-sdk-for-net, ``ConsumeEventTests.cs``) spells
+  ``RunTags`` beside camelCase keys, and Event Grid does not document whether data keys compare
+  case-insensitively; a ``data.runTags`` filter could drop every success, the event the app most needs. The
+  app's own checks (topic, tags, child steps: shared/services/lifecycle.py) drop other runs' events.
 - Model events: event type only. The documented ``ModelRegistered`` spells its data PascalCase
   (``ModelTags``) and the SDK's captured payloads camelCase (``modelTags``); Event Grid does not document
   whether data keys compare case-insensitively, and advanced filters are ANDed, so no single tag filter is
@@ -66,9 +72,10 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(
         "autopilot-run-events",
         REGISTER_FUNCTION,
-        (RUN_STATUS_CHANGED, RUN_COMPLETED),
+        (RUN_STATUS_CHANGED,),
         (AdvancedFilter("StringIn", f"data.runTags.{TAG_MANAGED}", ("true",)),),
     ),
+    Subscription("autopilot-run-completed", REGISTER_FUNCTION, (RUN_COMPLETED,)),
     Subscription("autopilot-model-events", DEPLOY_FUNCTION, (MODEL_REGISTERED,)),
 )
 

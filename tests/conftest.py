@@ -34,6 +34,25 @@ def _machine_independent_dtype() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_checkout_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The CLI reads the checkout's local.settings.json and azd environment (autopilot/settings.py): point it
+    at an empty directory, so a developer's own files never reach a test (and ``AZURE_ENV_NAME`` from their
+    shell names nothing). Tests of those files make a checkout of their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTOPILOT_PROJECT_DIR", str(tmp_path_factory.mktemp("checkout")))
+        patch.delenv("AZURE_ENV_NAME", raising=False)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime() -> Iterator[None]:
+    """No test sees the composition root another left behind (the CLI uses an installed one as is)."""
+    runtime.reset()
+    yield
+    runtime.reset()
+
+
 @pytest.fixture
 def use_runtime() -> Iterator[Callable[..., runtime.Runtime]]:
     """``use_runtime(settings=None, store=..., platform=...)`` makes a runtime with those collaborators the

@@ -152,7 +152,8 @@ class RegisterRequest:
     tags: dict[str, str]
 
 
-# Azure ML's limit per endpoint (AZURE-FACTS.md, "Limits per subscription and region"); the local platform keeps it.
+# Azure ML's limit per endpoint ("Number of deployments per endpoint: 20", how-to-manage-quotas,
+# https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas); the local platform keeps it.
 MAX_DEPLOYMENTS_PER_ENDPOINT = 20
 
 

@@ -65,8 +65,8 @@ DEPLOYER_CALLS = [
     ("shared/services/cancel.py", r"platform\.cancel_job\(", "AzureML Data Scientist", "workspace"),
     ("shared/services/cancel.py", r"platform\.begin_delete_endpoint\(", "AzureML Data Scientist", "workspace"),
     ("shared/services/rollback.py", r"platform\.set_traffic\(", "AzureML Data Scientist", "workspace"),
-    ("local/cli/commands_platform.py", r"platform\.list_endpoints\(", "AzureML Data Scientist", "workspace"),
-    ("local/cli/commands_platform.py", r"platform\.endpoint_activity\(", "Monitoring Reader", "subscription"),
+    ("autopilot/endpoints.py", r"platform\.list_endpoints\(", "AzureML Data Scientist", "workspace"),
+    ("autopilot/endpoints.py", r"platform\.endpoint_activity\(", "Monitoring Reader", "subscription"),
     ("shared/platform/azureml/clients.py", r"MetricsClient\(", "Monitoring Reader", "subscription"),
 ]
 

@@ -108,7 +108,7 @@ def test_drop_config_to_deployed_invoked_idle_and_deleted(
     env["PYTHONPATH"] = str(ROOT)
     host_log = workdir / "host.log"
     host = processes.start_detached(
-        [sys.executable, "-m", "local.cli.main", "host"],
+        [sys.executable, "-m", "autopilot.main", "host"],
         log_path=host_log,
         pid_path=workdir / "host.pid",
         name="host",
@@ -214,7 +214,7 @@ def test_one_endpoint_a_failing_canary_rolls_back_and_a_good_one_takes_over(
     env["PYTHONPATH"] = str(ROOT)
     host_log = workdir / "host.log"
     host = processes.start_detached(
-        [sys.executable, "-m", "local.cli.main", "host"],
+        [sys.executable, "-m", "autopilot.main", "host"],
         log_path=host_log,
         pid_path=workdir / "host.pid",
         name="host",

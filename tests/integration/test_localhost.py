@@ -240,7 +240,7 @@ def test_the_started_host_polls_in_the_background_and_serves_the_webhook(storage
 
 def cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "local.cli.main", *args],
+        [sys.executable, "-m", "autopilot.main", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -1,5 +1,5 @@
-"""The two wings: the Function App package (everything `.funcignore` keeps) works without the local twin, and
-the import rules in pyproject.toml hold (the same contracts `lint-imports` checks in CI)."""
+"""The two wings: the Function App package (everything `.funcignore` keeps) works without the local twin and
+the CLI, and the import rules in pyproject.toml hold (the same contracts `lint-imports` checks in CI)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Run in the copy: imports every module the package has and fails if anything under `local` is reached.
+# Run in the copy: imports every module the package has and fails if anything under `local` or `autopilot` is reached.
 PROBE = r"""
 import importlib, importlib.abc, pkgutil, sys
 
 class NoLocal(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "local" or name.startswith("local."):
+        if name.split(".")[0] in ("local", "autopilot"):
             raise ImportError(f"the Function App package imported {name}")
         return None
 
@@ -61,9 +61,14 @@ def tracked_files() -> list[str]:
     return [line for line in out.stdout.splitlines() if (ROOT / line).is_file()]
 
 
-def test_funcignore_keeps_the_local_twin_tests_samples_and_benchmarks_out() -> None:
+def test_funcignore_keeps_the_local_twin_the_cli_tests_samples_and_benchmarks_out() -> None:
     patterns = funcignore_patterns()
-    for path in ("local/platform/training/recipe.py", "tests/conftest.py", "benchmarks/import_time.py"):
+    for path in (
+        "local/platform/training/recipe.py",
+        "autopilot/main.py",
+        "tests/conftest.py",
+        "benchmarks/import_time.py",
+    ):
         assert ignored(path, patterns), path
     for path in ("function_app.py", "shared/runs.py", "functions/events.py", "host.json", "requirements.txt"):
         assert not ignored(path, patterns), path
@@ -77,7 +82,8 @@ def test_the_function_app_package_imports_and_indexes_without_the_local_twin(tmp
             target = package / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / relative, target)
-    assert not (package / "local").exists() and (package / "shared").is_dir()
+    assert not (package / "local").exists() and not (package / "autopilot").exists()
+    assert (package / "shared").is_dir()
     result = subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(package)!r})\n{PROBE}"],
         cwd=package,

@@ -109,8 +109,9 @@ def translate(exc: AzureError, what: str) -> PlatformError:
         return TransientPlatformError(message + asked, code)
     if isinstance(exc, ClientAuthenticationError):
         return PlatformError(
-            f"{what}: Azure authentication failed ({short(str(exc))}); check the Function's managed identity "
-            "and its roles (see docs/running-on-azure.md)",
+            f"{what}: Azure authentication failed ({short(str(exc))}); check the identity and its roles: the "
+            "Function's managed identity, or from the CLI your own login (`az login` or `azd auth login`); "
+            "see docs/running-on-azure.md",
             code or "AuthenticationFailed",
         )
     return PlatformError(message, code)

@@ -5,15 +5,21 @@ have been removed ... use azure-monitor-querymetrics"). The successor, ``azure.m
 ``MetricsClient``, calls the regional batch API (``metrics:getBatch``) with ``query_resources``: many resource
 ids of one subscription and region per call (at most ``MAX_RESOURCES_PER_CALL``).
 
-The idle check fails safe. ``RequestsPerMinute`` is documented with the ``Average`` aggregation and read by
-the app as ``Total`` too, so both are asked for; a minute with either one above zero is activity. A minute
-reported with zero is evidence of no requests; a minute with no value says nothing. An endpoint with no
-reported minute at all (no series, an error for that resource, or a resource missing from the answer) is
+The idle check fails safe. ``RequestsPerMinute`` is documented with the ``Average`` aggregation only (Azure
+Monitor's "Supported metrics for Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+https://learn.microsoft.com/azure/azure-monitor/reference/supported-metrics/microsoft-machinelearningservices-workspaces-onlineendpoints-metrics);
+the app asks for ``Total`` too, which counts requests where the service gives it, and a minute with either one
+above zero is activity. Azure Monitor may refuse a whole query that names an aggregation the metric does not
+support (reported as 400, 501 or 500 by other clients of the same API), which would leave every endpoint
+unknown and none ever deleted: so a refused query is asked again once with the documented aggregation alone.
+A minute reported with zero is evidence of no requests; a minute with no value says nothing. An endpoint with
+no reported minute at all (no series, an error for that resource, or a resource missing from the answer) is
 ``known=False``: unknown, which the cleanup never reads as idle.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,10 +28,15 @@ from typing import Any
 from shared.platform.azureml.errors import azure_call
 from shared.platform.port import DeploymentMetrics, EndpointActivity
 
+log = logging.getLogger(__name__)
+
 METRIC_NAME = "RequestsPerMinute"
 METRIC_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
 GRANULARITY = timedelta(minutes=1)
 AGGREGATIONS = ("Average", "Total")
+DOCUMENTED_AGGREGATIONS = ("Average",)
+# How the metrics API has answered a query naming an aggregation its metric does not support.
+AGGREGATION_REFUSALS = frozenset({400, 500, 501})
 # The batch API takes at most 50 resource ids per call.
 MAX_RESOURCES_PER_CALL = 50
 UNKNOWN = EndpointActivity(last_request_at=None, request_count=0, known=False)
@@ -101,6 +112,26 @@ def activities_from_results(resource_ids: Sequence[str], results: Any) -> dict[s
     return {rid: _activity(by_resource[rid.lower()]) for rid in resource_ids}
 
 
+def _query(client: Any, kwargs: dict[str, Any], what: str) -> Any:
+    """``client.query_resources(**kwargs)``; refused, once more with the documented aggregation alone."""
+    from azure.core.exceptions import HttpResponseError
+
+    with azure_call(what):
+        try:
+            return client.query_resources(**kwargs)
+        except HttpResponseError as exc:
+            if exc.status_code not in AGGREGATION_REFUSALS or tuple(kwargs["aggregations"]) == DOCUMENTED_AGGREGATIONS:
+                raise
+            log.warning(
+                "Azure Monitor refused %s with aggregations %s (HTTP %s); asking for %s alone",
+                what,
+                ",".join(kwargs["aggregations"]),
+                exc.status_code,
+                ",".join(DOCUMENTED_AGGREGATIONS),
+            )
+            return client.query_resources(**{**kwargs, "aggregations": list(DOCUMENTED_AGGREGATIONS)})
+
+
 def query_activity(client: Any, query: MetricsQuery) -> dict[str, EndpointActivity]:
     """Ask Azure Monitor for the request counts of the resources over the window, in batches."""
     out: dict[str, EndpointActivity] = {}
@@ -109,8 +140,7 @@ def query_activity(client: Any, query: MetricsQuery) -> dict[str, EndpointActivi
         chunk = tuple(ids[start : start + MAX_RESOURCES_PER_CALL])
         names = ", ".join(rid.rsplit("/", 1)[-1] for rid in chunk)
         part = MetricsQuery(chunk, query.since, query.until)
-        with azure_call(f"reading {METRIC_NAME} of {names}"):
-            results = client.query_resources(**part.kwargs())
+        results = _query(client, part.kwargs(), f"reading {METRIC_NAME} of {names}")
         out.update(activities_from_results(chunk, results))
     return out
 
@@ -118,19 +148,25 @@ def query_activity(client: Any, query: MetricsQuery) -> dict[str, EndpointActivi
 # ------------------------------------------------------------------------------ per-deployment error rates
 # The canary comparison (shared/services/canary.py) reads the same metric split by two of its dimensions:
 # ``deployment`` (the deployment that answered) and ``statusCode`` (its HTTP status); a status of 5xx is a
-# server error. Source: AZURE-FACTS.md, "Activity for idleness" (RequestsPerMinute, PT1M, dimensions
-# ``deployment``, ``statusCode``), from Azure Monitor's supported-metrics list for
-# Microsoft.MachineLearningServices/workspaces/onlineEndpoints. A filter of ``eq '*'`` on a dimension asks
-# for one series per value of it, each with the values in ``metadata_values``.
+# server error. Source: Azure Monitor's supported-metrics list for
+# Microsoft.MachineLearningServices/workspaces/onlineEndpoints (link in the module docstring:
+# RequestsPerMinute, PT1M, dimensions ``deployment``, ``statusCode``). A filter of ``eq '*'`` on a dimension
+# asks for one series per value of it, each with the values in ``metadata_values``.
 DEPLOYMENT_DIMENSION = "deployment"
 STATUS_DIMENSION = "statusCode"
 SPLIT_FILTER = f"{DEPLOYMENT_DIMENSION} eq '*' and {STATUS_DIMENSION} eq '*'"
+# With a filter the API returns at most ``max_results`` series, 10 unless asked (``MetricsClient.query_resources``:
+# "Valid only if 'filter' is specified. Defaults to 10."): a canary beside its old deployment, each with a few
+# status codes, passes 10 and the 5xx series would be the ones cut. 20 deployments (Azure ML's limit per
+# endpoint) with up to 50 status codes each fit.
+MAX_SERIES = 1000
 
 
 def deployment_query_kwargs(resource_id: str, since: datetime, until: datetime) -> dict[str, Any]:
     return {
         **MetricsQuery((resource_id,), since, until).kwargs(),
         "filter": SPLIT_FILTER,
+        "max_results": MAX_SERIES,
     }
 
 
@@ -166,6 +202,6 @@ def deployment_metrics_from_results(results: Any) -> dict[str, DeploymentMetrics
 
 def query_deployment_metrics(client: Any, resource_id: str, since: datetime, until: datetime) -> dict[str, Any]:
     name = resource_id.rsplit("/", 1)[-1]
-    with azure_call(f"reading {METRIC_NAME} per deployment of {name}"):
-        results = client.query_resources(**deployment_query_kwargs(resource_id, since, until))
+    kwargs = deployment_query_kwargs(resource_id, since, until)
+    results = _query(client, kwargs, f"reading {METRIC_NAME} per deployment of {name}")
     return deployment_metrics_from_results(results)

@@ -6,7 +6,10 @@ service names them (azure-rest-api-specs, machinelearningservices 2024-04-01 exa
 ``Standard NCADSA100v4 Family Cluster Dedicated vCPUs``, at the subscription level (type ``.../vmFamily/usages``)
 and per workspace (``.../workspaces/<name>/usages/...``), plus ``Total Cluster Dedicated Regional vCPUs``.
 Managed online deployments draw on the same dedicated vCPU quota as compute clusters, and Azure ML holds
-back 20% more instances for upgrades (shared/design/AZURE-FACTS.md: "quota must cover +20% for upgrades").
+back 20% more instances for upgrades ("Azure Machine Learning reserves 20% extra compute resources for
+performing upgrades. For example, if you request 10 instances in a deployment, you must have a quota for 12":
+"Manage and increase quotas and limits for resources with Azure Machine Learning",
+https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas).
 
 - fine-tune: the cluster must scale to the nodes asked (``max_instances``); nodes x vCPUs must fit the family
   and regional limits (SHORT otherwise), and fit what is free now (BUSY otherwise: the job queues, no GPU

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from local.cli.commands_config import follow
-from local.cli.main import main
+from autopilot.main import main
+from autopilot.runs import follow
 from shared.exceptions import FieldIssue
 from shared.states import RunState
 from tests.configs import config_bytes
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "local.cli.main", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "autopilot.main", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from local.cli.main import main
+from autopilot.main import main
 from shared.ledger.record import RunRecord
 from shared.states import RunState
 from tests.configs import CONFIG, training_config

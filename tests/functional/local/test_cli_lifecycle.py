@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from local.cli.main import main
+from autopilot.main import main
 from shared.states import RunState
 from tests.configs import CONFIG, config_bytes
 from tests.functional.shared.world import World

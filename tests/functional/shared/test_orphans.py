@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from local.cli.commands_config import orphan_lines
+from autopilot.runs import orphan_lines
 from shared.exceptions import TransientPlatformError
 from shared.platform.port import JobStatus
 from shared.services.orphans import ORPHANS_BLOB, read_orphans

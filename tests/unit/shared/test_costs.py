@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from local.cli.cost_lines import endpoint_cost
+from autopilot.cost_lines import endpoint_cost
 from shared.costs import SHIPPED_TABLE, PriceTable, PriceTableError, duration, endpoint_cost_per_day, training_steps
 from shared.ledger.record import RunRecord
 from shared.states import RunState

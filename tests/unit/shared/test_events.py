@@ -27,6 +27,26 @@ def test_run_completed_pascal_case() -> None:
     assert event.short_type == "RunCompleted"
 
 
+def test_the_captured_sdk_payloads_are_read_in_their_own_mixed_casing() -> None:
+    """Azure/azure-sdk-for-net's captured RunCompleted spells ``RunTags`` beside camelCase keys; its
+    RunStatusChanged spells ``runTags`` (tests/fixtures/eventgrid-real/SOURCE.md)."""
+    import json
+    from pathlib import Path
+
+    real = Path(__file__).parents[2] / "fixtures" / "eventgrid-real"
+    completed = parse_event(json.loads((real / "sdk_net_run_completed.json").read_text(encoding="utf-8")))
+    changed = parse_event(json.loads((real / "sdk_net_run_status_changed.json").read_text(encoding="utf-8")))
+    assert isinstance(completed, RunEvent) and isinstance(changed, RunEvent)
+    for event in (completed, changed):
+        assert event.run_id == "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc"
+        assert event.run_tags == {
+            "experiment_status": "ModelSelection",
+            "experiment_status_descr": "Beginning model selection.",
+        }
+        assert event.run_type == "automl" and event.is_child_run  # not a pipeline: never one of the app's jobs
+    assert (completed.run_status, changed.run_status) == ("Completed", "Running")
+
+
 def test_run_status_changed_camel_case() -> None:
     event = parse_event(load_event("run_status_changed_camel", RUN_ID="r-1"))
     assert isinstance(event, RunEvent) and event.run_status == "Running" and event.run_id == "r-1"

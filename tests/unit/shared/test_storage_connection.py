@@ -10,7 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.identity import (
+    AzureCliCredential,
+    AzureDeveloperCliCredential,
+    ChainedTokenCredential,
+    ManagedIdentityCredential,
+)
 
 from shared.ledger.table import TableLedger
 from shared.settings import AZURITE_CONNECTION_STRING, Settings
@@ -95,10 +100,18 @@ def test_the_token_is_asked_for_the_user_assigned_identity(identity_endpoint: li
     assert identity_endpoint[0]["client_id"] == [IDENTITY_ENV["AzureWebJobsStorage__clientId"]]
 
 
-def test_developer_logins_only_when_allowed_and_never_with_managedidentity_named() -> None:
-    env = {"AzureWebJobsStorage__accountName": "st", "AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS": "true"}
-    assert isinstance(Settings.from_env(env).storage().token_credential(), DefaultAzureCredential)
-    forced = {**env, "AzureWebJobsStorage__credential": "managedidentity"}
+def test_a_persons_login_only_when_allowed_and_never_with_managedidentity_named() -> None:
+    env = {"AzureWebJobsStorage__accountName": "st"}
+    assert isinstance(Settings.from_env(env).storage().token_credential(), ManagedIdentityCredential)
+    allowed = {**env, "AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS": "true"}
+    chained = Settings.from_env(allowed).storage().token_credential()
+    assert isinstance(chained, ChainedTokenCredential)
+    assert [type(c) for c in chained.credentials] == [
+        AzureCliCredential,
+        AzureDeveloperCliCredential,
+        ManagedIdentityCredential,
+    ]
+    forced = {**allowed, "AzureWebJobsStorage__credential": "managedidentity"}
     assert isinstance(Settings.from_env(forced).storage().token_credential(), ManagedIdentityCredential)
 
 

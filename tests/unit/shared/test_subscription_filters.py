@@ -1,6 +1,7 @@
 """The declared subscriptions (shared/subscriptions.py) against real and local payloads, through Event Grid's rules.
 
-Real payloads: tests/fixtures/eventgrid-real/ (Azure's documented examples; see SOURCE.md there).
+Real payloads: tests/fixtures/eventgrid-real/ (Azure's documented examples and the SDK's captured ones; see
+SOURCE.md there).
 """
 
 from __future__ import annotations
@@ -40,22 +41,48 @@ def as_the_apps(event: dict[str, Any], tags_key: str, tags: dict[str, str] = APP
     return event
 
 
-@pytest.mark.parametrize("name", ["docs_run_completed", "docs_run_status_changed"])
-def test_real_run_events_of_the_apps_jobs_reach_register(name: str) -> None:
-    event = as_the_apps(real(name), "runTags")
+@pytest.mark.parametrize(
+    ("name", "tags_key"),
+    [
+        ("docs_run_completed", "runTags"),
+        ("docs_run_status_changed", "runTags"),
+        ("sdk_net_run_completed", "RunTags"),  # the capture's own spelling
+        ("sdk_net_run_status_changed", "runTags"),
+    ],
+)
+def test_real_run_events_of_the_apps_jobs_reach_register(name: str, tags_key: str) -> None:
+    assert tags_key in real(name)["data"]  # each payload keeps its own casing
+    event = as_the_apps(real(name), tags_key)
     assert delivered_to(event) == [REGISTER_FUNCTION]
     assert is_managed(parse_event(event).run_tags)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("name", ["docs_run_completed", "docs_run_status_changed"])
-def test_real_foreign_run_events_are_not_delivered(name: str) -> None:
+def test_a_filter_on_run_tags_would_have_dropped_the_captured_run_completed() -> None:
+    """Why RunCompleted has no tag filter: under the exact reading of data keys, ``data.runTags`` misses it."""
+    from shared.naming import TAG_MANAGED
+
+    captured = as_the_apps(real("sdk_net_run_completed"), "RunTags")
+    run_tags_filter = {
+        "advancedFilters": [{"operatorType": "StringIn", "key": f"data.runTags.{TAG_MANAGED}", "values": ["true"]}]
+    }
+    assert not matches(captured, run_tags_filter)
+
+
+@pytest.mark.parametrize("name", ["docs_run_status_changed", "sdk_net_run_status_changed"])
+def test_real_foreign_run_status_changes_are_not_delivered(name: str) -> None:
     assert delivered_to(real(name)) == []  # an AutoML run without the app's tags
+
+
+@pytest.mark.parametrize("name", ["docs_run_completed", "sdk_net_run_completed"])
+def test_real_foreign_run_completions_are_delivered_and_dropped_by_the_app(name: str) -> None:
+    assert delivered_to(real(name)) == [REGISTER_FUNCTION]
+    assert not is_managed(parse_event(real(name)).run_tags)  # type: ignore[attr-defined]
 
 
 def test_dotted_tag_keys_could_never_match_a_filter() -> None:
     # Why the app's tag keys carry no '.' (shared/naming.py): the filter would read ``autopilot.managed`` as nesting.
     dotted = {k.replace("_", ".", 1): v for k, v in APP_TAGS.items()}
-    event = as_the_apps(real("docs_run_completed"), "runTags", dotted)
+    event = as_the_apps(real("docs_run_status_changed"), "runTags", dotted)
     assert delivered_to(event) == []
     assert not is_managed(parse_event(event).run_tags)  # type: ignore[attr-defined]
 
@@ -97,9 +124,11 @@ def test_the_local_platforms_events_pass_the_filter_of_the_function_they_are_pos
     assert delivered_to(event) == [function_for(event["eventType"])]
 
 
-def test_local_events_of_a_foreign_job_do_not_reach_register() -> None:
+def test_local_status_changes_of_a_foreign_job_do_not_reach_register() -> None:
     event = eventpost.to_wire(
-        eventpost.run_event(eventpost.RUN_COMPLETED, job_name="x", experiment_id="1", experiment_name="e", tags={})
+        eventpost.run_event(
+            eventpost.RUN_STATUS_CHANGED, job_name="x", experiment_id="1", experiment_name="e", tags={}, status="Failed"
+        )
     )
     assert delivered_to(event) == []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from local.cli.main import build_parser, main
+from autopilot.main import build_parser, main
 from local.common.exceptions import HostConfigError, NotInstalledError
 from local.host import azurite
 from local.host.azurite import AzuritePorts, connection_string, ports_from_connection_string

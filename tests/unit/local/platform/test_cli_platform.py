@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from local.cli.main import main
+from autopilot.main import main
 from shared.platform.port import DeploymentState, DeployRequest, ModelRef
 from shared.runs import RunStore
 from tests.fakes import FakeClock, FakePlatform, make_store

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from local.cli.commands_platform import message_payload
+from autopilot.endpoints import message_payload
 from local.platform.serving.chat_model import ChatModel, GenerationParamError, scoring_parameters
 from local.platform.serving.chat_pyfunc import generation_options, parse_scoring_payload
 from local.platform.serving.server import EndpointApp, ServeSettings

@@ -79,15 +79,25 @@ def test_azure_call_translates() -> None:
         raise ResourceNotFoundError(message="no endpoint")
 
 
-def test_managed_identity_only_unless_developer_credentials_are_allowed(settings: Settings) -> None:
-    from azure.identity import ChainedTokenCredential, ManagedIdentityCredential
+def test_managed_identity_only_unless_a_persons_login_is_allowed(settings: Settings) -> None:
+    from azure.identity import (
+        AzureCliCredential,
+        AzureDeveloperCliCredential,
+        ChainedTokenCredential,
+        ManagedIdentityCredential,
+    )
 
     from shared.platform.azureml.clients import build_credential
 
     assert isinstance(build_credential(settings), ManagedIdentityCredential)
     chained = build_credential(replace(settings, allow_developer_credentials=True, azure_client_id="abc"))
     assert isinstance(chained, ChainedTokenCredential)
-    assert isinstance(chained.credentials[0], ManagedIdentityCredential)  # managed identity is tried first
+    # On a person's machine their own login answers first; the managed identity is the last resort.
+    assert [type(c) for c in chained.credentials] == [
+        AzureCliCredential,
+        AzureDeveloperCliCredential,
+        ManagedIdentityCredential,
+    ]
 
 
 def test_workspace_client_is_built_once_from_the_settings(settings: Settings) -> None:

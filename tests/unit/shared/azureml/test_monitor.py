@@ -256,3 +256,91 @@ def test_per_deployment_errors_come_from_the_split_by_deployment_and_status_code
     assert query["metricnames"] == "RequestsPerMinute"
     assert (found["d-new"].requests, found["d-new"].errors) == (20, 2)
     assert (found["d-old"].requests, found["d-old"].errors) == (175, 0)  # a 4xx is the caller's error
+
+
+class RefusingTotal(CannedTransport):
+    """A metrics API that refuses any query naming ``Total`` with ``status`` (as it may for an aggregation the
+    metric does not support; the body is the ARM error shape) and answers the others with ``body``."""
+
+    def __init__(self, body: dict[str, Any], status: int = 400) -> None:
+        super().__init__(body)
+        self.status = status
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        aggregation = parse_qs(urlsplit(request.url).query).get("aggregation", [""])[0]
+        if "Total" not in aggregation.split(","):
+            return super().send(request, **kwargs)
+        self.requests.append(request)
+        raw = requests.Response()
+        raw.status_code = self.status
+        raw.headers["Content-Type"] = "application/json"
+        error = {"error": {"code": "BadRequest", "message": "Aggregation 'Total' is not supported for this metric"}}
+        raw.raw = io.BytesIO(json.dumps(error).encode())
+        raw.url = request.url
+        return RestRequestsTransportResponse(request=request, internal_response=raw)
+
+
+def refusing_client(body: dict[str, Any], status: int = 400) -> tuple[Any, RefusingTotal]:
+    from azure.monitor.querymetrics import MetricsClient
+
+    from shared.platform.azureml.clients import metrics_endpoint
+
+    transport = RefusingTotal(body, status)
+    # No azure-core retries (it would ask three more times on a 500 first, with its backoff): one refusal each.
+    client = MetricsClient(metrics_endpoint("eastus"), FakeCredential(), transport=transport, retry_total=0)
+    return client, transport
+
+
+def aggregations_asked(transport: CannedTransport) -> list[str]:
+    return [parse_qs(urlsplit(r.url).query)["aggregation"][0] for r in transport.requests]
+
+
+@pytest.mark.parametrize("status", [400, 500, 501])
+def test_a_refused_total_is_asked_again_with_the_documented_average_so_idleness_stays_known(status: int) -> None:
+    idle, busy = ENDPOINT_ID, f"{WORKSPACE_ID}/onlineEndpoints/ft-busy-00000000"
+    answer = batch_answer(
+        {
+            idle: [{"timeStamp": "2026-11-01T11:05:00Z", "average": 0.0}],
+            busy: [{"timeStamp": "2026-11-01T11:50:00Z", "average": 3.0}],
+        }
+    )
+    client, transport = refusing_client(answer, status)
+    found = query_activity(client, MetricsQuery((idle, busy), SINCE, NOW))
+    assert aggregations_asked(transport) == ["Average,Total", "Average"]
+    assert found[idle].known and found[idle].last_request_at is None  # idle, and known to be: it can be deleted
+    assert found[busy].last_request_at == datetime(2026, 11, 1, 11, 50, tzinfo=UTC)
+
+
+def test_a_refusal_that_is_not_about_the_query_is_not_asked_again() -> None:
+    from shared.exceptions import PlatformError
+
+    client, transport = refusing_client(metrics_answer([]), status=403)
+    with pytest.raises(PlatformError, match="reading RequestsPerMinute of ft-phi3-ultrachat-1a2b3c4d"):
+        query_activity(client, MetricsQuery((ENDPOINT_ID,), SINCE, NOW))
+    assert aggregations_asked(transport) == ["Average,Total"]
+
+
+def test_the_per_deployment_split_asks_for_every_series_not_the_default_ten() -> None:
+    from shared.platform.azureml.monitor import MAX_SERIES, query_deployment_metrics
+
+    # Two deployments, each answering with six status codes: 12 series, the 5xx ones last.
+    codes = ("200", "201", "204", "400", "404", "500")
+    series = [(d, code, 10.0) for d in ("d-old", "d-new") for code in codes]
+    client, transport = client_with(split_answer(series))
+    found = query_deployment_metrics(client, ENDPOINT_ID, SINCE, NOW)
+    [request] = transport.requests
+    assert parse_qs(urlsplit(request.url).query)["top"] == [str(MAX_SERIES)]
+    assert MAX_SERIES >= 20 * 12  # Azure ML's 20 deployments per endpoint, a dozen status codes each
+    assert (found["d-new"].requests, found["d-new"].errors) == (60, 10)
+
+
+def test_the_per_deployment_split_survives_a_refused_total_too() -> None:
+    from shared.platform.azureml.monitor import query_deployment_metrics
+
+    body = split_answer([("d-new", "200", 0.0), ("d-new", "503", 0.0)])
+    for series, average in zip(body["values"][0]["value"][0]["timeseries"], (9.0, 1.0), strict=True):
+        series["data"] = [{"timeStamp": "2026-11-01T11:30:00Z", "average": average}]
+    client, transport = refusing_client(body)
+    found = query_deployment_metrics(client, ENDPOINT_ID, SINCE, NOW)
+    assert aggregations_asked(transport) == ["Average,Total", "Average"]
+    assert (found["d-new"].requests, found["d-new"].errors) == (10, 1)

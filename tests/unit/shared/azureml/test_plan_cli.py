@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from local.cli.main import main
+from autopilot.main import main
 from tests.unit.shared.azureml import SDK_WARNINGS
 from tests.unit.shared.azureml.support import (
     COMPONENT_SPEC,

@@ -2,10 +2,11 @@
 
 The plan is ``shared.services.planning.build_plan``, the function submit itself runs, so the preview is the
 job that would run: effective parameters with their origin, the compute checks, the names derived from the
-run id and, on Azure ML, the pipeline job serialised from the SDK's own objects. With ``--component`` and
-``--model-spec`` (or ``--model-tags``) the Azure ML plan needs no Azure access at all. Exit codes: 0 the
-submit would be accepted, 1 it would be rejected (one line per reason), 2 the plan could not be made (bad
-arguments, no access).
+run id and, on Azure ML, the pipeline job serialised from the SDK's own objects and whether the config's
+datastore paths exist (read with your login where the workspace can be reached; otherwise the plan says it
+could not check). With ``--component`` and ``--model-spec`` (or ``--model-tags``) the Azure ML plan needs no
+Azure access at all. Exit codes: 0 the submit would be accepted, 1 it would be rejected or its job would fail
+on missing data (one line per reason), 2 the plan could not be made (bad arguments, no access).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from local.cli.cost_lines import plan_cost
+from autopilot.cost_lines import plan_cost
+from autopilot.datastore import DataCheck, check_paths, workspace_locator
 from shared.config.loader import load_config
 from shared.config.model_tags import AllowList
 from shared.costs import PriceTable, PriceTableError
@@ -47,6 +49,7 @@ class PlanOutput:
     notes: list[str]
     cost_lines: list[str] = dataclasses.field(default_factory=list)
     cost: dict[str, Any] = dataclasses.field(default_factory=dict)
+    data: list[DataCheck] = dataclasses.field(default_factory=list)
 
 
 def register(subparsers: Any) -> None:
@@ -117,11 +120,11 @@ def _error(message: str) -> int:
     return CANNOT_PLAN
 
 
-def _rejected(issues: list[FieldIssue], as_json: bool) -> int:
+def _rejected(issues: list[FieldIssue], as_json: bool, heading: str = "A submit would be rejected") -> int:
     if as_json:
         print(json.dumps({"rejected": [{"path": i.path, "message": i.message} for i in issues]}, indent=2))
     else:
-        print(f"A submit would be rejected ({len(issues)} reason{'s' if len(issues) != 1 else ''}):", file=sys.stderr)
+        print(f"{heading} ({len(issues)} reason{'s' if len(issues) != 1 else ''}):", file=sys.stderr)
         for issue in issues:
             print(f"  {issue}", file=sys.stderr)
     return REJECTED
@@ -148,6 +151,19 @@ def _platform(settings: Settings, name: str, args: argparse.Namespace) -> Any:
         ) from None
 
 
+def _data_checks(platform: Any, plan: SubmissionPlan) -> list[DataCheck]:
+    """Whether the config's datastore paths exist, read with the person's login where the workspace is reachable."""
+    data = {split: uri for split, uri in plan.config.data.model_dump().items() if uri}
+    if platform.offline.no_workspace:
+        why = "offline: the plan makes no workspace call (--component with --model-spec or --model-tags)"
+        return check_paths(data, None, why_not=why)
+    try:
+        workspace = platform.clients.workspace
+    except AutopilotError as exc:
+        return check_paths(data, None, why_not=f"the workspace cannot be reached ({exc})")
+    return check_paths(data, workspace_locator(workspace, platform.clients.credential))
+
+
 def _sdk_validation(job: Any) -> list[FieldIssue]:
     """The SDK's own client-side checks of the job (the ones ``jobs.create_or_update`` runs first)."""
     result = job._validate()
@@ -162,10 +178,9 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         content = path.read_bytes()
     except OSError as exc:
         return _error(f"cannot read {path}: {exc.strerror or exc}")
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        return _error(str(exc))
+    from shared import runtime
+
+    settings = runtime.settings()  # read by autopilot.main (autopilot/settings.py)
     offline = [
         f"{flag} {value}"
         for flag, value in (
@@ -189,6 +204,7 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
 
     blob = path.name
     run = run_id(settings.config_container, blob, content)
+    data_checks: list[DataCheck] = []
     try:
         platform = _platform(settings, name, args)
         plan = build_plan(
@@ -205,6 +221,14 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         if name == "azureml":
             built = platform.build_pipeline_job(plan.job)
             notes.extend(built.notes)
+            data_checks = _data_checks(platform, plan)
+            missing = [
+                FieldIssue(c.field, f"{c.uri}: {c.message}; the job would fail reading it")
+                for c in data_checks
+                if c.outcome == "missing"
+            ]
+            if missing:
+                return _rejected(missing, args.json, heading="The job would fail")
             issues = _sdk_validation(built.job)
             if issues:
                 return _rejected(issues, args.json)
@@ -232,9 +256,8 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         hint = ""
         if name == "azureml" and not (args.component and (args.model_tags or args.model_spec)):
             hint = (
-                " (to plan without Azure access pass --component and --model-spec or --model-tags; to use your "
-                "own login set "
-                "AUTOPILOT_ALLOW_DEVELOPER_CREDENTIALS=true)"
+                " (the plan reads Azure with your own login: `az login` or `azd auth login`; to plan without "
+                "Azure access pass --component and --model-spec or --model-tags)"
             )
         return _error(f"{exc}{hint}")
     try:
@@ -262,6 +285,7 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         notes,
         cost_lines,
         cost,
+        data_checks,
     )
 
 
@@ -307,6 +331,11 @@ def _print_text(out: PlanOutput) -> None:
     print("Quota and capacity" + (" (AUTOPILOT_QUOTA_CHECK=off)" if not plan.capacity else ""))
     for check in plan.capacity:
         print(f"  {check.path}: {check.outcome.value.replace('_', ' ')}: {check.message}")
+    if out.data:
+        print()
+        print("Data (datastore paths, read with your login)")
+        for found in out.data:
+            print(f"  {found.field}: {found.uri}: {found.outcome.replace('_', ' ')}: {found.message}")
     print()
     print("Cost (estimate at list price, from the price table; not a quote)")
     for line in out.cost_lines:
@@ -368,6 +397,7 @@ def _print_json(out: PlanOutput) -> None:
                 "smoke_request": plan.smoke_request,
                 "capacity": [{"path": c.path, "outcome": c.outcome.value, "message": c.message} for c in plan.capacity],
                 "cost": out.cost,
+                "data": [dataclasses.asdict(c) for c in out.data],
                 "notes": out.notes,
                 "job": out.job,
             },

@@ -2,7 +2,8 @@
 
 ``up`` starts Azurite from the project's own ``npm install`` and the local host, both detached, with pid
 and log files in the working directory (AUTOPILOT_WORKDIR, default ``.autopilot/``). ``down`` stops them and
-every job or endpoint process recorded under ``<workdir>/pids/``.
+every job or endpoint process recorded under ``<workdir>/pids/``. Their settings are the process environment
+and local.settings.json (``autopilot.settings.local_twin``), never an azd environment.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from autopilot.settings import LOCAL_TWIN, local_twin
 from local.common.exceptions import LocalHostError, PortInUseError
 from local.common.processes import (
     LOOPBACK,
@@ -33,7 +35,7 @@ from local.host.azurite import (
     start_azurite,
     stop_azurite,
 )
-from shared.settings import Settings, load_local_settings
+from shared.settings import Settings
 
 HOST_PID = "host.pid"
 HOST_LOG = "host.log"
@@ -48,22 +50,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "data, logs and pid files go to AUTOPILOT_WORKDIR (default .autopilot/).",
     )
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for each service (default 90)")
-    up.set_defaults(func=cmd_up)
+    up.set_defaults(func=cmd_up, settings=LOCAL_TWIN)
     down = subparsers.add_parser(
         "down",
         help="stop the local host, Azurite and local jobs/endpoints",
         description="Stop everything `autopilot up` and the local platform started in AUTOPILOT_WORKDIR.",
     )
-    down.set_defaults(func=cmd_down)
+    down.set_defaults(func=cmd_down, settings=LOCAL_TWIN)
     # Internal: what `up` runs in the background. Left out of the help listing on purpose (no help=).
     host = subparsers.add_parser("host", description="Run the local Functions host in the foreground.")
     host.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
-    host.set_defaults(func=cmd_host)
+    host.set_defaults(func=cmd_host, settings=LOCAL_TWIN)
 
 
 def _settings() -> Settings:
-    load_local_settings(Path.cwd() / "local.settings.json")
-    return Settings.from_env()
+    return local_twin()
 
 
 class _Dots:
@@ -124,7 +125,7 @@ def _start_host(settings: Settings, key: str, timeout_s: float) -> bool:
     dots = _Dots(f"starting the local host on {LOOPBACK}:{port}")
     log_path = workdir / HOST_LOG
     proc = start_detached(
-        [sys.executable, "-m", "local.cli.main", "host"],
+        [sys.executable, "-m", "autopilot.main", "host"],
         log_path=log_path,
         pid_path=workdir / HOST_PID,
         name="host",

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local.cli.cost_lines import endpoint_cost
-from local.cli.sparkline import curve_lines
+from autopilot.cost_lines import endpoint_cost
+from autopilot.settings import NO_SETTINGS, storage_hint
+from autopilot.sparkline import curve_lines
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
 from shared.costs import PriceTable, PriceTableError
 from shared.exceptions import ConfigError, FieldIssue
@@ -82,7 +83,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         upload_config(settings.storage(), settings.config_container, blob_name, data)
     except Exception as exc:
         print(
-            f"cannot upload to storage ({type(exc).__name__}); is it running? (`autopilot up`)",
+            f"cannot upload to storage ({type(exc).__name__}); {storage_hint(settings)}",
             file=sys.stderr,
         )
         return 1
@@ -169,7 +170,7 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
 
 
 def _endpoint_cost(record: RunRecord) -> tuple[list[str], dict[str, Any] | None]:
-    """Uptime and cost of the run's endpoint, and what idle cleanup saved (local/cli/cost_lines.py)."""
+    """Uptime and cost of the run's endpoint, and what idle cleanup saved (autopilot/cost_lines.py)."""
     from shared import runtime
 
     try:
@@ -258,7 +259,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 2
     except Exception as exc:
         print(
-            f"cannot read the run ledger ({type(exc).__name__}); is storage running? (`autopilot up`)",
+            f"cannot read the run ledger ({type(exc).__name__}); {storage_hint(runtime.settings())}",
             file=sys.stderr,
         )
         return 1
@@ -365,7 +366,7 @@ def _positive(value: str) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="check a training config; one line per error")
     p.add_argument("file")
-    p.set_defaults(func=cmd_validate)
+    p.set_defaults(func=cmd_validate, settings=NO_SETTINGS)
 
     p = sub.add_parser("submit", help="upload a training config to the config container")
     p.add_argument("file")

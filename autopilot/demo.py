@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autopilot.settings import LOCAL_TWIN
 from shared.exceptions import AutopilotError
 from shared.scoring import ScoringParameters, answer_text, scoring_payload
 
@@ -25,7 +26,7 @@ DEMO_PARAMETERS = ScoringParameters(temperature=0.0, top_p=1.0, do_sample=False,
 
 
 def _project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def _say(message: str, started: float) -> None:
@@ -38,19 +39,17 @@ def _demo_environment() -> tuple[Any, Path]:
     """Settings for the demo (data root, fast timers), put in the environment the host will inherit."""
     import os
 
+    from autopilot.settings import local_twin
     from local.platform.workspace import torch_thread_env
     from shared import runtime
-    from shared.settings import Settings, load_local_settings
 
-    load_local_settings(Path.cwd() / "local.settings.json")
-    workdir = Settings.from_env().workdir
+    workdir = local_twin().workdir
     data_root = Path(os.environ.get("AUTOPILOT_DATA_ROOT") or workdir / "data").resolve()
     os.environ["AUTOPILOT_DATA_ROOT"] = str(data_root)
     os.environ.update(DEMO_SCHEDULES)
     # Inherited by the host and, through it, by the job and endpoint; also this process's comparison.
     os.environ.update(torch_thread_env(dict(os.environ)))
-    runtime.reset()
-    return runtime.settings(), data_root
+    return runtime.install(runtime.bootstrap(local_twin())).settings, data_root
 
 
 def _conversation(path: Path, index: int) -> list[dict[str, str]]:
@@ -81,8 +80,8 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     import argparse as _argparse
     import time
 
-    from local.cli import commands_local
-    from local.cli.commands_config import FOLLOW_DONE, follow
+    from autopilot import stack
+    from autopilot.runs import FOLLOW_DONE, follow
     from local.common.processes import running_from_pid_file, stop_pid_file
     from local.platform.dataset import DatasetError, prepare_dataset
     from shared import runtime
@@ -96,11 +95,11 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     print(f"Fine-tune Autopilot demo. Working directory: {settings.workdir}; data root: {data_root}")
 
     # 1. Storage and the local host (restarted if it runs, so it picks up the demo's timers and data root).
-    host_pid = settings.workdir / commands_local.HOST_PID
+    host_pid = settings.workdir / stack.HOST_PID
     if running_from_pid_file(host_pid) is not None:
         _say("restarting the local host with the demo's settings (reconcile 10 s, cleanup 30 s)", started)
         stop_pid_file(host_pid, timeout_s=15.0)
-    if commands_local.cmd_up(_argparse.Namespace(timeout=120.0)) != 0:
+    if stack.cmd_up(_argparse.Namespace(timeout=120.0)) != 0:
         return 1
 
     def finish(code: int) -> int:
@@ -108,7 +107,7 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
             f"demo {'finished' if code == 0 else 'failed'}; total wall time {time.monotonic() - started:.0f} s", started
         )
         if not keep_up:
-            commands_local.cmd_down(_argparse.Namespace())
+            stack.cmd_down(_argparse.Namespace())
         else:
             print("Still running (--keep-up): `autopilot status`, `autopilot endpoints`, `autopilot down`.")
         return code
@@ -201,4 +200,4 @@ def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="the whole life cycle on this machine: up, fine-tune, deploy, invoke, cleanup")
     p.add_argument("--keep-up", action="store_true", help="leave storage and the host running at the end")
     p.add_argument("--timeout-minutes", type=float, default=30.0, help="give up after this long (default 30)")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, settings=LOCAL_TWIN)

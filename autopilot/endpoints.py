@@ -1,13 +1,13 @@
-"""``autopilot invoke | endpoints | cleanup | prepare-dataset``: the platform commands.
+"""``autopilot invoke | endpoints | cleanup``: the endpoint commands.
 
-They talk to the platform the settings pick (local by default); ``demo`` is in ``local.cli.demo``.
+They talk to the platform the settings pick (local by default, Azure ML with a workspace named); ``demo`` is
+in ``autopilot.demo``, ``prepare-dataset`` in ``autopilot.dataset``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from autopilot.settings import storage_hint
 from shared.exceptions import AutopilotError
 from shared.scoring import DEFAULT_PARAMETERS, ScoreRequest, ScoringParameters, answer_text, scoring_payload
 
@@ -132,7 +133,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     except AutopilotError as exc:
         return _fail(f"cleanup failed: {exc}")
     except Exception as exc:  # storage not running, most often
-        return _fail(f"cleanup failed ({type(exc).__name__}); is storage running? (`autopilot up`)")
+        return _fail(f"cleanup failed ({type(exc).__name__}); {storage_hint(runtime.settings())}")
     if not decisions:
         print("no endpoints managed by the app")
     verb = "would delete" if args.dry_run else "deleted"
@@ -140,33 +141,6 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         action = verb if d.action == "delete" else d.action
         print(f"{d.endpoint:<32} {action:<13} {d.reason}" + (f"  (run {d.run_id})" if d.run_id else ""))
     return 0
-
-
-def cmd_prepare_dataset(args: argparse.Namespace) -> int:
-    from local.platform.dataset import DatasetError, prepare_dataset
-
-    if not 0 < args.split_pc <= 100:
-        return _fail("--split-pc: must be a percentage in (0, 100]")
-    import datasets
-
-    # The report counts bad rows itself; the library's own error lines and bars would only repeat them.
-    # (A row Arrow cannot parse is logged at ERROR by the loader before prepare_dataset reads row by row.)
-    datasets.utils.logging.set_verbosity(logging.CRITICAL)
-    datasets.disable_progress_bars()
-
-    def show(update: Any) -> None:
-        if isinstance(update, dict) and update.get("phase") == "split":
-            print(f"  reading split {update.get('split')} ...", flush=True)
-        elif isinstance(update, str):
-            print(update, flush=True)
-
-    try:
-        report = prepare_dataset(args.dataset, Path(args.out), args.split_pc, progress=show)
-    except DatasetError as exc:
-        return _fail(f"prepare-dataset: {exc}")
-    for line in report.summary_lines():
-        print(line)
-    return 1 if report.rows_written == 0 else 0
 
 
 def register(sub: Any) -> None:
@@ -196,9 +170,3 @@ def register(sub: Any) -> None:
     p = sub.add_parser("cleanup", help="delete idle or dead endpoints now, as the cleanup timer does")
     p.add_argument("--dry-run", action="store_true", help="print the decisions, delete nothing")
     p.set_defaults(func=cmd_cleanup)
-
-    p = sub.add_parser("prepare-dataset", help="download/slice/validate a chat dataset into <split>.jsonl files")
-    p.add_argument("--dataset", required=True, help="a Hugging Face hub name, or a local file or directory")
-    p.add_argument("--split-pc", type=float, default=100.0, help="percentage of every split to keep (default 100)")
-    p.add_argument("--out", required=True, help="output directory for <split>.jsonl")
-    p.set_defaults(func=cmd_prepare_dataset)

@@ -1,8 +1,9 @@
 """``autopilot``: one entry point; each command group lives in its own module and registers itself.
 
 A module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, adding parsers whose ``func`` takes the
-parsed args and returns an exit code. Errors the user can act on are printed as one line each, never as a
-traceback.
+parsed args and returns an exit code, and whose ``settings`` default says where the command's settings come
+from (autopilot/settings.py: the deployment's by default, the local twin's, or none). Errors the user can act
+on are printed as one line each, never as a traceback.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from autopilot.settings import DEPLOYMENT, install_deployment
+from shared import runtime
+
 COMMAND_MODULES = (
-    "local.cli.commands_config",  # validate, submit, status
-    "local.cli.commands_local",  # up, down
-    "local.cli.commands_platform",  # invoke, endpoints, cleanup, prepare-dataset
-    "local.cli.commands_plan",  # plan
-    "local.cli.demo",  # demo
-    "local.cli.commands_lifecycle",  # approve, reject, cancel
+    "autopilot.runs",  # validate, submit, status
+    "autopilot.stack",  # up, down
+    "autopilot.endpoints",  # invoke, endpoints, cleanup
+    "autopilot.dataset",  # prepare-dataset
+    "autopilot.plan",  # plan
+    "autopilot.demo",  # demo
+    "autopilot.lifecycle",  # approve, reject, cancel, rollback
 )
 
 
@@ -47,6 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # Every command on the deployment reads its settings here (autopilot/settings.py) and runs on a runtime
+    # built from them, unless the caller made one the process's already (tests pass fakes that way); the
+    # process is left as it was found.
+    built = getattr(args, "settings", DEPLOYMENT) == DEPLOYMENT and runtime.installed() is None
+    if built:
+        try:
+            install_deployment()
+        except ValueError as exc:
+            print(f"autopilot {args.command}: {exc}", file=sys.stderr)
+            return 2
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
@@ -55,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `autopilot ... | head` closed the pipe: not an error worth a traceback.
         sys.stderr.close()
         return 0
+    finally:
+        if built:
+            runtime.reset()
     return code
 
 
