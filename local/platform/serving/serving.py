@@ -1,7 +1,8 @@
 """What a local endpoint keeps apart from HTTP and the model: body limits, request stats and keys.
 
 The request models are the scoring contract's (``shared.scoring``) and OpenAI's (``openai_api``); decoding
-is ``batching.BatchEngine``. ``Stats`` persists the counters the idle check reads (atomic writes).
+is ``batching.BatchEngine``. ``Stats`` persists the counters the idle check reads (atomic writes). Torch-free,
+as ``state.py``: the platform reads the stats and keys without loading a model.
 """
 
 from __future__ import annotations
@@ -15,36 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from local.platform.workspace import read_json, write_json_atomic
-
-# The files of an endpoint's directory. Here, not in server.py: the platform (endpoints.py) reads them, and
-# importing the server would import torch (batching) into every process that only submits or lists.
-STATE_FILE = "state.json"
-KEYS_FILE = "keys.json"
-STATS_FILE = "stats.json"
-SERVER_STATUS_FILE = "server_status.json"
+from local.common.statefiles import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32  # the payloads nest 5 deep; deeper is an attack or a mistake, answered 400
 STATS_MINUTES_KEPT = 24 * 60
-
-
-# ------------------------------------------------------------------------------------------------ bodies
-
-
-def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays/objects nest deeper than ``limit`` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 # ------------------------------------------------------------------------------------------------- stats
