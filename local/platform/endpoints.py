@@ -21,7 +21,7 @@ from local.platform.endpointservers import EndpointServers
 from local.platform.endpointstore import EndpointStore
 from local.platform.serving.deployments import metrics_since
 from local.platform.serving.serving import activity_since
-from local.platform.serving.state import DEPLOYMENT_STATS_FILE, STATS_FILE, EndpointState
+from local.platform.serving.state import EndpointState
 from local.platform.workspace import Workspace
 from shared.exceptions import NotFoundError, PlatformError
 from shared.naming import TAG_RUN_ID, is_managed
@@ -123,7 +123,7 @@ class Endpoints:
         return endpointdeployments.summaries(state, self.store.server_status(name))
 
     def deployment_metrics(self, name: str, since: datetime) -> dict[str, DeploymentMetrics]:
-        counts = metrics_since(self.store.counters(name, DEPLOYMENT_STATS_FILE), since)
+        counts = metrics_since(self.store.deployment_counts(name), since)
         return {deployment: DeploymentMetrics(n, e) for deployment, (n, e) in counts.items()}
 
     def delete_deployment(self, name: str, deployment: str) -> None:
@@ -166,7 +166,7 @@ class Endpoints:
         return code == 200
 
     def activity(self, name: str, since: datetime) -> EndpointActivity:
-        last, count = activity_since(self.store.counters(name, STATS_FILE), since)
+        last, count = activity_since(self.store.request_counts(name), since)
         return EndpointActivity(last_request_at=last, request_count=count)
 
     def invoke(self, name: str, deployment_name: str | None, payload: dict[str, Any]) -> Any:

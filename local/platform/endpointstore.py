@@ -15,15 +15,27 @@ import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from local.common.statefiles import StateFileError, file_lock, read_json
+from local.common.statefiles import StateFileError, file_lock
 from local.platform.serving.serving import Keys
-from local.platform.serving.state import KEYS_FILE, SERVER_STATUS_FILE, STATE_FILE, EndpointState, ServerStatus
+from local.platform.serving.state import (
+    DEPLOYMENT_STATS_FILE,
+    KEYS_FILE,
+    SERVER_STATUS_FILE,
+    STATE_FILE,
+    STATS_FILE,
+    DeploymentCounts,
+    EndpointState,
+    RequestCounts,
+    ServerStatus,
+)
 from local.platform.workspace import Workspace, safe_name
-from shared.exceptions import NotFoundError, NotManagedError
+from shared.exceptions import NotFoundError, NotManagedError, PlatformError
 
 log = logging.getLogger(__name__)
+
+Counts = TypeVar("Counts", RequestCounts, DeploymentCounts)
 
 
 class EndpointStore:
@@ -71,12 +83,21 @@ class EndpointStore:
             log.warning("endpoint %s: %s", name, exc)
             return None
 
-    def counters(self, name: str, file_name: str) -> dict[str, Any] | None:
-        """A counters file the server writes (``stats.json``, ``deployment_stats.json``)."""
+    def request_counts(self, name: str) -> RequestCounts | None:
+        """The endpoint's request counters (the server writes them); None before its first request."""
+        return self._counters(name, RequestCounts, STATS_FILE)
+
+    def deployment_counts(self, name: str) -> DeploymentCounts | None:
+        return self._counters(name, DeploymentCounts, DEPLOYMENT_STATS_FILE)
+
+    def _counters(self, name: str, kind: type[Counts], file_name: str) -> Counts | None:
         directory = self.dir(name)
         if not directory.is_dir():
             raise NotFoundError(f"no endpoint named {name!r}")
-        return read_json(directory / file_name)
+        try:
+            return kind.load(directory / file_name)
+        except StateFileError as exc:  # not guessed at: whoever asks (the idle check) decides nothing on it
+            raise PlatformError(f"endpoint {name}: {exc}", code="UnreadableEndpointState") from None
 
     def write_keys(self, name: str) -> None:
         """Two new keys, once: a retry keeps the ones written first."""

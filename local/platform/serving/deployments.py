@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from local.common.statefiles import read_json, write_json_atomic
-from local.platform.serving.state import STATE_FILE, DeploymentSpec, EndpointState
+from local.common.statefiles import StateFileError
+from local.platform.serving.state import MINUTE_FORMAT, STATE_FILE, DeploymentCounts, DeploymentSpec, EndpointState
 
 log = logging.getLogger(__name__)
 
@@ -51,42 +51,38 @@ def pick(traffic: dict[str, int], names: list[str], draw: Callable[[], float] = 
 
 
 class DeploymentStats:
-    """Per deployment and minute: [scoring requests, 5xx answers]; persisted with atomic writes."""
+    """Per deployment and minute: [scoring requests, 5xx answers], kept in ``deployment_stats.json``
+    (``state.DeploymentCounts``)."""
 
     def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        data = read_json(path) or {}
-        self.minutes: dict[str, dict[str, list[int]]] = {
-            str(name): {str(k): [int(v[0]), int(v[1])] for k, v in (entry.get("minutes") or {}).items()}
-            for name, entry in data.items()
-            if isinstance(entry, dict)
-        }
+        try:
+            counts = DeploymentCounts.load(path) or DeploymentCounts()
+        except StateFileError as exc:
+            log.warning("%s; counting from zero", exc)
+            counts = DeploymentCounts()
+        self.minutes = {name: dict(minutes) for name, minutes in counts.deployments.items()}
 
     def record(self, deployment: str, status: int) -> None:
         now = self._clock()
-        minute = now.strftime("%Y-%m-%dT%H:%M")
-        oldest = (now - timedelta(minutes=MINUTES_KEPT)).strftime("%Y-%m-%dT%H:%M")
+        minute = now.strftime(MINUTE_FORMAT)
+        oldest = (now - timedelta(minutes=MINUTES_KEPT)).strftime(MINUTE_FORMAT)
         with self._lock:
-            bucket = self.minutes.setdefault(deployment, {})
-            counts = bucket.setdefault(minute, [0, 0])
-            counts[0] += 1
-            counts[1] += 1 if status >= 500 else 0
-            for name, minutes in self.minutes.items():
-                self.minutes[name] = {k: v for k, v in minutes.items() if k >= oldest}
-            write_json_atomic(self.path, {n: {"minutes": m} for n, m in self.minutes.items()})
+            requests, errors = self.minutes.setdefault(deployment, {}).get(minute, (0, 0))
+            self.minutes[deployment][minute] = (requests + 1, errors + (1 if status >= 500 else 0))
+            self.minutes = {n: {k: v for k, v in m.items() if k >= oldest} for n, m in self.minutes.items()}
+            DeploymentCounts(deployments=self.minutes).save(self.path)
 
 
-def metrics_since(data: dict[str, Any] | None, since: datetime) -> dict[str, tuple[int, int]]:
+def metrics_since(counts: DeploymentCounts | None, since: datetime) -> dict[str, tuple[int, int]]:
     """(requests, errors) per deployment in the minutes from ``since``'s minute on."""
-    floor = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    floor = since.astimezone(UTC).strftime(MINUTE_FORMAT)
     out: dict[str, tuple[int, int]] = {}
-    for name, entry in (data or {}).items():
-        if not isinstance(entry, dict):
-            continue
-        rows = [v for k, v in (entry.get("minutes") or {}).items() if k >= floor]
-        out[str(name)] = (sum(int(r[0]) for r in rows), sum(int(r[1]) for r in rows))
+    for name, minutes in (counts.deployments if counts else {}).items():
+        rows = [v for k, v in minutes.items() if k >= floor]
+        out[name] = (sum(r[0] for r in rows), sum(r[1] for r in rows))
     return out
 
 

@@ -5,8 +5,10 @@ two processes share.
   lock), read by the endpoint's server, which serves its ``deployments`` with its ``traffic``.
 - ``server_status.json`` (``ServerStatus``): written by the server as each deployment's model loads or
   fails, read by the platform.
-- ``keys.json`` (0600, written once at creation), ``stats.json`` and ``deployment_stats.json`` (the request
-  counters, ``serving.py`` and ``deployments.py``) and ``server.log``.
+- ``stats.json`` (``RequestCounts``) and ``deployment_stats.json`` (``DeploymentCounts``): the request
+  counters the server keeps (``serving.Stats``, ``deployments.DeploymentStats``) and the platform reads (the
+  idle check's activity, a canary's verdict).
+- ``keys.json`` (0600, written once at creation) and ``server.log``.
 
 Torch-free: the platform reads these files in processes that never load a model.
 """
@@ -125,3 +127,22 @@ class ServerStatus(StateFile):
     @property
     def failed(self) -> bool:
         return self.state == ServerState.FAILED
+
+
+MINUTE_FORMAT = "%Y-%m-%dT%H:%M"  # the key of a minute's counts (UTC); sorted as text, in time order
+
+
+class RequestCounts(StateFile):
+    """``stats.json``: the endpoint's authenticated scoring requests, all its deployments together."""
+
+    schema_version: Literal[1] = 1
+    request_count: int = 0
+    last_request_at: datetime | None = None
+    minutes: dict[str, int] = {}  # the last day's, by minute
+
+
+class DeploymentCounts(StateFile):
+    """``deployment_stats.json``: per deployment and minute, [scoring requests, 5xx answers], the last day."""
+
+    schema_version: Literal[1] = 1
+    deployments: dict[str, dict[str, tuple[int, int]]] = {}

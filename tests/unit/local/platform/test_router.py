@@ -12,9 +12,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from local.common.statefiles import read_json
 from local.platform.serving.deployments import DeploymentStats, Router, metrics_since, pick
-from local.platform.serving.state import DeploymentSpec, EndpointState, ModelSource
+from local.platform.serving.state import DeploymentCounts, DeploymentSpec, EndpointState, ModelSource
 from shared.platform.port import DeploymentState
 
 FAILING = "green"  # the deployment whose app answers 500
@@ -102,5 +101,6 @@ def test_routing_by_header_and_by_weight_with_counts_per_deployment(tmp_path: Pa
         write_state(tmp_path, ["green"], {"green": 100})
         client.post("/score", json={})
         assert "blue" not in app.deployments and made["blue"].closed  # removed: unloaded
-    counts = metrics_since(read_json(tmp_path / "deployment_stats.json"), datetime.now(UTC) - timedelta(minutes=1))
+    recorded = DeploymentCounts.load(tmp_path / "deployment_stats.json")
+    counts = metrics_since(recorded, datetime.now(UTC) - timedelta(minutes=1))
     assert counts == {"blue": (1, 0), "green": (3, 3)}

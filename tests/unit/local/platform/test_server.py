@@ -17,6 +17,7 @@ from local.common.statefiles import read_json
 from local.platform.serving.batching import Sampling
 from local.platform.serving.server import EndpointApp, ServeSettings
 from local.platform.serving.serving import Keys, Stats, activity_since
+from local.platform.serving.state import RequestCounts
 from shared.scoring import DEFAULT_PARAMETERS
 from tests.unit.local.platform.serving_fakes import EchoEngine
 
@@ -203,11 +204,12 @@ def test_counters_advance_for_scoring_requests_only(endpoint: tuple[EndpointApp,
     client.post("/score", json=seed_payload(user("x")), headers=bearer())
     client.post("/v1/chat/completions", json={"messages": user("y")}, headers=bearer())
     client.post("/score", json={"bad": 1}, headers=bearer())  # answered 400, still a request
-    stats = read_json(tmp_path / "stats.json")
-    assert stats is not None and stats["request_count"] == 3
-    last = datetime.fromisoformat(stats["last_request_at"])
-    assert last >= before
-    assert client.get("/metrics", headers=bearer()).json()["request_count"] == 3
+    stats = RequestCounts.load(tmp_path / "stats.json")
+    assert stats is not None and stats.request_count == 3
+    last = stats.last_request_at
+    assert last is not None and last >= before
+    metrics = client.get("/metrics", headers=bearer()).json()
+    assert metrics["request_count"] == 3 and metrics["last_request_at"] == last.isoformat()
     assert activity_since(stats, before) == (last, 3)
     assert activity_since(stats, datetime.now(UTC) + timedelta(minutes=2)) == (None, 0)
     # A restarted server keeps counting from the file.
