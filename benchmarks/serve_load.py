@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +125,16 @@ def _start_endpoint(cache: Path, max_concurrent: int) -> tuple[str, str, subproc
     import httpx
 
     from local.common import processes
-    from local.platform.endpoints import server_env
+    from local.platform.endpointservers import server_env
     from local.platform.models import SMOLLM2, materialize
+    from local.platform.serving.state import DeploymentSpec, EndpointState, ModelSource
+    from shared.platform.port import DeploymentState
 
     hf_dir = materialize(SMOLLM2, cache)
     state_dir = Path(tempfile.mkdtemp(prefix="serve-load-"))
     model_dir = state_dir / "model"
     model_dir.mkdir()
-    # The loader reads only this pointer (chat_model.hf_dir_of); an absolute path spares a 0.5 GB copy.
+    # The loader reads only this pointer (mlflow_model.hf_dir_of); an absolute path spares a 0.5 GB copy.
     (model_dir / "MLmodel").write_text(
         f"flavors:\n  python_function:\n    artifacts:\n      hf_model:\n        path: {hf_dir}\n", encoding="utf-8"
     )
@@ -140,13 +143,24 @@ def _start_endpoint(cache: Path, max_concurrent: int) -> tuple[str, str, subproc
     with os.fdopen(fd, "w") as handle:
         json.dump({"primary": key, "secondary": secrets.token_urlsafe(24)}, handle)
     port = processes.free_port()
-    state = {
-        "port": port,
-        "model": {"name": SMOLLM2, "version": "1", "source": str(model_dir)},
-        "max_concurrent_requests": max_concurrent,
-        "request_timeout_ms": 600_000,
-    }
-    (state_dir / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    now = datetime.now(UTC)
+    deployment = DeploymentSpec(
+        model=ModelSource(name=SMOLLM2, version="1", id=f"local://models/{SMOLLM2}/versions/1", source=str(model_dir)),
+        instance_type="local-cpu",
+        device="cpu",
+        request_timeout_ms=600_000,
+        max_concurrent_requests=max_concurrent,
+        tags={},
+        created_at=now,
+    )
+    EndpointState(
+        name="serve-load",
+        tags={},
+        created_at=now,
+        port=port,
+        state=DeploymentState.CREATING,
+        deployments={"serve-load": deployment},
+    ).save(state_dir / "state.json")
     log = (state_dir / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "local.platform.serving.server", "--state-dir", str(state_dir)],

@@ -32,6 +32,7 @@ AZURITE_CONNECTION_STRING = (
 
 STORAGE_SETTING = "AzureWebJobsStorage"
 QUOTA_CHECK_MODES = ("reject", "warn", "off")
+LOCAL_DTYPES = ("auto", "float32", "bfloat16")
 
 
 def setting(env: str, default: str, *, secret: bool = False) -> Any:
@@ -153,6 +154,10 @@ class Settings:
         if quota not in QUOTA_CHECK_MODES:
             raise ValueError(f"AUTOPILOT_QUOTA_CHECK must be one of {', '.join(QUOTA_CHECK_MODES)}, not {quota!r}")
         values["quota_check"] = quota
+        dtype = values["local_dtype"].strip().lower() or "auto"
+        if dtype not in LOCAL_DTYPES:
+            raise ValueError(f"AUTOPILOT_LOCAL_DTYPE must be one of {', '.join(LOCAL_DTYPES)}, not {dtype!r}")
+        values["local_dtype"] = dtype
         topics = [t for t in values["event_grid_topics"].split(",") if t.strip()]
         if values["event_grid_topic_key"] and len(topics) != 1:
             raise ValueError(

@@ -1,18 +1,17 @@
-"""Helpers for the processes the local life cycle starts: detached starts, pid files, ports, group stops.
+"""The processes the local life cycle starts: detached starts, pid files, liveness, group stops and ports.
 
 A detached process leads its own process group (``start_new_session``), so stopping it also stops what it
-started. A pid file records the pid, its group and the kernel's start time of the process, so a stale file
-whose pid was reused by an unrelated process is recognised and never signalled. Pid files holding just a
-number are read too (without that protection).
+started. A pid file records the pid, its group and the process's start time (psutil's ``create_time``), so
+a stale file whose pid was reused by an unrelated process is recognised and never signalled. Liveness and
+the members of a group are read with psutil, the same on Linux and macOS.
 
-Other parts of the app (local jobs, endpoints) record their processes as ``<workdir>/pids/<name>.pid``;
-``autopilot down`` stops all of them.
+Local jobs and endpoints record their processes as ``<workdir>/pids/<kind>-<name>.pid`` (see
+``local.platform.supervisor``); ``autopilot down`` stops all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -21,10 +20,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import psutil
+from pydantic import ConfigDict
 
 from local.common.exceptions import StartTimeoutError
+from local.common.statefiles import StateFile, StateFileError
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +35,16 @@ PIDS_DIRNAME = "pids"
 LOOPBACK = "127.0.0.1"
 
 
-@dataclass(frozen=True)
-class ProcessRecord:
-    """A process the app started: ``pgid`` is set when it leads its own group; ``start_ticks`` from /proc."""
+class ProcessRecord(StateFile):
+    """A process the app started, as its pid file holds it: ``pgid`` is set when it leads its own group;
+    ``started`` is its start time (psutil ``create_time``), None only for a record made by hand."""
 
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = 1
     pid: int
     pgid: int | None = None
-    start_ticks: int | None = None
+    started: float | None = None
     name: str = ""
 
 
@@ -47,124 +53,75 @@ def pids_dir(workdir: Path) -> Path:
     return workdir / PIDS_DIRNAME
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start ticks) of a process from /proc, or None where /proc is missing or the pid is gone."""
+def _create_time(pid: int) -> float | None:
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
         return None
-    # The command name may hold spaces and parentheses; the fields after the last ')' are fixed.
-    fields = text[text.rfind(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
-def _reap(pid: int) -> None:
-    # A child of this process stays a zombie (and "alive" to kill(0)) until it is waited for.
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def record_for(pid: int, name: str = "", own_group: bool = True) -> ProcessRecord:
     """A record of a running process (its start time read now)."""
-    stat = _proc_stat(pid)
-    return ProcessRecord(pid, pid if own_group else None, stat[1] if stat else None, name)
+    return ProcessRecord(pid=pid, pgid=pid if own_group else None, started=_create_time(pid), name=name)
 
 
 def write_pid_file(path: Path, record: ProcessRecord) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps({"pid": record.pid, "pgid": record.pgid, "start_ticks": record.start_ticks, "name": record.name})
-    )
-    tmp.replace(path)
+    record.save(path)
 
 
 def read_pid_file(path: Path) -> ProcessRecord | None:
-    """The record in ``path``; None when the file is missing or unreadable."""
+    """The record in ``path``; None when the file is missing or is not a pid record (never signalled)."""
     try:
-        text = path.read_text().strip()
-    except OSError:
+        return ProcessRecord.load(path)
+    except StateFileError as exc:
+        log.warning("pid file %s ignored: %s", path, exc)
         return None
+
+
+def _running(record: ProcessRecord) -> psutil.Process | None:
+    """The recorded process, if it still runs as itself: not gone, not a zombie, its pid not reused."""
     try:
-        if text.isdigit():
-            return ProcessRecord(int(text), name=path.stem)
-        raw = json.loads(text)
-        pgid = raw.get("pgid")
-        ticks = raw.get("start_ticks")
-        return ProcessRecord(
-            int(raw["pid"]),
-            int(pgid) if pgid is not None else None,
-            int(ticks) if ticks is not None else None,
-            str(raw.get("name") or path.stem),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        log.warning("pid file %s is not readable; ignored", path)
+        process = psutil.Process(record.pid)
+        if record.started is not None and process.create_time() != record.started:
+            return None
+        return None if process.status() == psutil.STATUS_ZOMBIE else process
+    except psutil.Error:  # gone (a zombie psutil cannot read counts as gone), or not ours to look at
         return None
 
 
 def is_alive(record: ProcessRecord) -> bool:
     """Whether the recorded process still runs (a zombie or a reused pid does not count)."""
-    _reap(record.pid)
-    stat = _proc_stat(record.pid)
-    if stat is not None:
-        state, ticks = stat
-        return state != "Z" and (record.start_ticks is None or ticks == record.start_ticks)
-    if Path("/proc/self/stat").exists():
-        return False
-    try:
-        os.kill(record.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return _running(record) is not None
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of group ``pgid`` still runs (zombies, waiting for a parent to reap them, do not)."""
-    proc = Path("/proc")
-    if proc.is_dir():
-        for entry in proc.iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                text = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = text[text.rfind(")") + 2 :].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live processes of group ``pgid`` (zombies, waiting for a parent to reap them, do not count)."""
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (OSError, psutil.Error):  # gone meanwhile
+            continue
+    return members
 
 
 def _owns_group(record: ProcessRecord) -> bool:
-    """Whether signalling ``record.pgid`` reaches only processes the app started."""
+    """Whether signalling ``record.pgid`` reaches only processes the app started, and some still run."""
     if record.pgid is None or record.pgid != record.pid:
         return False
-    _reap(record.pid)
-    stat = _proc_stat(record.pid)
-    if stat is None:
-        if not Path("/proc/self/stat").exists():  # no /proc to check: trust kill(0)
-            return is_alive(record) or _group_alive(record.pgid)
-        # The leader is gone. While any member of its group lives the kernel does not hand its pid to
-        # another process, so a live group under that id holds the leader's orphans.
-        return _group_alive(record.pgid)
-    state, ticks = stat
-    if record.start_ticks is not None and ticks != record.start_ticks:
-        return False  # the pid now belongs to an unrelated process
-    # A zombie leader (its parent has not reaped it yet) may still have live children in its group.
-    return state != "Z" or _group_alive(record.pgid)
+    try:
+        if record.started is not None and psutil.Process(record.pid).create_time() != record.started:
+            return False  # the pid now belongs to an unrelated process
+    except psutil.Error:
+        # The leader is gone. While any member of its group lives the kernel does not hand its pid to another
+        # process, so a live group under that id holds the leader's orphans.
+        pass
+    return bool(group_members(record.pgid))
 
 
 def running_from_pid_file(path: Path) -> ProcessRecord | None:
-    """The process recorded in ``path`` if it still runs; a stale pid file is removed."""
+    """The process recorded in ``path`` if it (or its group) still runs; a stale pid file is removed."""
     record = read_pid_file(path)
     if record is None:
         return None
@@ -184,8 +141,7 @@ def _signal(record: ProcessRecord, sig: int, group: bool) -> None:
 
 def _gone(record: ProcessRecord, group: bool) -> bool:
     if group and record.pgid is not None:
-        _reap(record.pid)
-        return not _group_alive(record.pgid)
+        return not group_members(record.pgid)
     return not is_alive(record)
 
 
@@ -217,25 +173,11 @@ def stop_pid_file(path: Path, timeout_s: float = 10.0) -> bool:
     return stopped
 
 
-# Extra stop steps for ``autopilot down`` (e.g. a platform that records processes elsewhere). Each gets the
-# workdir and returns the names of what it stopped.
-StopHook = Callable[[Path], Sequence[str]]
-STOP_HOOKS: list[StopHook] = []
-
-
 def stop_recorded_processes(workdir: Path, timeout_s: float = 10.0) -> list[str]:
-    """Stop every process recorded under ``<workdir>/pids/*.pid`` and run the stop hooks."""
-    stopped: list[str] = []
+    """Stop every process recorded under ``<workdir>/pids/*.pid``; the names of those that ran."""
     directory = pids_dir(workdir)
-    for path in sorted(directory.glob("*.pid")) if directory.is_dir() else []:
-        if stop_pid_file(path, timeout_s):
-            stopped.append(path.stem)
-    for hook in STOP_HOOKS:
-        try:
-            stopped.extend(hook(workdir))
-        except Exception:
-            log.exception("stop hook %s failed", getattr(hook, "__name__", hook))
-    return stopped
+    paths = sorted(directory.glob("*.pid")) if directory.is_dir() else []
+    return [path.stem for path in paths if stop_pid_file(path, timeout_s)]
 
 
 def start_detached(

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 BLOB_TRIGGER = "blobTrigger"
 EVENT_GRID_TRIGGER = "eventGridTrigger"
 TIMER_TRIGGER = "timerTrigger"
-SUPPORTED_TRIGGERS = frozenset({BLOB_TRIGGER, EVENT_GRID_TRIGGER, TIMER_TRIGGER})
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Any
 import uvicorn
 
 from local.common.exceptions import HostConfigError, LocalHostError, PortInUseError, StartTimeoutError
-from local.common.httpserver import bounded_config
+from local.common.httplimits import bounded_config
 from local.common.processes import LOOPBACK, port_in_use
 from local.host.blobpoller import BlobPoller
 from local.host.discovery import Functions, Invocation, discover
@@ -126,6 +126,7 @@ class LocalHost:
             self.webhook_app,
             host=LOOPBACK,
             port=port,
+            over_cap="503",  # Event Grid retries a 503; a closed connection tells a caller nothing
             # Access logs would carry query strings, and with them the webhook key.
             access_log=False,
             log_config=None,

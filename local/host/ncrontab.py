@@ -122,14 +122,6 @@ class NCrontab:
             from_time = None
         raise ScheduleError(f"schedule {self.expression!r} has no fire time in the next 40 years")
 
-    def next_times(self, after: datetime, count: int) -> list[datetime]:
-        """The next ``count`` fire times after ``after``."""
-        times: list[datetime] = []
-        for _ in range(count):
-            after = self.next_after(after)
-            times.append(after)
-        return times
-
     def _day_matches(self, day: date) -> bool:
         return day.day in self.days and (day.weekday() + 1) % 7 in self.weekdays
 

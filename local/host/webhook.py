@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from local.common.exceptions import HostConfigError
-from local.common.httpserver import BODY_TIMEOUT_S, BodyTooLarge, read_body_within
+from local.common.httplimits import BODY_TIMEOUT_S, BodyTooLarge, BodyTooSlow, read_body
 from local.host.discovery import FunctionSpec, invoke
 from shared.events import EventError, parse_event
 from shared.jsonlimits import json_depth_ok
@@ -100,6 +100,27 @@ def check_app_event(event: func.EventGridEvent) -> None:
     )
 
 
+async def _read_events(request: Request, body_timeout_s: float) -> list[dict[str, Any]] | Response:
+    """The body's events (an array, or one event object), or the answer refusing the body."""
+    try:
+        body = await read_body(request, max_bytes=MAX_BODY_BYTES, timeout_s=body_timeout_s)
+    except BodyTooLarge:
+        return _reason(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+    except BodyTooSlow:
+        return _reason(408, f"the body did not arrive within {body_timeout_s:g} s")
+    try:
+        text = body.decode("utf-8")
+        if not json_depth_ok(text, MAX_JSON_DEPTH):
+            return _reason(400, f"body nests JSON deeper than {MAX_JSON_DEPTH} levels")
+        payload = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return _reason(400, "body is not valid JSON")
+    items = [payload] if isinstance(payload, dict) else payload
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        return _reason(400, "body must be a JSON array of events (or one event object)")
+    return items
+
+
 def build_webhook_app(
     functions: Mapping[str, FunctionSpec], key: str, *, body_timeout_s: float = BODY_TIMEOUT_S
 ) -> Starlette:
@@ -127,22 +148,9 @@ def build_webhook_app(
         kind = request.headers.get("aeg-event-type", "")
         if kind not in ("Notification", "SubscriptionValidation", "SubscriptionDeletion"):
             return _reason(400, "header aeg-event-type must be Notification or SubscriptionValidation")
-        try:
-            body = await read_body_within(request, max_bytes=MAX_BODY_BYTES, timeout_s=body_timeout_s)
-        except BodyTooLarge:
-            return _reason(413, f"body is larger than {MAX_BODY_BYTES} bytes")
-        except TimeoutError:
-            return _reason(408, f"the body did not arrive within {body_timeout_s:g} s")
-        try:
-            text = body.decode("utf-8")
-            if not json_depth_ok(text, MAX_JSON_DEPTH):
-                return _reason(400, f"body nests JSON deeper than {MAX_JSON_DEPTH} levels")
-            payload = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
-            return _reason(400, "body is not valid JSON")
-        items = [payload] if isinstance(payload, dict) else payload
-        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
-            return _reason(400, "body must be a JSON array of events (or one event object)")
+        items = await _read_events(request, body_timeout_s)
+        if isinstance(items, Response):
+            return items
         if kind == "SubscriptionDeletion":
             return Response(status_code=202)
         if kind == "SubscriptionValidation":

@@ -3,20 +3,17 @@
 A workspace directory (``settings.workdir``) holds an MLflow tracking store and model registry on SQLite,
 one process per fine-tuning job and one HTTP server process per endpoint (see ``workspace.py`` for the
 layout). Foundation models come from ``models.LOCAL_MODELS``; compute is ``local-cpu`` (and ``local-cuda``
-where torch sees a GPU). Heavy imports (mlflow, torch) happen on first use, never at import.
+where torch sees a GPU), see ``checks.py``. Heavy imports (mlflow, torch) happen on first use, never at import.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from local.platform import eventpost
+from local.platform import checks, eventpost
 from local.platform.endpoints import Endpoints
 from local.platform.jobs import Jobs
 from local.platform.registry import Registry
@@ -46,25 +43,9 @@ from shared.subscriptions import function_for
 
 log = logging.getLogger(__name__)
 
-CPU = "local-cpu"
-CUDA = "local-cuda"
-
-
-@functools.cache
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
 
 def local_model_id(name: str, version: str) -> str:
     return f"local://models/{name}/versions/{version}"
-
-
-def _in_list(value: str, allow_list: list[str] | None) -> bool:
-    return allow_list is None or value.lower() in {a.lower() for a in allow_list}
 
 
 class LocalPlatform:
@@ -110,84 +91,13 @@ class LocalPlatform:
         )
 
     def available_clusters(self) -> list[str]:
-        return [CPU, CUDA] if cuda_available() else [CPU]
+        return checks.available_clusters()
 
     def check_compute(self, request: ComputeRequest, allow_list: list[str] | None) -> ComputeInfo:
-        cluster = request.cluster.lower()
-        # torch is imported only when someone asks for something other than the CPU.
-        if cluster != CPU and cluster not in self.available_clusters():
-            available = ", ".join(self.available_clusters())
-            raise RejectedError(
-                [
-                    FieldIssue(
-                        "compute.cluster",
-                        f"{request.cluster!r} is not a local compute; available: {available}",
-                    )
-                ]
-            )
-        if not _in_list(cluster, allow_list):
-            raise RejectedError(
-                [
-                    FieldIssue(
-                        "compute.cluster",
-                        f"{request.cluster!r} is not in the model's finetune_compute_allow_list {allow_list}",
-                    )
-                ]
-            )
-        notes: list[str] = []
-        if request.instance_type:
-            notes.append(f"compute.instance_type {request.instance_type} is ignored on the local platform")
-        if request.nodes > 1:
-            notes.append(f"the local platform trains on one machine; nodes={request.nodes} is ignored")
-        gpus = 0
-        if cluster == CUDA:
-            gpus = 1
-            if request.gpus_per_node not in (None, 1):
-                notes.append(f"local-cuda trains on one GPU; gpus_per_node={request.gpus_per_node} is ignored")
-        elif request.gpus_per_node:
-            notes.append(f"local-cpu has no GPU; gpus_per_node={request.gpus_per_node} is ignored")
-        return ComputeInfo(cluster=cluster, size=cluster, gpus_per_node=gpus, notes=tuple(notes))
+        return checks.check_compute(request, allow_list)
 
     def check_inference_compute(self, instance_type: str, allow_list: list[str] | None) -> str:
-        sku = (instance_type or CPU).lower()
-        if sku != CPU and sku not in self.available_clusters():
-            available = ", ".join(self.available_clusters())
-            raise RejectedError(
-                [
-                    FieldIssue(
-                        "deployment.instance_type",
-                        f"{instance_type!r} is not a local compute; available: {available}",
-                    )
-                ]
-            )
-        if not _in_list(sku, allow_list):
-            raise RejectedError(
-                [
-                    FieldIssue(
-                        "deployment.instance_type",
-                        f"{instance_type!r} is not in the model's inference_compute_allow_list {allow_list}",
-                    )
-                ]
-            )
-        return sku
-
-    def _local_path(self, field: str, raw: str) -> tuple[Path | None, FieldIssue | None]:
-        root = self.settings.data_root.resolve()
-        text = raw
-        if "://" in raw or raw.startswith("azureml:"):
-            parts = urlsplit(raw)
-            if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-                return None, FieldIssue(
-                    field,
-                    f"the local platform reads files under the data root ({root}); "
-                    f"{parts.scheme or 'azureml'} URIs are for Azure ML",
-                )
-            text = unquote(parts.path)
-        path = Path(text)
-        resolved = (path if path.is_absolute() else root / path).resolve()
-        if not resolved.is_relative_to(root):
-            return None, FieldIssue(field, f"must be under the data root {root} (AUTOPILOT_DATA_ROOT)")
-        return resolved, None
+        return checks.check_inference_compute(instance_type, allow_list)
 
     def check_capacity(self, request: CapacityRequest) -> list[CapacityCheck]:
         """This machine has no quota to run out of: each check is reported, as not applicable."""
@@ -207,27 +117,7 @@ class LocalPlatform:
         return checks
 
     def check_data(self, paths: dict[str, str]) -> dict[str, str]:
-        from local.platform.dataset import validate_chat_file
-
-        issues: list[FieldIssue] = []
-        resolved: dict[str, str] = {}
-        for key, raw in paths.items():
-            field = f"data.{key}"
-            path, issue = self._local_path(field, raw)
-            if issue is not None or path is None:
-                issues.append(issue or FieldIssue(field, "not a usable path"))
-                continue
-            if not path.is_file():
-                issues.append(FieldIssue(field, f"{raw!r} not found under the data root {self.settings.data_root}"))
-                continue
-            report = validate_chat_file(path, training=key == "train")
-            if not report.ok:
-                issues.append(FieldIssue(field, report.summary()))
-                continue
-            resolved[key] = str(path)
-        if issues:
-            raise RejectedError(issues)
-        return resolved
+        return checks.check_data(self.settings.data_root, paths)
 
     # -- jobs
 

@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from local.platform.workspace import Workspace, file_lock
+from local.common.statefiles import file_lock
+from local.platform.workspace import Workspace
 
 QUEUE_DIR = "queue"
 CLAIM_FILE = "claimed"

@@ -1,40 +1,27 @@
 """Local fine-tuning jobs: one detached process per job, its spec and status in ``jobs/<name>/``.
 
-``spec.json`` is written at submit (everything the job process needs, no secrets); ``status.json`` is
-written by the job process (atomically) as it moves Queued -> Running -> Completed | Failed | Canceled, and
-by the platform when it starts the job or finds its process gone while the status still says it runs.
-Submitting never waits on the job: materialising the model and training happen in the job process.
-
-At most ``AUTOPILOT_LOCAL_MAX_JOBS`` jobs run at once; the others stay Queued and start in submission order
-(``jobqueue.py``). A job whose process dies without reporting (killed, out of memory) is started again
-with ``"resume": true`` in its training spec, so the recipe continues from its latest checkpoint, at most
-``AUTOPILOT_LOCAL_JOB_RESTARTS`` times; then it is Failed. Each restart is kept in ``status.json``
-(``restarts``, ``restart_log``) and shown in the job's progress line.
+``spec.json`` (``jobspec.py``) is written at submit: everything the job process needs, no secrets.
+``status.json`` (``jobstatus.py``) moves Queued -> Running -> Completed | Failed | Canceled, written by the
+job process (``jobrunner.py``) as it runs and by the platform when it queues, starts, cancels or recovers
+the job (``jobscheduler.py``: the queue's slots, restarts from a checkpoint). Submitting never waits on the
+job: materialising the model and training happen in the job process.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local.common import processes
-from local.platform.eventpost import LOCAL_TOPIC
-from local.platform.jobqueue import JobQueue, max_jobs
-from local.platform.mlflow_retry import retry_locked
+from local.common.statefiles import StateFileError, read_json
+from local.platform.jobscheduler import JobScheduler
+from local.platform.jobspec import OUTPUT_DIR, JobSpec, read_spec, write_spec
+from local.platform.jobstatus import JobStatusRecord, ended, read_status, write_status
+from local.platform.mlflow_runs import end_run
 from local.platform.training.spec import HISTORY_FILE
-from local.platform.workspace import (
-    Workspace,
-    child_env,
-    file_lock,
-    read_json,
-    safe_name,
-    write_json_atomic,
-)
+from local.platform.workspace import Workspace, safe_name
 from shared.exceptions import NotFoundError, PlatformError
 from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import JobInfo, JobRequest, JobStatus
@@ -42,34 +29,9 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SPEC_FILE = "spec.json"
-STATUS_FILE = "status.json"
 LOG_FILE = "job.log"
-OUTPUT_DIR = "output"
 TRAINED_MODEL = "trained_model"
-KILLED_REASON = "job process exited unexpectedly (killed?)"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _was_started(status: dict[str, Any]) -> bool:
-    """Whether a job process was started for this status (``attempt`` is written before each start)."""
-    return bool(status.get("attempt")) or JobStatus.parse(status.get("status")) not in {
-        JobStatus.QUEUED,
-        JobStatus.NOT_STARTED,
-    }
-
-
-def _float_metrics(raw: Any) -> dict[str, float]:
-    if not isinstance(raw, dict):
-        return {}
-    out: dict[str, float] = {}
-    for key, value in raw.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[str(key)] = float(value)
-    return out
+CANCEL_TIMEOUT_S = 5.0
 
 
 def _history(raw: dict[str, Any] | None) -> list[dict[str, float]]:
@@ -77,7 +39,12 @@ def _history(raw: dict[str, Any] | None) -> list[dict[str, float]]:
     points = (raw or {}).get("points")
     if not isinstance(points, list):
         return []
-    return [m for point in points if (m := _float_metrics(point)) and "step" in m]
+    curve = [
+        {str(k): float(v) for k, v in point.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        for point in points
+        if isinstance(point, dict)
+    ]
+    return [point for point in curve if "step" in point]
 
 
 class Jobs:
@@ -91,245 +58,70 @@ class Jobs:
     ) -> None:
         self.workspace = workspace
         self.settings = settings
-        self.python = python
-        self._webhook_key = webhook_key or (lambda: settings.webhook_key)
-        self.queue = JobQueue(workspace)
-
-    @property
-    def max_jobs(self) -> int:
-        return max_jobs(self.settings.local_max_jobs)
+        self.scheduler = JobScheduler(workspace, settings, webhook_key or (lambda: settings.webhook_key), python)
 
     def _dir(self, name: str) -> Path:
         if not safe_name(name):
             raise NotFoundError(f"no job named {name!r}")
         return self.workspace.job_dir(name)
 
-    def pid_file(self, name: str) -> Path:
-        return self.workspace.pid_file("job", name)
-
-    def read_spec(self, name: str) -> dict[str, Any] | None:
-        return read_json(self._dir(name) / SPEC_FILE)
-
-    def read_status(self, name: str) -> dict[str, Any] | None:
-        return read_json(self._dir(name) / STATUS_FILE)
-
     def log_path(self, name: str) -> Path:
         return self._dir(name) / LOG_FILE
 
-    # -- submit
+    def read_status(self, name: str) -> JobStatusRecord | None:
+        return read_status(self._dir(name))
 
-    def _spec(self, request: JobRequest, directory: Path) -> dict[str, Any]:
-        device = "cuda" if request.compute.cluster.lower() == "local-cuda" else "cpu"
-        training = {
-            "job_name": request.name,
-            "model_name": request.foundation_model.name,
-            "output_dir": str(directory / OUTPUT_DIR),
-            "params": request.params.model_dump(mode="json"),  # the typed inputs, as the job will read them
-            "train_file": request.train_data,
-            "validation_file": request.validation_data,
-            "test_file": request.test_data,
-            "device": device,
-            "mlflow_tracking_uri": self.workspace.tracking_uri,
-            "experiment_name": request.experiment_name,
-            "run_name": request.name,
-            "tags": dict(request.tags),
-        }
-        return {
-            "job_name": request.name,
-            "display_name": request.display_name,
-            "experiment_name": request.experiment_name,
-            "tags": dict(request.tags),
-            "foundation_model": {
-                "name": request.foundation_model.name,
-                "version": request.foundation_model.version,
-                "id": request.foundation_model.id,
-            },
-            "compute": {"cluster": request.compute.cluster, "gpus_per_node": request.compute.gpus_per_node},
-            "models_cache": str(self.workspace.models_cache),
-            "artifact_root": str(self.workspace.artifacts),
-            "pid_file": str(self.pid_file(request.name)),
-            "topic": self.settings.workspace_topic or LOCAL_TOPIC,
-            "submitted_at": _now(),
-            "workdir": str(self.workspace.workdir.resolve()),
-            "training": training,
-        }
+    def schedule(self) -> list[str]:
+        return self.scheduler.schedule()
 
     def submit(self, request: JobRequest) -> JobInfo:
         """Queue the job (it starts at once when a slot is free), or return the one already submitted under
         this name for the same run."""
         directory = self._dir(request.name)
         self.workspace.ensure()
-        with file_lock(self._job_lock(request.name)):
-            spec = read_json(directory / SPEC_FILE)
+        with self.scheduler.lock(request.name):
+            spec = read_spec(directory)
             if spec is not None:
-                theirs = (spec.get("tags") or {}).get(TAG_RUN_ID)
-                if theirs != request.tags.get(TAG_RUN_ID):
+                if spec.tags.get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
                     raise PlatformError(f"a job named {request.name} already exists for another run", code="Conflict")
                 log.info("job %s: already submitted; returning its status", request.name)
                 return self.get(request.name)
             directory.mkdir(parents=True, exist_ok=True)
             # The spec first: a job with a spec and no status yet reads as queued.
-            write_json_atomic(directory / SPEC_FILE, self._spec(request, directory))
-            write_json_atomic(
-                directory / STATUS_FILE, {"status": JobStatus.QUEUED.value, "queued_at": _now(), "progress": "queued"}
-            )
-            self.queue.enqueue(request.name)
-        started = self.schedule()
+            write_spec(directory, JobSpec.for_request(request, self.workspace, topic=self.settings.workspace_topic))
+            write_status(directory, JobStatusRecord.queued())
+            self.scheduler.queue.enqueue(request.name)
+        started = self.scheduler.schedule()
         log.info("job %s: %s", request.name, "started" if request.name in started else "queued")
         return JobInfo(name=request.name, status=JobStatus.QUEUED, tags=dict(request.tags), progress="queued")
 
-    # -- the queue
-
-    def _job_lock(self, name: str) -> Path:
-        return self.workspace.locks / f"job-{name}.lock"
-
-    def _process_alive(self, name: str) -> bool:
-        record = processes.read_pid_file(self.pid_file(name))
-        return record is not None and processes.is_alive(record)
-
-    def _recorded_jobs(self) -> list[str]:
-        """Jobs with a pid file: running, or lost without the process removing its record."""
-        pids = self.workspace.pids
-        if not pids.is_dir():
-            return []
-        names = (p.stem.removeprefix("job-") for p in pids.glob("job-*.pid"))
-        return sorted(name for name in names if safe_name(name))
-
-    def schedule(self, check: str | None = None) -> list[str]:
-        """Restart (or fail) jobs whose process is gone, then start waiting jobs while fewer than
-        ``max_jobs`` run. ``check`` names one more job to look at (one whose pid file is gone too).
-        Returns the jobs started from the queue."""
-        started: list[str] = []
-        with self.queue.scheduling():
-            candidates = self._recorded_jobs()
-            if check is not None and check not in candidates:
-                candidates.append(check)
-            active = 0
-            for name in candidates:
-                if self._process_alive(name) or self._recover(name):
-                    active += 1
-            for name in self.queue.waiting():
-                if active >= self.max_jobs:
-                    break
-                status = self.read_status(name) or {}
-                if JobStatus.parse(status.get("status")).is_terminal or _was_started(status):
-                    self.queue.drop(name)  # ended or started already: a stale entry
-                    continue
-                if self.queue.claim(name) and self._launch(name):
-                    started.append(name)
-                    active += 1
-        return started
-
-    def _recover(self, name: str) -> bool:
-        """A started job whose process is gone: restart it from its checkpoint (True), or, with no restart
-        left, fail it. False too when it ended meanwhile or never started."""
-        directory = self._dir(name)
-        with file_lock(self._job_lock(name)):
-            status = read_json(directory / STATUS_FILE)
-            if status is None or not _was_started(status):
-                if status is not None and self.queue.position(name) is None:
-                    self.queue.enqueue(name)  # claimed but never started (its starter died): wait again
-                return False
-            processes.stop_pid_file(self.pid_file(name), timeout_s=2.0)  # stray children of the group, if any
-            if JobStatus.parse(status.get("status")).is_terminal:
-                return False
-            restarts = int(status.get("restarts") or 0)
-            allowed = max(self.settings.local_job_restarts, 0)
-            run_id = status.get("mlflow_run_id")
-            if restarts >= allowed:
-                reason = KILLED_REASON if restarts == 0 else f"{KILLED_REASON}; gave up after {restarts} restarts"
-                status.update(status=JobStatus.FAILED.value, error=reason, finished_at=_now())
-                status["progress"] = f"failed: {reason}"
-                write_json_atomic(directory / STATUS_FILE, status)
-                log.warning("job %s: %s", name, reason)
-                restarted = False
-            else:
-                restart = {"restart": restarts + 1, "at": _now(), "after_attempt": status.get("attempt")}
-                status.update(
-                    restarts=restarts + 1,
-                    restart_log=[*(status.get("restart_log") or []), restart],
-                    progress=f"restarting ({restarts + 1} of {allowed}): {KILLED_REASON}; resuming from its "
-                    "latest checkpoint",
-                    mlflow_run_id=None,  # the next attempt tracks its own run
-                )
-                write_json_atomic(directory / STATUS_FILE, status)
-                log.warning("job %s: %s; restart %s of %s", name, KILLED_REASON, restarts + 1, allowed)
-                restarted = self._launch(name, resume=True)
-        self._fail_mlflow_run(name, run_id)  # the attempt that died cannot end its own MLflow run
-        return restarted
-
-    def _launch(self, name: str, *, resume: bool = False) -> bool:
-        """Start the job's process (attempt n+1); the status records the attempt before the process can
-        write to it. False, with the job Failed, when the process cannot start."""
-        directory = self._dir(name)
-        if resume:
-            spec = read_json(directory / SPEC_FILE) or {}
-            if isinstance(spec.get("training"), dict):
-                # The recipe continues from the latest complete checkpoint under <output_dir>/checkpoints/.
-                spec["training"]["resume"] = True
-                write_json_atomic(directory / SPEC_FILE, spec)
-        status = read_json(directory / STATUS_FILE) or {"status": JobStatus.QUEUED.value}
-        status.update(attempt=int(status.get("attempt") or 0) + 1, launched_at=_now())
-        write_json_atomic(directory / STATUS_FILE, status)
-        # The webhook key reaches the job through its environment only: never argv, never a file.
-        env = child_env(
-            {
-                "AUTOPILOT_WEBHOOK_URL": self.settings.webhook_url,
-                "AUTOPILOT_WEBHOOK_KEY": self._webhook_key(),
-                # What a job needs to start the next one as it ends (see jobqueue.py).
-                "AUTOPILOT_WORKDIR": str(self.workspace.workdir.resolve()),
-                "AUTOPILOT_LOCAL_MAX_JOBS": str(self.settings.local_max_jobs),
-                "AUTOPILOT_LOCAL_JOB_RESTARTS": str(self.settings.local_job_restarts),
-                "PYTHONUNBUFFERED": "1",
-                # Tensors of many sizes (packed rows vary in length every step) fragment glibc's heap, which
-                # then never shrinks: from 64 KiB up, allocations get their own mappings, returned on free.
-                "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "65536"),
-            },
-            sharing=self.max_jobs,
-        )
-        try:
-            proc = processes.start_detached(
-                [self.python, "-m", "local.platform.jobrunner", str(directory / SPEC_FILE)],
-                log_path=directory / LOG_FILE,
-                pid_path=self.pid_file(name),
-                name=f"job {name}",
-                cwd=directory,
-                env=env,
-            )
-        except OSError as exc:
-            reason = f"could not start the job process: {exc}"
-            status.update(status=JobStatus.FAILED.value, error=reason, finished_at=_now(), progress=f"failed: {reason}")
-            write_json_atomic(directory / STATUS_FILE, status)
-            log.error("job %s: %s", name, reason)
-            return False
-        log.info("job %s: attempt %s started (pid %s)", name, status["attempt"], proc.pid)
-        return True
-
-    # -- inspect
-
     def get(self, name: str) -> JobInfo:
+        try:
+            return self._get(name)
+        except StateFileError as exc:  # not a file this app wrote: said, never guessed at
+            raise PlatformError(f"job {name}: {exc}", code="UnreadableJobState") from None
+
+    def _get(self, name: str) -> JobInfo:
         directory = self._dir(name)
-        spec = read_json(directory / SPEC_FILE)
+        spec = read_spec(directory)
         if spec is None:
             raise NotFoundError(f"no job named {name!r}")
-        status = read_json(directory / STATUS_FILE) or {"status": JobStatus.QUEUED.value}
-        current = JobStatus.parse(status.get("status"))
-        if not current.is_terminal and (not _was_started(status) or not self._process_alive(name)):
+        status = read_status(directory) or JobStatusRecord()
+        if not status.status.is_terminal and (not status.was_started or not self.scheduler.supervisor.alive(name)):
             # Waiting, or its process is gone: a slot may be free, or the job needs restarting.
-            self.schedule(check=name)
-            status = read_json(directory / STATUS_FILE) or status
-            current = JobStatus.parse(status.get("status"))
-        progress = status.get("progress")
-        if not current.is_terminal and not _was_started(status):
-            position = self.queue.position(name)
+            self.scheduler.schedule(check=name)
+            status = read_status(directory) or status
+        progress = status.progress
+        if not status.status.is_terminal and not status.was_started:
+            position = self.scheduler.queue.position(name)
             if position is not None:
-                progress = f"queued: position {position}, at most {self.max_jobs} job(s) run at once"
+                progress = f"queued: position {position}, at most {self.scheduler.max_jobs} job(s) run at once"
         return JobInfo(
             name=name,
-            status=current,
-            tags=dict(spec.get("tags") or {}),
-            error=status.get("error"),
-            metrics=_float_metrics(status.get("metrics")),
+            status=status.status,
+            tags=dict(spec.tags),
+            error=status.error,
+            metrics=dict(status.metrics),
             progress=progress,
             history=_history(read_json(directory / OUTPUT_DIR / HISTORY_FILE)),
         )
@@ -341,9 +133,13 @@ class Jobs:
         for directory in root.iterdir() if root.is_dir() else []:
             if not safe_name(directory.name):
                 continue
-            spec = read_json(directory / SPEC_FILE)
-            if spec is not None and is_managed(spec.get("tags")):
-                specs.append((str(spec.get("submitted_at") or ""), directory.name))
+            try:
+                spec = read_spec(directory)
+            except StateFileError as exc:
+                log.warning("job %s: %s; skipped", directory.name, exc)
+                continue
+            if spec is not None and is_managed(spec.tags):
+                specs.append((spec.submitted_at, directory.name))
         found = []
         for _, name in sorted(specs, reverse=True)[: max(limit, 0)]:
             try:
@@ -354,45 +150,27 @@ class Jobs:
 
     def cancel(self, name: str) -> None:
         """Stop the job (or take it out of the queue) and record it Canceled, unless it already ended;
-        missing is success. A restart never follows: ``_recover`` leaves ended jobs alone."""
+        missing is success. A restart never follows: recovery leaves ended jobs alone."""
         directory = self._dir(name)
-        with file_lock(self._job_lock(name)):
-            status = read_json(directory / STATUS_FILE)
-            if status is None or JobStatus.parse(status.get("status")).is_terminal:
+        with self.scheduler.lock(name):
+            status = read_status(directory)
+            if status is None or status.status.is_terminal:
                 return
-            status.update(status=JobStatus.CANCELED.value, error="canceled on request", finished_at=_now())
-            status["progress"] = "canceled"
-            write_json_atomic(directory / STATUS_FILE, status)
-            self.queue.drop(name)
-        processes.stop_pid_file(self.pid_file(name), timeout_s=5.0)
+            status = status.changed(**ended(JobStatus.CANCELED, "canceled on request", progress="canceled"))
+            write_status(directory, status)
+            self.scheduler.queue.drop(name)
+        self.scheduler.supervisor.stop(name, timeout_s=CANCEL_TIMEOUT_S)
         log.info("job %s: canceled", name)
-        self._end_mlflow_run(name, status.get("mlflow_run_id"), "KILLED")
-        self.schedule()  # its slot is free: the next queued job may start
-
-    def _fail_mlflow_run(self, name: str, run_id: Any) -> None:
-        self._end_mlflow_run(name, run_id, "FAILED")
-
-    def _end_mlflow_run(self, name: str, run_id: Any, end: str) -> None:
-        """A killed job cannot end its own MLflow run; without this it would show RUNNING forever."""
-        if not run_id:
-            return
-        try:
-            from mlflow import MlflowClient
-
-            client = MlflowClient(tracking_uri=self.workspace.tracking_uri)
-            if retry_locked(lambda: client.get_run(str(run_id)).info.status) == "RUNNING":
-                retry_locked(lambda: client.set_terminated(str(run_id), status=end))
-        except Exception as exc:  # the ledger already says failed; this is bookkeeping
-            log.warning("job %s: could not end MLflow run %s as %s: %s", name, run_id, end, exc)
+        end_run(self.workspace.tracking_uri, name, status.mlflow_run_id, "KILLED")
+        self.scheduler.schedule()  # its slot is free: the next queued job may start
 
     def model_output(self, name: str) -> tuple[Path, str | None]:
         """(the MLflow model directory a completed job wrote, its MLflow run id)."""
         info = self.get(name)
         if info.status != JobStatus.COMPLETED:
             raise NotFoundError(f"job {name} is {info.status.value}; only a completed job has a model to register")
-        status = self.read_status(name) or {}
-        path = Path(str(status.get("model_path") or self._dir(name) / OUTPUT_DIR / TRAINED_MODEL))
+        status = self.read_status(name) or JobStatusRecord()
+        path = Path(status.model_path or self._dir(name) / OUTPUT_DIR / TRAINED_MODEL)
         if not (path / "MLmodel").is_file():
             raise NotFoundError(f"job {name} completed but wrote no MLflow model at {path}")
-        run_id = status.get("mlflow_run_id")
-        return path, str(run_id) if run_id else None
+        return path, status.mlflow_run_id

@@ -62,7 +62,7 @@ def first_use(locks: Path, call: Callable[[], T]) -> T:
     MLflow creates and migrates the SQLite schema on a store's first use, and two processes doing so at once
     fail ("Online migration expected to match one row"): a job process starting while the host's reconcile
     lists models did. Under this lock the first one creates it and the others then find it complete."""
-    from local.platform.workspace import file_lock
+    from local.common.statefiles import file_lock
 
     with file_lock(locks / SCHEMA_LOCK):
         return retry_locked(call)

@@ -252,25 +252,18 @@ def cpu_supports_bf16() -> bool:
     return False
 
 
-DTYPE_SETTING = "AUTOPILOT_LOCAL_DTYPE"
-DTYPE_CHOICES = ("auto", "float32", "bfloat16")
-
-
-def requested_dtype(env: Mapping[str, str] | None = None) -> str:
-    """``AUTOPILOT_LOCAL_DTYPE``: ``auto`` (the default) picks from the hardware; ``float32`` or ``bfloat16``
-    force a path, for users and for tests that must run both on any machine."""
-    value = (os.environ if env is None else env).get(DTYPE_SETTING, "").strip().lower() or "auto"
-    if value not in DTYPE_CHOICES:
-        raise ValueError(f"{DTYPE_SETTING} must be one of {', '.join(DTYPE_CHOICES)}, not {value!r}")
-    return value
+DTYPE_SETTING = "AUTOPILOT_LOCAL_DTYPE"  # read as Settings.local_dtype
 
 
 def pick_dtype(device: str | torch.device, env: Mapping[str, str] | None = None) -> torch.dtype:
     """Compute dtype for training and serving: bf16 only where the hardware has it, fp32 otherwise, unless
-    ``AUTOPILOT_LOCAL_DTYPE`` forces one. Trainable weights stay fp32 whatever this returns (see the recipe)."""
+    ``AUTOPILOT_LOCAL_DTYPE`` forces one (``float32`` or ``bfloat16``: for users, and for tests that must run
+    both on any machine). Trainable weights stay fp32 whatever this returns (see the recipe)."""
     import torch
 
-    requested = requested_dtype(env)
+    from shared.settings import Settings
+
+    requested = Settings.from_env(env).local_dtype
     if requested != "auto":
         return getattr(torch, requested)
     kind = torch.device(device).type

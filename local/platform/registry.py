@@ -1,6 +1,6 @@
 """The local model registry: MLflow's model registry on the workspace's SQLite store.
 
-A registration is idempotent per run: the version carrying tag ``autopilot_run_id`` of the run is looked up
+A registration is idempotent per run: the version carrying the run's ``autopilot_run_id`` tag is looked up
 before anything is created, under a file lock so two racing registrations cannot make two versions.
 """
 
@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.common.statefiles import file_lock
 from local.platform.mlflow_retry import first_use
-from local.platform.workspace import Workspace, file_lock, safe_name
+from local.platform.workspace import Workspace, safe_name
 from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
 from shared.naming import TAG_MANAGED, TAG_RUN_ID, is_managed
 from shared.platform.port import ModelRef
@@ -67,13 +68,13 @@ class Registry:
         return self._ref(first)
 
     def list_managed(self, limit: int) -> list[ModelRef]:
-        """Versions tagged as the app's. Without a store yet there are none, and the store is not created for the
-        asking (nor mlflow imported)."""
+        """Versions tagged as the app's (``shared.naming``). Without a store yet there are none, and the store is
+        not created for the asking (nor mlflow imported)."""
         if not self.workspace.mlflow_db.exists():
             return []
-        query = f"tag.`{TAG_MANAGED}`='true'"
-        found = [self._ref(v) for v in self.client.search_model_versions(query, max_results=max(limit, 1))]
-        return [ref for ref in found if is_managed(ref.tags)][: max(limit, 0)]
+        versions = self.client.search_model_versions(f"tag.`{TAG_MANAGED}`='true'", max_results=max(limit, 1))
+        refs = [self._ref(version) for version in versions]
+        return [ref for ref in refs if is_managed(ref.tags)][: max(limit, 0)]
 
     def register(
         self, *, name: str, source: Path, mlflow_run_id: str | None, tags: dict[str, str], description: str

@@ -10,20 +10,16 @@ Layout (under ``settings.workdir``)::
     platform/queue/                    jobs waiting for a slot, one empty file each (see jobqueue.py)
     models/                            foundation model cache (materialised once)
     pids/<kind>-<name>.pid             every process the app started, so ``autopilot down`` stops them
+
+The files are written atomically and locked where two processes change them (``local/common/statefiles.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import re
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 # Job, model and endpoint names become directory names: no separators, no dot-dot, bounded length.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -130,43 +126,3 @@ def child_env(extra: dict[str, str] | None = None, *, sharing: int = 1) -> dict[
     env.update(torch_thread_env(env, sharing))
     env.update(extra or {})
     return env
-
-
-def write_json_atomic(path: Path, data: Any, *, mode: int = 0o644) -> None:
-    """Write JSON so a reader sees the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``; None when the file is missing or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock across processes (the host, the CLI and tests may race)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,8 +1,8 @@
 """The fine-tuned chat model as the endpoint serves it: load from an MLflow model directory, generate replies.
 
-``load_chat_model`` reads the Hugging Face directory out of the MLflow model without importing mlflow (the
-endpoint process starts faster); ``mlflow.pyfunc.load_model`` works on the same directory through
-``ChatPyfuncModel`` (in ``chat_pyfunc``), which answers the Azure ML scoring payload.
+``load_chat_model`` reads the Hugging Face directory out of the MLflow model (``mlflow_model.hf_dir_of``,
+without importing mlflow: the endpoint process starts faster); ``mlflow.pyfunc.load_model`` works on the same
+directory through ``ChatPyfuncModel`` (in ``chat_pyfunc``), which answers the Azure ML scoring payload.
 
 ``ChatModel.generate`` takes a batch of conversations and pads on the left, so a server can group
 concurrent requests into one call.
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from local.platform.mlflow_model import ADAPTER_DIR, hf_dir_of
 from shared.scoring import DEFAULT_PARAMETERS, ScoringParameters
 
 if TYPE_CHECKING:
@@ -26,31 +27,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HF_ARTIFACT = "hf_model"  # the artifact key (and folder name) of the Hugging Face directory in the MLflow model
-ADAPTER_DIR = "adapter"  # an unmerged LoRA adapter saved beside the base weights
-
 Message = dict[str, str]
 
 
 class GenerationParamError(ValueError):
     """A generation parameter is out of range; the message names it."""
-
-
-def hf_dir_of(mlflow_model_dir: Path) -> Path:
-    """The Hugging Face directory inside an MLflow model saved by the training recipe."""
-    import yaml
-
-    mlflow_model_dir = Path(mlflow_model_dir)
-    mlmodel = mlflow_model_dir / "MLmodel"
-    if not mlmodel.is_file():
-        raise FileNotFoundError(f"{mlflow_model_dir} is not an MLflow model (no MLmodel file)")
-    meta = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
-    artifacts = meta.get("flavors", {}).get("python_function", {}).get("artifacts", {})
-    relative = artifacts.get(HF_ARTIFACT, {}).get("path", f"artifacts/{HF_ARTIFACT}")
-    hf_dir = mlflow_model_dir / relative
-    if not (hf_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{mlflow_model_dir} holds no Hugging Face model at {relative}")
-    return hf_dir
 
 
 def load_chat_model(mlflow_model_dir: Path, *, device: str = "cpu") -> ChatModel:
@@ -65,11 +46,6 @@ def scoring_parameters(parameters: Mapping[str, Any]) -> ScoringParameters:
     except ValidationError as exc:
         reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'parameters'}: {e['msg']}" for e in exc.errors())
         raise GenerationParamError(reasons) from None
-
-
-def check_generation_params(temperature: float, top_p: float, max_new_tokens: int) -> None:
-    """Refuse out-of-range parameters with the parameter's name (an endpoint turns this into a 400)."""
-    scoring_parameters({"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens})
 
 
 class ChatModel:

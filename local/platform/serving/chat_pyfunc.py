@@ -1,34 +1,20 @@
-"""The MLflow ``pyfunc`` wrapper of the chat model and the function that saves a model in that format.
+"""The MLflow ``pyfunc`` wrapper of the chat model (the format itself: ``local/platform/mlflow_model.py``).
 
-The saved model is self-contained: its artifact ``hf_model`` is the Hugging Face directory (weights,
-tokenizer, chat template). ``predict`` answers the Azure ML scoring payload of the seed notebook:
+``predict`` answers the Azure ML scoring payload of the seed notebook:
 ``{"input_data": {"input_string": [[messages]], "parameters": {...}}}`` -> one reply string per conversation.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 from mlflow.pyfunc import PythonModel
 from pydantic import ValidationError
 
-from local.platform.serving.chat_model import (
-    HF_ARTIFACT,
-    ChatModel,
-    GenerationParamError,
-    scoring_parameters,
-)
+from local.platform.mlflow_model import HF_ARTIFACT
+from local.platform.serving.chat_model import ChatModel, GenerationParamError, scoring_parameters
 from shared.scoring import ScoreInput
-
-logger = logging.getLogger(__name__)
-
-ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
-RUNTIME_PACKAGES = ("torch", "transformers", "peft", "safetensors", "tokenizers", "mlflow")
 
 
 def parse_scoring_payload(payload: Any) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
@@ -76,30 +62,3 @@ class ChatPyfuncModel(PythonModel):
     def predict(self, context, model_input, params=None):
         conversations, parameters = parse_scoring_payload(model_input)
         return self.chat.generate(conversations, **generation_options({**parameters, **(params or {})}))
-
-
-def _requirements() -> list[str]:
-    pins = []
-    for package in RUNTIME_PACKAGES:
-        try:
-            pins.append(f"{package}=={importlib.metadata.version(package)}")
-        except importlib.metadata.PackageNotFoundError:
-            pins.append(package)
-    return pins
-
-
-def save_chat_model(hf_dir: Path, target: Path, *, metadata: dict[str, Any] | None = None) -> Path:
-    """Save ``hf_dir`` as an MLflow pyfunc chat model at ``target`` (replaced if a retry left one)."""
-    target = Path(target)
-    if target.exists():
-        logger.info("replacing an earlier model at %s", target)
-        shutil.rmtree(target)
-    mlflow.pyfunc.save_model(
-        path=str(target),
-        python_model=str(ENTRY_POINT),
-        artifacts={HF_ARTIFACT: str(hf_dir)},
-        # Explicit pins: inferring requirements would load the model in a subprocess, for minutes.
-        pip_requirements=_requirements(),
-        metadata={"task": "chat-completion", **(metadata or {})},
-    )
-    return target

@@ -1,8 +1,7 @@
 """Several deployments behind one local endpoint URL, as on a managed online endpoint.
 
-``state.json`` lists the endpoint's deployments under ``deployments`` ({name: model, request settings, tags});
-an endpoint written before there were several has one, described by its top-level fields (``deployments_of``
-reads both). ``Router`` is the ASGI app the endpoint's server runs: it keeps one ``EndpointApp`` per
+``state.json`` (``state.EndpointState``) lists the endpoint's deployments (model, request settings, tags) and
+its traffic. ``Router`` is the ASGI app the endpoint's server runs: it keeps one ``EndpointApp`` per
 deployment (each its own model, limits and loader), picks the deployment of each request (the
 ``azureml-model-deployment`` header, as Azure ML does, else a weighted draw over ``traffic``), and counts
 per deployment and minute the scoring requests and the server errors (5xx) among their answers, in
@@ -24,29 +23,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from local.platform.workspace import read_json, write_json_atomic
+from local.common.statefiles import StateFileError
+from local.platform.serving.state import MINUTE_FORMAT, STATE_FILE, DeploymentCounts, DeploymentSpec, EndpointState
 
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
-DEPLOYMENT_STATS_FILE = "deployment_stats.json"
 SCORING_PATHS = frozenset({"/score", "/v1/chat/completions"})
 STATE_POLL_S = 0.5
 MINUTES_KEPT = 24 * 60
-_DEPLOYMENT_FIELDS = ("model", "instance_type", "device", "request_timeout_ms", "max_concurrent_requests", "tags")
-
-
-def deployments_of(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The endpoint's deployments by name (an endpoint from before ``deployments`` has its one)."""
-    if not state:
-        return {}
-    found = state.get("deployments")
-    if isinstance(found, dict):
-        return found
-    name = state.get("deployment_name")
-    if not name:
-        return {}
-    return {str(name): {key: state.get(key) for key in _DEPLOYMENT_FIELDS if key in state}}
 
 
 def pick(traffic: dict[str, int], names: list[str], draw: Callable[[], float] = random.random) -> str | None:
@@ -66,42 +51,38 @@ def pick(traffic: dict[str, int], names: list[str], draw: Callable[[], float] = 
 
 
 class DeploymentStats:
-    """Per deployment and minute: [scoring requests, 5xx answers]; persisted with atomic writes."""
+    """Per deployment and minute: [scoring requests, 5xx answers], kept in ``deployment_stats.json``
+    (``state.DeploymentCounts``)."""
 
     def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        data = read_json(path) or {}
-        self.minutes: dict[str, dict[str, list[int]]] = {
-            str(name): {str(k): [int(v[0]), int(v[1])] for k, v in (entry.get("minutes") or {}).items()}
-            for name, entry in data.items()
-            if isinstance(entry, dict)
-        }
+        try:
+            counts = DeploymentCounts.load(path) or DeploymentCounts()
+        except StateFileError as exc:
+            log.warning("%s; counting from zero", exc)
+            counts = DeploymentCounts()
+        self.minutes = {name: dict(minutes) for name, minutes in counts.deployments.items()}
 
     def record(self, deployment: str, status: int) -> None:
         now = self._clock()
-        minute = now.strftime("%Y-%m-%dT%H:%M")
-        oldest = (now - timedelta(minutes=MINUTES_KEPT)).strftime("%Y-%m-%dT%H:%M")
+        minute = now.strftime(MINUTE_FORMAT)
+        oldest = (now - timedelta(minutes=MINUTES_KEPT)).strftime(MINUTE_FORMAT)
         with self._lock:
-            bucket = self.minutes.setdefault(deployment, {})
-            counts = bucket.setdefault(minute, [0, 0])
-            counts[0] += 1
-            counts[1] += 1 if status >= 500 else 0
-            for name, minutes in self.minutes.items():
-                self.minutes[name] = {k: v for k, v in minutes.items() if k >= oldest}
-            write_json_atomic(self.path, {n: {"minutes": m} for n, m in self.minutes.items()})
+            requests, errors = self.minutes.setdefault(deployment, {}).get(minute, (0, 0))
+            self.minutes[deployment][minute] = (requests + 1, errors + (1 if status >= 500 else 0))
+            self.minutes = {n: {k: v for k, v in m.items() if k >= oldest} for n, m in self.minutes.items()}
+            DeploymentCounts(deployments=self.minutes).save(self.path)
 
 
-def metrics_since(data: dict[str, Any] | None, since: datetime) -> dict[str, tuple[int, int]]:
+def metrics_since(counts: DeploymentCounts | None, since: datetime) -> dict[str, tuple[int, int]]:
     """(requests, errors) per deployment in the minutes from ``since``'s minute on."""
-    floor = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    floor = since.astimezone(UTC).strftime(MINUTE_FORMAT)
     out: dict[str, tuple[int, int]] = {}
-    for name, entry in (data or {}).items():
-        if not isinstance(entry, dict):
-            continue
-        rows = [v for k, v in (entry.get("minutes") or {}).items() if k >= floor]
-        out[str(name)] = (sum(int(r[0]) for r in rows), sum(int(r[1]) for r in rows))
+    for name, minutes in (counts.deployments if counts else {}).items():
+        rows = [v for k, v in minutes.items() if k >= floor]
+        out[name] = (sum(r[0] for r in rows), sum(r[1] for r in rows))
     return out
 
 
@@ -130,7 +111,7 @@ class Router:
     def __init__(
         self,
         state_dir: Path,
-        make: Callable[[str, dict[str, Any]], Deployment],
+        make: Callable[[str, DeploymentSpec], Deployment],
         stats: DeploymentStats,
         on_change: Callable[[], None] | None = None,
     ) -> None:
@@ -146,7 +127,7 @@ class Router:
 
     def sync(self) -> None:
         """Match the deployments and traffic to ``state.json`` (loads new ones, unloads removed ones)."""
-        path = self.state_dir / "state.json"
+        path = self.state_dir / STATE_FILE
         try:
             stat = path.stat()
         except FileNotFoundError:
@@ -156,8 +137,10 @@ class Router:
         if version == self._version:
             return
         self._version = version
-        state = read_json(path) or {}
-        wanted = deployments_of(state)
+        state = EndpointState.load(path)
+        if state is None:
+            return  # removed meanwhile: the endpoint is being deleted
+        wanted = state.deployments
         for name in [n for n in self.deployments if n not in wanted]:
             log.info("deployment %s: removed; unloading", name)
             self.deployments.pop(name).close()
@@ -167,7 +150,7 @@ class Router:
                 deployment = self._make(name, spec)
                 self.deployments[name] = deployment
                 deployment.start()
-        self.traffic = {str(k): int(v) for k, v in (state.get("traffic") or {}).items()}
+        self.traffic = dict(state.traffic)
         if self._on_change is not None:
             self._on_change()
 

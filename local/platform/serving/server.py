@@ -1,8 +1,8 @@
 """The local endpoint: one HTTP server process on loopback serving its deployments' model versions.
 
 Run as ``python -m local.platform.serving.server --state-dir DIR``; DIR holds ``state.json`` (port, model
-source, request settings) and ``keys.json`` (mode 0600). Keys are read from that file only: never from argv
-or the environment, and never logged.
+source, request settings) and ``keys.json`` (mode 0600), see ``state.py``. Keys are read from that file only:
+never from argv or the environment, and never logged.
 
 Routes:
 - ``GET /health`` (no key): 200 ``{"status": "healthy"}`` once the model is loaded, 503 while loading.
@@ -20,12 +20,13 @@ An endpoint may hold several deployments (a canary beside the deployment it may 
 ``azureml-model-deployment`` header or by the endpoint's traffic weights, with per-deployment counts.
 
 Every route but ``/health`` needs ``Authorization: Bearer <key>`` or ``api-key: <key>`` (primary or
-secondary), checked with ``hmac.compare_digest``: 401 without a key or with a wrong one. Errors use
-OpenAI's shape (``error.message``, ``type``, ``param``, ``code``). Malformed payloads get 400 naming the
-field; a body not complete within ``BODY_TIMEOUT_S`` gets 408; more concurrent requests than
+secondary), checked with ``hmac.compare_digest`` by the routes' ``RequireKey`` middleware: 401 without a key
+or with a wrong one. Errors use OpenAI's shape (``error.message``, ``type``, ``param``, ``code``), made by the
+app's exception handlers (``ERROR_HANDLERS``). Malformed payloads get 400 naming the field; a body not
+complete within ``BODY_TIMEOUT_S`` gets 408; more concurrent requests than
 ``max_concurrent_requests`` get 429, as on Azure, counted once the body has arrived (a client trickling
 its body holds no slot); a generation past ``request_timeout_ms`` gets 408. Below the app, a header timeout
-and a connection cap (``http_limits``). Only authenticated scoring requests, streams included, count as
+and a connection cap (``local/common/httplimits.py``). Only authenticated scoring requests, streams included, count as
 activity (the idle check must not be kept awake by health probes or by callers without a key); the
 count, the last request time and per-minute counts are persisted to ``stats.json`` with atomic writes.
 
@@ -49,34 +50,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import ClientDisconnect, Request
+from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from local.common.httplimits import BODY_TIMEOUT_S, bounded_config, read_body
+from local.common.statefiles import StateFileError
 from local.platform.serving import openai_api
-from local.platform.serving.batching import Completion, Handle, PromptTooLongError, Sampling
-from local.platform.serving.http_limits import HEADER_TIMEOUT_S, MAX_CONNECTIONS, guarded_protocol
-from local.platform.serving.serving import (  # the file names live there: the platform reads them without torch
+from local.platform.serving.batching import Completion, Handle, Sampling
+from local.platform.serving.errors import ApiError, RequireKey, error_handlers
+from local.platform.serving.serving import MAX_BODY_BYTES, MAX_JSON_DEPTH, Keys, Stats
+from local.platform.serving.state import (
+    DEPLOYMENT_STATS_FILE,
     KEYS_FILE,
-    MAX_BODY_BYTES,
-    MAX_JSON_DEPTH,
     SERVER_STATUS_FILE,
     STATE_FILE,
     STATS_FILE,
-    Keys,
-    Stats,
-    json_depth_exceeds,
+    DeploymentSpec,
+    EndpointState,
+    LoadStatus,
+    ServerState,
+    ServerStatus,
 )
-from local.platform.workspace import read_json, write_json_atomic
+from local.platform.serving.streaming import stream_completion
+from shared.jsonlimits import json_depth_ok
 from shared.scoring import ChatMessage, ScoreRequest, ScoringParameters
 
 log = logging.getLogger(__name__)
 
-BODY_TIMEOUT_S = 30.0
 MAX_BATCH_LIMIT = 32  # rows decoded together; beyond this a step's cost grows about linearly anyway
 
 
@@ -102,42 +105,6 @@ class ServeSettings:
     created: int = 0
 
 
-class ApiError(Exception):
-    """A request answered with an error: status, OpenAI error type, the field at fault."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type_: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
-        self.headers = headers
-
-    def response(self) -> JSONResponse:
-        body = openai_api.error_body(self.message, type_=self.type, param=self.param, code=self.code)
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def _bad_request(exc: ValidationError) -> ApiError:
-    message, param = openai_api.validation_error(exc)
-    return ApiError(400, message, param=param, code="BadRequest")
-
-
-def _presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    api_key = request.headers.get("api-key")
-    return api_key.strip() if api_key and api_key.strip() else None
-
-
 def _sampling(parameters: ScoringParameters) -> Sampling:
     return Sampling(
         max_new_tokens=parameters.max_new_tokens,
@@ -150,6 +117,20 @@ def _sampling(parameters: ScoringParameters) -> Sampling:
 
 def _dicts(conversation: Sequence[ChatMessage]) -> list[dict[str, str]]:
     return [m.model_dump() for m in conversation]
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """The JSON in a request body (any encoding ``json.loads`` takes); ApiError 400 saying what is wrong."""
+    try:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON ({exc})", code="BadRequest") from None
+    if not json_depth_ok(text, MAX_JSON_DEPTH):  # before parsing: json.loads recurses
+        raise ApiError(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels", code="BadRequest")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ApiError(400, f"the body is not valid JSON ({exc})", code="BadRequest") from None
 
 
 class EndpointApp:
@@ -176,15 +157,19 @@ class EndpointApp:
         self.loaded = threading.Event()
         self._in_flight = 0
         self._closed = False
+        keyed = [Middleware(RequireKey, keys=keys)]
         self.app = Starlette(
             routes=[
                 Route("/health", self.health, methods=["GET"]),
-                Route("/score", self.score, methods=["POST"]),
-                Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
-                Route("/v1/models", self.models, methods=["GET"]),
-                Route("/v1/models/{model_id:path}", self.model, methods=["GET"]),
-                Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/score", self.score, methods=["POST"], middleware=keyed),
+                Route("/v1/chat/completions", self.chat_completions, methods=["POST"], middleware=keyed),
+                Route("/v1/models", self.models, methods=["GET"], middleware=keyed),
+                Route("/v1/models/{model_id:path}", self.model, methods=["GET"], middleware=keyed),
+                Route("/metrics", self.metrics, methods=["GET"], middleware=keyed),
             ],
+            exception_handlers=error_handlers(
+                request_timeout_ms=settings.request_timeout_ms, body_timeout_s=settings.body_timeout_s
+            ),
             lifespan=self._lifespan,
         )
 
@@ -244,79 +229,28 @@ class EndpointApp:
         return JSONResponse({"status": "healthy"})
 
     async def metrics(self, request: Request) -> Response:
-        return self._keyed(request) or JSONResponse(self.stats.snapshot())
+        return JSONResponse(self.stats.snapshot())
 
     async def models(self, request: Request) -> Response:
-        denied = self._keyed(request)
-        if denied is not None:
-            return denied
         model = openai_api.model_object(self.settings.model_name, self.settings.created)
         return JSONResponse({"object": "list", "data": [model]})
 
     async def model(self, request: Request) -> Response:
-        denied = self._keyed(request)
-        if denied is not None:
-            return denied
         model_id = request.path_params["model_id"]
         if model_id != self.settings.model_name:
-            return ApiError(
+            raise ApiError(
                 404,
                 f"no model {model_id!r} on this endpoint; it serves {self.settings.model_name!r}",
                 param="model",
                 code="model_not_found",
-            ).response()
+            )
         return JSONResponse(openai_api.model_object(model_id, self.settings.created))
-
-    def _keyed(self, request: Request) -> JSONResponse | None:
-        key = _presented_key(request)
-        if key is None:
-            message = "a key is required: Authorization: Bearer <key> or api-key: <key>"
-        elif not self.keys.accepts(key):
-            message = "the key is not valid for this endpoint"
-        else:
-            return None
-        return ApiError(
-            401, message, type_="authentication_error", code="Unauthorized", headers={"WWW-Authenticate": "Bearer"}
-        ).response()
 
     # -- scoring
 
-    async def _body(self, request: Request) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise ApiError(400, f"the body is larger than {MAX_BODY_BYTES} bytes", code="BadRequest")
-        try:
-            raw = await asyncio.wait_for(self._read(request), timeout=self.settings.body_timeout_s)
-        except TimeoutError:
-            raise ApiError(
-                408, f"the body did not arrive within {self.settings.body_timeout_s:g} s", code="RequestTimeout"
-            ) from None
-        too_deep = ApiError(400, f"the body nests deeper than {MAX_JSON_DEPTH} levels", code="BadRequest")
-        try:
-            body = json.loads(raw)
-        except RecursionError:
-            raise too_deep from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"the body is not valid JSON ({exc})", code="BadRequest") from None
-        if json_depth_exceeds(body):
-            raise too_deep
-        return body
-
-    @staticmethod
-    async def _read(request: Request) -> bytes:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise ApiError(400, f"the body is larger than {MAX_BODY_BYTES} bytes", code="BadRequest")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def _admit(self, request: Request) -> tuple[Any, Engine]:
-        """Key, activity, loaded model and body; the slot is the caller's to take (once the body is in)."""
-        denied = self._keyed(request)
-        if denied is not None:
-            raise _Answered(denied)
+        """Activity, loaded model and body (the key was checked on the way in); the slot is the caller's to
+        take, once the body is in."""
         # Authenticated scoring requests count as activity, answered or not (as Azure's request metric).
         await asyncio.to_thread(self.stats.record)
         if self.load_error:
@@ -329,7 +263,8 @@ class EndpointApp:
                 code="ModelLoading",
                 headers={"Retry-After": "5"},
             )
-        return await self._body(request), self.engine
+        raw = await read_body(request, max_bytes=MAX_BODY_BYTES, timeout_s=self.settings.body_timeout_s)
+        return parse_json_body(raw), self.engine
 
     def _take_slot(self) -> None:
         if self._in_flight >= self.settings.max_concurrent_requests:
@@ -342,6 +277,9 @@ class EndpointApp:
             )
         self._in_flight += 1
 
+    def _release_slot(self) -> None:
+        self._in_flight -= 1
+
     async def _complete(self, engine: Engine, conversation: list[dict[str, str]], sampling: Sampling) -> Completion:
         handle = engine.submit(conversation, sampling)
         try:
@@ -350,42 +288,18 @@ class EndpointApp:
             handle.cancel()  # a no-op once finished; a timed-out or abandoned request leaves the batch
 
     async def _answer(self, request: Request, handle: Callable[[Any, Engine], Any]) -> Response:
-        """The shared path of the scoring routes: admit, take a slot, run ``handle``, map errors."""
-        slot = False
+        """The shared path of the scoring routes: admit, take a slot, run ``handle`` within the request's
+        time; what it raises is answered by the app's exception handlers."""
+        body, engine = await self._admit(request)
+        self._take_slot()
+        streaming = False
         try:
-            body, engine = await self._admit(request)
-            self._take_slot()
-            slot = True
-            timeout = self.settings.request_timeout_ms / 1000
-            result = await asyncio.wait_for(handle(body, engine), timeout=timeout)
-            if isinstance(result, Response):
-                slot = False  # a stream releases the slot when it ends
-                return result
-            return JSONResponse(result)
-        except _Answered as answered:
-            return answered.response
-        except ApiError as exc:
-            return exc.response()
-        except ValidationError as exc:
-            return _bad_request(exc).response()
-        except PromptTooLongError as exc:
-            return ApiError(400, str(exc), param="messages", code="context_length_exceeded").response()
-        except TimeoutError:
-            return ApiError(
-                408,
-                f"no answer within request_timeout_ms={self.settings.request_timeout_ms}",
-                code="RequestTimeout",
-            ).response()
-        except ClientDisconnect:
-            return Response(status_code=499)
-        except Exception:
-            log.exception("scoring failed")
-            return ApiError(
-                500, "generation failed; see the endpoint log", type_="server_error", code="InternalServerError"
-            ).response()
+            result = await asyncio.wait_for(handle(body, engine), timeout=self.settings.request_timeout_ms / 1000)
+            streaming = isinstance(result, Response)  # a stream gives the slot back when it ends
+            return result if streaming else JSONResponse(result)
         finally:
-            if slot:
-                self._in_flight -= 1
+            if not streaming:
+                self._release_slot()
 
     async def score(self, request: Request) -> Response:
         async def handle(body: Any, engine: Engine) -> Any:
@@ -403,115 +317,73 @@ class EndpointApp:
             model = payload.model or self.settings.model_name
             conversation = _dicts(payload.conversation())
             if payload.stream:
-                return self._stream(engine, conversation, payload, model)
+                return stream_completion(
+                    engine.submit,
+                    conversation,
+                    payload,
+                    model,
+                    request_timeout_ms=self.settings.request_timeout_ms,
+                    on_end=self._release_slot,
+                )
             done = await self._complete(engine, conversation, payload.sampling())
             return openai_api.completion_body(done, model=model, id_=openai_api.completion_id())
 
         return await self._answer(request, handle)
 
-    def _stream(
-        self,
-        engine: Engine,
-        conversation: list[dict[str, str]],
-        payload: openai_api.ChatCompletionRequest,
-        model: str,
-    ) -> EventSourceResponse:
-        """SSE ``data:`` chunks as text is decoded, then ``[DONE]``; the slot is held until the stream ends."""
-        loop = asyncio.get_running_loop()
-        deltas: asyncio.Queue[str] = asyncio.Queue()
-
-        def on_text(text: str) -> None:  # called on the engine's thread
-            loop.call_soon_threadsafe(deltas.put_nowait, text)
-
-        handle = engine.submit(conversation, payload.sampling(), on_text)
-        done_future = asyncio.wrap_future(handle.future)
-        id_, created = openai_api.completion_id(), int(time.time())
-
-        def piece(**fields: Any) -> str:
-            return json.dumps(openai_api.chunk(id_=id_, model=model, created=created, **fields))
-
-        deadline = loop.time() + self.settings.request_timeout_ms / 1000
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                handle.cancel()
-                self._in_flight -= 1
-
-        async def events() -> AsyncIterator[str]:
-            try:
-                yield piece(delta={"role": "assistant", "content": ""})
-                while True:
-                    getter = asyncio.ensure_future(deltas.get())
-                    waiting: set[asyncio.Future[Any]] = {getter, done_future}
-                    finished, _ = await asyncio.wait(
-                        waiting, timeout=max(0.0, deadline - loop.time()), return_when="FIRST_COMPLETED"
-                    )
-                    if getter in finished:
-                        yield piece(delta={"content": getter.result()})
-                        continue
-                    getter.cancel()
-                    if not finished:
-                        raise TimeoutError
-                    break
-                while not deltas.empty():  # text handed out just before the end
-                    yield piece(delta={"content": deltas.get_nowait()})
-                done = done_future.result()
-                yield piece(finish_reason=done.finish_reason)
-                if payload.include_usage:
-                    yield piece(usage_=openai_api.usage(done))
-            except TimeoutError:
-                message = f"no answer within request_timeout_ms={self.settings.request_timeout_ms}"
-                yield json.dumps(openai_api.error_body(message, type_="timeout", code="RequestTimeout"))
-            except Exception:
-                log.exception("streaming failed")
-                yield json.dumps(openai_api.error_body("generation failed; see the endpoint log", type_="server_error"))
-            finally:
-                release()
-            yield "[DONE]"
-
-        # The background task releases the slot too, should the client leave before the stream starts.
-        return EventSourceResponse(events(), sep="\n", ping=15, background=BackgroundTask(release))
-
-
-class _Answered(Exception):
-    """A response already made (a 401): return it as it is."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__("answered")
-        self.response = response
-
 
 # ------------------------------------------------------------------------------------------- the process
 
 
-def _write_status(state_dir: Path, **fields: Any) -> None:
-    write_json_atomic(state_dir / SERVER_STATUS_FILE, {**fields, "at": datetime.now(UTC).isoformat()})
+class StatusReport:
+    """``server_status.json``: each deployment's model as it loads or fails, and the server's own state."""
+
+    def __init__(self, path: Path, deployments: Callable[[], list[str]], on_all_failed: Callable[[], None]) -> None:
+        self.path = path
+        self._deployments = deployments
+        self._on_all_failed = on_all_failed
+        self._statuses: dict[str, LoadStatus] = {}
+        self._lock = threading.Lock()
+
+    def server(self, state: ServerState, code: str | None = None, message: str | None = None) -> None:
+        """The server's state before (or instead of) any deployment's."""
+        ServerStatus(state=state, code=code, message=message, at=datetime.now(UTC)).save(self.path)
+
+    def deployment(self, name: str, status: LoadStatus) -> None:
+        with self._lock:
+            self._statuses[name] = status
+            self._write_locked()
+            # A model that cannot load ends the process only when no deployment serves (as with one).
+            names = self._deployments()
+            if status.state == ServerState.FAILED and all(
+                self._statuses.get(n, LoadStatus(state=ServerState.LOADING)).state == ServerState.FAILED for n in names
+            ):
+                self._on_all_failed()
+
+    def changed(self) -> None:
+        with self._lock:
+            self._write_locked()
+
+    def _write_locked(self) -> None:
+        loading = LoadStatus(state=ServerState.LOADING)
+        known = {n: self._statuses.get(n, loading) for n in self._deployments()}
+        ready = [s for s in known.values() if s.state == ServerState.READY]
+        top = ready[0] if ready else next(iter(known.values()), loading)
+        ServerStatus(**top.model_dump(), deployments=known, at=datetime.now(UTC)).save(self.path)
 
 
 def _deployment_app(
-    state_dir: Path,
-    state: dict[str, Any],
-    name: str,
-    spec: dict[str, Any],
-    keys: Keys,
-    stats: Stats,
-    report: Callable[..., None],
+    state: EndpointState, name: str, spec: DeploymentSpec, keys: Keys, stats: Stats, report: StatusReport
 ) -> EndpointApp:
     """One deployment's app: its model, request settings and loader; ``report`` records its status."""
-    model = spec.get("model") or {}
-    source = Path(str(model.get("source", "")))
-    created = spec.get("created_at") or state.get("created_at")
+    source = Path(spec.model.source)
     settings = ServeSettings(
-        model_name=f"{model.get('name', 'model')}:{model.get('version', '')}",
-        max_concurrent_requests=int(spec.get("max_concurrent_requests") or 1),
-        request_timeout_ms=int(spec.get("request_timeout_ms") or 90_000),
-        created=int(datetime.fromisoformat(created).timestamp()) if isinstance(created, str) else int(time.time()),
+        model_name=f"{spec.model.name}:{spec.model.version}",
+        max_concurrent_requests=spec.max_concurrent_requests,
+        request_timeout_ms=spec.request_timeout_ms,
+        created=int(spec.created_at.timestamp()),
     )
     # Every admitted request decodes in the same batch: max_concurrent_requests is the batch (capped).
-    max_batch = int(state.get("max_batch") or min(settings.max_concurrent_requests, MAX_BATCH_LIMIT))
+    max_batch = min(settings.max_concurrent_requests, MAX_BATCH_LIMIT)
 
     def load() -> Engine:
         from local.platform.serving.batching import BatchEngine
@@ -519,15 +391,21 @@ def _deployment_app(
 
         if not (source / "MLmodel").is_file():
             raise FileNotFoundError(f"no MLflow model at {source}")
-        return BatchEngine(load_chat_model(source, device=str(spec.get("device") or "cpu")), max_batch=max_batch)
+        return BatchEngine(load_chat_model(source, device=spec.device), max_batch=max_batch)
+
+    def loaded(seconds: float) -> None:
+        report.deployment(name, LoadStatus(state=ServerState.READY, load_seconds=round(seconds, 2)))
+
+    def failed(reason: str) -> None:
+        report.deployment(name, LoadStatus(state=ServerState.FAILED, code="ModelLoadFailed", message=reason))
 
     return EndpointApp(
         keys=keys,
         stats=stats,  # one endpoint-wide activity file: the idle check looks at the endpoint as a whole
         load_model=load,
         settings=settings,
-        on_loaded=lambda seconds: report(name, state="Ready", load_seconds=round(seconds, 2)),
-        on_load_failed=lambda reason: report(name, state="Failed", code="ModelLoadFailed", message=reason),
+        on_loaded=loaded,
+        on_load_failed=failed,
     )
 
 
@@ -535,72 +413,55 @@ def serve(state_dir: Path) -> int:
     """Load state and keys, start serving, load each deployment's model in the background; the exit code."""
     import uvicorn
 
-    from local.platform.serving.deployments import DEPLOYMENT_STATS_FILE, DeploymentStats, Router
+    from local.platform.serving.deployments import DeploymentStats, Router
 
-    state = read_json(state_dir / STATE_FILE)
-    if state is None:
-        log.error("%s has no %s", state_dir, STATE_FILE)
-        return 2
+    status_path = state_dir / SERVER_STATUS_FILE
     try:
+        state = EndpointState.load(state_dir / STATE_FILE)
+        if state is None:
+            log.error("%s has no %s", state_dir, STATE_FILE)
+            return 2
         keys = Keys.load(state_dir / KEYS_FILE)
-    except ValueError as exc:
-        _write_status(state_dir, state="Failed", code="BadArgument", message=str(exc))
+    except (StateFileError, ValueError) as exc:
+        ServerStatus(state=ServerState.FAILED, code="BadArgument", message=str(exc), at=datetime.now(UTC)).save(
+            status_path
+        )
         log.error("%s", exc)
         return 2
     failed = threading.Event()
     server: uvicorn.Server | None = None
     stats = Stats(state_dir / STATS_FILE)
-    statuses: dict[str, dict[str, Any]] = {}
-    lock = threading.Lock()
-    router: Router
 
-    def write_locked() -> None:
-        known = {n: statuses.get(n, {"state": "Loading"}) for n in router.deployments}
-        ready = [s for s in known.values() if s.get("state") == "Ready"]
-        top: dict[str, Any] = ready[0] if ready else next(iter(known.values()), {"state": "Loading"})
-        _write_status(state_dir, **{**top, "deployments": known})
+    def all_failed() -> None:
+        failed.set()
+        if server is not None:
+            server.should_exit = True
 
-    def report(name: str, **fields: Any) -> None:
-        with lock:
-            statuses[name] = fields
-            write_locked()
-            # A model that cannot load ends the process only when no deployment serves (as with one).
-            if fields.get("state") == "Failed" and all(
-                statuses.get(n, {}).get("state") == "Failed" for n in router.deployments
-            ):
-                failed.set()
-                if server is not None:
-                    server.should_exit = True
-
-    def changed() -> None:
-        with lock:
-            write_locked()
-
-    def make(name: str, spec: dict[str, Any]) -> EndpointApp:
-        return _deployment_app(state_dir, state, name, spec, keys, stats, report)
-
-    router = Router(state_dir, make, DeploymentStats(state_dir / DEPLOYMENT_STATS_FILE), on_change=changed)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            router,
-            host="127.0.0.1",
-            port=int(state["port"]),
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            http=guarded_protocol(header_timeout_s=HEADER_TIMEOUT_S, max_connections=MAX_CONNECTIONS),
-        )
+    report = StatusReport(status_path, lambda: list(router.deployments), all_failed)
+    router = Router(
+        state_dir,
+        lambda name, spec: _deployment_app(state, name, spec, keys, stats, report),
+        DeploymentStats(state_dir / DEPLOYMENT_STATS_FILE),
+        on_change=report.changed,
     )
-    _write_status(state_dir, state="Loading")
-    log.info("serving endpoint %s on 127.0.0.1:%s", state.get("name"), state["port"])
+    config = bounded_config(
+        router,
+        host="127.0.0.1",
+        port=state.port,
+        over_cap="close",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    report.server(ServerState.LOADING)
+    log.info("serving endpoint %s on 127.0.0.1:%s", state.name, state.port)
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when the port cannot be bound
-        _write_status(state_dir, state="Failed", code="ResourceNotReady", message=f"the server stopped ({exc.code})")
+        report.server(ServerState.FAILED, "ResourceNotReady", f"the server stopped ({exc.code})")
         return 1
-    if failed.is_set():
-        return 3
-    return 0
+    return 3 if failed.is_set() else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """What a local endpoint keeps apart from HTTP and the model: body limits, request stats and keys.
 
 The request models are the scoring contract's (``shared.scoring``) and OpenAI's (``openai_api``); decoding
-is ``batching.BatchEngine``. ``Stats`` persists the counters the idle check reads (atomic writes).
+is ``batching.BatchEngine``. ``Stats`` persists the counters the idle check reads (atomic writes). Torch-free,
+as ``state.py``: the platform reads the stats and keys without loading a model.
 """
 
 from __future__ import annotations
@@ -15,14 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from local.platform.workspace import read_json, write_json_atomic
-
-# The files of an endpoint's directory. Here, not in server.py: the platform (endpoints.py) reads them, and
-# importing the server would import torch (batching) into every process that only submits or lists.
-STATE_FILE = "state.json"
-KEYS_FILE = "keys.json"
-STATS_FILE = "stats.json"
-SERVER_STATUS_FILE = "server_status.json"
+from local.common.statefiles import StateFileError, read_json
+from local.platform.serving.state import MINUTE_FORMAT, RequestCounts
 
 log = logging.getLogger(__name__)
 
@@ -31,64 +26,56 @@ MAX_JSON_DEPTH = 32  # the payloads nest 5 deep; deeper is an attack or a mistak
 STATS_MINUTES_KEPT = 24 * 60
 
 
-# ------------------------------------------------------------------------------------------------ bodies
-
-
-def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays/objects nest deeper than ``limit`` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
-
-
 # ------------------------------------------------------------------------------------------------- stats
 
 
 class Stats:
-    """Authenticated scoring requests: total, last time, and per-minute counts for the last day."""
+    """Authenticated scoring requests: total, last time, and per-minute counts for the last day, kept in
+    ``stats.json`` (``state.RequestCounts``) across restarts of the server."""
 
     def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        data = read_json(path) or {}
-        self.request_count = int(data.get("request_count", 0))
-        self.last_request_at: str | None = data.get("last_request_at")
-        self.minutes: dict[str, int] = {str(k): int(v) for k, v in (data.get("minutes") or {}).items()}
+        try:
+            self.counts = RequestCounts.load(path) or RequestCounts()
+        except StateFileError as exc:
+            log.warning("%s; counting from zero", exc)
+            self.counts = RequestCounts()
+
+    @property
+    def request_count(self) -> int:
+        return self.counts.request_count
 
     def record(self) -> None:
         now = self._clock()
+        oldest = (now - timedelta(minutes=STATS_MINUTES_KEPT)).strftime(MINUTE_FORMAT)
         with self._lock:
-            self.request_count += 1
-            self.last_request_at = now.isoformat()
-            minute = now.strftime("%Y-%m-%dT%H:%M")
-            self.minutes[minute] = self.minutes.get(minute, 0) + 1
-            oldest = (now - timedelta(minutes=STATS_MINUTES_KEPT)).strftime("%Y-%m-%dT%H:%M")
-            self.minutes = {k: v for k, v in self.minutes.items() if k >= oldest}
-            write_json_atomic(self.path, self.snapshot())
+            minutes = {k: v for k, v in self.counts.minutes.items() if k >= oldest}
+            minute = now.strftime(MINUTE_FORMAT)
+            minutes[minute] = minutes.get(minute, 0) + 1
+            self.counts = RequestCounts(
+                request_count=self.counts.request_count + 1, last_request_at=now, minutes=minutes
+            )
+            self.counts.save(self.path)
 
     def snapshot(self) -> dict[str, Any]:
+        """What ``GET /metrics`` answers."""
+        last = self.counts.last_request_at
         return {
-            "request_count": self.request_count,
-            "last_request_at": self.last_request_at,
-            "minutes": dict(self.minutes),
+            "request_count": self.counts.request_count,
+            "last_request_at": last.isoformat() if last else None,
+            "minutes": dict(self.counts.minutes),
         }
 
 
-def activity_since(stats: dict[str, Any] | None, since: datetime) -> tuple[datetime | None, int]:
+def activity_since(counts: RequestCounts | None, since: datetime) -> tuple[datetime | None, int]:
     """(last request time if at or after ``since``, requests counted in the minutes from ``since``)."""
-    if not stats:
+    if counts is None:
         return None, 0
-    last_text = stats.get("last_request_at")
-    last = datetime.fromisoformat(last_text) if isinstance(last_text, str) else None
-    floor = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
-    count = sum(int(v) for k, v in (stats.get("minutes") or {}).items() if k >= floor)
+    floor = since.astimezone(UTC).strftime(MINUTE_FORMAT)
+    count = sum(v for k, v in counts.minutes.items() if k >= floor)
+    last = counts.last_request_at
     if last is None or last < since:
         return None, count
     return last, max(count, 1)

@@ -21,9 +21,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from local.platform.dataset import validate_chat_file
+from local.platform.mlflow_model import ADAPTER_DIR, HF_ARTIFACT, save_chat_model
 from local.platform.models import pick_dtype
-from local.platform.serving.chat_model import ADAPTER_DIR, HF_ARTIFACT
-from local.platform.serving.chat_pyfunc import save_chat_model
 from local.platform.training import checkpoints
 from local.platform.training.attention import use_packed_attention
 from local.platform.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from local.common.eventfilter import check_limits, matches
 from local.platform import eventpost
 from shared.events import MODEL_DEPLOYED, parse_event
 from shared.naming import app_tags, is_managed
 from shared.subscriptions import DEPLOY_FUNCTION, REGISTER_FUNCTION, SUBSCRIPTIONS, function_for
+from tests.eventfilter import check_limits, matches
 
 REAL = Path(__file__).parents[2] / "fixtures" / "eventgrid-real"
 RUN = "phi3-ultrachat-1a2b3c4d"

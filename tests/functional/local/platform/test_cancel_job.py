@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from local.common import processes
-from local.platform.workspace import read_json
+from local.common.statefiles import read_json
 from shared.platform.port import JobStatus
 from tests.functional.local.platform.support import Workspace, make_workspace
 

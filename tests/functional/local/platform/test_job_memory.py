@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from local.common import processes
-from local.platform.jobrunner import MEMORY_WARMUP_STEPS
-from local.platform.workspace import read_json
+from local.common.statefiles import read_json
+from local.platform.jobmemory import MEMORY_WARMUP_STEPS
 from tests.functional.local.platform.support import SAMPLE, Workspace, make_workspace
 
 STEPS = 300

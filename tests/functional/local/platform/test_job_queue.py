@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from local.common.statefiles import read_json
 from local.platform.adapter import LocalPlatform
-from local.platform.jobs import KILLED_REASON
-from local.platform.workspace import read_json
+from local.platform.jobscheduler import KILLED_REASON
 from shared.platform.port import JobStatus
 from tests.functional.local.platform.support import JOB_TIMEOUT_S, Workspace, kill_job_process, make_workspace
 

@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 from local.common import processes
+from local.common.statefiles import read_json
 from local.platform.training.checkpoints import latest_checkpoint, list_checkpoints, read_state
-from local.platform.workspace import read_json
 from shared.platform.port import JobStatus
 from tests.functional.local.platform.support import JOB_TIMEOUT_S, Workspace, kill_job_process, make_workspace
 

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from local.common import processes
-from local.platform.jobs import KILLED_REASON
-from local.platform.workspace import read_json
+from local.common.statefiles import read_json
+from local.platform.jobscheduler import KILLED_REASON
 from shared.exceptions import NotFoundError, PlatformError
 from shared.platform.port import JobStatus
 from tests.functional.local.platform.support import WEBHOOK_KEY, Workspace

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from local.common import processes
-from local.platform.serving.server import KEYS_FILE
-from local.platform.workspace import read_json, write_json_atomic
+from local.common.statefiles import read_json, write_json_atomic
+from local.platform.serving.state import KEYS_FILE
 from shared.exceptions import NotFoundError, NotManagedError, PlatformError
 from shared.platform.port import DeploymentState, DeployRequest, ModelRef, RegisterRequest
 from shared.services.cleanup import cleanup
@@ -116,14 +116,14 @@ def test_deploy_invoke_activity_and_delete(
     assert workspace.running_pids().count("endpoint-ft-functional-0000aaaa.pid") == 1
     state = platform.endpoints.read_state(request.endpoint_name)
     assert state is not None
-    pid, port = state["pid"], state["port"]
+    pid, port = state.pid, state.port
 
     assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
     env = process_env(pid)
     assert "AUTOPILOT_WEBHOOK_KEY" not in env and "AzureWebJobsStorage" not in env
     assert not any("webhook-key-not-for-endpoints" in v or "c2VjcmV0" in v for v in env.values())
     platform.begin_deploy(request)
-    assert platform.endpoints.read_state(request.endpoint_name)["pid"] == pid  # type: ignore[index]
+    assert getattr(platform.endpoints.read_state(request.endpoint_name), "pid", None) == pid
     keys = Path(workspace.workdir / "platform" / "endpoints" / request.endpoint_name / KEYS_FILE)
     assert stat.S_IMODE(keys.stat().st_mode) == 0o600
 
@@ -203,8 +203,8 @@ def test_a_killed_server_is_restarted_on_its_port_with_its_keys_and_cleanup_keep
         (request.endpoint_name, "skip")
     ]
     after = platform.endpoints.read_state(request.endpoint_name)
-    assert after is not None and after["pid"] != killed.pid and after["restarts"] == 1
-    assert after["port"] == before["port"] and platform.endpoint_keys(request.endpoint_name) == keys
+    assert after is not None and after.pid != killed.pid and after.restarts == 1
+    assert after.port == before.port and platform.endpoint_keys(request.endpoint_name) == keys
     _wait_healthy(workspace, request.endpoint_name)
     platform.set_traffic(request.endpoint_name, {request.deployment_name: 100})
     assert isinstance(platform.invoke(request.endpoint_name, request.deployment_name, SCORE), dict)
@@ -216,7 +216,7 @@ def test_down_then_revive_all_brings_every_deployed_endpoint_back(workspace: Wor
     request = deploy_request(model, "ft-revive-0000cccc", "revive-0000cccc")
     platform.begin_deploy(request)
     assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
-    port = platform.endpoints.read_state(request.endpoint_name)["port"]  # type: ignore[index]
+    port = getattr(platform.endpoints.read_state(request.endpoint_name), "port", None)
     keys = platform.endpoint_keys(request.endpoint_name)
     # What `autopilot down` does to an endpoint server: SIGTERM to its group, waiting until it has exited.
     assert processes.stop_pid_file(workspace.workdir / "pids" / f"endpoint-{request.endpoint_name}.pid")
@@ -225,7 +225,7 @@ def test_down_then_revive_all_brings_every_deployed_endpoint_back(workspace: Wor
     assert request.endpoint_name in platform.endpoints.revive_all()
     assert platform.endpoints.revive_all() == []  # running now: nothing to do twice
     state = platform.endpoints.read_state(request.endpoint_name)
-    assert state is not None and state["port"] == port and state["state"] == "Succeeded"
+    assert state is not None and state.port == port and state.state == DeploymentState.SUCCEEDED
     assert platform.endpoint_keys(request.endpoint_name) == keys
     _wait_healthy(workspace, request.endpoint_name)
 
@@ -241,14 +241,14 @@ def test_a_stalled_server_is_restarted_after_several_failed_probes(workspace: Wo
         # Probes that get no answer are counted; the restart comes once 3 in a row span RESTART_BACKOFF_S.
         deadline = time.monotonic() + DEPLOY_TIMEOUT_S
         state = platform.endpoints.read_state(request.endpoint_name)
-        while state is not None and not state.get("restarts"):
+        while state is not None and not state.restarts:
             assert {e.name: e for e in platform.list_endpoints()}[request.endpoint_name].healthy is False
             state = platform.endpoints.read_state(request.endpoint_name)
-            assert state is not None and (state.get("restarts") or state["failed_probes"] >= 1)
+            assert state is not None and (state.restarts or state.failed_probes >= 1)
             assert time.monotonic() < deadline
             time.sleep(2)
-        assert state is not None and state["restarts"] == 1 and state["pid"] != stalled.pid
-        assert "health probes" in state["last_restart_reason"]
+        assert state is not None and state.restarts == 1 and state.pid != stalled.pid
+        assert "health probes" in (state.last_restart_reason or "")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(stalled.pgid, signal.SIGKILL)  # type: ignore[arg-type]
@@ -265,7 +265,7 @@ def test_a_server_killed_while_loading_is_started_again(workspace: Workspace, mo
     killed = _kill_server(workspace, request.endpoint_name)
     assert platform.get_deployment(request.endpoint_name, request.deployment_name).state == DeploymentState.CREATING
     state = platform.endpoints.read_state(request.endpoint_name)
-    assert state is not None and state["create_restarts"] == 1 and state["pid"] != killed.pid
+    assert state is not None and state.create_restarts == 1 and state.pid != killed.pid
     assert wait_deployment(workspace, request) == DeploymentState.SUCCEEDED
     platform.begin_delete_endpoint(request.endpoint_name)
 
@@ -301,13 +301,18 @@ def test_model_that_cannot_load_fails_the_deployment_and_leaves_nothing_running(
     assert not (workspace.workdir / "platform" / "endpoints" / request.endpoint_name).exists()
 
 
-def test_endpoints_without_the_app_tags_are_never_touched(workspace: Workspace) -> None:
-    directory = workspace.workdir / "platform" / "endpoints" / "someone-elses"
-    write_json_atomic(directory / "state.json", {"name": "someone-elses", "tags": {}, "port": 1, "state": "Succeeded"})
-    assert "someone-elses" not in {e.name for e in workspace.platform.list_endpoints()}
+@pytest.mark.parametrize("written_by", ["this app", "something else"])
+def test_endpoints_without_the_app_tags_are_never_touched(workspace: Workspace, written_by: str) -> None:
+    name = "someone-elses" if written_by == "this app" else "someone-elses-format"
+    directory = workspace.workdir / "platform" / "endpoints" / name
+    state = {"name": name, "tags": {}, "port": 1, "state": "Succeeded"}
+    if written_by == "this app":
+        state.update(schema_version=1, created_at=datetime.now(UTC).isoformat())
+    write_json_atomic(directory / "state.json", state)
+    assert name not in {e.name for e in workspace.platform.list_endpoints()}
     with pytest.raises(NotManagedError):
-        workspace.platform.begin_delete_endpoint("someone-elses")
-    assert read_json(directory / "state.json") is not None
+        workspace.platform.begin_delete_endpoint(name)
+    assert read_json(directory / "state.json") == state
 
 
 def test_several_deployments_behind_one_url_with_weighted_routing_and_per_deployment_counts(
@@ -326,9 +331,9 @@ def test_several_deployments_behind_one_url_with_weighted_routing_and_per_deploy
             platform.begin_deploy(deploy_request(model, endpoint, "line-0000dddd"))  # not joining: refused
         platform.begin_deploy(canary)
         platform.begin_deploy(canary)  # a retry
-        pid = platform.endpoints.read_state(endpoint)["pid"]  # type: ignore[index]
+        pid = getattr(platform.endpoints.read_state(endpoint), "pid", None)
         assert wait_deployment(workspace, canary) == DeploymentState.SUCCEEDED
-        assert platform.endpoints.read_state(endpoint)["pid"] == pid  # type: ignore[index]  # same process, same URL
+        assert getattr(platform.endpoints.read_state(endpoint), "pid", None) == pid  # same process, same URL
         listed = {d.name: d for d in platform.list_deployments(endpoint)}
         assert listed[canary.deployment_name].traffic == 0 and listed[canary.deployment_name].run_id == "line-0000dddd"
 

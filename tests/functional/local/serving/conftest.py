@@ -1,4 +1,4 @@
-"""A real endpoint server on loopback (uvicorn with the endpoint's protocol limits) over the tiny model."""
+"""A real endpoint server on loopback (uvicorn with the endpoint's limits) over the tiny model."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import uvicorn
 
 from local.common import processes
+from local.common.httplimits import bounded_config
 from local.platform.models import TINY, materialize
 from local.platform.serving.batching import BatchEngine
 from local.platform.serving.chat_model import ChatModel
-from local.platform.serving.http_limits import guarded_protocol
 from local.platform.serving.server import EndpointApp, ServeSettings
 from local.platform.serving.serving import Keys, Stats
 
@@ -49,13 +49,15 @@ def running_server(
         load_model=lambda: BatchEngine(chat, max_batch=max_batch),
         settings=ServeSettings(model_name=MODEL_ID, **settings),
     )
-    config = uvicorn.Config(
+    config = bounded_config(
         app.app,
         host="127.0.0.1",
         port=port,
+        over_cap="close",  # as the endpoint's server process (server.serve)
+        header_timeout_s=header_timeout_s,
+        max_connections=max_connections,
         log_level="warning",
         lifespan="on",
-        http=guarded_protocol(header_timeout_s=header_timeout_s, max_connections=max_connections),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -49,8 +49,8 @@ def test_start_detached_records_the_process_and_stop_ends_its_whole_group(tmp_pa
     proc = start_detached([sys.executable, "-c", PARENT_WITH_CHILD], log_path=log_file, pid_path=pid_file)
     record = read_pid_file(pid_file)
     assert record is not None and record.pid == proc.pid and record.pgid == proc.pid
-    assert record.start_ticks is not None
-    child = ProcessRecord(int(_wait_for_line(log_file)))
+    assert record.started is not None
+    child = ProcessRecord(pid=int(_wait_for_line(log_file)))
     assert is_alive(record) and is_alive(child)
     assert stop_recorded_processes(tmp_path) == ["job"]
     assert not is_alive(record)
@@ -67,17 +67,18 @@ def test_a_stale_pid_file_is_removed_and_a_reused_pid_is_never_signalled(tmp_pat
     # This test process, recorded with another start time, stands for a pid reused by someone else:
     # it must be neither reported running nor signalled (the test would die if it were).
     reused = tmp_path / "reused.pid"
-    write_pid_file(reused, ProcessRecord(os.getpid(), os.getpid(), start_ticks=1, name="reused"))
+    write_pid_file(reused, ProcessRecord(pid=os.getpid(), pgid=os.getpid(), started=1.0, name="reused"))
     assert running_from_pid_file(reused) is None
     assert not stop_pid_file(reused)
 
 
-def test_plain_number_pid_files_are_read(tmp_path: Path) -> None:
-    path = tmp_path / "legacy.pid"
-    path.write_text("12345\n")
-    assert read_pid_file(path) == ProcessRecord(12345, name="legacy")
-    (tmp_path / "junk.pid").write_text("{not json")
-    assert read_pid_file(tmp_path / "junk.pid") is None
+def test_a_pid_file_that_is_not_a_record_of_this_version_is_ignored(tmp_path: Path) -> None:
+    for name, text in (("number", "12345\n"), ("junk", "{not json"), ("future", '{"schema_version": 2, "pid": 1}')):
+        (tmp_path / f"{name}.pid").write_text(text)
+        assert read_pid_file(tmp_path / f"{name}.pid") is None, name
+    record = ProcessRecord(pid=12345, pgid=12345, started=1.5, name="job x")
+    write_pid_file(tmp_path / "x.pid", record)
+    assert read_pid_file(tmp_path / "x.pid") == record
 
 
 def test_stop_recorded_processes_without_a_pids_dir_is_a_no_op(tmp_path: Path) -> None:

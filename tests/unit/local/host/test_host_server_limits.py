@@ -13,7 +13,7 @@ import azure.functions as func
 import pytest
 import uvicorn
 
-from local.common.httpserver import bounded_config
+from local.common.httplimits import bounded_config
 from local.common.processes import LOOPBACK
 from local.host.discovery import discover
 from local.host.webhook import WEBHOOK_PATH, build_webhook_app
@@ -42,6 +42,7 @@ def serving(header_timeout_s: float) -> Iterator[int]:
         webhook,
         host=LOOPBACK,
         port=port,
+        over_cap="503",
         header_timeout_s=header_timeout_s,
         max_connections=4,
         log_config=None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local.platform import adapter as adapter_module
+from local.platform import checks
 from local.platform.adapter import LocalPlatform
 from shared.exceptions import RejectedError
 from shared.platform.port import ComputeRequest
@@ -17,7 +17,7 @@ from shared.settings import Settings
 @pytest.fixture
 def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalPlatform:
     # No GPU here, and the test must not depend on whether torch would find one.
-    monkeypatch.setattr(adapter_module, "cuda_available", lambda: False)
+    monkeypatch.setattr(checks, "cuda_available", lambda: False)
     (tmp_path / "data").mkdir()
     return LocalPlatform(
         Settings.from_env({"AUTOPILOT_WORKDIR": str(tmp_path / "work"), "AUTOPILOT_DATA_ROOT": str(tmp_path / "data")})

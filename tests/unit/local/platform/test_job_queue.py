@@ -3,8 +3,10 @@ a stopped job ending Canceled whatever its interrupted code raised."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,13 @@ import pytest
 from local.platform import jobrunner
 from local.platform.jobqueue import CLAIM_FILE, JobQueue, default_max_jobs, max_jobs
 from local.platform.jobrunner import JobRunner
+from local.platform.jobspec import ComputeRef, FoundationModelRef, JobSpec, JobTraining
+from local.platform.jobstatus import read_status
 from local.platform.mlflow_retry import is_locked_error, retry_locked
-from local.platform.workspace import Workspace, read_json, write_json_atomic
+from local.platform.models import TINY
+from local.platform.workspace import Workspace
+from shared.platform.port import JobStatus
+from shared.settings import Settings
 
 GIB = 1024**3
 
@@ -131,11 +138,39 @@ def cancel_flag() -> Iterator[None]:
     jobrunner.CANCEL_REQUESTED.clear()
 
 
+def job_spec(workdir: Path, name: str) -> JobSpec:
+    training = JobTraining(
+        job_name=name,
+        model_name=TINY,
+        output_dir=str(workdir / "output"),
+        params={},
+        train_file=str(workdir / "train.jsonl"),
+        mlflow_tracking_uri=f"sqlite:///{workdir}/mlflow.db",
+        experiment_name="e",
+        run_name=name,
+        tags={},
+    )
+    return JobSpec(
+        job_name=name,
+        display_name=name,
+        experiment_name="e",
+        tags={},
+        foundation_model=FoundationModelRef(name=TINY, version="1", id="local://models/tiny/versions/1"),
+        compute=ComputeRef(cluster="local-cpu"),
+        models_cache=str(workdir / "models"),
+        artifact_root=str(workdir / "mlartifacts"),
+        topic="local",
+        submitted_at=datetime.now(UTC),
+        workdir=str(workdir),
+        training=training,
+    )
+
+
 def test_a_stopped_job_ends_canceled_not_database_is_locked(tmp_path: Path, cancel_flag: None) -> None:
     spec = tmp_path / "spec.json"
-    write_json_atomic(spec, {"job_name": "stopped", "tags": {}, "training": {}, "pid_file": ""})
-    runner = InterruptedWrite(spec, webhook_url="", webhook_key="")
+    job_spec(tmp_path, "stopped").save(spec)
+    runner = InterruptedWrite(spec, dataclasses.replace(Settings.from_env({}), webhook_url=""))
     assert runner.run() == 1
-    status = read_json(tmp_path / "status.json") or {}
-    assert status["status"] == "Canceled"
-    assert "SIGTERM" in status["error"]
+    status = read_status(tmp_path)
+    assert status is not None and status.status == JobStatus.CANCELED
+    assert status.error is not None and "SIGTERM" in status.error

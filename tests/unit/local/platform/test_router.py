@@ -3,8 +3,8 @@ weights; deployments follow ``state.json``; scoring answers are counted per depl
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -12,16 +12,19 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from local.platform.serving.deployments import DeploymentStats, Router, deployments_of, metrics_since, pick
-from local.platform.workspace import read_json, write_json_atomic
+from local.platform.serving.deployments import DeploymentStats, Router, metrics_since, pick
+from local.platform.serving.state import DeploymentCounts, DeploymentSpec, EndpointState, ModelSource
+from shared.platform.port import DeploymentState
+
+FAILING = "green"  # the deployment whose app answers 500
 
 
 class Backend:
-    """A deployment's app that answers with its own name (or 500, when told to fail)."""
+    """A deployment's app that answers with its own name (``FAILING`` answers 500)."""
 
-    def __init__(self, name: str, spec: dict[str, Any]) -> None:
+    def __init__(self, name: str, spec: DeploymentSpec) -> None:
         self.name = name
-        self.status = int(spec.get("answer_status") or 200)
+        self.status = 500 if name == FAILING else 200
         self.started = self.closed = False
 
         async def score(request: Request) -> JSONResponse:
@@ -44,14 +47,27 @@ class Backend:
         self.closed = True
 
 
-def write_state(directory: Path, deployments: dict[str, dict[str, Any]], traffic: dict[str, int]) -> None:
-    write_json_atomic(directory / "state.json", {"deployments": deployments, "traffic": traffic})
+def spec(name: str) -> DeploymentSpec:
+    model = ModelSource(name="m", version="1", id="local://models/m/versions/1", source=f"/models/{name}")
+    return DeploymentSpec(model=model, instance_type="local-cpu", device="cpu", tags={}, created_at=datetime.now(UTC))
+
+
+def write_state(directory: Path, deployments: list[str], traffic: dict[str, int]) -> None:
+    EndpointState(
+        name="e",
+        tags={},
+        created_at=datetime.now(UTC),
+        port=1,
+        state=DeploymentState.SUCCEEDED,
+        traffic=traffic,
+        deployments={name: spec(name) for name in deployments},
+    ).save(directory / "state.json")
 
 
 def router(tmp_path: Path) -> tuple[Router, dict[str, Backend]]:
     made: dict[str, Backend] = {}
 
-    def make(name: str, spec: dict[str, Any]) -> Backend:
+    def make(name: str, spec: DeploymentSpec) -> Backend:
         made[name] = Backend(name, spec)
         return made[name]
 
@@ -67,14 +83,8 @@ def test_pick_is_a_weighted_draw_and_falls_back_to_the_first_deployment() -> Non
     assert pick({}, names) == "blue" and pick({}, []) is None
 
 
-def test_an_endpoint_from_before_several_deployments_has_its_one() -> None:
-    legacy = {"deployment_name": "d-1", "model": {"name": "m"}, "request_timeout_ms": 5}
-    assert deployments_of(legacy) == {"d-1": {"model": {"name": "m"}, "request_timeout_ms": 5}}
-    assert deployments_of(None) == {}
-
-
 def test_routing_by_header_and_by_weight_with_counts_per_deployment(tmp_path: Path) -> None:
-    write_state(tmp_path, {"blue": {}, "green": {"answer_status": 500}}, {"blue": 100})
+    write_state(tmp_path, ["blue", "green"], {"blue": 100})
     app, made = router(tmp_path)
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
@@ -85,13 +95,12 @@ def test_routing_by_header_and_by_weight_with_counts_per_deployment(tmp_path: Pa
         missing = client.post("/score", json={}, headers={"azureml-model-deployment": "red"})
         assert missing.status_code == 404 and "red" in missing.json()["error"]["message"]
 
-        write_state(tmp_path, {"blue": {}, "green": {"answer_status": 500}}, {"green": 100})
+        write_state(tmp_path, ["blue", "green"], {"green": 100})
         assert client.post("/score", json={}).status_code == 500  # the new weights apply to the next request
 
-        write_state(tmp_path, {"green": {"answer_status": 500}}, {"green": 100})
+        write_state(tmp_path, ["green"], {"green": 100})
         client.post("/score", json={})
         assert "blue" not in app.deployments and made["blue"].closed  # removed: unloaded
-    from datetime import UTC, datetime, timedelta
-
-    counts = metrics_since(read_json(tmp_path / "deployment_stats.json"), datetime.now(UTC) - timedelta(minutes=1))
+    recorded = DeploymentCounts.load(tmp_path / "deployment_stats.json")
+    counts = metrics_since(recorded, datetime.now(UTC) - timedelta(minutes=1))
     assert counts == {"blue": (1, 0), "green": (3, 3)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local.platform.serving.chat_model import GenerationParamError, check_generation_params
+from local.platform.serving.chat_model import GenerationParamError, scoring_parameters
 from local.platform.serving.chat_pyfunc import generation_options, parse_scoring_payload
 from shared.scoring import DEFAULT_PARAMETERS
 
@@ -76,4 +76,4 @@ def test_bad_parameters_are_named(parameters: dict, expected: str) -> None:
 )
 def test_generation_ranges(temperature: float, top_p: float, max_new_tokens: int, name: str) -> None:
     with pytest.raises(GenerationParamError, match=name):
-        check_generation_params(temperature, top_p, max_new_tokens)
+        scoring_parameters({"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens})

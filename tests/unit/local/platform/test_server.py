@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from local.common.statefiles import read_json
 from local.platform.serving.batching import Sampling
 from local.platform.serving.server import EndpointApp, ServeSettings
 from local.platform.serving.serving import Keys, Stats, activity_since
-from local.platform.workspace import read_json
+from local.platform.serving.state import RequestCounts
 from shared.scoring import DEFAULT_PARAMETERS
 from tests.unit.local.platform.serving_fakes import EchoEngine
 
@@ -203,11 +204,12 @@ def test_counters_advance_for_scoring_requests_only(endpoint: tuple[EndpointApp,
     client.post("/score", json=seed_payload(user("x")), headers=bearer())
     client.post("/v1/chat/completions", json={"messages": user("y")}, headers=bearer())
     client.post("/score", json={"bad": 1}, headers=bearer())  # answered 400, still a request
-    stats = read_json(tmp_path / "stats.json")
-    assert stats is not None and stats["request_count"] == 3
-    last = datetime.fromisoformat(stats["last_request_at"])
-    assert last >= before
-    assert client.get("/metrics", headers=bearer()).json()["request_count"] == 3
+    stats = RequestCounts.load(tmp_path / "stats.json")
+    assert stats is not None and stats.request_count == 3
+    last = stats.last_request_at
+    assert last is not None and last >= before
+    metrics = client.get("/metrics", headers=bearer()).json()
+    assert metrics["request_count"] == 3 and metrics["last_request_at"] == last.isoformat()
     assert activity_since(stats, before) == (last, 3)
     assert activity_since(stats, datetime.now(UTC) + timedelta(minutes=2)) == (None, 0)
     # A restarted server keeps counting from the file.
@@ -312,3 +314,35 @@ def test_nested_body_is_400_not_500(endpoint: tuple[EndpointApp, TestClient]) ->
 
 def test_keys_repr_hides_the_keys() -> None:
     assert PRIMARY not in repr(Keys(PRIMARY, SECONDARY))
+
+
+def test_the_key_is_asked_only_on_routes_that_exist_with_their_method(
+    endpoint: tuple[EndpointApp, TestClient],
+) -> None:
+    _, client = endpoint
+    assert client.get("/no-such-route").status_code == 404
+    assert client.get("/score").status_code == 405  # a wrong method, keyed or not
+    assert client.get("/v1/models", headers=bearer()).json()["data"][0]["id"] == "m:1"
+    missing = client.get("/v1/models/other", headers=bearer())
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+
+
+class BrokenEngine(EchoEngine):
+    def submit(self, conversation: list[dict[str, str]], sampling: Sampling, on_text: Any = None) -> Any:
+        raise RuntimeError("the kernel fell over")
+
+
+def test_an_unexpected_failure_is_a_500_in_the_error_shape_and_frees_its_slot(tmp_path: Path) -> None:
+    app = make_app(tmp_path, BrokenEngine(), max_concurrent_requests=1)
+    with TestClient(app.app, raise_server_exceptions=False) as client:
+        assert app.loaded.wait(5)
+        for _ in range(2):  # the one slot is free again after the failure
+            response = client.post("/score", json=seed_payload(user("x")), headers=bearer())
+            assert response.status_code == 500
+            assert response.json()["error"] == {
+                "message": "generation failed; see the endpoint log",
+                "type": "server_error",
+                "param": None,
+                "code": "InternalServerError",
+            }
+    assert app._in_flight == 0

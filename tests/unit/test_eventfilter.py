@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from local.common.eventfilter import advanced_filter_matches, check_limits, matches, resolve_key
+from tests.eventfilter import advanced_filter_matches, check_limits, matches, resolve_key
 
 EVENT: dict[str, Any] = {
     "id": "1",

@@ -1,4 +1,5 @@
 """Event Grid's documented filter rules, evaluated offline: does an event pass a subscription's ``filter``?
+The tests hold the app's subscriptions (``shared/subscriptions.py``) against real events with it.
 
 Written from "Understand event filtering for Event Grid subscriptions"
 (https://learn.microsoft.com/azure/event-grid/event-filtering, MicrosoftDocs/azure-docs
