@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from shared import telemetry
 from shared.config.loader import load_config, notify_section_of
 from shared.exceptions import ConfigError, FieldIssue, PlatformError, RejectedError, TransientPlatformError
 from shared.ledger.limits import MAX_FIELD_JSON_CHARS, json_chars
@@ -114,8 +115,38 @@ def submit_config(
     """Handle one delivery of a config blob. Raises only for transient platform failures (retry later).
 
     ``quota_check`` and ``event_grid_topics`` are the settings' (see ``build_plan``)."""
-    name = config_name(blob_name)
     run = run_id(container, blob_name, content)
+    with telemetry.run_scope(run_id=run, config=blob_name, span="autopilot.submit_config"):
+        return _submit(
+            container=container,
+            blob_name=blob_name,
+            content=content,
+            etag=etag,
+            store=store,
+            platform=platform,
+            data_root=data_root,
+            max_attempts=max_attempts,
+            quota_check=quota_check,
+            event_grid_topics=event_grid_topics,
+            run=run,
+        )
+
+
+def _submit(
+    *,
+    container: str,
+    blob_name: str,
+    content: bytes,
+    etag: str | None,
+    store: RunStore,
+    platform: MLPlatform,
+    data_root: Path,
+    max_attempts: int,
+    quota_check: str,
+    event_grid_topics: frozenset[str],
+    run: str,
+) -> RunRecord | None:
+    name = config_name(blob_name)
     record, created = store.create(
         run,
         config_blob=blob_name,
