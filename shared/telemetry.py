@@ -125,8 +125,9 @@ def run_scope(
         finally:
             _scope.reset(token)
         return
-    # Another run (or none): the outer run's names are not this one's; anything else (the function) is kept.
-    kept = {k: v for k, v in outer.items() if k not in ATTRIBUTES}
+    # Another run's scope: its names are not this one's; anything else (the function) is kept. Outside any run
+    # (an invocation that named only a config path), what the outer scope names is about this run.
+    kept = {k: v for k, v in outer.items() if k not in ATTRIBUTES} if RUN_ID in outer else dict(outer)
     token = _scope.set({**kept, **attrs})
     try:
         if span is None:

@@ -17,7 +17,11 @@ from shared.subscriptions import SUBSCRIPTIONS
 from tests.infra.infra_files import INFRA, MAIN, RBAC, RESOURCES, ROOT, app_settings, hooks, parsed, roles
 
 # Read by the Functions platform itself, not by the app's code.
-PLATFORM_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+PLATFORM_SETTINGS = {
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_ENABLE_OPENTELEMETRY",  # the Functions Python worker's (opentelemetry-howto)
+}
 # What the app must be told on Azure (the rest keep their defaults).
 REQUIRED = {
     "AUTOPILOT_PLATFORM",

@@ -183,8 +183,8 @@ def test_a_failed_run_tells_its_reason_on_the_event(exported: Exported, use_runt
 # -- the queries ------------------------------------------------------------------------------------------------
 KQL_SOURCES = {
     "docs/observability.md": lambda text: re.findall(r"```kusto\n(.*?)```", text, flags=re.S),
-    "infra/app/monitoring.bicep": lambda text: re.findall(r"'''(.*?)'''", text, flags=re.S),
-    "infra/app/workbook.json": lambda text: [
+    "infra/app/monitoring/failed-runs.kql": lambda text: [text],
+    "infra/app/monitoring/workbook.json": lambda text: [
         item["content"]["query"]
         for item in json.loads(text)["items"]
         if item.get("type") == 3  # a query item
