@@ -204,6 +204,7 @@ def _submit(
         rec.model_name = plan.model_name
         rec.endpoint_name = plan.endpoint_name if config.deployment.enabled else None
         rec.deployment_name = plan.deployment_name if config.deployment.enabled else None
+        rec.links = platform.links(job.name, rec.endpoint_name)
         rec.inference_instance_type = plan.inference_instance_type
         rec.smoke_test = SmokeTest(plan.smoke_request) if plan.smoke_request else None
         rec.errors = []
