@@ -53,6 +53,8 @@ CALLS = [
     ),
     ("shared/platform/azureml/endpoints.py", r"online_deployments\.", "AzureML Data Scientist", "workspace"),
     ("shared/platform/azureml/clients.py", r"MetricsClient\(", "Monitoring Reader", "subscription"),
+    # The fine-tune step's runs and metrics through the workspace's MLflow tracking (training_metrics.py).
+    ("shared/platform/azureml/clients.py", r"MlflowClient\(", "AzureML Data Scientist", "workspace"),
     ("shared/ledger/table.py", r"\.table_service\(", "Storage Table Data Contributor", "storage"),
     ("shared/status.py", r"\.blob_service\(", "Storage Blob Data Owner", "storage"),
     # The blob trigger keeps receipts in blobs and poison messages in a queue (Functions' identity guidance).
@@ -72,6 +74,8 @@ DEPLOYER_CALLS = [
     ("autopilot/endpoints.py", r"platform\.list_endpoints\(", "AzureML Data Scientist", "workspace"),
     ("autopilot/endpoints.py", r"platform\.endpoint_activity\(", "Monitoring Reader", "subscription"),
     ("shared/platform/azureml/clients.py", r"MetricsClient\(", "Monitoring Reader", "subscription"),
+    # The fine-tune step's runs and metrics through the workspace's MLflow tracking (training_metrics.py).
+    ("shared/platform/azureml/clients.py", r"MlflowClient\(", "AzureML Data Scientist", "workspace"),
 ]
 
 

@@ -50,7 +50,7 @@ SUMMARY_METRICS = (
 STEP_NAME = "finetune"
 MAX_DEPTH = 3  # root -> pipeline component node -> its steps
 MAX_CHILDREN = 100
-HISTORY_POINTS = 60  # of the loss curve kept on the run (the ledger stores it; the sparkline shows ~60 bars)
+HISTORY_POINTS = 40  # of the loss curve kept on the run, as the local platform keeps (the ledger stores it)
 # MLflow error codes that a later look may not get (the tracking service throttling or failing).
 TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
 

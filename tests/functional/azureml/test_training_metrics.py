@@ -190,7 +190,7 @@ def test_a_long_curve_is_thinned_keeping_every_evaluation(tracking_server: str) 
     metrics += [Metric("eval_loss", 2.0 - i / 10_000, now, i) for i in (333, 667, 1000)]
     client.log_batch(step.info.run_id, metrics=metrics)
     found = read_training_metrics(client, root.info.run_id)
-    assert 60 <= len(found.history) <= 63
+    assert 40 <= len(found.history) <= 43
     assert found.history[0]["step"] == 1 and found.history[-1]["step"] == 1000
     assert [p["step"] for p in found.history if "validation_loss" in p] == [333, 667, 1000]
 
