@@ -5,7 +5,7 @@ at a run, every state change, every submit and event delivery): the scope holds 
 (``ATTRIBUTES``: run id, config path, job, model, endpoint) in a context variable, and
 
 - every span started while it holds, the app's and the Azure SDK's, gets them (``RunAttributesSpanProcessor``
-  of ``shared/telemetry_setup.py``);
+  of ``shared/telemetry_spans.py``);
 - every log record made while it holds gets them (the log record factory ``install_log_attributes`` sets), so
   the OpenTelemetry logging handler exports them as the record's attributes (``customDimensions`` in
   Application Insights) and the local files show them;

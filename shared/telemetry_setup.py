@@ -23,11 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.instrumentation.logging.handler import LoggingHandler
-from opentelemetry.sdk.trace import Span, SpanProcessor
 
-from shared.telemetry import current_attributes, install_log_attributes
+from shared.telemetry import install_log_attributes
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +34,6 @@ SERVICE_NAME = "fine-tune-autopilot"
 UNUSED_INSTRUMENTATIONS = ("django", "fastapi", "flask", "psycopg2")
 
 
-class RunAttributesSpanProcessor(SpanProcessor):
-    """Puts the run scope's attributes (``shared/telemetry.py``) on every span started in it, the Azure SDK's
-    HTTP spans included."""
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        attrs = current_attributes()
-        if attrs:
-            span.set_attributes(dict(attrs))
-
-
 _with_run_attributes: set[int] = set()  # the SDK providers our span processor was added to
 
 
@@ -54,6 +41,8 @@ def _add_run_attributes(provider: Any) -> bool:
     """Add the run-attribute span processor to an SDK tracer provider (once); False for the API's no-op one."""
     if not hasattr(provider, "add_span_processor"):
         return False
+    from shared.telemetry_spans import RunAttributesSpanProcessor  # the SDK loads where a provider exists
+
     if id(provider) not in _with_run_attributes:
         provider.add_span_processor(RunAttributesSpanProcessor())
         _with_run_attributes.add(id(provider))
@@ -84,6 +73,8 @@ def configure_function_app(env: Mapping[str, str] | None = None) -> str:
         return "none"
     from azure.monitor.opentelemetry import configure_azure_monitor
 
+    from shared.telemetry_spans import RunAttributesSpanProcessor
+
     options: dict[str, Any] = {
         "span_processors": [RunAttributesSpanProcessor()],
         "instrumentation_options": {name: {"enabled": False} for name in UNUSED_INSTRUMENTATIONS},
@@ -106,6 +97,7 @@ def _jsonl(path: Path) -> IO[str]:
 def configure_local(workdir: Path, env: Mapping[str, str] | None = None) -> str:
     """Telemetry for the local twin's processes; returns where it goes (the OTLP endpoint or the folder)."""
     from opentelemetry._logs import set_logger_provider
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
     from opentelemetry.sdk.resources import Resource

@@ -28,7 +28,7 @@ from shared import telemetry
 from shared.platform.port import JobStatus
 from shared.settings import Settings
 from shared.states import RunState
-from shared.telemetry_setup import RunAttributesSpanProcessor
+from shared.telemetry_spans import RunAttributesSpanProcessor
 from tests.configs import config_bytes
 from tests.eventdata import load_event
 from tests.fakes import FakePlatform, make_store
