@@ -76,6 +76,7 @@ def configure_function_app(env: Mapping[str, str] | None = None) -> str:
     from shared.telemetry_spans import RunAttributesSpanProcessor
 
     options: dict[str, Any] = {
+        "connection_string": env["APPLICATIONINSIGHTS_CONNECTION_STRING"],
         "span_processors": [RunAttributesSpanProcessor()],
         "instrumentation_options": {name: {"enabled": False} for name in UNUSED_INSTRUMENTATIONS},
     }

@@ -1,5 +1,5 @@
-"""The local twin's telemetry: the same spans and log records, with the run's names, as JSON lines under the work
-dir (a process of its own: the SDK's providers are set once per process)."""
+"""Where telemetry goes, each in a process of its own (the SDK's providers are set once per process): the local
+twin's JSON lines under the work dir, and the Function App's Azure Monitor distro."""
 
 from __future__ import annotations
 
@@ -38,3 +38,39 @@ def test_the_local_host_writes_spans_and_logs_with_the_run_names(tmp_path: Path)
     assert record["attributes"]["autopilot.run_id"] == "team-phi3-1234abcd"
     assert record["attributes"]["autopilot.job"] == "team-phi3-1234abcd"
     assert record["attributes"]["autopilot.config"] == "team/phi3.yaml"
+
+
+FUNCTION_APP = """
+import logging, os
+from opentelemetry import trace
+from shared.telemetry_setup import configure_function_app
+print(configure_function_app({
+    "APPLICATIONINSIGHTS_CONNECTION_STRING":
+        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=11111111-1111-1111-1111-111111111111;Authorization=AAD",
+}))
+print(" ".join(type(p).__name__ for p in trace.get_tracer_provider()._active_span_processor._span_processors))
+print(" ".join(type(h).__name__ for h in logging.getLogger().handlers))
+os._exit(0)  # nothing to flush to: the ingestion endpoint is a closed port
+"""
+
+
+def test_the_function_app_configures_the_azure_monitor_distro_with_the_run_attributes() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", FUNCTION_APP], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    )
+    where, processors, handlers = out.stdout.strip().splitlines()
+    assert where == "azure-monitor"
+    assert "RunAttributesSpanProcessor" in processors.split() and "BatchSpanProcessor" in processors.split()
+    assert "LoggingHandler" in handlers.split()
+
+
+def test_the_authentication_string_names_the_identity() -> None:
+    from azure.identity import ManagedIdentityCredential
+
+    from shared.telemetry_setup import _credential
+
+    aad = {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=abc;Authorization=AAD"}
+    assert isinstance(_credential(aad), ManagedIdentityCredential)
+    assert _credential({}) is None
+    assert _credential({"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=Key"}) is None
