@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
+from shared.states import RunState
+
 if TYPE_CHECKING:
     from shared.ledger.record import RunRecord
 
@@ -61,6 +63,7 @@ CLEANUP_INSTANCES = "autopilot.cleanup.instances"
 CLEANUP_USD_PER_DAY = "autopilot.cleanup.usd_per_day"
 
 ERROR_CHARS = 500  # of the first error's message, on a state change event
+FAILED_STATES = frozenset({RunState.FAILED, RunState.DEPLOY_FAILED, RunState.REJECTED})  # those that carry it
 
 _scope: ContextVar[Mapping[str, str]] = ContextVar("autopilot_run_scope", default=MappingProxyType({}))
 _tracer_provider: trace.TracerProvider | None = None
@@ -180,9 +183,9 @@ def state_changed(record: RunRecord, before: str | None) -> None:
     attrs: dict[str, Any] = {**run_attributes(record), STATE: record.state.value}
     if before:
         attrs[STATE_FROM] = before
-    if record.last_error_code and record.state.value in {"failed", "deploy_failed", "rejected", "deleted"}:
+    if record.last_error_code and record.state in {*FAILED_STATES, RunState.DELETED}:
         attrs[ERROR_CODE] = record.last_error_code
-    if record.errors and record.state.value in {"failed", "deploy_failed", "rejected"}:
+    if record.errors and record.state in FAILED_STATES:
         first = record.errors[0]
         attrs[ERROR] = f"{first.path}: {first.message}"[:ERROR_CHARS]
     _event(STATE_CHANGE_EVENT, attrs)
