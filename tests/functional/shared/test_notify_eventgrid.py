@@ -32,7 +32,7 @@ ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 def topic() -> Iterator[Receiver]:
     r = Receiver(path="/api/events")
     yield r
-    r.server.shutdown()
+    r.stop()
 
 
 def world_publishing(topic: Receiver, **notify: Any) -> tuple[World, bytes, SdkPublisher]:
@@ -248,7 +248,7 @@ def test_a_config_chosen_topic_is_rejected_and_gets_nothing_on_the_wire(topic: R
         assert stranger.received == []  # not even the rejection: no request, so no key
         assert topic.received == []
     finally:
-        stranger.server.shutdown()
+        stranger.stop()
 
 
 def test_a_recorded_run_naming_another_topic_publishes_nothing_there(topic: Receiver) -> None:
@@ -269,7 +269,7 @@ def test_a_recorded_run_naming_another_topic_publishes_nothing_there(topic: Rece
             publisher(stranger.url, cloud_event_for_test())
         assert stranger.received == []
     finally:
-        stranger.server.shutdown()
+        stranger.stop()
 
 
 def test_without_an_allow_list_a_config_may_name_no_topic() -> None:
