@@ -162,7 +162,9 @@ def answered(status: int) -> Outcome:
 
 
 def no_answer(exc: OSError) -> Outcome:
-    return Outcome(type(exc).__name__, retry=True)
+    """Nothing answered: the error's kind (a plain OSError carries it as its text), tried again."""
+    kind = type(exc).__name__
+    return Outcome((str(exc) or kind) if type(exc) is OSError else kind, retry=True)
 
 
 Send = Callable[[RunRecord, OwedEvent, Delivery], Outcome]

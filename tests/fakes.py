@@ -191,7 +191,9 @@ class InMemoryLedger:
 
     def drop_owing(self, entry: OwingEntry) -> bool:
         current = self._owing.get(entry.run_id)
-        if current is None or current.etag != entry.etag:
+        if current is None:
+            return True
+        if current.etag != entry.etag:
             return False
         del self._owing[entry.run_id]
         return True
