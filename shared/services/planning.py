@@ -25,8 +25,8 @@ from shared.config.model_tags import (
 from shared.config.params import EffectiveParams, resolve
 from shared.exceptions import FieldIssue, ModelTagError, RejectedError
 from shared.naming import app_tags, deployment_name, endpoint_name, model_name
-from shared.notify_http import webhook_issues
 from shared.notify_eventgrid import topic_issue
+from shared.notify_http import webhook_issues
 from shared.platform.port import (
     CapacityCheck,
     CapacityOutcome,

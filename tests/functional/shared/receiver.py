@@ -37,7 +37,13 @@ class Receiver:
                     receiver.hold.wait(30)
                 status = receiver.answers.pop(0) if receiver.answers else 204
                 receiver.received.append(
-                    {"method": method, "body": body, "headers": dict(self.headers), "path": self.path, "answered": status}
+                    {
+                        "method": method,
+                        "body": body,
+                        "headers": dict(self.headers),
+                        "path": self.path,
+                        "answered": status,
+                    }
                 )
                 self.send_response(status)
                 if 300 <= status < 400 and receiver.location:

@@ -103,7 +103,9 @@ def test_a_receiver_down_for_hours_gets_every_event_once_in_order(receiver: Rece
     assert completed.state == deployed.state == "delivered"
     # Tried on the schedule while down (30 s, 2 min, 10 min, 30 min, 1 h, ...), then delivered at the first try
     # after it came back; the later event waited for the earlier one (one try, once its turn came).
-    waits = [round((b.at - a.at).total_seconds()) for a, b in zip(completed.attempts, completed.attempts[1:])]
+    waits = [
+        round((b.at - a.at).total_seconds()) for a, b in zip(completed.attempts, completed.attempts[1:], strict=False)
+    ]
     assert completed.tries == 7 and waits == [1800, 3600, 7200]  # the last attempts kept: 4 of 7
     assert completed.attempts[-1].outcome == "HTTP 204" and completed.attempts[0].outcome == "ConnectionRefusedError"
     assert deployed.tries == 1 and deployed.attempts[0].at >= completed.settled_at  # type: ignore[operator]
@@ -300,5 +302,3 @@ def test_the_config_accepts_every_event_the_notifier_sends_and_only_safe_urls() 
         record = world.drop(config_bytes(notify={"webhooks": [url]}), name=f"n{abs(hash(url))}.yaml")
         assert record is not None and record.state == RunState.REJECTED
         assert record.errors[0].path.startswith("notify.webhooks")
-
-

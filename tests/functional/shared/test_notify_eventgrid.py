@@ -89,7 +89,7 @@ def test_each_event_is_one_cloudevent_on_the_topic(topic: Receiver) -> None:
 
 
 def test_a_redelivered_event_keeps_its_id_and_time_so_subscribers_can_drop_it(topic: Receiver) -> None:
-    world, config, publisher = world_publishing(topic, events=["deployed"])
+    world, config, _publisher = world_publishing(topic, events=["deployed"])
     record = world.drop(config)
     assert record is not None
     world.finish_through_reconcile(record.run_id)
@@ -222,14 +222,12 @@ def test_the_composition_root_publishes_with_the_settings_key_and_the_config_con
     from shared.runtime import build_senders, build_store
     from shared.settings import Settings
 
-    settings = (
-        Settings.from_env(
-            {
-                "AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY,
-                "AUTOPILOT_EVENT_GRID_TOPICS": f" {APP_TOPIC.upper().replace('/API/EVENTS', '/api/events/')} ",
-                "AUTOPILOT_CONFIG_CONTAINER": "team-configs",
-            }
-        )
+    settings = Settings.from_env(
+        {
+            "AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY,
+            "AUTOPILOT_EVENT_GRID_TOPICS": f" {APP_TOPIC.upper().replace('/API/EVENTS', '/api/events/')} ",
+            "AUTOPILOT_CONFIG_CONTAINER": "team-configs",
+        }
     )
     assert build_store(settings).owe is owe and build_store(settings).observers == ()  # state changes only owe
     senders = build_senders(settings)
