@@ -139,6 +139,7 @@ class RunStore:
             if target is not None and self.owe is not None and self.owe(record):
                 # Indexed before the write, so the delivery worker finds every run that owes something.
                 self.ledger.mark_owing(run_id, now)
+            record.revision += 1
             try:
                 stored = self.ledger.replace(record)
             except ConcurrencyError:

@@ -90,6 +90,9 @@ class RunRecord:
     rollout: Rollout | None = None
     # The notifications the run owes and those it sent, with their attempts (shared/ledger/outbox.py).
     outbox: Outbox = field(default_factory=Outbox)
+    # How many times the run was written (RunStore counts): orders copies that reach readers out of order,
+    # such as two status mirrors racing. Absent from runs stored before it: they read as 0.
+    revision: int = 0
     etag: str | None = None
 
     @property
