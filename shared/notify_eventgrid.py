@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "/fine-tune-autopilot"
 
+REQUEST_OPTIONS: dict[str, Any] = {"retry_total": 0, "permit_redirects": False}
 # Publishes one structured CloudEvent (a dict as cloud_event() builds it) to a topic endpoint; returns an HTTP
 # status, raises OSError when nothing answered.
 Publish = Callable[[str, dict[str, Any]], int]
@@ -108,10 +109,7 @@ class SdkPublisher:
                 credential = self.credential()
             else:
                 raise OSError("no credential for the Event Grid topic")
-            # retry_total=0: the delivery worker's schedule is the only retrying; no redirect is followed.
-            self._clients[endpoint] = EventGridPublisherClient(
-                endpoint, credential, retry_total=0, permit_redirects=False
-            )
+            self._clients[endpoint] = EventGridPublisherClient(endpoint, credential)
         return self._clients[endpoint]
 
     def __call__(self, endpoint: str, event: dict[str, Any]) -> int:
@@ -119,7 +117,10 @@ class SdkPublisher:
         from azure.core.messaging import CloudEvent
 
         try:
-            self._client(endpoint).send(CloudEvent.from_dict(event))
+            # Per request, because azure-eventgrid 4.x drops client options for a basic topic (its
+            # EventGridPublisherClient builds the legacy client without them): no SDK retry (the worker's
+            # schedule is the only retrying) and no redirect followed.
+            self._client(endpoint).send(CloudEvent.from_dict(event), **REQUEST_OPTIONS)
         except ClientAuthenticationError as exc:
             return int(getattr(exc, "status_code", None) or 401)
         except HttpResponseError as exc:

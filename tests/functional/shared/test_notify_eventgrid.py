@@ -138,10 +138,14 @@ def test_server_errors_are_retried_and_refusals_are_not(topic: Receiver) -> None
     record = world.drop(config)
     assert record is not None
     world.finish_through_reconcile(record.run_id)
+    seen = []
     for _ in range(3):  # the worker's timer, on the retry schedule: now, 30 s, 2 min later
         world.deliver()
+        seen.append(len(topic.received))
         world.clock.advance(minutes=2)
     assert [r["answered"] for r in topic.received] == [503, 500, 200, 403]
+    # One request per try: the client's own retries are off (the third tick delivers, then the next event).
+    assert seen == [1, 2, 4]
     assert [e["type"] for e in events_of(topic)] == ["autopilot.run.completed"]
     assert world.state(record.run_id) == RunState.DEPLOYED
 
@@ -294,3 +298,19 @@ def test_without_an_allow_list_a_config_may_name_no_topic() -> None:
     assert record is not None and record.state == RunState.REJECTED
     assert record.errors[0].path == "notify.event_grid_topic"
     assert "AUTOPILOT_EVENT_GRID_TOPICS is empty" in record.errors[0].message
+
+
+def test_a_topic_that_redirects_gets_a_failed_try_and_the_location_gets_nothing(topic: Receiver) -> None:
+    stranger = Receiver(path="/api/events")
+    try:
+        world, config, _ = world_publishing(topic, events=["rejected"])
+        topic.answers = [307]
+        topic.location = stranger.url
+        world.drop(config_bytes(training={"learning_rate": -1}, notify={"event_grid_topic": topic.url}), name="r.yaml")
+        world.deliver()
+        assert stranger.received == []  # the client follows no redirect: neither the key nor the event went on
+        (record,) = world.store.list()
+        (d,) = record.outbox.events[0].deliveries
+        assert d.state == "owed" and d.attempts[-1].outcome == "HTTP 307 (redirects are not followed)"
+    finally:
+        stranger.stop()
