@@ -303,7 +303,7 @@ def test_without_an_allow_list_a_config_may_name_no_topic() -> None:
 def test_a_topic_that_redirects_gets_a_failed_try_and_the_location_gets_nothing(topic: Receiver) -> None:
     stranger = Receiver(path="/api/events")
     try:
-        world, config, _ = world_publishing(topic, events=["rejected"])
+        world, _, _ = world_publishing(topic, events=["rejected"])
         topic.answers = [307]
         topic.location = stranger.url
         world.drop(config_bytes(training={"learning_rate": -1}, notify={"event_grid_topic": topic.url}), name="r.yaml")
