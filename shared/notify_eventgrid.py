@@ -33,13 +33,20 @@ from shared.exceptions import FieldIssue
 from shared.ledger.outbox import Delivery, OwedEvent
 from shared.ledger.record import RunRecord
 from shared.notify import Outcome, answered, no_answer
+from shared.notify_http import TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "/fine-tune-autopilot"
 
-REQUEST_OPTIONS: dict[str, Any] = {"retry_total": 0, "permit_redirects": False}
+# One try, as the webhooks' (shared/notify_http.py): no SDK retry, no redirect, bounded waits.
+REQUEST_OPTIONS: dict[str, Any] = {
+    "retry_total": 0,
+    "permit_redirects": False,
+    "connection_timeout": TIMEOUT_S,
+    "read_timeout": TIMEOUT_S,
+}
 # Publishes one structured CloudEvent (a dict as cloud_event() builds it) to a topic endpoint; returns an HTTP
 # status, raises OSError when nothing answered.
 Publish = Callable[[str, dict[str, Any]], int]
@@ -117,9 +124,8 @@ class SdkPublisher:
         from azure.core.messaging import CloudEvent
 
         try:
-            # Per request, because azure-eventgrid 4.x drops client options for a basic topic (its
-            # EventGridPublisherClient builds the legacy client without them): no SDK retry (the worker's
-            # schedule is the only retrying) and no redirect followed.
+            # Per request, because azure-eventgrid 4.22 drops client options for a basic topic (its
+            # EventGridPublisherClient builds the legacy client without them).
             self._client(endpoint).send(CloudEvent.from_dict(event), **REQUEST_OPTIONS)
         except ClientAuthenticationError as exc:
             return int(getattr(exc, "status_code", None) or 401)

@@ -127,22 +127,26 @@ def post(
     port = parts.port or (443 if parts.scheme == "https" else 80)
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     connection = cls(host, port, address, timeout_s)
-    watchdog = threading.Timer(timeout_s, _cut, (connection,))
+    cut = threading.Event()
+    watchdog = threading.Timer(timeout_s, _cut, (connection, cut))
     watchdog.start()
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection.request("POST", path, body=body, headers=headers)
-        response = connection.getresponse()
-        return int(response.status)
+        status = int(connection.getresponse().status)
     except (http.client.HTTPException, ValueError) as exc:  # a garbled answer is no answer
         raise OSError(type(exc).__name__) from None
     finally:
         watchdog.cancel()
         connection.close()
+    if cut.is_set():  # what was read before the cut is no answer, whatever it looked like
+        raise TimeoutError(f"no complete answer within {timeout_s:g} s")
+    return status
 
 
-def _cut(connection: http.client.HTTPConnection) -> None:
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
     """Interrupt a try that outlived its budget (a read blocked in another thread returns at once)."""
+    cut.set()
     sock = connection.sock
     if sock is not None:
         with contextlib.suppress(OSError):

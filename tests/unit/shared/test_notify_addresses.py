@@ -106,3 +106,34 @@ def test_the_post_goes_to_the_checked_address_and_follows_no_redirect() -> None:
         assert len(recorder.requests) == 1
     finally:
         recorder.server.shutdown()
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_tries_budget() -> None:
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while not stop.is_set():  # one header byte at a time, each well within a read timeout
+            try:
+                conn.sendall(b"X")
+            except OSError:
+                return
+            time.sleep(0.05)
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        with pytest.raises(TimeoutError, match=r"no complete answer within 0\.5 s"):
+            post(url, b"{}", {}, allow_private=True, timeout_s=0.5)
+    finally:
+        stop.set()
+        listener.close()
