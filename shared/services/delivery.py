@@ -13,7 +13,8 @@ for each head that is due:
 3. **settle** it: an ETag write that records the outcome and either marks it delivered, schedules the next
    try (``RETRY_AFTER``), or gives it up with the reason.
 
-Runs are handled ``concurrency`` at a time, and no new try starts once the budget is spent.
+Destinations are handled ``concurrency`` at a time, each in its own order, and no new try starts once the
+budget is spent.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import TypeVar
 
 from shared.ledger.outbox import MAX_ATTEMPTS_KEPT, SENDING, Attempt, Delivery, OwedEvent
 from shared.ledger.port import OwingEntry
@@ -33,6 +35,8 @@ from shared.runs import RunStore
 from shared.services.sweep import Deadline
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 # How long a claimed try may take before another worker may take it over: well over one try's timeout.
 LEASE = timedelta(minutes=2)
@@ -69,69 +73,85 @@ def deliver_owed(
     token: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> DeliveryReport:
     """Send what the runs in the outbox index owe and is due. ``senders`` by destination kind (``webhook``,
-    ``event_grid``)."""
+    ``event_grid``). Each destination of each run is one unit of work, ``concurrency`` at a time: a receiver
+    that hangs costs one try's timeout of one thread, not the other destinations' turn."""
     report = DeliveryReport()
     entries = sorted(store.ledger.owing(), key=lambda e: (e.marked_at, e.run_id))
+    records = [r for r in _map(lambda e: _owing_run(store, e, report), entries, concurrency) if r is not None]
+    units = [(record, to) for record in records for to in record.outbox.destinations()]
 
-    def one(entry: OwingEntry) -> None:
+    def one(unit: tuple[RunRecord, str]) -> None:
+        record, to = unit
         try:
-            report.sent.extend(_deliver_run(store, entry, senders, deadline, token, report))
+            report.sent.extend(_deliver_destination(store, record, to, senders, deadline, token))
         except Exception as exc:  # storage trouble with one run must not stop the others
-            log.warning("run %s: notifications not delivered this time: %s", entry.run_id, exc)
-            report.failed.append(entry.run_id)
+            log.warning("run %s: notifications to %s not delivered this time: %s", record.run_id, to, exc)
+            report.failed.append(record.run_id)
 
-    if concurrency <= 1:
-        for entry in entries:
-            one(entry)
-    else:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver") as pool:
-            list(pool.map(one, entries))
+    _map(one, units, concurrency)
     return report
 
 
-def _deliver_run(
+def _map(work: Callable[[T], R], items: list[T], concurrency: int) -> list[R]:
+    if concurrency <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver") as pool:
+        return list(pool.map(work, items))
+
+
+def _owing_run(store: RunStore, entry: OwingEntry, report: DeliveryReport) -> RunRecord | None:
+    """The entry's run if it owes something; a stale entry is dropped once it is old enough."""
+    try:
+        record = store.get(entry.run_id)
+        if record is not None and record.outbox.owing:
+            return record
+        if store.clock() - entry.marked_at >= STALE_ENTRY_GRACE and store.ledger.drop_owing(entry):
+            report.dropped.append(entry.run_id)
+    except Exception as exc:
+        log.warning("run %s: not read for its notifications: %s", entry.run_id, exc)
+        report.failed.append(entry.run_id)
+    return None
+
+
+def _deliver_destination(
     store: RunStore,
-    entry: OwingEntry,
+    record: RunRecord | None,
+    to: str,
     senders: Mapping[str, Send],
     deadline: Deadline,
     token: Callable[[], str],
-    report: DeliveryReport,
 ) -> list[Sent]:
-    record = store.get(entry.run_id)
-    if record is None or not record.outbox.owing:
-        if store.clock() - entry.marked_at >= STALE_ENTRY_GRACE and store.ledger.drop_owing(entry):
-            report.dropped.append(entry.run_id)
-        return []
+    """The run's events owed to ``to``, in order, while each is due and delivered (a failed try stops it)."""
     sent: list[Sent] = []
-    for to in record.outbox.destinations():
-        while record is not None and not deadline.expired:
-            head = record.outbox.head(to)
-            delivery = head.delivery(to) if head is not None else None
-            if head is None or delivery is None or not delivery.sendable(store.clock()):
-                break
-            send = senders.get(to.partition(":")[0])
-            mine = token()
-            claimed = _claim(store, record, head.id, to, mine)
-            if claimed is None:
-                break  # another worker has it, or it was settled meanwhile
-            record, delivery = claimed
-            if delivery.state == "failed":  # its tries were spent by workers that died
-                sent.append(Sent(record.run_id, head.id, to, delivery.reason or "", "failed"))
-                continue
-            outcome = send(record, head, delivery) if send is not None else Outcome(f"no sender for {to}")
-            settled = _settle(store, record, head.id, to, mine, outcome)
-            record = settled if settled is not None else store.get(entry.run_id)
-            state = _state_of(record, head.id, to)
-            log.info(
-                "run %s: %s to %s: %s (%s)",
-                entry.run_id,
-                head.event,
-                delivery.target,
-                outcome.outcome,
-                state,
-                extra={"run_id": entry.run_id},
-            )
-            sent.append(Sent(entry.run_id, head.id, to, outcome.outcome, state))
+    send = senders.get(to.partition(":")[0])
+    while record is not None and not deadline.expired:
+        run_id = record.run_id
+        head = record.outbox.head(to)
+        delivery = head.delivery(to) if head is not None else None
+        if head is None or delivery is None or not delivery.sendable(store.clock()):
+            break
+        mine = token()
+        claimed = _claim(store, record, head.id, to, mine)
+        if claimed is None:
+            break  # another worker has it, or it was settled meanwhile
+        record, delivery = claimed
+        if delivery.state == "failed":  # its tries were spent by workers that died
+            sent.append(Sent(run_id, head.id, to, delivery.reason or "", "failed"))
+            continue
+        outcome = send(record, head, delivery) if send is not None else Outcome(f"no sender for {to}")
+        settled = _settle(store, record, head.id, to, mine, outcome)
+        record = settled if settled is not None else store.get(run_id)
+        state = _state_of(record, head.id, to)
+        log.info(
+            "run %s: %s to %s: %s (%s)",
+            run_id,
+            head.event,
+            delivery.target,
+            outcome.outcome,
+            state,
+            extra={"run_id": run_id},
+        )
+        sent.append(Sent(run_id, head.id, to, outcome.outcome, state))
     return sent
 
 
