@@ -132,14 +132,62 @@ def measure(root: Path, receivers: int) -> dict[str, float]:
         b_rejected = datetime.fromisoformat(runs["b.yaml"].timeline["rejected"]).timestamp()
         stop.set()
         loop.join(300)
-        return {
+        result = {
             "b_drop_to_rejected_s": b_rejected - started,
             "requests_during_submit": float(sum(h.requests for h in hanging)),
         }
+        if hasattr(notify, "owe"):
+            result.update(worker_run(store, conn, container, config_bytes, bad, urls, poller))
+        return result
     finally:
         for h in hanging:
             h.close()
         stop_azurite(workdir)
+
+
+def worker_run(store, conn, container, config_bytes, bad, urls, poller) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """One run of the delivery worker with a.yaml's hanging receivers owed, and c.yaml's answering one: how long
+    until c.yaml's notification was delivered, and how long the whole run took (a hanging receiver costs one
+    try's timeout of one thread)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shared import runtime
+    from shared.services.delivery import deliver_owed
+    from shared.services.sweep import Deadline
+
+    delivered_at: list[float] = []
+
+    class Answering(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            delivered_at.append(time.time())
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answering)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        container.upload_blob("c.yaml", config_bytes(training=bad, notify={"webhooks": [hook]}))
+        poller.poll_once()
+        settings = runtime.settings()
+        started = time.time()
+        deliver_owed(
+            store,
+            runtime.senders(),
+            deadline=Deadline(settings.sweep_budget_seconds),
+            concurrency=settings.sweep_concurrency,
+        )
+        ended = time.time()
+    finally:
+        server.shutdown()
+    return {
+        "worker_c_delivered_after_s": (delivered_at[0] - started) if delivered_at else float("nan"),
+        "worker_run_s": ended - started,
+    }
 
 
 def main() -> None:
@@ -171,6 +219,12 @@ def main() -> None:
             f"requests to a.yaml's {args.receivers} hanging receivers during the submit: "
             f"{int(r['requests_during_submit'])}"
         )
+        if "worker_run_s" in r:
+            print(
+                f"{'':<14} delivery worker: c.yaml's answering receiver got its notification after "
+                f"{r['worker_c_delivered_after_s']:.2f} s; the run, with a.yaml's hanging receivers owed, took "
+                f"{r['worker_run_s']:.2f} s (one try's timeout: shared.notify_http.TIMEOUT_S)"
+            )
     if len(results) == 2:
         ratio = results["baseline"]["b_drop_to_rejected_s"] / max(
             results["this checkout"]["b_drop_to_rejected_s"], 1e-9
