@@ -107,6 +107,13 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))[:MAX_TARGET_CHARS]
 
 
+def shown_origin(url: str) -> str:
+    """Where a notification goes, as status shows it: scheme, host and port only (a webhook's path and query
+    can be its secret, as a Slack or Teams incoming-webhook URL's are)."""
+    parts = urlsplit(safe_url(url))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def subscribed_event(record: RunRecord) -> tuple[NotifySection, str] | None:
     """The run's ``notify`` section and the event its current state is, if the section asks for that event."""
     notify = record.notify_section()
@@ -126,9 +133,12 @@ def owe(record: RunRecord) -> bool:
     owed_id = event_id(record.run_id, event)
     if record.outbox.has(owed_id):
         return False
-    deliveries = [Delivery(webhook_destination(i), safe_url(url)) for i, url in enumerate(notify.webhooks)]
+    deliveries = [
+        Delivery(webhook_destination(i), f"{shown_origin(url)} (webhook {i + 1})")
+        for i, url in enumerate(notify.webhooks)
+    ]
     if notify.event_grid_topic:
-        deliveries.append(Delivery(EVENT_GRID, "Event Grid topic " + safe_url(notify.event_grid_topic)))
+        deliveries.append(Delivery(EVENT_GRID, "Event Grid topic " + shown_origin(notify.event_grid_topic)))
     if not deliveries:
         return False
     state = RunState.REGISTERED.value if event == AWAITING_APPROVAL else record.state.value

@@ -68,7 +68,7 @@ class Attempt:
 @dataclass(frozen=True)
 class Delivery:
     """One event to one destination: ``to`` (``webhook:<i>`` or ``event_grid``) and ``target``, the address as
-    it may be shown (no query, cut short: a URL's query may carry the receiver's token)."""
+    it may be shown (scheme, host and port: a URL's path or query may carry the receiver's token)."""
 
     to: str
     target: str

@@ -250,6 +250,8 @@ def test_status_shows_each_delivery_and_its_attempts(receiver: Receiver) -> None
     assert shown["id"] == f"{record.run_id}:rejected" and d["state"] == "delivered" and d["tries"] == 2
     assert [(a["outcome"], a.get("status")) for a in d["attempts"]] == [("HTTP 503", 503), ("HTTP 204", 204)]
     assert d["attempts"][0]["next_at"] and "token=abc" not in json.dumps(document)
+    assert "/hooks/autopilot" not in json.dumps(document)  # a webhook's path can be its secret too
+    assert d["target"] == receiver.url.split("/hooks")[0] + " (webhook 1)"
     lines = notification_lines(record)
     assert lines[0].startswith("  notification rejected to http://127.0.0.1:") and "delivered after 2 tries" in lines[0]
     assert "HTTP 503" in lines[1] and "HTTP 204" in lines[2]
