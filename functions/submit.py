@@ -51,6 +51,7 @@ def _submit(blob: func.InputStream, container: str, blob_name: str) -> None:
         max_attempts=s.max_submit_attempts,
         quota_check=s.quota_check,
         event_grid_topics=allowed_topics(s.event_grid_topics),
+        notify_allow_private=s.notify_allow_private_addresses,
     )
     if record is not None:
         telemetry.bind(record)

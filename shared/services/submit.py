@@ -111,10 +111,11 @@ def submit_config(
     max_attempts: int = 5,
     quota_check: str = "reject",
     event_grid_topics: frozenset[str] = frozenset(),
+    notify_allow_private: bool = False,
 ) -> RunRecord | None:
     """Handle one delivery of a config blob. Raises only for transient platform failures (retry later).
 
-    ``quota_check`` and ``event_grid_topics`` are the settings' (see ``build_plan``)."""
+    ``quota_check``, ``event_grid_topics`` and ``notify_allow_private`` are the settings' (see ``build_plan``)."""
     run = run_id(container, blob_name, content)
     with telemetry.run_scope(run_id=run, config=blob_name, span="autopilot.submit_config"):
         return _submit(
@@ -128,6 +129,7 @@ def submit_config(
             max_attempts=max_attempts,
             quota_check=quota_check,
             event_grid_topics=event_grid_topics,
+            notify_allow_private=notify_allow_private,
             run=run,
         )
 
@@ -144,6 +146,7 @@ def _submit(
     max_attempts: int,
     quota_check: str,
     event_grid_topics: frozenset[str],
+    notify_allow_private: bool,
     run: str,
 ) -> RunRecord | None:
     name = config_name(blob_name)
@@ -181,6 +184,7 @@ def _submit(
             data_root=data_root,
             quota_check=quota_check,
             event_grid_topics=event_grid_topics,
+            notify_allow_private=notify_allow_private,
         )
         too_big = _too_big_for_the_ledger(config.model_dump(mode="json"), plan.smoke_request)
         if too_big:
