@@ -63,6 +63,9 @@ class LatencyPlatform:
         self.latency = latency
         self.calls = 0
 
+    def links(self, job_name: str | None, endpoint_name: str | None) -> dict[str, str]:
+        return {}
+
     def get_job(self, name: str) -> JobInfo:
         time.sleep(self.latency)
         self.calls += 1

@@ -353,6 +353,9 @@ class FakePlatform:
             self.jobs[request.name] = FakeJob(request)
         return self.get_job(request.name)
 
+    def links(self, job_name: str | None, endpoint_name: str | None) -> dict[str, str]:
+        return {}
+
     def get_job(self, name: str) -> JobInfo:
         job = self.jobs.get(name)
         if job is None:
