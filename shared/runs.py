@@ -129,6 +129,7 @@ class RunStore:
                 record.state = target
                 record.timeline.setdefault(target.value, now.isoformat())
             record.updated_at = now
+            record.revision += 1
             try:
                 stored = self.ledger.replace(record)
             except ConcurrencyError:

@@ -182,14 +182,30 @@ class InMemoryLedger:
 
 
 class InMemoryStatusStore:
+    """``StatusStore`` in memory: each write bumps the blob's version, as a blob's ETag changes."""
+
     def __init__(self) -> None:
         self.blobs: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, int] = {}
 
     def write(self, blob_name: str, document: dict[str, Any]) -> None:
         self.blobs[blob_name] = copy.deepcopy(document)
+        self.versions[blob_name] = self.versions.get(blob_name, 0) + 1
 
     def read(self, blob_name: str) -> dict[str, Any] | None:
         return self.blobs.get(blob_name)
+
+    def read_versioned(self, blob_name: str) -> tuple[dict[str, Any] | None, str | None]:
+        if blob_name not in self.blobs:
+            return None, None
+        return copy.deepcopy(self.blobs[blob_name]), str(self.versions[blob_name])
+
+    def write_if(self, blob_name: str, document: dict[str, Any], version: str | None) -> bool:
+        current = str(self.versions[blob_name]) if blob_name in self.blobs else None
+        if current != version:
+            return False
+        self.write(blob_name, document)
+        return True
 
 
 PHI3_TAGS = {

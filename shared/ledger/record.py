@@ -78,6 +78,9 @@ class RunRecord:
     approval: Approval | None = None
     # A deployment onto a shared endpoint (shared/services/canary.py), or one a later canary replaced.
     rollout: Rollout | None = None
+    # How many times the run was written (RunStore counts): orders copies that reach readers out of order,
+    # such as two status mirrors racing. Absent from runs stored before it: they read as 0.
+    revision: int = 0
     etag: str | None = None
 
     @property
