@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.settings import TRAIN_STREAMS_SETTING
+
 # Job, model and endpoint names become directory names: no separators, no dot-dot, bounded length.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -99,7 +101,7 @@ def project_root() -> Path:
 # OMP_NUM_THREADS always wins. The cores are still used: training runs one stream per CPU, each a thread
 # of its own with one OpenMP thread (local/platform/training/streams.py), which waits for nothing.
 SMALL_MACHINE_CPUS = 2
-STREAMS_SETTING = "AUTOPILOT_LOCAL_TRAIN_STREAMS"  # streams.STREAMS_SETTING (this module stays torch-free)
+STREAMS_SETTING = TRAIN_STREAMS_SETTING
 
 
 def torch_thread_env(env: dict[str, str], sharing: int = 1) -> dict[str, str]:

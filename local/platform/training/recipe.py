@@ -96,7 +96,7 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         resume_from = resume_point(spec, params, notes)
 
         def evaluate_on(split: TokenizedSplit) -> Any:
-            return evaluate(model, split.examples, params.per_device_eval_batch_size, pad_id, device, dtype)
+            return evaluate(model, split.examples, device, dtype)
 
         # 4. Evaluate the foundation model on the evaluation split.
         report(
