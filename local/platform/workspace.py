@@ -97,9 +97,12 @@ def project_root() -> Path:
 
 
 # On a machine with two or fewer CPUs a second OpenMP thread costs more in synchronisation than it computes:
-# measured on a 2-vCPU VM, one thread trains SmolLM2 at ~70 tokens/s, two threads at ~9. An explicit
-# OMP_NUM_THREADS always wins. The cores are still used: training runs one stream per CPU, each a thread
-# of its own with one OpenMP thread (local/platform/training/streams.py), which waits for nothing.
+# measured on a 2-vCPU VM, one thread trains SmolLM2 at ~70 tokens/s, two threads at ~9. Measured again
+# under contention (issue 21, docs/benchmarks.md): two threads 16-69 tokens/s against one thread's 101-139;
+# OMP_WAIT_POLICY=PASSIVE avoided most of that collapse, but no quiet machine showed two threads gaining,
+# so the rule stands. An explicit OMP_NUM_THREADS always wins. The cores are still used: training and
+# evaluation run one stream per CPU, each a thread of its own with one OpenMP thread
+# (local/platform/training/streams.py), which waits for nothing.
 SMALL_MACHINE_CPUS = 2
 STREAMS_SETTING = TRAIN_STREAMS_SETTING
 
