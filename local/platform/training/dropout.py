@@ -40,7 +40,8 @@ class _RowMasks:
 
 def _mix(*numbers: int) -> int:
     """A 63-bit seed from whole numbers; nearby inputs give unrelated seeds (a hash, not a sum)."""
-    digest = hashlib.blake2b(struct.pack(f"<{len(numbers)}q", *numbers), digest_size=8).digest()
+    words = [n & (2**63 - 1) for n in numbers]  # any int (a large or negative seed) as a 63-bit word
+    digest = hashlib.blake2b(struct.pack(f"<{len(words)}q", *words), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 
 
@@ -74,16 +75,16 @@ class SeededDropout(torch.nn.Module):
             return torch.nn.functional.dropout(x, self.p, training=True)
         call, masks.calls = masks.calls, masks.calls + 1
         features = x.shape[-1]
-        if sum(masks.tokens) * features != x.numel():
-            raise ValueError(
-                f"dropout input of shape {tuple(x.shape)} does not hold the row's {sum(masks.tokens)} positions"
-            )
-        parts = []
-        for seed, tokens in zip(masks.seeds, masks.tokens, strict=True):
-            generator = torch.Generator(device="cpu").manual_seed(_mix(seed, call))
-            parts.append(torch.rand((tokens, features), generator=generator) >= self.p)
-        keep = torch.cat(parts).to(device=x.device, dtype=x.dtype).reshape(x.shape)
-        return x * keep / (1.0 - self.p)
+        if sum(masks.tokens) * features == x.numel():  # token-major, as every LoRA layer of these models
+            parts = []
+            for seed, tokens in zip(masks.seeds, masks.tokens, strict=True):
+                generator = torch.Generator(device="cpu").manual_seed(_mix(seed, call))
+                parts.append(torch.rand((tokens, features), generator=generator) >= self.p)
+            keep = torch.cat(parts)
+        else:  # a layout of another kind: still deterministic, from the row's conversations together
+            generator = torch.Generator(device="cpu").manual_seed(_mix(*masks.seeds, call))
+            keep = torch.rand(x.shape, generator=generator) >= self.p
+        return x * keep.to(device=x.device, dtype=x.dtype).reshape(x.shape) / (1.0 - self.p)
 
 
 def seed_lora_dropout(model: torch.nn.Module) -> int:

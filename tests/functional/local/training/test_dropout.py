@@ -88,3 +88,13 @@ def test_a_conversations_mask_does_not_depend_on_the_row_it_shares() -> None:
     assert not torch.equal(packed, second_call)  # each dropout call of the pass draws its own mask
     assert not torch.equal(alone, next_step)  # and each step
     assert torch.equal(layer.eval()(x), x)
+
+
+def test_an_input_of_another_layout_is_still_masked_the_same_way_each_time() -> None:
+    layer = dropout.SeededDropout(0.5).train()
+    x = torch.ones(2, 5)  # not (positions, features) of the row's 3 + 4 positions
+    masks = []
+    for _ in range(2):
+        with dropout.row_masks(seed=-1, step=2**70, conversations=[10, 11], tokens=[3, 4]):
+            masks.append(layer(x))
+    assert torch.equal(masks[0], masks[1]) and set(masks[0].unique().tolist()) <= {0.0, 2.0}
