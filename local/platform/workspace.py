@@ -100,8 +100,9 @@ def project_root() -> Path:
 # measured on a 2-vCPU VM, one thread trains SmolLM2 at ~70 tokens/s, two threads at ~9. Measured again
 # with other processes on the machine (issue 21, docs/benchmarks.md): two threads 8-304 tokens/s (they
 # gain when both cores happen to be free, collapse when one is taken), one thread 101-227 and never a
-# collapse; OMP_WAIT_POLICY=PASSIVE avoids the collapse and then gains nothing. So the rule stands. An explicit OMP_NUM_THREADS always wins. The cores are still used: training and
-# evaluation run one stream per CPU, each a thread of its own with one OpenMP thread
+# collapse; OMP_WAIT_POLICY=PASSIVE avoids the collapse and then gains nothing. So the rule stands. An
+# explicit OMP_NUM_THREADS always wins. The cores are still used: training and evaluation run one stream
+# per CPU, each a thread of its own with one OpenMP thread
 # (local/platform/training/streams.py), which waits for nothing.
 SMALL_MACHINE_CPUS = 2
 STREAMS_SETTING = TRAIN_STREAMS_SETTING
