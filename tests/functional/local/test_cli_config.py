@@ -41,7 +41,8 @@ def test_validate_exit_codes_and_one_line_per_error(tmp_path: Path) -> None:
         [
             "data: required field is missing",
             "compute.instance_type: required when cluster is `serverless` (e.g. Standard_NC24ads_A100_v4)",
-            "extra: unknown key (check the spelling; see schemas/training-config.schema.json)",
+            "extra: unknown key (the keys here: name, experiment_name, model, data, compute, training, optimization,"
+            " registration, deployment, cleanup, notify, component, dataset_label)",
         ]
     )
 
