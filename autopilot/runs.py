@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -49,15 +50,40 @@ def read_config_file(path: Path) -> tuple[bytes | None, list[FieldIssue]]:
     return data, []
 
 
+USAGE = 2  # argparse's exit code for a bad command line; a file named on it that cannot be read is one too
+STDIN = "-"
+
+
+def _validate_one(name: str) -> tuple[bytes | None, list[FieldIssue]]:
+    if name != STDIN:
+        return read_config_file(Path(name))
+    data = sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1)
+    try:
+        load_config(data)
+    except ConfigError as exc:
+        return data, exc.issues
+    return data, []
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    _, issues = read_config_file(path)
-    if issues:
+    """Each file valid or its problems, one line each. Exit 0 all valid, 1 one is not, 2 one cannot be read."""
+    code = 0
+    report = []
+    for name in args.files:
+        data, issues = _validate_one(name)
+        shown = "(stdin)" if name == STDIN else name
+        report.append({"file": shown, "valid": not issues, "issues": [dataclasses.asdict(i) for i in issues]})
+        code = max(code, USAGE if data is None else 1 if issues else 0)
+        if args.json:
+            continue
+        if not issues:
+            print(f"{shown}: valid")
+        prefix = f"{shown}: " if len(args.files) > 1 else ""
         for issue in issues:
-            print(f"{issue.path or '(file)'}: {issue.message}")
-        return 1
-    print(f"{path}: valid")
-    return 0
+            print(f"{prefix}{issue.path or '(file)'}: {issue.message}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return code
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -67,7 +93,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     data, issues = read_config_file(path)
-    if data is None or (issues and not args.force):
+    if data is None:
+        for issue in issues:
+            print(f"{issue.message}", file=sys.stderr)
+        return USAGE
+    if issues and not args.force:
         for issue in issues:
             print(f"{issue.path or '(file)'}: {issue.message}", file=sys.stderr)
         print("not submitted (fix the config, or --force to let the app reject it)", file=sys.stderr)
@@ -77,7 +107,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         check_blob_name(blob_name)
     except Exception as exc:
         print(f"--name: {exc}", file=sys.stderr)
-        return 1
+        return USAGE
     settings = runtime.settings()
     try:
         upload_config(settings.storage(), settings.config_container, blob_name, data)
@@ -364,8 +394,13 @@ def _positive(value: str) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("validate", help="check a training config; one line per error")
-    p.add_argument("file")
+    p = sub.add_parser(
+        "validate",
+        help="check training configs; one line per error",
+        description="Check training configs. Exit 0: all valid; 1: one is not; 2: one cannot be read.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="a config (YAML or JSON); - reads one from stdin")
+    p.add_argument("--json", action="store_true", help="machine-readable output: one object per file")
     p.set_defaults(func=cmd_validate, settings=NO_SETTINGS)
 
     p = sub.add_parser("submit", help="upload a training config to the config container")
