@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot.cost_lines import endpoint_cost
+from autopilot.progressview import DEPLOY_EVERY_S, FollowView, deploying_line, training_line, training_renderable
 from autopilot.settings import NO_SETTINGS, storage_hint
 from autopilot.sparkline import curve_lines
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
@@ -23,6 +24,7 @@ from shared.states import TERMINAL, RunState
 from shared.status import awaiting
 
 FOLLOW_INTERVAL_S = 2.0
+DEPLOY_POLL_S = 10.0  # how often follow asks for the deployment's state (an Azure ML call each time)
 STATUS_PAGE = 20
 # A run that reaches one of these has nothing more to show unless cleanup comes later.
 FOLLOW_DONE = TERMINAL | {RunState.DEPLOYED}
@@ -230,14 +232,13 @@ def rollout_lines(r: RunRecord) -> list[str]:
 
 
 def _progress(record: RunRecord) -> str | None:
-    if record.state not in (RunState.SUBMITTED, RunState.RUNNING) or not record.job_name:
+    """The job's progress for ``status RUN``: the training line with its ETA, else the platform's line."""
+    job = _job(record)
+    if job is None:
         return None
-    from shared import runtime
-
-    try:
-        return runtime.platform().get_job(record.job_name).progress
-    except Exception:
-        return None
+    if job.training is not None and job.training.step > 0 and record.state == RunState.RUNNING:
+        return training_line(job.training, datetime.now(UTC))
+    return job.progress
 
 
 def _age(iso: str | None, now: datetime) -> str:
@@ -331,6 +332,62 @@ def _clock(iso: str) -> str:
         return time.strftime("%H:%M:%S")
 
 
+def _job(record: RunRecord) -> Any:
+    """The run's job as the platform reports it now, or None (not submitted, or the platform cannot say)."""
+    if record.state not in (RunState.SUBMITTED, RunState.RUNNING) or not record.job_name:
+        return None
+    from shared import runtime
+
+    try:
+        return runtime.platform().get_job(record.job_name)
+    except Exception:
+        return None
+
+
+class _Deployment:
+    """The deployment's provisioning state, asked of the platform at most every ``DEPLOY_POLL_S`` seconds."""
+
+    def __init__(self) -> None:
+        self.state: str | None = None
+        self._asked = -DEPLOY_POLL_S
+
+    def look(self, record: RunRecord) -> str | None:
+        if time.monotonic() - self._asked < DEPLOY_POLL_S or not (record.endpoint_name and record.deployment_name):
+            return self.state
+        from shared import runtime
+
+        self._asked = time.monotonic()
+        try:
+            self.state = runtime.platform().get_deployment(record.endpoint_name, record.deployment_name).state.value
+        except Exception as exc:  # a look only: the next one tries again
+            self.state = f"not read ({type(exc).__name__})"
+        return self.state
+
+
+def _show_position(view: FollowView, record: RunRecord, deployment: _Deployment) -> None:
+    """Where the run is between state changes: the training bar, the job's phase, or the deploy's wait."""
+    now = datetime.now(UTC)
+    clock = time.strftime("%H:%M:%S")
+    if record.state == RunState.DEPLOYING:
+        entered = record.timeline.get(RunState.DEPLOYING.value)
+        since = datetime.fromisoformat(entered) if entered else None
+        state = deployment.look(record)
+        line = deploying_line(since, now, state, record.deployment_name)
+        elapsed = (now - since).total_seconds() if since else 0.0
+        # A line on every change of state and at least every DEPLOY_EVERY_S seconds where nothing is redrawn.
+        view.status((state, int(elapsed // DEPLOY_EVERY_S)), f"{clock}    {line}")
+        return
+    job = _job(record)
+    if job is None:
+        return
+    training = job.training
+    if training is not None and record.state == RunState.RUNNING and training.step > 0:
+        text = f"{clock}    {training_line(training, now)}"
+        view.status(("step", training.step), text, training_renderable(training, now) if view.terminal else None)
+    elif job.progress:
+        view.status(("phase", job.progress), f"{clock}    {job.progress}")
+
+
 def follow(
     run: str,
     *,
@@ -340,47 +397,53 @@ def follow(
     out: Any = None,
     since: datetime | None = None,
 ) -> int:
-    """Print state changes and job progress until the run reaches ``until``. Returns 0, or 1 on failure."""
+    """Print state changes, the training bar and the deploy's wait until the run reaches ``until``.
+    Returns 0, or 1 on failure."""
     from shared import runtime
     from shared.status import status_document
 
-    out = out or sys.stdout
+    view = FollowView(out or sys.stdout)
     store = runtime.run_store()
     shown_states: set[str] = set()
-    seen_progress: str | None = None
+    deployment = _Deployment()
     started = time.monotonic()
-    while True:
-        record = store.get(run)
-        if record is None:
-            print(f"run {run} is not in the ledger", file=out)
-            return 1
-        # The timeline has every state the run entered, also those passed between two looks.
-        new_states = [
-            (s, at)
-            for s, at in record.timeline.items()
-            if s not in shown_states and (since is None or datetime.fromisoformat(at) >= since)
-        ]
-        if new_states:
-            shown_states.update(s for s, _ in new_states)
-            if as_json:
-                print(json.dumps(status_document(record), default=str), file=out)
-            else:
-                for state, at in new_states:
-                    print(f"{_clock(at)}  {record.run_id}: {state}", file=out)
-                for err in record.errors:
-                    print(f"    error: {err}", file=out)
-        progress = _progress(record)
-        if progress and progress != seen_progress and not as_json:
-            seen_progress = progress
-            print(f"{time.strftime('%H:%M:%S')}    {progress}", file=out)
-        out.flush()
-        if record.state in until:
-            bad = {RunState.REJECTED, RunState.FAILED, RunState.CANCELED, RunState.DEPLOY_FAILED}
-            return 1 if record.state in bad else 0
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            print(f"gave up following after {timeout_s:.0f} s (state {record.state.value})", file=out)
-            return 1
-        time.sleep(FOLLOW_INTERVAL_S)
+    try:
+        while True:
+            record = store.get(run)
+            if record is None:
+                view.line(f"run {run} is not in the ledger")
+                return 1
+            # The timeline has every state the run entered, also those passed between two looks.
+            new_states = [
+                (s, at)
+                for s, at in record.timeline.items()
+                if s not in shown_states and (since is None or datetime.fromisoformat(at) >= since)
+            ]
+            if new_states:
+                shown_states.update(s for s, _ in new_states)
+                view.end_status()
+                if as_json:
+                    view.line(json.dumps(status_document(record), default=str))
+                else:
+                    for state, at in new_states:
+                        view.line(f"{_clock(at)}  {record.run_id}: {state}")
+                    for err in record.errors:
+                        view.line(f"    error: {err}")
+            if record.state in until:
+                view.end_status()
+                view.flush()
+                bad = {RunState.REJECTED, RunState.FAILED, RunState.CANCELED, RunState.DEPLOY_FAILED}
+                return 1 if record.state in bad else 0
+            if not as_json:
+                _show_position(view, record, deployment)
+            view.flush()
+            if timeout_s is not None and time.monotonic() - started > timeout_s:
+                view.end_status()
+                view.line(f"gave up following after {timeout_s:.0f} s (state {record.state.value})")
+                return 1
+            time.sleep(FOLLOW_INTERVAL_S)
+    finally:
+        view.end_status()
 
 
 def _positive(value: str) -> int:

@@ -32,6 +32,8 @@ class StatusStore(Protocol):
 
 def status_document(record: RunRecord) -> dict[str, Any]:
     """What the person who dropped the config sees. Built from the ledger; holds no key or URL with a key."""
+    # As OpenAI's job object: an estimated finish only while the job runs.
+    estimate = record.estimated_finish if record.state in (RunState.SUBMITTED, RunState.RUNNING) else None
     return {
         "run_id": record.run_id,
         "config": record.config_blob,
@@ -55,6 +57,8 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         ),
         "metrics": record.metrics,
         "history": record.history,
+        "trained_tokens": record.trained_tokens,
+        "estimated_finish": estimate.isoformat() if estimate else None,
         "smoke_test": record.smoke_test.to_json() if record.smoke_test else None,
         "effective_params": params_to_json(record.effective_params) if record.effective_params else None,
         "notes": record.notes,

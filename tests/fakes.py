@@ -50,6 +50,7 @@ from shared.platform.port import (
     JobStatus,
     ModelRef,
     RegisterRequest,
+    TrainingProgress,
 )
 from shared.runs import RunStore
 from shared.states import TERMINAL, RunState
@@ -205,6 +206,7 @@ class FakeJob:
     status: JobStatus = JobStatus.QUEUED
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    training: TrainingProgress | None = None  # what a look at the job reports of its steps
 
 
 @dataclass
@@ -323,7 +325,7 @@ class FakePlatform:
         job = self.jobs.get(name)
         if job is None:
             raise NotFoundError(f"no job {name}")
-        return JobInfo(name, job.status, dict(job.request.tags), job.error, dict(job.metrics))
+        return JobInfo(name, job.status, dict(job.request.tags), job.error, dict(job.metrics), training=job.training)
 
     def list_jobs(self, limit: int = 500) -> list[JobInfo]:
         self._maybe_fail("list_jobs")

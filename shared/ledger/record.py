@@ -67,6 +67,10 @@ class RunRecord:
     scoring_uri: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # the job's short loss curve, if reported
+    # As OpenAI's fine-tuning job reports them: tokens trained so far, and when training should end at the pace
+    # so far (shared/progress.py; the status shows it while the job runs).
+    trained_tokens: int | None = None
+    estimated_finish: datetime | None = None
     smoke_test: SmokeTest | None = None
     timeline: dict[str, str] = field(default_factory=dict)  # state -> ISO time first entered
     errors: list[FieldIssue] = field(default_factory=list)  # what the last failure was about, by field
@@ -155,6 +159,7 @@ _ENCODE: dict[str, Callable[[Any], Any]] = {
     "state": lambda state: state.value,
     "created_at": datetime.isoformat,
     "updated_at": datetime.isoformat,
+    "estimated_finish": datetime.isoformat,
     "config": lambda config: config.model_dump(mode="json"),
     "effective_params": params_to_json,
     "smoke_test": SmokeTest.to_json,
@@ -184,6 +189,7 @@ _DECODE: dict[str, Callable[[Any], Any]] = {
     "state": RunState,
     "created_at": datetime.fromisoformat,
     "updated_at": datetime.fromisoformat,
+    "estimated_finish": datetime.fromisoformat,
     "config": TrainingConfig.model_validate,
     "effective_params": _params_from_json,
     "smoke_test": SmokeTest.from_json,

@@ -124,6 +124,19 @@ class JobRequest:
 
 
 @dataclass(frozen=True)
+class TrainingProgress:
+    """Where a training job is, as the platform last reported it (shared/progress.py estimates its finish)."""
+
+    step: int
+    total_steps: int | None = None
+    loss: float | None = None
+    tokens_per_second: float | None = None
+    trained_tokens: int | None = None  # tokens through forward and backward so far (OpenAI's ``trained_tokens``)
+    train_seconds: float | None = None  # training time to ``step``, evaluations and checkpoint saves left out
+    at: datetime | None = None  # when the platform reported it
+
+
+@dataclass(frozen=True)
 class JobInfo:
     name: str
     status: JobStatus
@@ -134,6 +147,7 @@ class JobInfo:
     # A short loss curve (a few dozen points: step, loss, mean_token_accuracy and/or validation_loss), where
     # the platform reports one; empty otherwise.
     history: list[dict[str, float]] = field(default_factory=list)
+    training: TrainingProgress | None = None  # steps, tokens and timing, where the platform reports them
 
 
 @dataclass(frozen=True)

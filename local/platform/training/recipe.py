@@ -41,6 +41,10 @@ ADAPTER_OUTPUT = "lora_adapter"
 MAX_DEFAULT_SEQ_LENGTH = 2048
 
 
+# What ``train``'s log entries carry for the job's progress line only: totals, not metrics of a step.
+PROGRESS_ONLY = ("step", "trained_tokens", "train_seconds")
+
+
 def run_training(spec: TrainingSpec, progress: Progress | None = None) -> TrainingResult:
     """Run the job; ``progress`` gets ``{"phase": ...}`` at each phase (evaluate_before, train, evaluate_after,
     merge, save) and ``{"step", "total_steps", "loss", "learning_rate", "epoch", "tokens_per_second"}`` at every
@@ -122,7 +126,7 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
 
         def on_log(entry: dict[str, float]) -> None:
             step = int(entry["step"])
-            tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=step)
+            tracker.log_metrics({k: v for k, v in entry.items() if k not in PROGRESS_ONLY}, step=step)
             report({**entry, "step": step, "total_steps": total})
 
         started = {"phase": "train", "total_steps": total, "eval_loss_before": before.loss}
