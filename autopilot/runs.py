@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot.cost_lines import endpoint_cost
+from autopilot.plot import loss_chart
 from autopilot.progressview import DEPLOY_EVERY_S, FollowView, deploying_line, training_line, training_renderable
 from autopilot.settings import NO_SETTINGS, storage_hint
 from autopilot.sparkline import curve_lines
@@ -180,6 +181,10 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()) if isinstance(v, int | float))
         lines.append(f"  metrics: {shown}")
     lines.extend(curve_lines(r.history))
+    if r.trained_tokens is not None:
+        lines.append(f"  trained tokens: {r.trained_tokens:,}")
+    if r.loss_curve:
+        lines.append(f"  loss curve PNG: {r.loss_curve}  (in the terminal: autopilot status {r.run_id} --plot)")
     if r.model_version:
         lines.append(f"  model: {r.model_name}:{r.model_version}")
     if awaiting(r) == "approval":
@@ -279,6 +284,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from shared import runtime
     from shared.status import status_document
 
+    if args.plot and not args.run:
+        print("--plot draws one run's loss curves: autopilot status RUN --plot", file=sys.stderr)
+        return USAGE
     store = runtime.run_store()
     try:
         if args.run:
@@ -311,6 +319,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if record is None:
         print(f"no run matches {args.run!r}", file=sys.stderr)
         return 1
+    if args.plot:
+        return _plot(record)
     if not args.follow:
         if args.json:
             document = status_document(record)
@@ -322,6 +332,29 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("\n".join(_detail_lines(record, _progress(record))))
         return 0
     return follow(record.run_id, as_json=args.json)
+
+
+def _plot(record: RunRecord) -> int:
+    """The run's loss curves in characters and where its PNG is (the job's live history while it trains)."""
+    history, curve = list(record.history), record.loss_curve
+    if record.job_name and (not history or curve is None):
+        from shared import runtime
+
+        try:
+            job = runtime.platform().get_job(record.job_name)
+            history, curve = history or list(job.history), curve or job.loss_curve
+        except Exception as exc:  # the ledger's copy is shown; the platform may have deleted the job
+            print(f"  (the job's own copy not read: {type(exc).__name__})", file=sys.stderr)
+    chart = loss_chart(history)
+    print(f"run {record.run_id}  ({record.state.value})")
+    if chart:
+        print("\n".join(chart))
+    else:
+        print(
+            "  no loss reported yet" if record.state in (RunState.SUBMITTED, RunState.RUNNING) else "  no loss history"
+        )
+    print(f"loss curve PNG: {curve}" if curve else "loss curve PNG: none (the platform draws none for this job)")
+    return 0
 
 
 def _clock(iso: str) -> str:
@@ -480,4 +513,5 @@ def register(sub: Any) -> None:
     p.add_argument("--state", action="append", help="only runs in this state (repeat or comma-separate)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--follow", action="store_true", help="print changes until the run finishes or deploys")
+    p.add_argument("--plot", action="store_true", help="with RUN: draw its loss curves here and print the PNG's path")
     p.set_defaults(func=cmd_status)

@@ -58,6 +58,7 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         "metrics": record.metrics,
         "history": record.history,
         "trained_tokens": record.trained_tokens,
+        "loss_curve": record.loss_curve,
         "estimated_finish": estimate.isoformat() if estimate else None,
         "smoke_test": record.smoke_test.to_json() if record.smoke_test else None,
         "effective_params": params_to_json(record.effective_params) if record.effective_params else None,

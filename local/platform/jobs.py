@@ -21,7 +21,7 @@ from local.platform.jobscheduler import JobScheduler
 from local.platform.jobspec import OUTPUT_DIR, JobSpec, read_spec, write_spec
 from local.platform.jobstatus import JobStatusRecord, ended, read_status, write_status
 from local.platform.mlflow_runs import end_run
-from local.platform.training.spec import HISTORY_FILE
+from local.platform.training.spec import HISTORY_FILE, LOSS_CURVE_FILE
 from local.platform.workspace import Workspace, safe_name
 from shared.exceptions import NotFoundError, PlatformError
 from shared.naming import TAG_RUN_ID, is_managed
@@ -148,6 +148,7 @@ class Jobs:
             progress=progress,
             history=_history(read_json(directory / OUTPUT_DIR / HISTORY_FILE)),
             training=training_progress(status.progress_detail, status.updated_at),
+            loss_curve=str(curve) if (curve := directory / OUTPUT_DIR / LOSS_CURVE_FILE).is_file() else None,
         )
 
     def list(self, limit: int) -> list[JobInfo]:

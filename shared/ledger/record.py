@@ -71,6 +71,7 @@ class RunRecord:
     # so far (shared/progress.py; the status shows it while the job runs).
     trained_tokens: int | None = None
     estimated_finish: datetime | None = None
+    loss_curve: str | None = None  # the platform's picture of the loss curve (a PNG on the local platform)
     smoke_test: SmokeTest | None = None
     timeline: dict[str, str] = field(default_factory=dict)  # state -> ISO time first entered
     errors: list[FieldIssue] = field(default_factory=list)  # what the last failure was about, by field

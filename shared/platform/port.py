@@ -148,6 +148,7 @@ class JobInfo:
     # the platform reports one; empty otherwise.
     history: list[dict[str, float]] = field(default_factory=list)
     training: TrainingProgress | None = None  # steps, tokens and timing, where the platform reports them
+    loss_curve: str | None = None  # a picture of the loss curve (a local PNG), where the platform draws one
 
 
 @dataclass(frozen=True)

@@ -74,11 +74,16 @@ def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, j
         if job.status == JobStatus.CANCELED:
             return Outcome(RunState.CANCELED, failure("the job was canceled", "JobCanceled"))
         # Completed: record metrics and the loss history (the event carries none; ask the platform).
-        metrics, history, trained = dict(job.metrics), list(job.history), job.training
+        metrics, history, trained, curve = dict(job.metrics), list(job.history), job.training, job.loss_curve
         if not metrics:
             try:
                 found = platform.get_job(job.name)
-                metrics, history, trained = dict(found.metrics), list(found.history), found.training
+                metrics, history, trained, curve = (
+                    dict(found.metrics),
+                    list(found.history),
+                    found.training,
+                    found.loss_curve,
+                )
             except NotFoundError:
                 metrics = {}
         tokens = trained.trained_tokens if trained is not None else None
@@ -91,6 +96,7 @@ def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, j
             x.history = history or x.history
             x.trained_tokens = tokens if tokens is not None else x.trained_tokens
             x.estimated_finish = None  # as OpenAI's job: no estimate once it is not running
+            x.loss_curve = curve or x.loss_curve
 
         return Outcome(RunState.COMPLETED, completed)
 

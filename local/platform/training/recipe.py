@@ -28,7 +28,14 @@ from local.platform.training.attention import use_packed_attention
 from local.platform.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split
 from local.platform.training.loop import Checkpointing, LoopStats, best_checkpoint, evaluate, total_steps, train
 from local.platform.training.lora import merged_in_fp32, with_lora
-from local.platform.training.spec import HISTORY_FILE, TrainingError, TrainingResult, TrainingSpec, short_history
+from local.platform.training.spec import (
+    HISTORY_FILE,
+    LOSS_CURVE_FILE,
+    TrainingError,
+    TrainingResult,
+    TrainingSpec,
+    short_history,
+)
 from local.platform.training.tracking import Tracker, plot_loss_curve
 from shared.config.params import ComponentParams
 
@@ -193,7 +200,7 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         # 7 and 8. Merge the adapters into the weights (unless told not to) and save an MLflow model.
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         curve = plot_loss_curve(
-            stats.history, stats.validation, before.loss, after.loss, spec.output_dir / "loss_curve.png"
+            stats.history, stats.validation, before.loss, after.loss, spec.output_dir / LOSS_CURVE_FILE
         )
         tracker.log_artifact(curve)
         write_short_history(spec, stats)

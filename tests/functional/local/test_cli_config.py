@@ -183,3 +183,26 @@ def test_status_shows_the_loss_curve_as_a_sparkline(use_runtime: Any, capsys: py
     assert any(line.strip().startswith("validation loss: ▄  2.900 -> 2.900") for line in lines)
     assert main(["status", "curve-1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["history"] == curve
+
+
+def test_status_plot_draws_the_curves_and_names_the_png(
+    use_runtime: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store, _, _ = make_store()
+    use_runtime(store=store)
+    store.create("plot-1", config_blob="p.yaml", config_name="p", content=b"x", config_etag=None, platform="fake")
+    png = tmp_path / "loss_curve.png"
+    history = [{"step": float(s), "loss": 3.0 - s / 10} for s in range(1, 11)]
+
+    def trained(r: Any) -> None:
+        r.history, r.loss_curve, r.trained_tokens = history, str(png), 12345
+
+    store.update("plot-1", trained)
+    assert main(["status", "plot-1", "--plot"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "run plot-1  (received)"
+    assert out[1].startswith("2.900 ┤•") and out[-1] == f"loss curve PNG: {png}"
+    assert main(["status", "plot-1"]) == 0
+    detail = capsys.readouterr().out
+    assert "trained tokens: 12,345" in detail and f"loss curve PNG: {png}" in detail
+    assert main(["status", "--plot"]) == 2  # which run's?
