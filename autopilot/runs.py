@@ -171,7 +171,30 @@ def _summary_row(r: RunRecord) -> str:
     return f"{r.run_id:<40} {r.state.value:<14} {r.updated_at:%Y-%m-%d %H:%M:%S} {model:<40} {endpoint}"
 
 
-def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
+def _aliases(record: RunRecord) -> dict[str, str] | None:
+    """The registry aliases of the run's model line (``champion``, ``challenger``: shared/services/aliases.py),
+    or None when the platform cannot be asked."""
+    if not record.model_name:
+        return None
+    from shared import runtime
+
+    try:
+        return runtime.platform().model_aliases(record.model_name)
+    except Exception:  # the status shows the rest; aliases are a pointer, not the run's state
+        return None
+
+
+def alias_words(aliases: dict[str, str] | None, version: str | None) -> str:
+    """``  [champion]`` for this version, with where the others point: ``  [challenger; champion is 3]``."""
+    if not aliases or version is None:
+        return ""
+    mine = [alias for alias, v in sorted(aliases.items()) if v == version]
+    others = [f"{alias} is {v}" for alias, v in sorted(aliases.items()) if v != version]
+    words = "; ".join([", ".join(mine)] * bool(mine) + others)
+    return f"  [{words}]" if words else ""
+
+
+def _detail_lines(r: RunRecord, progress: str | None, aliases: dict[str, str] | None = None) -> list[str]:
     lines = [f"run {r.run_id}  ({r.config_blob})", f"  state: {r.state.value}"]
     for state, at in r.timeline.items():
         lines.append(f"    {state:<14} {at}")
@@ -186,7 +209,7 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
     if r.loss_curve:
         lines.append(f"  loss curve PNG: {r.loss_curve}  (in the terminal: autopilot status {r.run_id} --plot)")
     if r.model_version:
-        lines.append(f"  model: {r.model_name}:{r.model_version}")
+        lines.append(f"  model: {r.model_name}:{r.model_version}{alias_words(aliases, r.model_version)}")
     if awaiting(r) == "approval":
         lines.append(f"  awaiting approval: autopilot approve {r.run_id}  |  autopilot reject {r.run_id} --reason ...")
     if r.approval:
@@ -327,9 +350,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             cost = _endpoint_cost(record)[1]
             if cost is not None:
                 document["endpoint_cost"] = cost
+            aliases = _aliases(record)
+            if aliases is not None:
+                document["model_aliases"] = aliases
             print(json.dumps(document, indent=2, default=str))
         else:
-            print("\n".join(_detail_lines(record, _progress(record))))
+            print("\n".join(_detail_lines(record, _progress(record), _aliases(record))))
         return 0
     return follow(record.run_id, as_json=args.json)
 

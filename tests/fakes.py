@@ -250,6 +250,7 @@ class FakePlatform:
         self.gpus = {"standard_nc24ads_a100_v4": 1, "standard_nc24rs_v3": 4}
         self.jobs: dict[str, FakeJob] = {}
         self.registered: dict[tuple[str, str], ModelRef] = {}
+        self.aliases: dict[str, dict[str, str]] = {}  # model name -> alias -> version
         self.endpoints: dict[str, FakeEndpoint] = {}
         self.deleted_endpoints: list[str] = []
         self.activity_calls = 0  # endpoints_activity calls: the cleanup asks for many endpoints at once
@@ -366,6 +367,19 @@ class FakePlatform:
     def list_models(self, limit: int = 500) -> list[ModelRef]:
         self._maybe_fail("list_models")
         return [ref for ref in self.registered.values() if is_managed(ref.tags)][:limit]
+
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        self._maybe_fail("set_model_alias")
+        if not is_managed(self.get_model(name, version).tags):
+            raise NotManagedError(f"model {name}:{version} is not managed by the app")
+        self.aliases.setdefault(name, {})[alias] = version
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        self._maybe_fail("delete_model_alias")
+        self.aliases.get(name, {}).pop(alias, None)
+
+    def model_aliases(self, name: str) -> dict[str, str]:
+        return dict(self.aliases.get(name, {}))
 
     # -- endpoints
     def begin_deploy(self, request: DeployRequest) -> None:

@@ -299,6 +299,16 @@ class MLPlatform(Protocol):
     def list_models(self, limit: int = 500) -> list[ModelRef]:
         """Model versions carrying the app's tags, at most ``limit``."""
 
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` (``champion``, ``challenger``) of model ``name`` at ``version``, moving it off any other
+        version (idempotent); only on a version the app registered (``NotManagedError`` otherwise)."""
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` from model ``name`` (nothing to do when no version has it)."""
+
+    def model_aliases(self, name: str) -> dict[str, str]:
+        """Model ``name``'s aliases: alias -> version (empty for a model not registered)."""
+
     def begin_deploy(self, request: DeployRequest) -> None:
         """Start creating endpoint + deployment (idempotent); returns without waiting."""
 

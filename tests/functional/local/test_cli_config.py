@@ -16,7 +16,7 @@ from autopilot.runs import follow
 from shared.exceptions import FieldIssue
 from shared.states import RunState
 from tests.configs import config_bytes
-from tests.fakes import FakeClock, make_store
+from tests.fakes import FakeClock, FakePlatform, make_store
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -206,3 +206,17 @@ def test_status_plot_draws_the_curves_and_names_the_png(
     detail = capsys.readouterr().out
     assert "trained tokens: 12,345" in detail and f"loss curve PNG: {png}" in detail
     assert main(["status", "--plot"]) == 2  # which run's?
+
+
+def test_status_shows_the_model_lines_aliases(use_runtime: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = FakeClock()
+    store, _, _ = make_store(clock)
+    platform = FakePlatform(clock)
+    use_runtime(store=store, platform=platform)
+    store.create("alias-1", config_blob="a.yaml", config_name="a", content=b"x", config_etag=None, platform="fake")
+    store.update("alias-1", lambda r: (setattr(r, "model_name", "line"), setattr(r, "model_version", "2")))
+    platform.aliases["line"] = {"champion": "1", "challenger": "2"}
+    assert main(["status", "alias-1"]) == 0
+    assert "  model: line:2  [challenger; champion is 1]" in capsys.readouterr().out.splitlines()
+    assert main(["status", "alias-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_aliases"] == {"champion": "1", "challenger": "2"}
