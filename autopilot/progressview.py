@@ -118,11 +118,12 @@ class FollowView:
         self._key = key
 
     def end_status(self) -> None:
-        """Leave the last live line where it is; the next lines print below it."""
+        """Leave the last live line where it is; the next lines print below it. (Off a terminal a position
+        already printed is not printed again after a state line.)"""
         if self._live is not None:
             self._live.stop()
             self._live = None
-        self._key = None
+            self._key = None
 
     def flush(self) -> None:
         self.out.flush()

@@ -70,3 +70,13 @@ def test_off_a_terminal_a_position_is_printed_once_per_key() -> None:
     view.status(("step", 13), "step 13, ETA 6m05s")
     view.line("07:01:00  run-1: completed")
     assert out.getvalue().splitlines() == ["step 12, ETA 6m14s", "step 13, ETA 6m05s", "07:01:00  run-1: completed"]
+
+
+def test_off_a_terminal_a_state_line_does_not_repeat_the_position() -> None:
+    out = io.StringIO()
+    view = FollowView(out)
+    view.status(("phase", "starting"), "starting")
+    view.end_status()
+    view.line("run-1: running")
+    view.status(("phase", "starting"), "starting")
+    assert out.getvalue().splitlines() == ["starting", "run-1: running"]
