@@ -83,13 +83,10 @@ def pictures(settings: Any, record: Any) -> list[str]:
 
     lines = []
     if record is not None and record.loss_curve:
-        lines.append(
-            f"         loss curve: {record.loss_curve}  (in the terminal: autopilot status {record.run_id} --plot)"
-        )
+        lines.append(f"         loss curve: {record.loss_curve}")
+        lines.append(f"         in the terminal: autopilot status {record.run_id} --plot")
     store = Workspace(settings.workdir).tracking_uri
-    lines.append(
-        f"         runs, metrics and artifacts in MLflow: {mlflow_ui_command(store)}  (then http://127.0.0.1:5000)"
-    )
+    lines.append(f"         runs, metrics and artifacts: {mlflow_ui_command(store)}  (then http://127.0.0.1:5000)")
     return lines
 
 

@@ -84,6 +84,15 @@ def deploying_line(entered: datetime | None, now: datetime, state: str | None, d
     return f"deploying{since}; {where}: {state or 'not reported yet'}"
 
 
+def deploying_position(
+    entered: datetime | None, now: datetime, state: str | None, deployment: str | None
+) -> tuple[Hashable, str]:
+    """The deploy's line and its key: a new key on every change of state and every ``DEPLOY_EVERY_S`` seconds,
+    so off a terminal a line comes at least that often while nothing else changes."""
+    elapsed = (now - entered).total_seconds() if entered is not None else 0.0
+    return (state, int(elapsed // DEPLOY_EVERY_S)), deploying_line(entered, now, state, deployment)
+
+
 class FollowView:
     """Lines for what happened, and one live line for where the run is: redrawn in place on a terminal,
     printed when it changes elsewhere."""
@@ -96,7 +105,7 @@ class FollowView:
 
     def line(self, text: str) -> None:
         if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False)
+            self._live.console.print(text, markup=False, highlight=False)  # a job's words may hold brackets
         else:
             print(text, file=self.out)
 
@@ -110,11 +119,13 @@ class FollowView:
             return
         from rich.console import Console
         from rich.live import Live
+        from rich.text import Text
 
         if self._live is None:
             self._live = Live(console=Console(file=self.out), transient=False, auto_refresh=False)
             self._live.start()
-        self._live.update(renderable if renderable is not None else text, refresh=True)
+        # Text, not markup: a job's own words may hold brackets.
+        self._live.update(renderable if renderable is not None else Text(text), refresh=True)
         self._key = key
 
     def end_status(self) -> None:

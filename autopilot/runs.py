@@ -13,7 +13,7 @@ from typing import Any
 
 from autopilot.cost_lines import endpoint_cost
 from autopilot.plot import loss_chart
-from autopilot.progressview import DEPLOY_EVERY_S, FollowView, deploying_line, training_line, training_renderable
+from autopilot.progressview import FollowView, deploying_position, training_line, training_renderable
 from autopilot.settings import NO_SETTINGS, storage_hint
 from autopilot.sparkline import curve_lines
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
@@ -430,11 +430,8 @@ def _show_position(view: FollowView, record: RunRecord, deployment: _Deployment)
     if record.state == RunState.DEPLOYING:
         entered = record.timeline.get(RunState.DEPLOYING.value)
         since = datetime.fromisoformat(entered) if entered else None
-        state = deployment.look(record)
-        line = deploying_line(since, now, state, record.deployment_name)
-        elapsed = (now - since).total_seconds() if since else 0.0
-        # A line on every change of state and at least every DEPLOY_EVERY_S seconds where nothing is redrawn.
-        view.status((state, int(elapsed // DEPLOY_EVERY_S)), f"{clock}    {line}")
+        key, line = deploying_position(since, now, deployment.look(record), record.deployment_name)
+        view.status(key, f"{clock}    {line}")
         return
     job = _job(record)
     if job is None:

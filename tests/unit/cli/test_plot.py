@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 from autopilot.plot import loss_chart, mlflow_ui_command
 
 FALLING = [{"step": float(s), "loss": 3.0 - s / 10} for s in range(1, 11)]
@@ -38,3 +41,15 @@ def test_nothing_to_draw_without_a_loss() -> None:
 def test_the_mlflow_ui_command_names_the_store_without_its_connection_options() -> None:
     uri = "sqlite:////home/me/.autopilot/platform/mlflow.db?timeout=30"
     assert mlflow_ui_command(uri) == "mlflow ui --backend-store-uri sqlite:////home/me/.autopilot/platform/mlflow.db"
+
+
+def test_the_demo_ends_with_the_png_the_plot_command_and_the_mlflow_ui_command(tmp_path: Path) -> None:
+    from autopilot.demo import pictures
+
+    settings = SimpleNamespace(workdir=tmp_path)
+    record = SimpleNamespace(run_id="demo-1", loss_curve="/x/loss_curve.png")
+    lines = [line.strip() for line in pictures(settings, record)]
+    assert lines[0] == "loss curve: /x/loss_curve.png"
+    assert lines[1] == "in the terminal: autopilot status demo-1 --plot"
+    assert lines[2].startswith(f"runs, metrics and artifacts: mlflow ui --backend-store-uri sqlite:///{tmp_path}")
+    assert "?" not in lines[2]

@@ -10,6 +10,7 @@ from rich.console import Console
 from autopilot.progressview import (
     FollowView,
     deploying_line,
+    deploying_position,
     eta_text,
     text_bar,
     training_line,
@@ -80,3 +81,28 @@ def test_off_a_terminal_a_state_line_does_not_repeat_the_position() -> None:
     view.line("run-1: running")
     view.status(("phase", "starting"), "starting")
     assert out.getvalue().splitlines() == ["starting", "run-1: running"]
+
+
+def test_a_deploy_that_waits_gets_a_line_at_least_every_30_seconds_and_on_each_change() -> None:
+    out = io.StringIO()
+    view = FollowView(out)
+    for seconds, state in ((2, "Creating"), (20, "Creating"), (29, "Creating"), (31, "Creating"), (40, "Updating")):
+        key, line = deploying_position(AT, AT + timedelta(seconds=seconds), state, "d-1")
+        view.status(key, line)
+    assert out.getvalue().splitlines() == [
+        "deploying for 2s; deployment d-1: Creating",
+        "deploying for 31s; deployment d-1: Creating",
+        "deploying for 40s; deployment d-1: Updating",
+    ]
+
+
+def test_on_a_terminal_a_jobs_words_are_shown_as_written_not_as_markup() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    view = FollowView(out)
+    view.status(("phase", 1), "queued: [position 2] at most 1 job(s) run at once")
+    view.end_status()
+    assert "[position 2]" in out.getvalue()
