@@ -1,7 +1,9 @@
 """Moving runs through the state machine: ledger write with ETag retry, then the status blob mirror.
 
 This is the only place that changes a run's state, so the state machine is enforced once: an illegal or
-backward move is a logged no-op, a concurrent writer makes us re-read and re-decide.
+backward move is a logged no-op, a concurrent writer makes us re-read and re-decide. The notifications a state
+change owes are recorded in that same write (``owe``, shared/notify.py), so a state is never entered without
+them and never owes them twice; they are sent later, by the delivery worker, never here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
+from shared import telemetry
 from shared.exceptions import AlreadyExistsError, ConcurrencyError
 from shared.ledger.port import Ledger
 from shared.ledger.record import RunRecord
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Mutation = Callable[[RunRecord], None]
+# Records in a run entering a state what it owes (its outbox); True when it added something.
+Owe = Callable[[RunRecord], bool]
 MAX_CONFLICT_RETRIES = 20
 
 
@@ -44,12 +49,15 @@ class RunStore:
         status: StatusStore,
         clock: Clock = utc_now,
         observers: Sequence[Callable[[RunRecord], None]] = (),
+        owe: Owe | None = None,
     ) -> None:
         self.ledger = ledger
         self.status = status
         self.clock = clock
-        # Told of every state a run enters, after the ledger write (e.g. the webhook notifier); best effort.
+        # Told of every state a run enters, after the ledger write; best effort, and never to send anything.
         self.observers = tuple(observers)
+        # Records the notifications a state change owes, inside its write (shared/notify.py ``owe``).
+        self.owe = owe
 
     def get(self, run_id: str) -> RunRecord | None:
         return self.ledger.get(run_id)
@@ -88,6 +96,8 @@ class RunStore:
             assert existing is not None
             return existing, False
         self._mirror(stored)
+        with telemetry.run_scope(stored, span="autopilot.state_change"):
+            telemetry.state_changed(stored, None)
         return stored, True
 
     def advance(self, run: RunRecord | str, target: RunState, mutate: Mutation | None = None) -> RunRecord | None:
@@ -123,12 +133,17 @@ class RunStore:
                     )
                     return None
             now = self.clock()
+            before = record.state.value
             if mutate is not None:
                 mutate(record)
             if target is not None:
                 record.state = target
                 record.timeline.setdefault(target.value, now.isoformat())
             record.updated_at = now
+            if target is not None and self.owe is not None and self.owe(record):
+                # Indexed before the write, so the delivery worker finds every run that owes something.
+                self.ledger.mark_owing(run_id, now)
+            record.revision += 1
             try:
                 stored = self.ledger.replace(record)
             except ConcurrencyError:
@@ -143,8 +158,11 @@ class RunStore:
                 stored = current
             self._mirror(stored)
             if target is not None:
-                log.info("run %s: state %s", run_id, target.value, extra={"run_id": run_id, "state": target.value})
-                self._tell(stored)
+                # In the run's scope: the line, the span event and what observers log carry its names.
+                with telemetry.run_scope(stored, span="autopilot.state_change"):
+                    telemetry.state_changed(stored, before)
+                    log.info("run %s: state %s", run_id, target.value, extra={"run_id": run_id, "state": target.value})
+                    self._tell(stored)
             return stored
         raise ConcurrencyError(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} conflicting writes")
 

@@ -14,11 +14,15 @@ import importlib
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from shared.ledger.outbox import EVENT_GRID
 from shared.platform.port import MLPlatform
 from shared.runs import RunStore
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.notify import Send
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +42,21 @@ def build_platform(settings: Settings) -> MLPlatform:
 
 def build_store(settings: Settings) -> RunStore:
     from shared.ledger.table import TableLedger
-    from shared.notify import WebhookNotifier
-    from shared.notify_eventgrid import DEFAULT_SOURCE, EventGridNotifier, SdkPublisher, allowed_topics
+    from shared.notify import owe
     from shared.status import BlobStatusStore
+
+    return RunStore(
+        TableLedger(settings.storage(), settings.ledger_table),
+        BlobStatusStore(settings.storage(), settings.status_container),
+        owe=owe,  # state changes record what they owe; the delivery worker sends it (build_senders)
+    )
+
+
+def build_senders(settings: Settings) -> dict[str, Send]:
+    """The delivery worker's senders by destination kind: the webhooks, signed with the settings' secret and
+    held to the address rules, and the Event Grid topics the settings allow."""
+    from shared.notify import WebhookSender
+    from shared.notify_eventgrid import DEFAULT_SOURCE, EventGridSender, SdkPublisher, allowed_topics
 
     def identity() -> Any:
         # The Function App's identity, as the Azure ML adapter uses it (developer logins only when allowed).
@@ -51,24 +67,28 @@ def build_store(settings: Settings) -> RunStore:
     topics = allowed_topics(settings.event_grid_topics)
     # Settings allow a key only beside exactly one topic: the key is that topic's.
     publisher = SdkPublisher(settings.event_grid_topic_key, identity, key_topic=next(iter(topics), ""))
-    return RunStore(
-        TableLedger(settings.storage(), settings.ledger_table),
-        BlobStatusStore(settings.storage(), settings.status_container),
-        observers=[
-            WebhookNotifier(settings.notify_signing_key),
-            EventGridNotifier(publisher, topics, source=f"{DEFAULT_SOURCE}/{settings.config_container}"),
-        ],
-    )
+    return {
+        "webhook": WebhookSender(settings.notify_signing_key, settings.notify_allow_private_addresses),
+        EVENT_GRID: EventGridSender(publisher, topics, source=f"{DEFAULT_SOURCE}/{settings.config_container}"),
+    }
 
 
 class Runtime:
     """The collaborators of one process. The store and the platform are built on first use: a timer that
     only reads the ledger never pays for an ML SDK, and a bad platform setting fails where it is needed."""
 
-    def __init__(self, settings: Settings, *, store: RunStore | None = None, platform: MLPlatform | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: RunStore | None = None,
+        platform: MLPlatform | None = None,
+        senders: dict[str, Send] | None = None,
+    ):
         self.settings = settings
         self._store = store
         self._platform = platform
+        self._senders = senders
         self._lock = threading.Lock()
 
     @property
@@ -86,6 +106,13 @@ class Runtime:
             return self._platform
 
     @property
+    def senders(self) -> dict[str, Send]:
+        with self._lock:
+            if self._senders is None:
+                self._senders = build_senders(self.settings)
+            return self._senders
+
+    @property
     def deploy_timeout(self) -> timedelta:
         return timedelta(minutes=self.settings.deploy_timeout_minutes)
 
@@ -99,10 +126,17 @@ class Runtime:
 
 
 def bootstrap(
-    settings: Settings | None = None, *, store: RunStore | None = None, platform: MLPlatform | None = None
+    settings: Settings | None = None,
+    *,
+    store: RunStore | None = None,
+    platform: MLPlatform | None = None,
+    senders: dict[str, Send] | None = None,
 ) -> Runtime:
-    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform`` when given."""
-    return Runtime(settings if settings is not None else Settings.from_env(), store=store, platform=platform)
+    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform``/``senders`` when
+    given."""
+    return Runtime(
+        settings if settings is not None else Settings.from_env(), store=store, platform=platform, senders=senders
+    )
 
 
 _current: Runtime | None = None
@@ -150,6 +184,10 @@ def run_store() -> RunStore:
 
 def platform() -> MLPlatform:
     return current().platform
+
+
+def senders() -> dict[str, Send]:
+    return current().senders
 
 
 def deploy_timeout() -> timedelta:

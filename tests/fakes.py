@@ -27,7 +27,7 @@ from shared.exceptions import (
     TransientPlatformError,
 )
 from shared.ledger.limits import checked_json
-from shared.ledger.port import ActiveEntry
+from shared.ledger.port import ActiveEntry, OwingEntry
 from shared.ledger.record import NESTED_FIELDS, RunRecord
 from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import (
@@ -78,6 +78,7 @@ class InMemoryLedger:
     def __init__(self) -> None:
         self._rows: dict[str, tuple[str, dict[str, Any]]] = {}
         self._active: dict[str, ActiveEntry] = {}
+        self._owing: dict[str, OwingEntry] = {}
         self._etags = itertools.count(1)
         self.concurrent_writes = 0
         self.calls: Counter[str] = Counter()
@@ -181,16 +182,49 @@ class InMemoryLedger:
 
         return sorted(self._rows, key=newest_first)[skip : skip + limit]
 
+    def owing(self) -> builtins.list[OwingEntry]:
+        self.calls["owing"] += 1
+        return list(self._owing.values())
+
+    def mark_owing(self, run_id: str, at: datetime) -> None:
+        self.calls["mark_owing"] += 1
+        self._owing[run_id] = OwingEntry(run_id, at, etag=self._etag())
+
+    def drop_owing(self, entry: OwingEntry) -> bool:
+        current = self._owing.get(entry.run_id)
+        if current is None:
+            return True
+        if current.etag != entry.etag:
+            return False
+        del self._owing[entry.run_id]
+        return True
+
 
 class InMemoryStatusStore:
+    """``StatusStore`` in memory: each write bumps the blob's version, as a blob's ETag changes."""
+
     def __init__(self) -> None:
         self.blobs: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, int] = {}
 
     def write(self, blob_name: str, document: dict[str, Any]) -> None:
         self.blobs[blob_name] = copy.deepcopy(document)
+        self.versions[blob_name] = self.versions.get(blob_name, 0) + 1
 
     def read(self, blob_name: str) -> dict[str, Any] | None:
         return self.blobs.get(blob_name)
+
+    def read_versioned(self, blob_name: str) -> tuple[dict[str, Any] | None, str | None]:
+        if blob_name not in self.blobs:
+            return None, None
+        return copy.deepcopy(self.blobs[blob_name]), str(self.versions[blob_name])
+
+    def write_if(self, blob_name: str, document: dict[str, Any], version: str | None) -> bool:
+        current = str(self.versions[blob_name]) if blob_name in self.blobs else None
+        if current != version:
+            return False
+        self.write(blob_name, document)
+        return True
 
 
 PHI3_TAGS = {
@@ -321,6 +355,9 @@ class FakePlatform:
         else:
             self.jobs[request.name] = FakeJob(request)
         return self.get_job(request.name)
+
+    def links(self, job_name: str | None, endpoint_name: str | None) -> dict[str, str]:
+        return {}
 
     def get_job(self, name: str) -> JobInfo:
         job = self.jobs.get(name)
@@ -480,10 +517,10 @@ class FakePlatform:
     def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
         self._maybe_fail("begin_delete_deployment")
         ep = self.endpoints.get(endpoint_name)
+        if ep is not None and not is_managed(ep.tags):  # before "missing is success", as the adapters check
+            raise NotManagedError(f"endpoint {endpoint_name} is not managed by the app")
         if ep is None or deployment_name not in ep.deployments:
             return
-        if not is_managed(ep.tags):
-            raise NotManagedError(f"endpoint {endpoint_name} is not managed by the app")
         if ep.traffic.get(deployment_name, 0) > 0:
             raise PlatformError(f"deployment {deployment_name} carries traffic", code="DeploymentHasTraffic")
         del ep.deployments[deployment_name]
@@ -522,10 +559,12 @@ class FakePlatform:
 
 
 def make_store(
-    clock: FakeClock | None = None, observers: Sequence[Callable[[RunRecord], None]] = ()
+    clock: FakeClock | None = None,
+    observers: Sequence[Callable[[RunRecord], None]] = (),
+    owe: Callable[[RunRecord], bool] | None = None,
 ) -> tuple[RunStore, InMemoryLedger, InMemoryStatusStore]:
     ledger, status = InMemoryLedger(), InMemoryStatusStore()
-    return RunStore(ledger, status, clock or FakeClock(), observers), ledger, status
+    return RunStore(ledger, status, clock or FakeClock(), observers, owe=owe), ledger, status
 
 
 def transient(message: str = "throttled") -> TransientPlatformError:

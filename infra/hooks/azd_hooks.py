@@ -9,10 +9,10 @@
 - ``postdeploy``: the Event Grid subscriptions. They need the Function App's system keys (``eventgrid_extension``,
   ``blobs_extension``), which exist only once the deployed code has started, hence after deploy, and a
   ``listKeys`` call fails (ServiceUnavailable) while a new host starts (Azure/azure-cli#11176): both a failure
-  and a missing key are retried with backoff. The two workspace subscriptions are exactly
-  ``shared.subscriptions.SUBSCRIPTIONS``; the third sends the config container's ``BlobCreated`` events to the
-  blob trigger (Event Grid source, the only one Flex Consumption has). ``az rest`` returns as soon as ARM accepts
-  a PUT (Azure/azure-cli#14223), so each subscription is read back until its ``provisioningState`` is
+  and a missing key are retried with backoff. The workspace's subscriptions are exactly
+  ``shared.subscriptions.SUBSCRIPTIONS`` (three today); one more sends the config container's ``BlobCreated``
+  events to the blob trigger (Event Grid source, the only one Flex Consumption has). ``az rest`` returns as soon
+  as ARM accepts a PUT (Azure/azure-cli#14223), so each subscription is read back until its ``provisioningState`` is
   ``Succeeded``; ``Failed`` means Event Grid's webhook validation handshake did not pass, and the hook fails.
 - ``predown``: first what keeps billing once the app is gone. The app is stopped (it starts nothing more), then
   the app's online endpoints (tag ``autopilot_managed=true``) and its queued or running jobs in the workspace are

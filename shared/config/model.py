@@ -268,7 +268,7 @@ class DeploymentSection(Strict):
         default=0.05,
         ge=0,
         le=1,
-        description="The canary fails when its error rate (5xx answers / requests) exceeds the previous "
+        description="The canary fails when its error rate (5xx or 424 answers / requests) exceeds the previous "
         "deployment's by more than this (0.05 = 5 points).",
     )
     grace_minutes: float = Field(

@@ -218,9 +218,23 @@ class DeploymentSummary:
     traffic: int  # percent
 
 
+# Azure ML's managed endpoints answer 424 ("Model Error") when the model container answered anything but 200,
+# which is how a crashing scoring script reaches the client; 5xx are the endpoint's own failures. Both count
+# against a deployment (https://learn.microsoft.com/azure/machine-learning/how-to-troubleshoot-online-endpoints,
+# "HTTP status codes"). A 424 can also wrap the container's 4xx for a bad request: counted too, so a canary
+# errs on the side of failing.
+MODEL_ERROR_STATUS = 424
+
+
+def counts_as_deployment_error(status: int | str) -> bool:
+    """Whether a scoring answer's HTTP status is an error of the deployment (5xx, or Azure's 424)."""
+    text = str(status).strip()
+    return text.startswith("5") or text == str(MODEL_ERROR_STATUS)
+
+
 @dataclass(frozen=True)
 class DeploymentMetrics:
-    """Scoring requests a deployment answered since a time, and how many were server errors (5xx).
+    """Scoring requests a deployment answered since a time, and how many were its errors (5xx or 424).
 
     ``known`` False: the platform reported nothing for the window, which says nothing either way."""
 
@@ -286,6 +300,10 @@ class MLPlatform(Protocol):
 
     def cancel_job(self, name: str) -> None:
         """Start canceling a job, without waiting; a finished or missing job is success."""
+
+    def links(self, job_name: str | None, endpoint_name: str | None) -> dict[str, str]:
+        """Where a person looks at the job and the endpoint in the platform's own UI (``job``, ``endpoint``:
+        Azure ML studio pages); empty where the platform has none. Built from names, no call."""
 
     def list_jobs(self, limit: int = 500) -> list[JobInfo]:
         """Jobs carrying the app's tags, newest first, at most ``limit``."""

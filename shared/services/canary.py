@@ -8,7 +8,7 @@ The steps, each a guarded step driven by events and the reconcile timer (never a
    (``DeployRequest.join_endpoint``).
 2. ``start_observing`` (reconcile, once the deployment succeeded and passed the smoke test, which reconcile
    sends it after giving it ``canary_percent`` of the traffic): the run is ``canary`` for ``observe_minutes``.
-3. ``observe`` (reconcile): once the window is over, the error rates (5xx / requests) of both deployments
+3. ``observe`` (reconcile): once the window is over, the error rates (5xx or 424 answers / requests) of both deployments
    over the window are compared. Pass: all traffic to the new deployment, the run ``deployed``, the previous
    run marked ``replaced_by`` with ``retire_after`` = now + ``grace_minutes``. Fail: traffic back, the new
    deployment deleted, the run ``deploy_failed`` with the reason; the previous run keeps serving. Rates that
@@ -213,8 +213,8 @@ def verdict(new: DeploymentMetrics | None, old: DeploymentMetrics | None, tolera
     old_rate = old.error_rate if old is not None else 0.0
     if new.error_rate > old_rate + tolerance:
         return (
-            f"canary error rate {new.error_rate:.1%} ({new.errors}/{new.requests} answers 5xx) is above the previous "
-            f"deployment's {old_rate:.1%} by more than {tolerance:.1%} (deployment.max_error_rate_increase)"
+            f"canary error rate {new.error_rate:.1%} ({new.errors}/{new.requests} answers 5xx or 424) is above the "
+            f"previous deployment's {old_rate:.1%} by more than {tolerance:.1%} (deployment.max_error_rate_increase)"
         )
     return None
 

