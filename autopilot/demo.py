@@ -76,6 +76,20 @@ def _base_model_answer(settings: Any, conversation: list[dict[str, str]]) -> str
         return f"(not available: {type(exc).__name__})"
 
 
+def pictures(settings: Any, record: Any) -> list[str]:
+    """Where to see the run's training: its loss-curve PNG, the terminal chart, and the MLflow UI on the store."""
+    from autopilot.plot import mlflow_ui_command
+    from local.platform.workspace import Workspace
+
+    lines = []
+    if record is not None and record.loss_curve:
+        lines.append(f"         loss curve: {record.loss_curve}")
+        lines.append(f"         in the terminal: autopilot status {record.run_id} --plot")
+    store = Workspace(settings.workdir).tracking_uri
+    lines.append(f"         runs, metrics and artifacts: {mlflow_ui_command(store)}  (then http://127.0.0.1:5000)")
+    return lines
+
+
 def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     import argparse as _argparse
     import time
@@ -102,7 +116,12 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     if stack.cmd_up(_argparse.Namespace(timeout=120.0)) != 0:
         return 1
 
+    dropped: list[str] = []  # the run, once there is one: the pictures of its training close the demo
+
     def finish(code: int) -> int:
+        if dropped:
+            for line in pictures(settings, runtime.run_store().get(dropped[0])):
+                print(line)
         _say(
             f"demo {'finished' if code == 0 else 'failed'}; total wall time {time.monotonic() - started:.0f} s", started
         )
@@ -133,6 +152,7 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
         print(f"cannot upload the config ({type(exc).__name__})", file=sys.stderr)
         return finish(1)
     run = run_id(settings.config_container, DEMO_CONFIG, content)
+    dropped.append(run)
     _say(f"dropped {settings.config_container}/{DEMO_CONFIG}: run {run}", started)
 
     # 4. Follow it: submitted -> running (steps) -> completed -> registered -> deploying -> deployed.

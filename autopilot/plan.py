@@ -127,6 +127,12 @@ def _rejected(issues: list[FieldIssue], as_json: bool, heading: str = "A submit 
         print(f"{heading} ({len(issues)} reason{'s' if len(issues) != 1 else ''}):", file=sys.stderr)
         for issue in issues:
             print(f"  {issue}", file=sys.stderr)
+        if any("under the data root" in issue.message for issue in issues):
+            print(
+                "  (data paths are relative to AUTOPILOT_DATA_ROOT: set it to the folder that holds them, "
+                "e.g. AUTOPILOT_DATA_ROOT=samples)",
+                file=sys.stderr,
+            )
     return REJECTED
 
 
@@ -190,6 +196,14 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
         )
         if value
     ]
+    for flag, value in (
+        ("--component", args.component),
+        ("--model-tags", args.model_tags),
+        ("--model-spec", args.model_spec),
+    ):
+        if value is not None and not value.is_file():
+            # A file named on the command line that is not there is a usage error (2), not a rejection (1).
+            return _error(f"{flag}: no such file: {value}" if not value.exists() else f"{flag}: {value} is not a file")
     if args.model_tags and args.model_spec:
         return _error("give --model-tags or --model-spec, not both (both describe the foundation model)")
     # The offline stand-ins only exist for Azure ML, so giving one picks it unless a platform is named.
@@ -256,10 +270,8 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
     except AutopilotError as exc:
         hint = ""
         if name == "azureml" and not (args.component and (args.model_tags or args.model_spec)):
-            hint = (
-                " (the plan reads Azure with your own login: `az login` or `azd auth login`; to plan without "
-                "Azure access pass --component and --model-spec or --model-tags)"
-            )
+            # The error says how to sign in (shared/identity.py); the plan can also do without Azure.
+            hint = " (to plan without Azure access pass --component and --model-spec or --model-tags)"
         return _error(f"{exc}{hint}")
     try:
         table = PriceTable.load(settings.price_table or None)

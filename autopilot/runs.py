@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from autopilot.cost_lines import endpoint_cost
+from autopilot.plot import loss_chart
+from autopilot.progressview import FollowView, deploying_position, training_line, training_renderable
 from autopilot.settings import NO_SETTINGS, storage_hint
 from autopilot.sparkline import curve_lines
 from shared.config.loader import MAX_CONFIG_BYTES, load_config
@@ -22,6 +25,7 @@ from shared.states import TERMINAL, RunState
 from shared.status import awaiting
 
 FOLLOW_INTERVAL_S = 2.0
+DEPLOY_POLL_S = 10.0  # how often follow asks for the deployment's state (an Azure ML call each time)
 STATUS_PAGE = 20
 # A run that reaches one of these has nothing more to show unless cleanup comes later.
 FOLLOW_DONE = TERMINAL | {RunState.DEPLOYED}
@@ -49,15 +53,40 @@ def read_config_file(path: Path) -> tuple[bytes | None, list[FieldIssue]]:
     return data, []
 
 
+USAGE = 2  # argparse's exit code for a bad command line; a file named on it that cannot be read is one too
+STDIN = "-"
+
+
+def _validate_one(name: str) -> tuple[bytes | None, list[FieldIssue]]:
+    if name != STDIN:
+        return read_config_file(Path(name))
+    data = sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1)
+    try:
+        load_config(data)
+    except ConfigError as exc:
+        return data, exc.issues
+    return data, []
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    _, issues = read_config_file(path)
-    if issues:
+    """Each file valid or its problems, one line each. Exit 0 all valid, 1 one is not, 2 one cannot be read."""
+    code = 0
+    report = []
+    for name in args.files:
+        data, issues = _validate_one(name)
+        shown = "(stdin)" if name == STDIN else name
+        report.append({"file": shown, "valid": not issues, "issues": [dataclasses.asdict(i) for i in issues]})
+        code = max(code, USAGE if data is None else 1 if issues else 0)
+        if args.json:
+            continue
+        if not issues:
+            print(f"{shown}: valid")
+        prefix = f"{shown}: " if len(args.files) > 1 else ""
         for issue in issues:
-            print(f"{issue.path or '(file)'}: {issue.message}")
-        return 1
-    print(f"{path}: valid")
-    return 0
+            print(f"{prefix}{issue.path or '(file)'}: {issue.message}")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return code
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -67,7 +96,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     data, issues = read_config_file(path)
-    if data is None or (issues and not args.force):
+    if data is None:
+        for issue in issues:
+            print(f"{issue.message}", file=sys.stderr)
+        return USAGE
+    if issues and not args.force:
         for issue in issues:
             print(f"{issue.path or '(file)'}: {issue.message}", file=sys.stderr)
         print("not submitted (fix the config, or --force to let the app reject it)", file=sys.stderr)
@@ -77,7 +110,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         check_blob_name(blob_name)
     except Exception as exc:
         print(f"--name: {exc}", file=sys.stderr)
-        return 1
+        return USAGE
     settings = runtime.settings()
     try:
         upload_config(settings.storage(), settings.config_container, blob_name, data)
@@ -138,7 +171,30 @@ def _summary_row(r: RunRecord) -> str:
     return f"{r.run_id:<40} {r.state.value:<14} {r.updated_at:%Y-%m-%d %H:%M:%S} {model:<40} {endpoint}"
 
 
-def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
+def _aliases(record: RunRecord) -> dict[str, str] | None:
+    """The registry aliases of the run's model line (``champion``, ``challenger``: shared/services/aliases.py),
+    or None when the platform cannot be asked."""
+    if not record.model_name:
+        return None
+    from shared import runtime
+
+    try:
+        return runtime.platform().model_aliases(record.model_name)
+    except Exception:  # the status shows the rest; aliases are a pointer, not the run's state
+        return None
+
+
+def alias_words(aliases: dict[str, str] | None, version: str | None) -> str:
+    """``  [champion]`` for this version, with where the others point: ``  [challenger; champion is 3]``."""
+    if not aliases or version is None:
+        return ""
+    mine = [alias for alias, v in sorted(aliases.items()) if v == version]
+    others = [f"{alias} is {v}" for alias, v in sorted(aliases.items()) if v != version]
+    words = "; ".join([", ".join(mine)] * bool(mine) + others)
+    return f"  [{words}]" if words else ""
+
+
+def _detail_lines(r: RunRecord, progress: str | None, aliases: dict[str, str] | None = None) -> list[str]:
     lines = [f"run {r.run_id}  ({r.config_blob})", f"  state: {r.state.value}"]
     for state, at in r.timeline.items():
         lines.append(f"    {state:<14} {at}")
@@ -148,8 +204,12 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()) if isinstance(v, int | float))
         lines.append(f"  metrics: {shown}")
     lines.extend(curve_lines(r.history))
+    if r.trained_tokens is not None:
+        lines.append(f"  trained tokens: {r.trained_tokens:,}")
+    if r.loss_curve:
+        lines.append(f"  loss curve PNG: {r.loss_curve}  (in the terminal: autopilot status {r.run_id} --plot)")
     if r.model_version:
-        lines.append(f"  model: {r.model_name}:{r.model_version}")
+        lines.append(f"  model: {r.model_name}:{r.model_version}{alias_words(aliases, r.model_version)}")
     if awaiting(r) == "approval":
         lines.append(f"  awaiting approval: autopilot approve {r.run_id}  |  autopilot reject {r.run_id} --reason ...")
     if r.approval:
@@ -220,14 +280,13 @@ def rollout_lines(r: RunRecord) -> list[str]:
 
 
 def _progress(record: RunRecord) -> str | None:
-    if record.state not in (RunState.SUBMITTED, RunState.RUNNING) or not record.job_name:
+    """The job's progress for ``status RUN``: the training line with its ETA, else the platform's line."""
+    job = _job(record)
+    if job is None:
         return None
-    from shared import runtime
-
-    try:
-        return runtime.platform().get_job(record.job_name).progress
-    except Exception:
-        return None
+    if job.training is not None and job.training.step > 0 and record.state == RunState.RUNNING:
+        return training_line(job.training, datetime.now(UTC))
+    return job.progress
 
 
 def _age(iso: str | None, now: datetime) -> str:
@@ -268,6 +327,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from shared import runtime
     from shared.status import status_document
 
+    if args.plot and not args.run:
+        print("--plot draws one run's loss curves: autopilot status RUN --plot", file=sys.stderr)
+        return USAGE
     store = runtime.run_store()
     try:
         if args.run:
@@ -300,17 +362,45 @@ def cmd_status(args: argparse.Namespace) -> int:
     if record is None:
         print(f"no run matches {args.run!r}", file=sys.stderr)
         return 1
+    if args.plot:
+        return _plot(record)
     if not args.follow:
         if args.json:
             document = status_document(record)
             cost = _endpoint_cost(record)[1]
             if cost is not None:
                 document["endpoint_cost"] = cost
+            aliases = _aliases(record)
+            if aliases is not None:
+                document["model_aliases"] = aliases
             print(json.dumps(document, indent=2, default=str))
         else:
-            print("\n".join(_detail_lines(record, _progress(record))))
+            print("\n".join(_detail_lines(record, _progress(record), _aliases(record))))
         return 0
     return follow(record.run_id, as_json=args.json)
+
+
+def _plot(record: RunRecord) -> int:
+    """The run's loss curves in characters and where its PNG is (the job's live history while it trains)."""
+    history, curve = list(record.history), record.loss_curve
+    if record.job_name and (not history or curve is None):
+        from shared import runtime
+
+        try:
+            job = runtime.platform().get_job(record.job_name)
+            history, curve = history or list(job.history), curve or job.loss_curve
+        except Exception as exc:  # the ledger's copy is shown; the platform may have deleted the job
+            print(f"  (the job's own copy not read: {type(exc).__name__})", file=sys.stderr)
+    chart = loss_chart(history)
+    print(f"run {record.run_id}  ({record.state.value})")
+    if chart:
+        print("\n".join(chart))
+    else:
+        print(
+            "  no loss reported yet" if record.state in (RunState.SUBMITTED, RunState.RUNNING) else "  no loss history"
+        )
+    print(f"loss curve PNG: {curve}" if curve else "loss curve PNG: none (the platform draws none for this job)")
+    return 0
 
 
 def _clock(iso: str) -> str:
@@ -319,6 +409,59 @@ def _clock(iso: str) -> str:
         return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S")
     except ValueError:
         return time.strftime("%H:%M:%S")
+
+
+def _job(record: RunRecord) -> Any:
+    """The run's job as the platform reports it now, or None (not submitted, or the platform cannot say)."""
+    if record.state not in (RunState.SUBMITTED, RunState.RUNNING) or not record.job_name:
+        return None
+    from shared import runtime
+
+    try:
+        return runtime.platform().get_job(record.job_name)
+    except Exception:
+        return None
+
+
+class _Deployment:
+    """The deployment's provisioning state, asked of the platform at most every ``DEPLOY_POLL_S`` seconds."""
+
+    def __init__(self) -> None:
+        self.state: str | None = None
+        self._asked = -DEPLOY_POLL_S
+
+    def look(self, record: RunRecord) -> str | None:
+        if time.monotonic() - self._asked < DEPLOY_POLL_S or not (record.endpoint_name and record.deployment_name):
+            return self.state
+        from shared import runtime
+
+        self._asked = time.monotonic()
+        try:
+            self.state = runtime.platform().get_deployment(record.endpoint_name, record.deployment_name).state.value
+        except Exception as exc:  # a look only: the next one tries again
+            self.state = f"not read ({type(exc).__name__})"
+        return self.state
+
+
+def _show_position(view: FollowView, record: RunRecord, deployment: _Deployment) -> None:
+    """Where the run is between state changes: the training bar, the job's phase, or the deploy's wait."""
+    now = datetime.now(UTC)
+    clock = time.strftime("%H:%M:%S")
+    if record.state == RunState.DEPLOYING:
+        entered = record.timeline.get(RunState.DEPLOYING.value)
+        since = datetime.fromisoformat(entered) if entered else None
+        key, line = deploying_position(since, now, deployment.look(record), record.deployment_name)
+        view.status(key, f"{clock}    {line}")
+        return
+    job = _job(record)
+    if job is None:
+        return
+    training = job.training
+    if training is not None and record.state == RunState.RUNNING and training.step > 0:
+        text = f"{clock}    {training_line(training, now)}"
+        view.status(("step", training.step), text, training_renderable(training, now) if view.terminal else None)
+    elif job.progress:
+        view.status(("phase", job.progress), f"{clock}    {job.progress}")
 
 
 def follow(
@@ -330,47 +473,53 @@ def follow(
     out: Any = None,
     since: datetime | None = None,
 ) -> int:
-    """Print state changes and job progress until the run reaches ``until``. Returns 0, or 1 on failure."""
+    """Print state changes, the training bar and the deploy's wait until the run reaches ``until``.
+    Returns 0, or 1 on failure."""
     from shared import runtime
     from shared.status import status_document
 
-    out = out or sys.stdout
+    view = FollowView(out or sys.stdout)
     store = runtime.run_store()
     shown_states: set[str] = set()
-    seen_progress: str | None = None
+    deployment = _Deployment()
     started = time.monotonic()
-    while True:
-        record = store.get(run)
-        if record is None:
-            print(f"run {run} is not in the ledger", file=out)
-            return 1
-        # The timeline has every state the run entered, also those passed between two looks.
-        new_states = [
-            (s, at)
-            for s, at in record.timeline.items()
-            if s not in shown_states and (since is None or datetime.fromisoformat(at) >= since)
-        ]
-        if new_states:
-            shown_states.update(s for s, _ in new_states)
-            if as_json:
-                print(json.dumps(status_document(record), default=str), file=out)
-            else:
-                for state, at in new_states:
-                    print(f"{_clock(at)}  {record.run_id}: {state}", file=out)
-                for err in record.errors:
-                    print(f"    error: {err}", file=out)
-        progress = _progress(record)
-        if progress and progress != seen_progress and not as_json:
-            seen_progress = progress
-            print(f"{time.strftime('%H:%M:%S')}    {progress}", file=out)
-        out.flush()
-        if record.state in until:
-            bad = {RunState.REJECTED, RunState.FAILED, RunState.CANCELED, RunState.DEPLOY_FAILED}
-            return 1 if record.state in bad else 0
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            print(f"gave up following after {timeout_s:.0f} s (state {record.state.value})", file=out)
-            return 1
-        time.sleep(FOLLOW_INTERVAL_S)
+    try:
+        while True:
+            record = store.get(run)
+            if record is None:
+                view.line(f"run {run} is not in the ledger")
+                return 1
+            # The timeline has every state the run entered, also those passed between two looks.
+            new_states = [
+                (s, at)
+                for s, at in record.timeline.items()
+                if s not in shown_states and (since is None or datetime.fromisoformat(at) >= since)
+            ]
+            if new_states:
+                shown_states.update(s for s, _ in new_states)
+                view.end_status()
+                if as_json:
+                    view.line(json.dumps(status_document(record), default=str))
+                else:
+                    for state, at in new_states:
+                        view.line(f"{_clock(at)}  {record.run_id}: {state}")
+                    for err in record.errors:
+                        view.line(f"    error: {err}")
+            if record.state in until:
+                view.end_status()
+                view.flush()
+                bad = {RunState.REJECTED, RunState.FAILED, RunState.CANCELED, RunState.DEPLOY_FAILED}
+                return 1 if record.state in bad else 0
+            if not as_json:
+                _show_position(view, record, deployment)
+            view.flush()
+            if timeout_s is not None and time.monotonic() - started > timeout_s:
+                view.end_status()
+                view.line(f"gave up following after {timeout_s:.0f} s (state {record.state.value})")
+                return 1
+            time.sleep(FOLLOW_INTERVAL_S)
+    finally:
+        view.end_status()
 
 
 def _positive(value: str) -> int:
@@ -384,8 +533,13 @@ def _positive(value: str) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("validate", help="check a training config; one line per error")
-    p.add_argument("file")
+    p = sub.add_parser(
+        "validate",
+        help="check training configs; one line per error",
+        description="Check training configs. Exit 0: all valid; 1: one is not; 2: one cannot be read.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="a config (YAML or JSON); - reads one from stdin")
+    p.add_argument("--json", action="store_true", help="machine-readable output: one object per file")
     p.set_defaults(func=cmd_validate, settings=NO_SETTINGS)
 
     p = sub.add_parser("submit", help="upload a training config to the config container")
@@ -402,4 +556,5 @@ def register(sub: Any) -> None:
     p.add_argument("--state", action="append", help="only runs in this state (repeat or comma-separate)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--follow", action="store_true", help="print changes until the run finishes or deploys")
+    p.add_argument("--plot", action="store_true", help="with RUN: draw its loss curves here and print the PNG's path")
     p.set_defaults(func=cmd_status)

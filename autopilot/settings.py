@@ -35,6 +35,8 @@ from shared.settings import DEFAULTS, STORAGE_SETTING, Settings, read_local_sett
 log = logging.getLogger(__name__)
 
 PROJECT_DIR_SETTING = "AUTOPILOT_PROJECT_DIR"
+DATA_ROOT_SETTING = "AUTOPILOT_DATA_ROOT"
+SAMPLES_DIR = "samples"  # the checkout's sample configs and data (samples/ultrachat_sample)
 LOCAL_SETTINGS_FILE = "local.settings.json"
 AZD_ENV_NAME = "AZURE_ENV_NAME"
 STORAGE_ACCOUNT_SETTING = f"{STORAGE_SETTING}__accountName"
@@ -75,10 +77,16 @@ class Sources:
     values: dict[str, str]
     origins: dict[str, str]
     azd: AzdEnvironment | None
+    root: Path | None = None  # the checkout
 
     def settings(self) -> Settings:
-        """The settings of a person's machine: their login is asked for (shared/identity.py)."""
-        return dataclasses.replace(Settings.from_env(self.values), allow_developer_credentials=True)
+        """The settings of a person's machine: their login is asked for (shared/identity.py), and the data
+        root is the checkout's samples/ unless one is set, so the sample configs plan and run on a fresh clone."""
+        settings = dataclasses.replace(Settings.from_env(self.values), allow_developer_credentials=True)
+        samples = self.root / SAMPLES_DIR if self.root is not None else None
+        if DATA_ROOT_SETTING not in self.values and samples is not None and samples.is_dir():
+            settings = dataclasses.replace(settings, data_root=samples.resolve())
+        return settings
 
 
 def project_dir(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
@@ -175,7 +183,7 @@ def gather(*, root: Path | None = None, environ: Mapping[str, str] | None = None
             origins[key] = origin
     if azd_env is not None:
         _warn_shadowed(local, azd_env, from_azd)
-    return Sources(values, origins, azd_env)
+    return Sources(values, origins, azd_env, root)
 
 
 def install_deployment() -> Settings:

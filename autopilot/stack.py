@@ -88,6 +88,8 @@ def _host_env(settings: Settings, key: str) -> dict[str, str]:
     env = dict(os.environ)
     env["AUTOPILOT_WEBHOOK_KEY"] = key
     env["AUTOPILOT_WORKDIR"] = str(settings.workdir)
+    # The host reads the configs' data where the CLI does (the checkout's samples/ unless it is set).
+    env.setdefault("AUTOPILOT_DATA_ROOT", str(settings.data_root))
     # The host must import this project's code from wherever `up` was run.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     return env

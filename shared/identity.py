@@ -40,6 +40,17 @@ def credential_chain(managed_identity_client_id: str, *, person: bool) -> TokenC
     )
 
 
+def sign_in_advice(failure: str) -> str:
+    """What to do about a failed sign-in, for where it failed: azure.identity's message names each credential
+    it tried, and only a person's chain (``credential_chain(person=True)``) tries the Azure CLI's login."""
+    if "AzureCliCredential" in failure or "AzureDeveloperCliCredential" in failure:
+        return (
+            "sign in on this machine with `az login` (or `azd auth login`), as someone with the roles in "
+            "docs/running-on-azure.md (Prerequisites)"
+        )
+    return "check the Function App's managed identity and its roles (docs/running-on-azure.md)"
+
+
 class CredentialSettings(Protocol):
     """What of the settings (shared/settings.py) the credential depends on; storage.py builds one too, so this
     module imports neither."""

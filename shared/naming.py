@@ -16,6 +16,14 @@ TAG_MANAGED = "autopilot_managed"
 TAG_CONFIG = "autopilot_config"
 TAG_IDLE_MINUTES = "autopilot_idle_after_minutes"
 TAG_KEEP = "autopilot_keep"
+# A model version's registry alias where the registry has none of its own (Azure ML): a tag per alias.
+ALIAS_TAG_PREFIX = "autopilot_alias_"
+
+
+def alias_tag(alias: str) -> str:
+    """The tag that marks a model version as ``alias`` (``champion``, ``challenger``)."""
+    return f"{ALIAS_TAG_PREFIX}{alias}"
+
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 # ``run_id`` makes ``<slug>-<8 hex>``; a run-id tag is read as a ledger key, so anything with a path or key

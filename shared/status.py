@@ -45,6 +45,8 @@ class StatusStore(Protocol):
 
 def status_document(record: RunRecord) -> dict[str, Any]:
     """What the person who dropped the config sees. Built from the ledger; holds no key or URL with a key."""
+    # As OpenAI's job object: an estimated finish only while the job runs.
+    estimate = record.estimated_finish if record.state in (RunState.SUBMITTED, RunState.RUNNING) else None
     return {
         "run_id": record.run_id,
         "revision": record.revision,
@@ -69,6 +71,9 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         ),
         "metrics": record.metrics,
         "history": record.history,
+        "trained_tokens": record.trained_tokens,
+        "loss_curve": record.loss_curve,
+        "estimated_finish": estimate.isoformat() if estimate else None,
         # The job's and the endpoint's pages in the platform's UI (Azure ML studio), where it has one.
         "links": record.links,
         "smoke_test": record.smoke_test.to_json() if record.smoke_test else None,

@@ -50,6 +50,7 @@ from shared.platform.port import (
     JobStatus,
     ModelRef,
     RegisterRequest,
+    TrainingProgress,
 )
 from shared.runs import RunStore
 from shared.states import TERMINAL, RunState
@@ -239,6 +240,7 @@ class FakeJob:
     status: JobStatus = JobStatus.QUEUED
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    training: TrainingProgress | None = None  # what a look at the job reports of its steps
 
 
 @dataclass
@@ -282,6 +284,7 @@ class FakePlatform:
         self.gpus = {"standard_nc24ads_a100_v4": 1, "standard_nc24rs_v3": 4}
         self.jobs: dict[str, FakeJob] = {}
         self.registered: dict[tuple[str, str], ModelRef] = {}
+        self.aliases: dict[str, dict[str, str]] = {}  # model name -> alias -> version
         self.endpoints: dict[str, FakeEndpoint] = {}
         self.deleted_endpoints: list[str] = []
         self.activity_calls = 0  # endpoints_activity calls: the cleanup asks for many endpoints at once
@@ -360,7 +363,7 @@ class FakePlatform:
         job = self.jobs.get(name)
         if job is None:
             raise NotFoundError(f"no job {name}")
-        return JobInfo(name, job.status, dict(job.request.tags), job.error, dict(job.metrics))
+        return JobInfo(name, job.status, dict(job.request.tags), job.error, dict(job.metrics), training=job.training)
 
     def list_jobs(self, limit: int = 500) -> list[JobInfo]:
         self._maybe_fail("list_jobs")
@@ -401,6 +404,19 @@ class FakePlatform:
     def list_models(self, limit: int = 500) -> list[ModelRef]:
         self._maybe_fail("list_models")
         return [ref for ref in self.registered.values() if is_managed(ref.tags)][:limit]
+
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        self._maybe_fail("set_model_alias")
+        if not is_managed(self.get_model(name, version).tags):
+            raise NotManagedError(f"model {name}:{version} is not managed by the app")
+        self.aliases.setdefault(name, {})[alias] = version
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        self._maybe_fail("delete_model_alias")
+        self.aliases.get(name, {}).pop(alias, None)
+
+    def model_aliases(self, name: str) -> dict[str, str]:
+        return dict(self.aliases.get(name, {}))
 
     # -- endpoints
     def begin_deploy(self, request: DeployRequest) -> None:

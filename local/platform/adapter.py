@@ -172,6 +172,15 @@ class LocalPlatform:
     def list_models(self, limit: int = 500) -> list[ModelRef]:
         return self.registry.list_managed(limit)
 
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        self.registry.set_alias(name, alias, version)
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        self.registry.delete_alias(name, alias)
+
+    def model_aliases(self, name: str) -> dict[str, str]:
+        return self.registry.aliases(name)
+
     # -- endpoints
 
     def begin_deploy(self, request: DeployRequest) -> None:

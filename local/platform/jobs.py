@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ from local.platform.jobscheduler import JobScheduler
 from local.platform.jobspec import OUTPUT_DIR, JobSpec, read_spec, write_spec
 from local.platform.jobstatus import JobStatusRecord, ended, read_status, write_status
 from local.platform.mlflow_runs import end_run
-from local.platform.training.spec import HISTORY_FILE
+from local.platform.training.spec import HISTORY_FILE, LOSS_CURVE_FILE
 from local.platform.workspace import Workspace, safe_name
 from shared.exceptions import NotFoundError, PlatformError
 from shared.naming import TAG_RUN_ID, is_managed
-from shared.platform.port import JobInfo, JobRequest, JobStatus
+from shared.platform.port import JobInfo, JobRequest, JobStatus, TrainingProgress
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,28 @@ log = logging.getLogger(__name__)
 LOG_FILE = "job.log"
 TRAINED_MODEL = "trained_model"
 CANCEL_TIMEOUT_S = 5.0
+
+
+def _number(detail: Mapping[str, Any], key: str) -> float | None:
+    value = detail.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def training_progress(detail: Mapping[str, Any] | None, at: datetime | None) -> TrainingProgress | None:
+    """The recipe's last step update (``progress_detail``) as the port's progress; None between steps' phases."""
+    step = _number(detail or {}, "step")
+    if detail is None or step is None:
+        return None
+    total, tokens = _number(detail, "total_steps"), _number(detail, "trained_tokens")
+    return TrainingProgress(
+        step=int(step),
+        total_steps=int(total) if total is not None else None,
+        loss=_number(detail, "loss"),
+        tokens_per_second=_number(detail, "tokens_per_second"),
+        trained_tokens=int(tokens) if tokens is not None else None,
+        train_seconds=_number(detail, "train_seconds"),
+        at=at,
+    )
 
 
 def _history(raw: dict[str, Any] | None) -> list[dict[str, float]]:
@@ -124,6 +147,8 @@ class Jobs:
             metrics=dict(status.metrics),
             progress=progress,
             history=_history(read_json(directory / OUTPUT_DIR / HISTORY_FILE)),
+            training=training_progress(status.progress_detail, status.updated_at),
+            loss_curve=str(curve) if (curve := directory / OUTPUT_DIR / LOSS_CURVE_FILE).is_file() else None,
         )
 
     def list(self, limit: int) -> list[JobInfo]:

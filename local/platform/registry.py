@@ -15,7 +15,7 @@ from typing import Any
 from local.common.statefiles import file_lock
 from local.platform.mlflow_retry import first_use
 from local.platform.workspace import Workspace, safe_name
-from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
+from shared.exceptions import FieldIssue, NotFoundError, NotManagedError, PlatformError, RejectedError
 from shared.naming import TAG_MANAGED, TAG_RUN_ID, is_managed
 from shared.platform.port import ModelRef
 
@@ -128,6 +128,38 @@ class Registry:
 
     def get(self, name: str, version: str) -> ModelRef:
         return self._ref(self._version(name, version))
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """MLflow's own alias (``set_registered_model_alias``): setting it moves it off the version that had it."""
+        from mlflow.exceptions import MlflowException
+
+        if not is_managed(self.get(name, version).tags):
+            raise NotManagedError(f"model {name}:{version} is not managed by the app")
+        try:
+            self.client.set_registered_model_alias(name, alias, version)
+        except MlflowException as exc:
+            raise PlatformError(f"setting alias {alias} of {name} failed: {exc.message}", code="AliasFailed") from None
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        if alias not in self.aliases(name):
+            return
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as exc:
+            raise PlatformError(f"removing alias {alias} of {name} failed: {exc.message}", code="AliasFailed") from None
+
+    def aliases(self, name: str) -> dict[str, str]:
+        from mlflow.exceptions import MlflowException
+
+        if not self.workspace.mlflow_db.exists():
+            return {}
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException:
+            return {}
+        return {str(alias): str(version) for alias, version in (model.aliases or {}).items()}
 
     def source(self, name: str, version: str) -> Path:
         """The MLflow model directory of a registered version (what an endpoint loads)."""

@@ -12,10 +12,11 @@ import logging
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.config.limits import MAX_CONFIG_BYTES
 from shared.config.model import NotifySection, TrainingConfig
+from shared.config.wording import plain_message
 from shared.exceptions import ConfigError, FieldIssue
 from shared.jsonlimits import json_depth_ok
 
@@ -159,23 +160,27 @@ def _loc_to_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def _message(err: Any) -> str:
+def _message(err: Any, root: type[BaseModel]) -> str:
+    plain = plain_message(err, root)
+    if plain is not None:
+        return plain
     kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see schemas/training-config.schema.json)"
-    if kind == "missing":
-        return "required field is missing"
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    if msg.startswith("Input should be "):  # pydantic's subject is its input; the file's is the field
+        msg = "must be " + msg[len("Input should be ") :]
     if kind not in {"value_error", "assertion_error"} and "input" in err and not isinstance(err["input"], dict | list):
         shown = repr(err["input"])
         msg += f" (got {shown[:60] + '...' if len(shown) > 60 else shown})"
     return msg
 
 
-def issues_from_validation(exc: ValidationError, prefix: str = "") -> list[FieldIssue]:
-    """Pydantic errors as ``path: message`` issues. Union branches pydantic tries are folded into one."""
+def issues_from_validation(
+    exc: ValidationError, prefix: str = "", root: type[BaseModel] = TrainingConfig
+) -> list[FieldIssue]:
+    """Pydantic errors as ``path: message`` issues in the config's words (shared/config/wording.py), ``root``
+    the section the errors' locations start from. Union branches pydantic tries are folded into one."""
     issues: list[FieldIssue] = []
     seen: set[str] = set()
     for err in exc.errors():
@@ -187,7 +192,7 @@ def issues_from_validation(exc: ValidationError, prefix: str = "") -> list[Field
         if path in seen:
             continue
         seen.add(path)
-        issues.append(FieldIssue(path, _message(err)))
+        issues.append(FieldIssue(path, _message({**err, "loc": loc}, root)))
     return issues
 
 

@@ -77,6 +77,11 @@ class RunRecord:
     scoring_uri: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # the job's short loss curve, if reported
+    # As OpenAI's fine-tuning job reports them: tokens trained so far, and when training should end at the pace
+    # so far (shared/progress.py; the status shows it while the job runs).
+    trained_tokens: int | None = None
+    estimated_finish: datetime | None = None
+    loss_curve: str | None = None  # the platform's picture of the loss curve (a PNG on the local platform)
     # The platform's pages for the job and the endpoint ("job", "endpoint": Azure ML studio URLs), if it has any.
     links: dict[str, str] = field(default_factory=dict)
     smoke_test: SmokeTest | None = None
@@ -172,6 +177,7 @@ _ENCODE: dict[str, Callable[[Any], Any]] = {
     "state": lambda state: state.value,
     "created_at": datetime.isoformat,
     "updated_at": datetime.isoformat,
+    "estimated_finish": datetime.isoformat,
     "config": lambda config: config.model_dump(mode="json"),
     "effective_params": params_to_json,
     "smoke_test": SmokeTest.to_json,
@@ -204,6 +210,7 @@ _DECODE: dict[str, Callable[[Any], Any]] = {
     "state": RunState,
     "created_at": datetime.fromisoformat,
     "updated_at": datetime.fromisoformat,
+    "estimated_finish": datetime.fromisoformat,
     "config": TrainingConfig.model_validate,
     "effective_params": _params_from_json,
     "smoke_test": SmokeTest.from_json,

@@ -124,6 +124,19 @@ class JobRequest:
 
 
 @dataclass(frozen=True)
+class TrainingProgress:
+    """Where a training job is, as the platform last reported it (shared/progress.py estimates its finish)."""
+
+    step: int
+    total_steps: int | None = None
+    loss: float | None = None
+    tokens_per_second: float | None = None
+    trained_tokens: int | None = None  # tokens through forward and backward so far (OpenAI's ``trained_tokens``)
+    train_seconds: float | None = None  # training time to ``step``, evaluations and checkpoint saves left out
+    at: datetime | None = None  # when the platform reported it
+
+
+@dataclass(frozen=True)
 class JobInfo:
     name: str
     status: JobStatus
@@ -134,6 +147,8 @@ class JobInfo:
     # A short loss curve (a few dozen points: step, loss, mean_token_accuracy and/or validation_loss), where
     # the platform reports one; empty otherwise.
     history: list[dict[str, float]] = field(default_factory=list)
+    training: TrainingProgress | None = None  # steps, tokens and timing, where the platform reports them
+    loss_curve: str | None = None  # a picture of the loss curve (a local PNG), where the platform draws one
 
 
 @dataclass(frozen=True)
@@ -301,6 +316,16 @@ class MLPlatform(Protocol):
 
     def list_models(self, limit: int = 500) -> list[ModelRef]:
         """Model versions carrying the app's tags, at most ``limit``."""
+
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` (``champion``, ``challenger``) of model ``name`` at ``version``, moving it off any other
+        version (idempotent); only on a version the app registered (``NotManagedError`` otherwise)."""
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` from model ``name`` (nothing to do when no version has it)."""
+
+    def model_aliases(self, name: str) -> dict[str, str]:
+        """Model ``name``'s aliases: alias -> version (empty for a model not registered)."""
 
     def begin_deploy(self, request: DeployRequest) -> None:
         """Start creating endpoint + deployment (idempotent); returns without waiting."""

@@ -19,6 +19,7 @@ from shared.exceptions import NotFoundError, PlatformError, RejectedError, Trans
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID, app_tags, is_managed
 from shared.platform.port import DeployRequest, JobInfo, JobStatus, MLPlatform, ModelRef, RegisterRequest
+from shared.progress import estimated_finish
 from shared.runs import RunStore
 from shared.services.canary import CanaryRefused, plan_join
 from shared.services.cancel import remove_deployed
@@ -26,6 +27,8 @@ from shared.services.step import Outcome, failure, guarded
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
+# The platforms' name for the tokens a finished job trained on (the local recipe's summary metric).
+TRAIN_TOKENS_METRIC = "train_tokens"
 
 
 def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, job: JobInfo) -> RunRecord | None:
@@ -33,8 +36,22 @@ def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, j
 
     Returns the run as last written, or None when nothing changed."""
 
+    training = job.training
+    finish = estimated_finish(training) if training is not None else None
+
     def status(x: RunRecord) -> None:
         x.job_status = job.status.value
+        if training is not None:  # an event carries no progress: what the last look found stays
+            x.trained_tokens = training.trained_tokens if training.trained_tokens is not None else x.trained_tokens
+            x.estimated_finish = finish
+
+    def progressed(r: RunRecord) -> bool:
+        """Whether the job's progress says more than the run has (a write per look while it trains)."""
+        if training is None:
+            return False
+        return (training.trained_tokens is not None and training.trained_tokens != r.trained_tokens) or (
+            finish != r.estimated_finish
+        )
 
     def act(r: RunRecord) -> Outcome | None:
         if job.status == JobStatus.UNKNOWN:
@@ -46,7 +63,7 @@ def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, j
         if job.status.is_running:
             if r.state == RunState.SUBMITTED:
                 return Outcome(RunState.RUNNING, status)
-            return Outcome(None, status) if r.job_status != job.status.value else None
+            return Outcome(None, status) if r.job_status != job.status.value or progressed(r) else None
         if job.status == JobStatus.FAILED:
             error = job.error
             if error is None:
@@ -58,18 +75,29 @@ def apply_job_status(store: RunStore, platform: MLPlatform, record: RunRecord, j
         if job.status == JobStatus.CANCELED:
             return Outcome(RunState.CANCELED, failure("the job was canceled", "JobCanceled"))
         # Completed: record metrics and the loss history (the event carries none; ask the platform).
-        metrics, history = dict(job.metrics), list(job.history)
+        metrics, history, trained, curve = dict(job.metrics), list(job.history), job.training, job.loss_curve
         if not metrics:
             try:
                 found = platform.get_job(job.name)
-                metrics, history = dict(found.metrics), list(found.history)
+                metrics, history, trained, curve = (
+                    dict(found.metrics),
+                    list(found.history),
+                    found.training,
+                    found.loss_curve,
+                )
             except NotFoundError:
                 metrics = {}
+        tokens = trained.trained_tokens if trained is not None else None
+        if tokens is None and isinstance(metrics.get(TRAIN_TOKENS_METRIC), int | float):
+            tokens = int(metrics[TRAIN_TOKENS_METRIC])
 
         def completed(x: RunRecord) -> None:
             x.job_status = JobStatus.COMPLETED.value
             x.metrics = {**x.metrics, **metrics}
             x.history = history or x.history
+            x.trained_tokens = tokens if tokens is not None else x.trained_tokens
+            x.estimated_finish = None  # as OpenAI's job: no estimate once it is not running
+            x.loss_curve = curve or x.loss_curve
 
         return Outcome(RunState.COMPLETED, completed)
 

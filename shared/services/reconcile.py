@@ -9,7 +9,8 @@
 - deployed, when the platform no longer has its endpoint -> deleted with the reason (``vanished.py``: one
   endpoint listing per invocation, then a read of each run whose endpoint was not listed).
 A run that reaches ``deployed`` is handed to the ``WHEN_DEPLOYED`` hooks (the supersede policy, one endpoint per
-config path: ``supersede.py``).
+config path: ``supersede.py``; the model line's ``champion`` alias: ``aliases.py``), and one that enters another
+state to that state's ``WHEN_ENTERED`` hooks (a canary's ``challenger`` alias, set and withdrawn).
 One run's failure is logged and does not stop the others.
 
 One invocation runs the steps of ``SWEEPS`` in order, sharing one time budget (``SweepBudget``): each step
@@ -36,6 +37,7 @@ from shared.ledger.record import RunRecord
 from shared.platform.port import DeploymentInfo, DeploymentState, MLPlatform
 from shared.runs import RunStore
 from shared.scoring import answer_text
+from shared.services.aliases import challenge, crown, withdraw
 from shared.services.canary import endpoint_gone, fail_canary, observe, start_observing
 from shared.services.lifecycle import apply_job_status, deploy, deploy_request, register
 from shared.services.orphans import DEFAULT_ORPHAN_GRACE, Orphan, sweep_orphans
@@ -80,7 +82,12 @@ class ReconcileReport:
 SweepStep = Callable[[SweepContext, ReconcileReport], None]
 # Told of every run a reconcile step moved to ``deployed``, in order (a policy that acts on the other runs).
 DeployedHook = Callable[[RunStore, MLPlatform, RunRecord], object]
-WHEN_DEPLOYED: tuple[DeployedHook, ...] = (supersede_older,)
+WHEN_DEPLOYED: tuple[DeployedHook, ...] = (supersede_older, crown)
+# What else happens when a look moves a run into a state (the registry's aliases follow the rollout: aliases.py).
+WHEN_ENTERED: dict[RunState, tuple[DeployedHook, ...]] = {
+    RunState.CANARY: (challenge,),
+    RunState.DEPLOY_FAILED: (withdraw,),
+}
 
 
 def _delete_and_fail(platform: MLPlatform, record: RunRecord, message: str, code: str, now: datetime) -> Outcome:
@@ -195,6 +202,8 @@ def reconcile_run(ctx: SweepContext, record: RunRecord) -> RunRecord:
         after = _step(ctx, record)
         if after is None or after.state == record.state:
             return after or record
+        for entered in WHEN_ENTERED.get(after.state, ()):
+            entered(ctx.store, ctx.platform, after)
         if after.state == RunState.DEPLOYED:
             for hook in WHEN_DEPLOYED:
                 hook(ctx.store, ctx.platform, after)

@@ -17,6 +17,7 @@ from shared.ledger.parts import Actor, Canary
 from shared.ledger.record import RunRecord
 from shared.platform.port import DeploymentSummary, MLPlatform
 from shared.runs import RunStore
+from shared.services.aliases import crown, withdraw
 from shared.states import RolloutPhase, RunState
 
 # A canary that still has something to go back from: it serves, or it was rolled back already (a repeat).
@@ -65,6 +66,11 @@ def rollback_endpoint(store: RunStore, platform: MLPlatform, endpoint: str, *, b
         r.notes.append(f"serving again: run {record.run_id} was rolled back by {by} at {at}")
 
     store.update(canary.previous_run, restored)
+    serving = store.get(canary.previous_run)
+    # The registry says so too: the version that serves again is the champion, the canary's nothing.
+    withdraw(store, platform, record)
+    if serving is not None:
+        crown(store, platform, serving)
     if canary.phase == RolloutPhase.ROLLED_BACK:
         return record
 

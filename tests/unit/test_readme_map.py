@@ -14,9 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
-# Pages other branches add (issue 20), linked from the README before they land. An entry whose page exists
-# fails test_pages_still_to_come_have_not_come, so the list empties itself at the merge: then nothing is skipped.
-PAGES_STILL_TO_COME: frozenset[str] = frozenset({"docs/cli.md"})
 
 _ROW = re.compile(r"^\|\s*(?P<what>[^|]+?)\s*\|\s*`(?P<file>[^`]+)`\s*\|\s*`(?P<name>[^`]+)`\s*\|\s*$")
 _LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?P<target>[^)\s]+)\)")
@@ -103,19 +100,11 @@ def test_every_relative_link_resolves(page: Path) -> None:
     for target in relative_links(page):
         path_part, _, anchor = target.partition("#")
         resolved = (page.parent / path_part).resolve() if path_part else page
-        relative = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(resolved)
-        if relative in PAGES_STILL_TO_COME:
-            continue
         if not resolved.exists():
             broken.append(f"{target}: no such file")
         elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
             broken.append(f"{target}: no heading #{anchor}")
     assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
-
-
-def test_pages_still_to_come_have_not_come() -> None:
-    arrived = sorted(page for page in PAGES_STILL_TO_COME if (ROOT / page).exists())
-    assert not arrived, f"remove {arrived} from PAGES_STILL_TO_COME: their links are checked like any other"
 
 
 def test_the_readme_stays_a_map() -> None:

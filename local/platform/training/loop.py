@@ -315,7 +315,8 @@ def train(
     compute_dtype: torch.dtype = torch.float32,
     checkpointing: Checkpointing | None = None,
 ) -> LoopStats:
-    """Run the optimizer steps; ``on_log`` gets step, loss, mean token accuracy, learning rate, epoch and
+    """Run the optimizer steps; ``on_log`` gets step, loss, mean token accuracy, learning rate, epoch,
+    the tokens and training seconds so far (``trained_tokens``, ``train_seconds``; not in the history) and
     tokens/s every ``logging_steps`` (and at the last step); ``validate`` evaluates on the validation split
     when ``evaluation_strategy`` asks for it."""
     per_epoch = math.ceil(len(examples) / params.per_device_train_batch_size)
@@ -378,7 +379,14 @@ def train(
                 }
                 stats.train_tokens += stats.window_tokens
                 stats.history.append(entry)
-                on_log(entry)
+                # The totals so far go to progress only (OpenAI's trained_tokens; the pace for an estimate).
+                on_log(
+                    {
+                        **entry,
+                        "trained_tokens": float(stats.train_tokens),
+                        "train_seconds": time.perf_counter() - started,
+                    }
+                )
                 stats.window_losses, stats.window_tokens, stats.window_labels, stats.window_correct = [], 0, 0, 0
                 window_start = time.perf_counter()
             validated = False

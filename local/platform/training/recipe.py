@@ -29,7 +29,14 @@ from local.platform.training.attention import use_packed_attention
 from local.platform.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split
 from local.platform.training.loop import Checkpointing, LoopStats, best_checkpoint, evaluate, total_steps, train
 from local.platform.training.lora import merged_in_fp32, with_lora
-from local.platform.training.spec import HISTORY_FILE, TrainingError, TrainingResult, TrainingSpec, short_history
+from local.platform.training.spec import (
+    HISTORY_FILE,
+    LOSS_CURVE_FILE,
+    TrainingError,
+    TrainingResult,
+    TrainingSpec,
+    short_history,
+)
 from local.platform.training.tracking import Tracker, plot_loss_curve
 from shared.config.params import ComponentParams
 
@@ -40,6 +47,10 @@ HOLDOUT_FRACTION = 0.1
 TRAINED_MODEL = "trained_model"
 ADAPTER_OUTPUT = "lora_adapter"
 MAX_DEFAULT_SEQ_LENGTH = 2048
+
+
+# What ``train``'s log entries carry for the job's progress line only: totals, not metrics of a step.
+PROGRESS_ONLY = ("step", "trained_tokens", "train_seconds")
 
 
 def run_training(spec: TrainingSpec, progress: Progress | None = None) -> TrainingResult:
@@ -133,7 +144,7 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
 
         def on_log(entry: dict[str, float]) -> None:
             step = int(entry["step"])
-            tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=step)
+            tracker.log_metrics({k: v for k, v in entry.items() if k not in PROGRESS_ONLY}, step=step)
             report({**entry, "step": step, "total_steps": total})
 
         started = {"phase": "train", "total_steps": total, "eval_loss_before": before.loss}
@@ -200,7 +211,7 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         # 7 and 8. Merge the adapters into the weights (unless told not to) and save an MLflow model.
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         curve = plot_loss_curve(
-            stats.history, stats.validation, before.loss, after.loss, spec.output_dir / "loss_curve.png"
+            stats.history, stats.validation, before.loss, after.loss, spec.output_dir / LOSS_CURVE_FILE
         )
         tracker.log_artifact(curve)
         write_short_history(spec, stats)

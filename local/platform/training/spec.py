@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from shared.config.params import ComponentParams
 
+LOSS_CURVE_FILE = "loss_curve.png"  # in output_dir: training and validation loss per step, and eval before/after
 HISTORY_FILE = "loss_history.json"  # in output_dir, {"points": [...]}: the short curve reported with the job
 MAX_HISTORY_POINTS = 40
 

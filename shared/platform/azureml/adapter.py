@@ -32,8 +32,15 @@ from azure.ai.ml.entities import Model
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
-from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError, TransientPlatformError
-from shared.naming import TAG_RUN_ID, is_managed, run_hash, workspace_scope
+from shared.exceptions import (
+    FieldIssue,
+    NotFoundError,
+    NotManagedError,
+    PlatformError,
+    RejectedError,
+    TransientPlatformError,
+)
+from shared.naming import ALIAS_TAG_PREFIX, TAG_RUN_ID, alias_tag, is_managed, run_hash, workspace_scope
 from shared.platform.azureml.clients import AzureClients
 from shared.platform.azureml.compute import check_finetune_compute, check_inference_sku
 from shared.platform.azureml.endpoints import Endpoints
@@ -375,6 +382,46 @@ class AzureMLPlatform:
                     if is_managed(ref.tags):
                         found.append(ref)
         return found
+
+    # -- aliases ----------------------------------------------------------------------------------------------
+    # The workspace registry's MLflow interface documents no registered-model aliases (its MLflow support
+    # lists tags on model versions, not aliases: learn.microsoft.com/azure/machine-learning/how-to-manage-
+    # models-mlflow), so an alias is a tag on the version, ``autopilot_alias_<alias>: "true"``, written with
+    # azure-ai-ml (a model version's tags and description are what may change after it is created).
+    def set_model_alias(self, name: str, alias: str, version: str) -> None:
+        key = alias_tag(alias)
+        with azure_call(f"setting alias {alias} of model {name}"):
+            target = self.clients.workspace.models.get(name, version=version)
+            if not is_managed(_model_ref(target).tags):
+                raise NotManagedError(f"model {name}:{version} is not managed by the app")
+            for other in self._alias_holders(name, key):
+                if str(other.version) != str(version):
+                    self._retag(other, {k: v for k, v in (other.tags or {}).items() if k != key})
+            if (target.tags or {}).get(key) != "true":
+                self._retag(target, {**(target.tags or {}), key: "true"})
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        key = alias_tag(alias)
+        with azure_call(f"removing alias {alias} of model {name}"):
+            for holder in self._alias_holders(name, key):
+                self._retag(holder, {k: v for k, v in (holder.tags or {}).items() if k != key})
+
+    def model_aliases(self, name: str) -> dict[str, str]:
+        with azure_call(f"reading the aliases of model {name}"):
+            versions = list(self.clients.workspace.models.list(name=name))
+        found: dict[str, str] = {}
+        for version in sorted(versions, key=lambda v: str(v.version)):
+            for key, value in (version.tags or {}).items():
+                if str(key).startswith(ALIAS_TAG_PREFIX) and value == "true":
+                    found[str(key)[len(ALIAS_TAG_PREFIX) :]] = str(version.version)
+        return found
+
+    def _alias_holders(self, name: str, key: str) -> list[Any]:
+        return [v for v in self.clients.workspace.models.list(name=name) if (v.tags or {}).get(key) == "true"]
+
+    def _retag(self, model: Any, tags: dict[str, str]) -> None:
+        model.tags = tags
+        self.clients.workspace.models.create_or_update(model)
 
     # -- endpoints --------------------------------------------------------------------------------------------
     def begin_deploy(self, request: DeployRequest) -> None:

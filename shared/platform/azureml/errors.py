@@ -22,6 +22,7 @@ from azure.core.exceptions import (
 )
 
 from shared.exceptions import NotFoundError, PlatformError, TransientPlatformError
+from shared.identity import sign_in_advice
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 KNOWN_CODES = (
@@ -109,9 +110,7 @@ def translate(exc: AzureError, what: str) -> PlatformError:
         return TransientPlatformError(message + asked, code)
     if isinstance(exc, ClientAuthenticationError):
         return PlatformError(
-            f"{what}: Azure authentication failed ({short(str(exc))}); check the identity and its roles: the "
-            "Function's managed identity, or from the CLI your own login (`az login` or `azd auth login`); "
-            "see docs/running-on-azure.md",
+            f"{what}: Azure authentication failed ({short(str(exc))}); {sign_in_advice(str(exc))}",
             code or "AuthenticationFailed",
         )
     return PlatformError(message, code)

@@ -16,7 +16,7 @@ from autopilot.runs import follow
 from shared.exceptions import FieldIssue
 from shared.states import RunState
 from tests.configs import config_bytes
-from tests.fakes import FakeClock, make_store
+from tests.fakes import FakeClock, FakePlatform, make_store
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -41,7 +41,8 @@ def test_validate_exit_codes_and_one_line_per_error(tmp_path: Path) -> None:
         [
             "data: required field is missing",
             "compute.instance_type: required when cluster is `serverless` (e.g. Standard_NC24ads_A100_v4)",
-            "extra: unknown key (check the spelling; see schemas/training-config.schema.json)",
+            "extra: unknown key (the keys here: name, experiment_name, model, data, compute, training, optimization,"
+            " registration, deployment, cleanup, notify, component, dataset_label)",
         ]
     )
 
@@ -61,7 +62,8 @@ def test_validate_never_shows_a_traceback(tmp_path: Path, content: bytes | None,
     if content is not None:
         path.write_bytes(content)
     result = run_cli("validate", str(path))
-    assert result.returncode == 1 and result.stdout.startswith(expected) and not result.stderr
+    unreadable = 2 if content is None else 1  # a file named on the command line that is not there: usage
+    assert result.returncode == unreadable and result.stdout.startswith(expected) and not result.stderr
 
 
 def test_follow_prints_states_in_the_order_they_happened(use_runtime: Any) -> None:
@@ -122,7 +124,7 @@ def test_status_lists_and_details_runs(use_runtime: Any, capsys: pytest.CaptureF
 def test_invoke_checks_the_scoring_contract_before_sending(
     args: list[str], field: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["invoke", "no-such-endpoint", *args]) == 1
+    assert main(["invoke", "no-such-endpoint", *args]) == 2  # a usage error, as argparse's
     err = capsys.readouterr().err
     assert field in err and "Traceback" not in err
 
@@ -132,7 +134,7 @@ def test_invoke_checks_a_request_file(tmp_path: Path, capsys: pytest.CaptureFixt
     request.write_text(
         '{"input_data": {"input_string": [[{"role": "user", "content": "x"}]], "parameters": {"top_k": 2}}}'
     )
-    assert main(["invoke", "no-such-endpoint", "--request-file", str(request)]) == 1
+    assert main(["invoke", "no-such-endpoint", "--request-file", str(request)]) == 2
     assert "top_k" in capsys.readouterr().err
 
 
@@ -181,3 +183,40 @@ def test_status_shows_the_loss_curve_as_a_sparkline(use_runtime: Any, capsys: py
     assert any(line.strip().startswith("validation loss: ▄  2.900 -> 2.900") for line in lines)
     assert main(["status", "curve-1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["history"] == curve
+
+
+def test_status_plot_draws_the_curves_and_names_the_png(
+    use_runtime: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store, _, _ = make_store()
+    use_runtime(store=store)
+    store.create("plot-1", config_blob="p.yaml", config_name="p", content=b"x", config_etag=None, platform="fake")
+    png = tmp_path / "loss_curve.png"
+    history = [{"step": float(s), "loss": 3.0 - s / 10} for s in range(1, 11)]
+
+    def trained(r: Any) -> None:
+        r.history, r.loss_curve, r.trained_tokens = history, str(png), 12345
+
+    store.update("plot-1", trained)
+    assert main(["status", "plot-1", "--plot"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "run plot-1  (received)"
+    assert out[1].startswith("2.900 ┤•") and out[-1] == f"loss curve PNG: {png}"
+    assert main(["status", "plot-1"]) == 0
+    detail = capsys.readouterr().out
+    assert "trained tokens: 12,345" in detail and f"loss curve PNG: {png}" in detail
+    assert main(["status", "--plot"]) == 2  # which run's?
+
+
+def test_status_shows_the_model_lines_aliases(use_runtime: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = FakeClock()
+    store, _, _ = make_store(clock)
+    platform = FakePlatform(clock)
+    use_runtime(store=store, platform=platform)
+    store.create("alias-1", config_blob="a.yaml", config_name="a", content=b"x", config_etag=None, platform="fake")
+    store.update("alias-1", lambda r: (setattr(r, "model_name", "line"), setattr(r, "model_version", "2")))
+    platform.aliases["line"] = {"champion": "1", "challenger": "2"}
+    assert main(["status", "alias-1"]) == 0
+    assert "  model: line:2  [challenger; champion is 1]" in capsys.readouterr().out.splitlines()
+    assert main(["status", "alias-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_aliases"] == {"champion": "1", "challenger": "2"}

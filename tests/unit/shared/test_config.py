@@ -59,7 +59,7 @@ def test_minimal_config_gets_defaults() -> None:
     [
         ({"training": {"learning_rate": 0}}, "training.learning_rate", "greater than 0"),
         ({"training": {"learning_rate": -1e-5}}, "training.learning_rate", "greater than 0"),
-        ({"training": {"num_train_epochs": "three"}}, "training.num_train_epochs", "integer"),
+        ({"training": {"num_train_epochs": "three"}}, "training.num_train_epochs", "whole number"),
         ({"training": {"max_steps": 0}}, "training.max_steps", "-1"),
         ({"training": {"lr_scheduler_type": "exp"}}, "training.lr_scheduler_type", "linear"),
         ({"optimization": {"lora": {"r": 0}}}, "optimization.lora.r", "greater than or equal to 1"),

@@ -76,7 +76,7 @@ def test_invoke_with_a_request_file_and_errors(wired: Any, tmp_path: Path, capsy
     assert platform.invocations[-1] == payload
 
     request.write_text("{broken")
-    assert main(["invoke", "ep-two", "--request-file", str(request)]) == 1
+    assert main(["invoke", "ep-two", "--request-file", str(request)]) == 2  # a usage error
     assert "not valid JSON" in capsys.readouterr().err
     assert main(["invoke", "no-such-endpoint", "--message", "x"]) == 1
     assert "invoke failed" in capsys.readouterr().err
@@ -118,3 +118,21 @@ def test_prepare_dataset_prints_the_report(tmp_path: Path, capsys: pytest.Captur
     assert (tmp_path / "out" / "train_sft.jsonl").is_file()
     assert main(["prepare-dataset", "--dataset", str(SAMPLE), "--split-pc", "0", "--out", str(tmp_path)]) == 1
     assert "--split-pc" in capsys.readouterr().err
+
+
+def test_endpoints_and_cleanup_answer_in_json(wired: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    platform, _, clock = wired
+    deploy(platform, "ep-json")
+    assert main(["endpoints", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["name"] == "ep-json" and row["requests"] == 0 and row["last_request"] == "never"
+    assert "primary" not in json.dumps(row)  # keys never go to JSON
+    with pytest.raises(SystemExit) as usage:
+        main(["endpoints", "--json", "--show-keys"])  # one or the other
+    assert usage.value.code == 2
+    capsys.readouterr()
+    clock.advance(minutes=5)
+    assert main(["cleanup", "--dry-run", "--json"]) == 0
+    (decision,) = json.loads(capsys.readouterr().out)
+    assert decision["endpoint"] == "ep-json" and decision["action"] == "delete" and decision["dry_run"] is True
+    assert [e.name for e in platform.list_endpoints()] == ["ep-json"]  # a dry run deletes nothing

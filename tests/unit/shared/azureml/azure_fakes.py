@@ -151,7 +151,12 @@ class FakeWorkspace:
     def _model_create(self, model: Any) -> Model:
         key = (model.name, str(model.version))
         if key in self.models:
-            raise ResourceExistsError(message="(UserError) model version already exists")
+            existing = self.models[key]
+            if (existing.path, existing.type) != (model.path, model.type):
+                raise ResourceExistsError(message="(UserError) model version already exists")
+            # The same asset again: its tags and description are what an update may change.
+            existing.tags, existing.description = dict(model.tags or {}), model.description
+            return existing
         stored = Model(
             name=model.name,
             version=model.version,

@@ -163,6 +163,26 @@ def test_a_foreign_model_version_is_not_adopted(settings: Settings, workspace: F
     assert exc.value.issues[0].path == "registration.model_name"
 
 
+def test_aliases_are_tags_on_the_versions_and_move_between_them(settings: Settings, workspace: FakeWorkspace) -> None:
+    # Azure ML's MLflow registry documents no aliases: each is an ``autopilot_alias_<alias>`` tag (adapter.py).
+    platform = make_platform(settings, workspace)
+    other = "phi3-ultrachat-9f8e7d6c"
+    v1 = platform.register_model(RegisterRequest(RUN_ID, "m", "d", app_tags(RUN_ID, "c.yaml"))).version
+    v2 = platform.register_model(RegisterRequest(other, "m", "d", app_tags(other, "c.yaml"))).version
+    platform.set_model_alias("m", "champion", v1)
+    platform.set_model_alias("m", "challenger", v2)
+    assert platform.model_aliases("m") == {"champion": v1, "challenger": v2}
+    platform.set_model_alias("m", "champion", v2)
+    platform.delete_model_alias("m", "challenger")
+    assert platform.model_aliases("m") == {"champion": v2}
+    assert workspace.models[("m", v2)].tags["autopilot_alias_champion"] == "true"
+    assert "autopilot_alias_champion" not in workspace.models[("m", v1)].tags
+    assert workspace.models[("m", v1)].tags[TAG_RUN_ID] == RUN_ID  # the other tags stay
+    workspace.models[("m", v1)].tags = {}  # not the app's any more
+    with pytest.raises(NotManagedError):
+        platform.set_model_alias("m", "champion", v1)
+
+
 # -- endpoints ----------------------------------------------------------------------------------------------
 def test_deploy_starts_the_endpoint_then_the_deployment_without_waiting(
     settings: Settings, workspace: FakeWorkspace

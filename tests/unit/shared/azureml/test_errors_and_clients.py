@@ -50,6 +50,17 @@ def test_authentication_failures_point_at_the_identity() -> None:
     assert "managed identity" in str(error) and "docs/running-on-azure.md" in str(error)
 
 
+def test_a_failed_sign_in_on_a_laptop_says_to_sign_in_not_to_check_a_function_app() -> None:
+    # azure.identity's message when the person's chain (shared/identity.py) found no login on this machine.
+    laptop = (
+        "ChainedTokenCredential failed to retrieve a token from the included credentials. Attempted credentials: "
+        "AzureCliCredential: Azure CLI not found on path AzureDeveloperCliCredential: Azure Developer CLI could "
+        "not be found. ManagedIdentityCredential: ManagedIdentityCredential authentication unavailable."
+    )
+    error = str(translate(ClientAuthenticationError(message=laptop), "reading model"))
+    assert "`az login`" in error and "Function" not in error
+
+
 def test_error_codes_from_the_odata_error_the_prefix_or_the_text() -> None:
     assert error_code(http_error(409, "(OutOfQuota) not enough")) == "OutOfQuota"
     assert error_code(http_error(500, "container failed: ResourceNotReady after 3 probes")) == "ResourceNotReady"
