@@ -13,9 +13,12 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from shared.followups import FollowUps
+from shared.ledger.record import RunRecord
 from shared.platform.port import MLPlatform
 from shared.runs import RunStore
 from shared.settings import Settings
@@ -36,7 +39,13 @@ def build_platform(settings: Settings) -> MLPlatform:
     return platform
 
 
-def build_store(settings: Settings) -> RunStore:
+def build_follow_ups(settings: Settings) -> FollowUps:
+    from shared.followups_queue import QueueFollowUps
+
+    return QueueFollowUps(settings.storage(), settings.follow_up_queue, settings.ledger_table)
+
+
+def build_store(settings: Settings, scheduler: Callable[[RunRecord], None] | None = None) -> RunStore:
     from shared.ledger.table import TableLedger
     from shared.notify import WebhookNotifier
     from shared.notify_eventgrid import DEFAULT_SOURCE, EventGridNotifier, SdkPublisher, allowed_topics
@@ -57,6 +66,7 @@ def build_store(settings: Settings) -> RunStore:
         observers=[
             WebhookNotifier(settings.notify_signing_key),
             EventGridNotifier(publisher, topics, source=f"{DEFAULT_SOURCE}/{settings.config_container}"),
+            *([scheduler] if scheduler is not None else []),
         ],
     )
 
@@ -65,18 +75,44 @@ class Runtime:
     """The collaborators of one process. The store and the platform are built on first use: a timer that
     only reads the ledger never pays for an ML SDK, and a bad platform setting fails where it is needed."""
 
-    def __init__(self, settings: Settings, *, store: RunStore | None = None, platform: MLPlatform | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: RunStore | None = None,
+        platform: MLPlatform | None = None,
+        follow_ups: FollowUps | None = None,
+    ):
         self.settings = settings
         self._store = store
         self._platform = platform
+        self._follow_ups = follow_ups
         self._lock = threading.Lock()
 
     @property
     def store(self) -> RunStore:
         with self._lock:
             if self._store is None:
-                self._store = build_store(self.settings)
+                self._store = build_store(self.settings, self._scheduler())
             return self._store
+
+    def _scheduler(self) -> Callable[[RunRecord], None] | None:
+        """The observer that schedules a run's follow-ups (None when they are off)."""
+        if not self.settings.follow_ups:
+            return None
+        from shared.services.followup import FollowUpScheduler
+
+        return FollowUpScheduler(self._follow_ups_unlocked(), lambda: self.platform.activity_delay)
+
+    @property
+    def follow_ups(self) -> FollowUps:
+        with self._lock:
+            return self._follow_ups_unlocked()
+
+    def _follow_ups_unlocked(self) -> FollowUps:
+        if self._follow_ups is None:
+            self._follow_ups = build_follow_ups(self.settings)
+        return self._follow_ups
 
     @property
     def platform(self) -> MLPlatform:
@@ -99,10 +135,20 @@ class Runtime:
 
 
 def bootstrap(
-    settings: Settings | None = None, *, store: RunStore | None = None, platform: MLPlatform | None = None
+    settings: Settings | None = None,
+    *,
+    store: RunStore | None = None,
+    platform: MLPlatform | None = None,
+    follow_ups: FollowUps | None = None,
 ) -> Runtime:
-    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform`` when given."""
-    return Runtime(settings if settings is not None else Settings.from_env(), store=store, platform=platform)
+    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform``/``follow_ups``
+    when given. A store given is used as is: its observers are the caller's (a test adds the scheduler)."""
+    return Runtime(
+        settings if settings is not None else Settings.from_env(),
+        store=store,
+        platform=platform,
+        follow_ups=follow_ups,
+    )
 
 
 _current: Runtime | None = None
@@ -162,3 +208,7 @@ def received_deadline() -> timedelta:
 
 def orphan_grace() -> timedelta:
     return current().orphan_grace
+
+
+def follow_ups() -> FollowUps:
+    return current().follow_ups

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -84,6 +85,11 @@ class Settings:
     # Read when the app is indexed (functions/__init__.py): the blob trigger's source.
     blob_source: str = setting("AUTOPILOT_BLOB_SOURCE", "LogsAndContainerScan")
     deploy_timeout_minutes: int = setting("AUTOPILOT_DEPLOY_TIMEOUT_MINUTES", "60")
+    # Follow-ups (docs/follow-ups.md): a run that starts something the app must watch schedules its own check
+    # for when the answer is due, on this storage queue. Off: only the timers look (every 5 and 15 minutes).
+    follow_ups: bool = setting("AUTOPILOT_FOLLOW_UPS", "true")
+    # Read when the app is indexed (functions/followups.py), as the queue trigger's queue name.
+    follow_up_queue: str = setting("AUTOPILOT_FOLLOW_UP_QUEUE", "autopilot-followups")
     # Each timer sweep stops starting work after this many seconds: below the Functions timeout (5 minutes by
     # default on Consumption, 10 at most) with room for the calls in flight; the rest waits for the next sweep.
     sweep_budget_seconds: float = setting("AUTOPILOT_SWEEP_BUDGET_SECONDS", "240")
@@ -158,6 +164,12 @@ class Settings:
         if dtype not in LOCAL_DTYPES:
             raise ValueError(f"AUTOPILOT_LOCAL_DTYPE must be one of {', '.join(LOCAL_DTYPES)}, not {dtype!r}")
         values["local_dtype"] = dtype
+        queue = values["follow_up_queue"]
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,54}[a-z0-9]", queue):
+            raise ValueError(
+                "AUTOPILOT_FOLLOW_UP_QUEUE must be a storage queue name: 3 to 56 lowercase letters, digits and "
+                f"single hyphens, starting and ending with a letter or digit (the host adds '-poison'), not {queue!r}"
+            )
         topics = [t for t in values["event_grid_topics"].split(",") if t.strip()]
         if values["event_grid_topic_key"] and len(topics) != 1:
             raise ValueError(

@@ -23,7 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from azure.ai.ml.constants import AssetTypes
@@ -102,6 +102,9 @@ class AzureMLPlatform:
     name = "azureml"
     # chat_completion_pipeline has no evaluation output in current versions: no eval loss to gate on.
     reports_eval_metrics = False
+    # Azure Monitor's platform metrics (RequestsPerMinute) arrive with an ingestion delay it gives no bound for;
+    # a few minutes is what is seen. 3 minutes: a request just before an idle deadline is counted.
+    activity_delay = timedelta(minutes=3)
 
     def __init__(
         self,
