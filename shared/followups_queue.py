@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,16 @@ log = logging.getLogger(__name__)
 
 MARK_PARTITION = "followup"
 MAX_MARK_TRIES = 5
+
+
+def check_queue_name(name: str, setting: str) -> None:
+    """A name the Queue service accepts, with room for the host's ``-poison`` suffix (3 to 63 characters in all:
+    https://learn.microsoft.com/rest/api/storageservices/naming-queues-and-metadata)."""
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,54}[a-z0-9]", name):
+        raise ValueError(
+            f"{setting} must be a storage queue name: 3 to 56 lowercase letters, digits and single hyphens, "
+            f"starting and ending with a letter or digit (the host adds '-poison'), not {name!r}"
+        )
 
 
 def _since(watch: str) -> str:

@@ -40,8 +40,9 @@ def build_platform(settings: Settings) -> MLPlatform:
 
 
 def build_follow_ups(settings: Settings) -> FollowUps:
-    from shared.followups_queue import QueueFollowUps
+    from shared.followups_queue import QueueFollowUps, check_queue_name
 
+    check_queue_name(settings.follow_up_queue, "AUTOPILOT_FOLLOW_UP_QUEUE")
     return QueueFollowUps(settings.storage(), settings.follow_up_queue, settings.ledger_table)
 
 

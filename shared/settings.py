@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -164,12 +163,6 @@ class Settings:
         if dtype not in LOCAL_DTYPES:
             raise ValueError(f"AUTOPILOT_LOCAL_DTYPE must be one of {', '.join(LOCAL_DTYPES)}, not {dtype!r}")
         values["local_dtype"] = dtype
-        queue = values["follow_up_queue"]
-        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,54}[a-z0-9]", queue):
-            raise ValueError(
-                "AUTOPILOT_FOLLOW_UP_QUEUE must be a storage queue name: 3 to 56 lowercase letters, digits and "
-                f"single hyphens, starting and ending with a letter or digit (the host adds '-poison'), not {queue!r}"
-            )
         topics = [t for t in values["event_grid_topics"].split(",") if t.strip()]
         if values["event_grid_topic_key"] and len(topics) != 1:
             raise ValueError(

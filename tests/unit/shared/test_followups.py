@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from shared.followups import MAX_DELAY, FollowUp, FollowUpError, FollowUpKind, capped
+from shared.runtime import build_follow_ups
 from shared.services.followup import backoff
 from shared.settings import Settings
 from shared.states import RunState
@@ -55,4 +56,20 @@ def test_follow_ups_are_on_by_default_and_can_be_switched_off() -> None:
 @pytest.mark.parametrize("name", ["Autopilot", "a", "a--b", "-ab", "x" * 57])
 def test_a_queue_name_storage_refuses_is_refused_naming_the_setting(name: str) -> None:
     with pytest.raises(ValueError, match="AUTOPILOT_FOLLOW_UP_QUEUE"):
-        Settings.from_env({"AUTOPILOT_FOLLOW_UP_QUEUE": name})
+        build_follow_ups(Settings.from_env({"AUTOPILOT_FOLLOW_UP_QUEUE": name}))
+
+
+def test_the_default_queue_name_is_one_storage_accepts() -> None:
+    assert build_follow_ups(Settings.from_env({})) is not None
+
+
+def test_the_composition_root_adds_the_scheduler_only_when_follow_ups_are_on() -> None:
+    from shared import runtime
+    from shared.services.followup import FollowUpScheduler
+
+    def schedulers(env: dict[str, str]) -> int:
+        store = runtime.bootstrap(Settings.from_env(env)).store  # builds no network client yet
+        return sum(isinstance(o, FollowUpScheduler) for o in store.observers)
+
+    assert schedulers({}) == 1
+    assert schedulers({"AUTOPILOT_FOLLOW_UPS": "false"}) == 0
