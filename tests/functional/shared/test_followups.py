@@ -113,7 +113,7 @@ def test_checks_back_off_while_nothing_changes(world: FollowUpWorld) -> None:
     world.run_follow_ups_until(lambda: world.clock() - start >= timedelta(minutes=10))
     sent = [f for f in world.follow_ups.sent if f.watch.startswith("deploying@")]
     gaps = [backoff(RunState.DEPLOYING, f.attempt).total_seconds() for f in sent]
-    assert gaps[:4] == [15, 30, 60, 60]  # 15 s doubling, capped at a minute
+    assert gaps[:4] == [15, 30, 30, 30]  # 15 s doubling, capped at 30 s for a deployment
     assert world.state(run) == RunState.DEPLOYING
 
 

@@ -38,9 +38,10 @@ def test_a_message_that_is_not_a_follow_up_is_refused_naming_the_field(text: str
 
 
 def test_checks_back_off_from_15_seconds_doubling_to_the_states_cap() -> None:
-    assert [backoff(RunState.DEPLOYING, n).total_seconds() for n in range(5)] == [15, 30, 60, 60, 60]
+    assert [backoff(RunState.CANARY, n).total_seconds() for n in range(5)] == [15, 30, 60, 60, 60]
+    assert [backoff(RunState.DEPLOYING, n).total_seconds() for n in range(3)] == [15, 30, 30]
     assert backoff(RunState.RUNNING, 10) == timedelta(minutes=5)
-    assert backoff(RunState.DEPLOYING, 10_000) == timedelta(minutes=1)  # no overflow on a long chain
+    assert backoff(RunState.CANARY, 10_000) == timedelta(minutes=1)  # no overflow on a long chain
 
 
 def test_a_delay_is_kept_within_what_the_queue_accepts() -> None:
