@@ -6,7 +6,7 @@ message leaves.
 What is watched, and when the first check comes (``first_delay``):
 - ``submitted``, ``running``: the job, for a job no event reports; checks back off to ``BACKOFF_CAPS``;
 - ``completed``, ``registered``: normally left within the step that entered them; watched when a platform
-  call failed on the way;
+  call failed on the way (not a run held for a person's approval: no answer is due);
 - ``deploying``: the deployment's provisioning, 15 s then every 30 s;
 - ``canary``: its window's end (``observe_until``), then 15 s doubling to a minute while the error rates are
   unread;
@@ -79,9 +79,17 @@ def endpoint_of(record: RunRecord) -> str | None:
     return record.canary.endpoint if record.canary is not None else record.endpoint_name
 
 
+def awaits_a_person(record: RunRecord) -> bool:
+    """Registered and held for ``deployment.approval: manual`` with no decision yet: no answer is due (the
+    decision is a ledger write, not a state, so the reconcile timer deploys it, within 5 minutes)."""
+    return record.state == RunState.REGISTERED and record.manual_approval and record.approval is None
+
+
 def first_delay(record: RunRecord, now: datetime, activity_delay: timedelta) -> timedelta | None:
     """When the first check of the state the run just entered is due; None: nothing to watch."""
     state = record.state
+    if awaits_a_person(record):
+        return None
     if state == RunState.CANARY:
         until = record.canary.observe_until if record.canary is not None else None
         return max(until - now, timedelta(0)) + DUE_MARGIN if until is not None else backoff(state, 0)
@@ -157,6 +165,8 @@ def follow_up(
         after = reconcile_run(ctx, record)
         if after.state != record.state:
             return f"{record.state.value} -> {after.state.value}"
+        if awaits_a_person(after):
+            return "registered, awaiting approval; nothing to watch until a person decides"
         delay = backoff(record.state, message.attempt + 1)
     else:
         delay_or_stop = _endpoint_check(store, platform, record, message, now)

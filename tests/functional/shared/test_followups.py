@@ -15,7 +15,7 @@ from shared.ledger.record import RunRecord
 from shared.services.cleanup import cleanup
 from shared.services.followup import FollowUpScheduler, backoff, follow_up, watch_of
 from shared.states import RunState
-from tests.configs import config_bytes
+from tests.configs import CONFIG, config_bytes
 from tests.fakes import InMemoryFollowUps
 from tests.functional.shared.test_canary import ENDPOINT, line_config
 from tests.functional.shared.world import TIMEOUT, World
@@ -68,7 +68,12 @@ class FollowUpWorld(World):
 
     def run_for(self, duration: timedelta, copies: int = 1) -> None:
         end = self.clock() + duration
-        self.run_follow_ups_until(lambda: (self.follow_ups.next_due() or end) > end, copies=copies)
+
+        def past_end() -> bool:
+            due = self.follow_ups.next_due()
+            return due is None or due > end
+
+        self.run_follow_ups_until(past_end, copies=copies)
         self.clock.now = end
 
 
@@ -204,3 +209,19 @@ def test_a_kept_endpoint_is_not_watched(world: FollowUpWorld) -> None:
     world.platform.complete_deployments()
     world.run_follow_ups_until(lambda: world.state(run) == RunState.DEPLOYED)
     assert world.follow_ups.pending == []
+
+
+def test_a_run_held_for_approval_is_not_watched_and_deploys_by_the_timer_once_approved(world: FollowUpWorld) -> None:
+    from shared.services.approval import decide
+
+    manual = config_bytes(deployment={**CONFIG["deployment"], "approval": "manual"})  # type: ignore[dict-item]
+    record = world.drop(manual)
+    assert record is not None
+    world.platform.finish_job(record.run_id)
+    world.run_follow_ups_until(lambda: world.state(record.run_id) == RunState.REGISTERED)
+    world.run_for(timedelta(hours=1))
+    assert world.follow_ups.pending == []  # no answer is due while a person decides
+    decide(world.store, record.run_id, "approved", by="ana", reason="fine")
+    world.reconcile()
+    assert world.state(record.run_id) == RunState.DEPLOYING
+    assert [f.watch.split("@")[0] for _, f in world.follow_ups.pending] == ["deploying"]
