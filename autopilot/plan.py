@@ -216,6 +216,7 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
             data_root=settings.data_root,
             quota_check=settings.quota_check,
             event_grid_topics=allowed_topics(settings.event_grid_topics),
+            notify_allow_private=settings.notify_allow_private_addresses,
         )
         notes = list(plan.notes)
         if name == "azureml":

@@ -166,6 +166,26 @@ def _detail_lines(r: RunRecord, progress: str | None) -> list[str]:
         lines.append(f"  error: {err}")
     for note in r.notes:
         lines.append(f"  note: {note}")
+    lines.extend(notification_lines(r))
+    return lines
+
+
+def notification_lines(r: RunRecord) -> list[str]:
+    """Each notification the run owes or sent, per destination, with its tries (shared/services/delivery.py)."""
+    lines: list[str] = []
+    for event in r.outbox.events:
+        for d in event.deliveries:
+            if d.state == "owed":
+                when = f"next try {d.due_at.isoformat()}" if d.due_at else "first try on the next delivery run"
+                where = f"owed, {d.tries} tries, {when}"
+            elif d.state == "delivered":
+                where = f"delivered after {d.tries} tries"
+            else:
+                where = f"failed after {d.tries} tries: {d.reason}"
+            lines.append(f"  notification {event.event} to {d.target}: {where}")
+            for a in d.attempts:
+                status = f"HTTP {a.status}" if a.status is not None and not a.outcome.startswith("HTTP") else ""
+                lines.append(f"    {a.at.isoformat()}  {a.outcome}{'  ' + status if status else ''}")
     return lines
 
 

@@ -193,7 +193,16 @@ def local_twin() -> Settings:
     for key, value in sources.values.items():
         if key not in os.environ:
             os.environ[key] = value
+    if any(key not in os.environ for key in LOCAL_TWIN_DEFAULTS):
+        for key, value in LOCAL_TWIN_DEFAULTS.items():  # below the environment and local.settings.json
+            os.environ.setdefault(key, value)
+        sources = gather(azd=False)
     return sources.settings()
+
+
+# What the local twin sets unless told otherwise: its notification receivers listen on this machine
+# (loopback), which the app refuses by default (shared/notify_http.py).
+LOCAL_TWIN_DEFAULTS = {"AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES": "true"}
 
 
 def storage_hint(settings: Settings) -> str:

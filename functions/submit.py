@@ -46,6 +46,7 @@ def submit(blob: func.InputStream) -> None:
         max_attempts=s.max_submit_attempts,
         quota_check=s.quota_check,
         event_grid_topics=allowed_topics(s.event_grid_topics),
+        notify_allow_private=s.notify_allow_private_addresses,
     )
     if record is not None:
         log.info("config %s: run %s is %s", blob_name, record.run_id, record.state.value)

@@ -1,4 +1,4 @@
-"""Timers: reconcile unfinished runs; delete idle endpoints."""
+"""Timers: reconcile unfinished runs; delete idle endpoints; deliver owed notifications."""
 
 from __future__ import annotations
 
@@ -67,3 +67,23 @@ def cleanup(timer: func.TimerRequest) -> None:
 
     for d in cleanup_service(runtime.run_store(), runtime.platform(), budget=_budget()):
         log.info("cleanup: endpoint %s: %s (%s)", d.endpoint, d.action, d.reason)
+
+
+@bp.function_name("deliver_notifications")
+@bp.timer_trigger(arg_name="timer", schedule=app_setting("AUTOPILOT_NOTIFY_SCHEDULE"), run_on_startup=False)
+def deliver_notifications(timer: func.TimerRequest) -> None:
+    # Its own timer: a receiver that hangs holds up no state change and no sweep (shared/services/delivery.py).
+    if timer.past_due:
+        log.info("deliver_notifications: timer is past due; running now")
+    from shared.services.delivery import deliver_owed
+    from shared.services.sweep import Deadline
+
+    budget = _budget()
+    report = deliver_owed(
+        runtime.run_store(),
+        runtime.senders(),
+        deadline=Deadline(budget.seconds),
+        concurrency=budget.concurrency,
+    )
+    if report.sent or report.failed:
+        log.info("deliver_notifications: %d tries, %d runs left for next time", len(report.sent), len(report.failed))

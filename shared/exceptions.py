@@ -66,3 +66,8 @@ class NotFoundError(PlatformError):
 
 class NotManagedError(PlatformError):
     """The resource exists but lacks the app's tags: the app never touches it."""
+
+
+class RefusedAddressError(AutopilotError):
+    """A notification URL leads to an address the app does not send to (loopback, private, link-local,
+    metadata): refused, never retried."""

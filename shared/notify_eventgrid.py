@@ -1,7 +1,8 @@
 """Notifications to an Event Grid custom topic, as CloudEvents 1.0 (``notify.event_grid_topic`` in a config).
 
-The events, the filter (``notify.events``), the ids and the retries are the webhooks' (shared/notify.py): one
-CloudEvent per event a run goes through, with
+The events, the filter (``notify.events``), the outbox and the delivery worker are the webhooks'
+(shared/notify.py): the topic is one more destination of each owed event, sent in order with the same backoff
+and recorded the same way. One CloudEvent per event a run goes through, with
 
 - ``id`` ``<run id>:<event>``, the same on every re-delivery, so a subscriber drops duplicates by
   ``source`` + ``id`` as the CloudEvents spec says it may;
@@ -11,33 +12,41 @@ CloudEvent per event a run goes through, with
 
 Where: only to the topics the app's own settings allow (``AUTOPILOT_EVENT_GRID_TOPICS``). A config chooses
 among them; one naming any other topic is rejected at submit, and nothing is ever published to one (a run
-recorded before the rule changed included), because whatever authenticates the publish would go with it.
+recorded before the rule changed included: its delivery fails with that reason), because whatever
+authenticates the publish would go with it.
 
 Auth: the topic's access key from ``AUTOPILOT_EVENT_GRID_TOPIC_KEY`` when set (sent as the ``aeg-sas-key``
 header, to the one allowed topic it belongs to and nowhere else; never in the payload, never logged), else the
 Function App's managed identity (it needs the "EventGrid Data Sender" role on each topic). The SDK's own retry
-policy is off so that the bounded backoff of shared/notify.py is the only one and a function never waits long.
+policy is off so that the worker's schedule is the only one, and it follows no redirect.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.exceptions import FieldIssue
+from shared.ledger.outbox import Delivery, OwedEvent
 from shared.ledger.record import RunRecord
-from shared.notify import AWAITING_APPROVAL, deliver, notification_body, safe_url, subscribed_event
-from shared.states import RunState
+from shared.notify import Outcome, answered, no_answer
+from shared.notify_http import TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "/fine-tune-autopilot"
 
+# One try, as the webhooks' (shared/notify_http.py): no SDK retry, no redirect, bounded waits.
+REQUEST_OPTIONS: dict[str, Any] = {
+    "retry_total": 0,
+    "permit_redirects": False,
+    "connection_timeout": TIMEOUT_S,
+    "read_timeout": TIMEOUT_S,
+}
 # Publishes one structured CloudEvent (a dict as cloud_event() builds it) to a topic endpoint; returns an HTTP
 # status, raises OSError when nothing answered.
 Publish = Callable[[str, dict[str, Any]], int]
@@ -66,19 +75,17 @@ def topic_issue(topic: str | None, allowed: frozenset[str]) -> FieldIssue | None
     return FieldIssue("notify.event_grid_topic", f"{reason}; ask whoever runs the app to add it")
 
 
-def cloud_event(record: RunRecord, event: str, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
-    """The CloudEvents 1.0 structured form of one notification: every attribute is stable per event."""
-    state = RunState.REGISTERED.value if event == AWAITING_APPROVAL else record.state.value
-    at = record.timeline.get(state) or record.updated_at.isoformat()
+def cloud_event(owed: OwedEvent, subject: str, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
+    """The CloudEvents 1.0 structured form of one owed event: every attribute is stable per event."""
     return {
         "specversion": SPEC_VERSION,
-        "id": f"{record.run_id}:{event}",
+        "id": owed.id,
         "source": source,
-        "type": f"autopilot.run.{event}",
-        "subject": record.config_blob,
-        "time": at,
+        "type": f"autopilot.run.{owed.event}",
+        "subject": subject,
+        "time": owed.at.isoformat(),
         "datacontenttype": "application/json",
-        "data": notification_body(record, event),
+        "data": owed.body,
     }
 
 
@@ -109,8 +116,7 @@ class SdkPublisher:
                 credential = self.credential()
             else:
                 raise OSError("no credential for the Event Grid topic")
-            # retry_total=0: shared.notify.deliver does the retrying, bounded.
-            self._clients[endpoint] = EventGridPublisherClient(endpoint, credential, retry_total=0)
+            self._clients[endpoint] = EventGridPublisherClient(endpoint, credential)
         return self._clients[endpoint]
 
     def __call__(self, endpoint: str, event: dict[str, Any]) -> int:
@@ -118,7 +124,9 @@ class SdkPublisher:
         from azure.core.messaging import CloudEvent
 
         try:
-            self._client(endpoint).send(CloudEvent.from_dict(event))
+            # Per request, because azure-eventgrid 4.22 drops client options for a basic topic (its
+            # EventGridPublisherClient builds the legacy client without them).
+            self._client(endpoint).send(CloudEvent.from_dict(event), **REQUEST_OPTIONS)
         except ClientAuthenticationError as exc:
             return int(getattr(exc, "status_code", None) or 401)
         except HttpResponseError as exc:
@@ -129,36 +137,28 @@ class SdkPublisher:
 
 
 @dataclass
-class EventGridNotifier:
-    """A ``RunStore`` observer: after each state change, publish the event to the run's Event Grid topic, if it
-    is one of ``allowed`` (``allowed_topics`` of the settings)."""
+class EventGridSender:
+    """Sends one owed event to the run's Event Grid topic, if it is one of ``allowed`` (``allowed_topics`` of
+    the settings); a topic that is not is a failed delivery with that reason, and gets nothing."""
 
     publish: Publish
     allowed: frozenset[str] = frozenset()
     source: str = DEFAULT_SOURCE
-    sleep: Callable[[float], None] = time.sleep
 
-    def __call__(self, record: RunRecord) -> None:
-        wanted = subscribed_event(record)
-        if wanted is None:
-            return
-        notify, event = wanted
-        topic = notify.event_grid_topic
-        if not topic:
-            return
+    def __call__(self, record: RunRecord, event: OwedEvent, delivery: Delivery) -> Outcome:
+        topic = record.notify_section().event_grid_topic
+        if not topic or event.body is None:
+            return Outcome("the run names no Event Grid topic")
         if topic_issue(topic, self.allowed) is not None:
             log.warning(
                 "run %s: %s not published: %s is not in AUTOPILOT_EVENT_GRID_TOPICS",
                 record.run_id,
-                event,
-                safe_url(topic),
+                event.event,
+                delivery.target,
             )
-            return
-        envelope = cloud_event(record, event, self.source)
-        deliver(
-            lambda: self.publish(topic, envelope),
-            run_id=record.run_id,
-            event=event,
-            target=f"Event Grid topic {safe_url(topic)}",
-            sleep=self.sleep,
-        )
+            return Outcome("refused: the topic is not in AUTOPILOT_EVENT_GRID_TOPICS")
+        try:
+            status = self.publish(topic, cloud_event(event, record.config_blob, self.source))
+        except OSError as exc:
+            return no_answer(exc)
+        return answered(status)

@@ -1,7 +1,9 @@
 """Moving runs through the state machine: ledger write with ETag retry, then the status blob mirror.
 
 This is the only place that changes a run's state, so the state machine is enforced once: an illegal or
-backward move is a logged no-op, a concurrent writer makes us re-read and re-decide.
+backward move is a logged no-op, a concurrent writer makes us re-read and re-decide. The notifications a state
+change owes are recorded in that same write (``owe``, shared/notify.py), so a state is never entered without
+them and never owes them twice; they are sent later, by the delivery worker, never here.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Mutation = Callable[[RunRecord], None]
+# Records in a run entering a state what it owes (its outbox); True when it added something.
+Owe = Callable[[RunRecord], bool]
 MAX_CONFLICT_RETRIES = 20
 
 
@@ -44,12 +48,15 @@ class RunStore:
         status: StatusStore,
         clock: Clock = utc_now,
         observers: Sequence[Callable[[RunRecord], None]] = (),
+        owe: Owe | None = None,
     ) -> None:
         self.ledger = ledger
         self.status = status
         self.clock = clock
-        # Told of every state a run enters, after the ledger write (e.g. the webhook notifier); best effort.
+        # Told of every state a run enters, after the ledger write; best effort, and never to send anything.
         self.observers = tuple(observers)
+        # Records the notifications a state change owes, inside its write (shared/notify.py ``owe``).
+        self.owe = owe
 
     def get(self, run_id: str) -> RunRecord | None:
         return self.ledger.get(run_id)
@@ -129,6 +136,9 @@ class RunStore:
                 record.state = target
                 record.timeline.setdefault(target.value, now.isoformat())
             record.updated_at = now
+            if target is not None and self.owe is not None and self.owe(record):
+                # Indexed before the write, so the delivery worker finds every run that owes something.
+                self.ledger.mark_owing(run_id, now)
             record.revision += 1
             try:
                 stored = self.ledger.replace(record)

@@ -15,13 +15,17 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.followups import FollowUps
+from shared.ledger.outbox import EVENT_GRID
 from shared.ledger.record import RunRecord
 from shared.platform.port import MLPlatform
 from shared.runs import RunStore
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.notify import Send
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +52,22 @@ def build_follow_ups(settings: Settings) -> FollowUps:
 
 def build_store(settings: Settings, scheduler: Callable[[RunRecord], None] | None = None) -> RunStore:
     from shared.ledger.table import TableLedger
-    from shared.notify import WebhookNotifier
-    from shared.notify_eventgrid import DEFAULT_SOURCE, EventGridNotifier, SdkPublisher, allowed_topics
+    from shared.notify import owe
     from shared.status import BlobStatusStore
+
+    return RunStore(
+        TableLedger(settings.storage(), settings.ledger_table),
+        BlobStatusStore(settings.storage(), settings.status_container),
+        observers=[scheduler] if scheduler is not None else [],  # the run's follow-ups (docs/follow-ups.md)
+        owe=owe,  # state changes record what they owe; the delivery worker sends it (build_senders)
+    )
+
+
+def build_senders(settings: Settings) -> dict[str, Send]:
+    """The delivery worker's senders by destination kind: the webhooks, signed with the settings' secret and
+    held to the address rules, and the Event Grid topics the settings allow."""
+    from shared.notify import WebhookSender
+    from shared.notify_eventgrid import DEFAULT_SOURCE, EventGridSender, SdkPublisher, allowed_topics
 
     def identity() -> Any:
         # The Function App's identity, as the Azure ML adapter uses it (developer logins only when allowed).
@@ -61,15 +78,10 @@ def build_store(settings: Settings, scheduler: Callable[[RunRecord], None] | Non
     topics = allowed_topics(settings.event_grid_topics)
     # Settings allow a key only beside exactly one topic: the key is that topic's.
     publisher = SdkPublisher(settings.event_grid_topic_key, identity, key_topic=next(iter(topics), ""))
-    return RunStore(
-        TableLedger(settings.storage(), settings.ledger_table),
-        BlobStatusStore(settings.storage(), settings.status_container),
-        observers=[
-            WebhookNotifier(settings.notify_signing_key),
-            EventGridNotifier(publisher, topics, source=f"{DEFAULT_SOURCE}/{settings.config_container}"),
-            *([scheduler] if scheduler is not None else []),
-        ],
-    )
+    return {
+        "webhook": WebhookSender(settings.notify_signing_key, settings.notify_allow_private_addresses),
+        EVENT_GRID: EventGridSender(publisher, topics, source=f"{DEFAULT_SOURCE}/{settings.config_container}"),
+    }
 
 
 class Runtime:
@@ -82,11 +94,13 @@ class Runtime:
         *,
         store: RunStore | None = None,
         platform: MLPlatform | None = None,
+        senders: dict[str, Send] | None = None,
         follow_ups: FollowUps | None = None,
     ):
         self.settings = settings
         self._store = store
         self._platform = platform
+        self._senders = senders
         self._follow_ups = follow_ups
         self._lock = threading.Lock()
 
@@ -123,6 +137,13 @@ class Runtime:
             return self._platform
 
     @property
+    def senders(self) -> dict[str, Send]:
+        with self._lock:
+            if self._senders is None:
+                self._senders = build_senders(self.settings)
+            return self._senders
+
+    @property
     def deploy_timeout(self) -> timedelta:
         return timedelta(minutes=self.settings.deploy_timeout_minutes)
 
@@ -140,14 +161,17 @@ def bootstrap(
     *,
     store: RunStore | None = None,
     platform: MLPlatform | None = None,
+    senders: dict[str, Send] | None = None,
     follow_ups: FollowUps | None = None,
 ) -> Runtime:
-    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform``/``follow_ups``
-    when given. A store given is used as is: its observers are the caller's (a test adds the scheduler)."""
+    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform``/``senders``/
+    ``follow_ups`` when given. A store given is used as is: its observers are the caller's (a test adds the
+    follow-up scheduler)."""
     return Runtime(
         settings if settings is not None else Settings.from_env(),
         store=store,
         platform=platform,
+        senders=senders,
         follow_ups=follow_ups,
     )
 
@@ -197,6 +221,10 @@ def run_store() -> RunStore:
 
 def platform() -> MLPlatform:
     return current().platform
+
+
+def senders() -> dict[str, Send]:
+    return current().senders
 
 
 def deploy_timeout() -> timedelta:

@@ -95,8 +95,15 @@ class Settings:
     # Runs a reconcile sweep handles at the same time: each waits on platform calls, not on the CPU.
     sweep_concurrency: int = setting("AUTOPILOT_SWEEP_CONCURRENCY", "8")
     max_submit_attempts: int = setting("AUTOPILOT_MAX_SUBMIT_ATTEMPTS", "5")
-    # HMAC-SHA256 key that signs the notifications sent to the configs' `notify.webhooks`.
+    # The Standard Webhooks secret that signs the notifications sent to the configs' `notify.webhooks`
+    # (whsec_<base64>, or any text: its UTF-8 bytes are the key); see docs/notifications.md.
     notify_signing_key: str = setting("AUTOPILOT_NOTIFY_SIGNING_KEY", "", secret=True)
+    # The delivery worker's timer (functions/timers.py): how often owed notifications are looked at. A
+    # notification waits at most this long for its first try; retries follow shared.notify.RETRY_AFTER.
+    notify_schedule: str = setting("AUTOPILOT_NOTIFY_SCHEDULE", "*/15 * * * * *")
+    # Whether webhooks may be loopback, private, link-local or metadata addresses (shared/notify_http.py).
+    # Off on Azure; the local stack and tests, whose receivers listen on 127.0.0.1, turn it on.
+    notify_allow_private_addresses: bool = setting("AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES", "false")
     # The Event Grid custom topic endpoints a config's `notify.event_grid_topic` may name, comma-separated; a
     # config naming any other is rejected. Empty: configs name no topic. The app's credentials go to these only.
     event_grid_topics: str = setting("AUTOPILOT_EVENT_GRID_TOPICS", "")

@@ -76,6 +76,8 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         # A rollout on a shared endpoint (canary share, window, error rates seen, outcome); see canary.py.
         "rollout": record.rollout.to_json() if record.rollout else None,
         "awaiting": awaiting(record),
+        # Each notification the run owes or sent, with its attempts (shared/ledger/outbox.py).
+        "notifications": record.outbox.shown(),
     }
 
 

@@ -27,7 +27,7 @@ from shared.exceptions import (
     TransientPlatformError,
 )
 from shared.ledger.limits import checked_json
-from shared.ledger.port import ActiveEntry
+from shared.ledger.port import ActiveEntry, OwingEntry
 from shared.ledger.record import NESTED_FIELDS, RunRecord
 from shared.naming import TAG_RUN_ID, is_managed
 from shared.platform.port import (
@@ -77,6 +77,7 @@ class InMemoryLedger:
     def __init__(self) -> None:
         self._rows: dict[str, tuple[str, dict[str, Any]]] = {}
         self._active: dict[str, ActiveEntry] = {}
+        self._owing: dict[str, OwingEntry] = {}
         self._etags = itertools.count(1)
         self.concurrent_writes = 0
         self.calls: Counter[str] = Counter()
@@ -179,6 +180,23 @@ class InMemoryLedger:
             return -int(created.timestamp() * 1000), run_id
 
         return sorted(self._rows, key=newest_first)[skip : skip + limit]
+
+    def owing(self) -> builtins.list[OwingEntry]:
+        self.calls["owing"] += 1
+        return list(self._owing.values())
+
+    def mark_owing(self, run_id: str, at: datetime) -> None:
+        self.calls["mark_owing"] += 1
+        self._owing[run_id] = OwingEntry(run_id, at, etag=self._etag())
+
+    def drop_owing(self, entry: OwingEntry) -> bool:
+        current = self._owing.get(entry.run_id)
+        if current is None:
+            return True
+        if current.etag != entry.etag:
+            return False
+        del self._owing[entry.run_id]
+        return True
 
 
 class InMemoryStatusStore:
@@ -523,10 +541,12 @@ class FakePlatform:
 
 
 def make_store(
-    clock: FakeClock | None = None, observers: Sequence[Callable[[RunRecord], None]] = ()
+    clock: FakeClock | None = None,
+    observers: Sequence[Callable[[RunRecord], None]] = (),
+    owe: Callable[[RunRecord], bool] | None = None,
 ) -> tuple[RunStore, InMemoryLedger, InMemoryStatusStore]:
     ledger, status = InMemoryLedger(), InMemoryStatusStore()
-    return RunStore(ledger, status, clock or FakeClock(), observers), ledger, status
+    return RunStore(ledger, status, clock or FakeClock(), observers, owe=owe), ledger, status
 
 
 def transient(message: str = "throttled") -> TransientPlatformError:

@@ -35,6 +35,7 @@ from local.common.httplimits import bounded_config
 from local.common.processes import LOOPBACK, port_in_use
 from local.host.blobpoller import BlobPoller
 from local.host.discovery import Functions, Invocation, discover
+from local.host.queuepoller import POLL_SECONDS as QUEUE_POLL_SECONDS
 from local.host.queuepoller import QueuePoller
 from local.host.timers import Clock, TimerScheduler, utc_now
 from local.host.webhook import WEBHOOK_PATH, build_webhook_app
@@ -44,8 +45,6 @@ from shared.storage import StorageConfigError, StorageConnection
 log = logging.getLogger(__name__)
 
 STORAGE_SETTING = "AzureWebJobsStorage"
-# How often an idle queue is polled (the host's maxPollingInterval, host.json, is 2 s for this app).
-QUEUE_POLL_SECONDS = 1.0
 
 
 def default_host_id() -> str:

@@ -4,8 +4,8 @@ https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-que
 - a message is handed to the function only once visible (a message sent with a visibility delay waits);
   while the function runs it stays invisible (``PROCESSING_VISIBILITY``), so no other poller takes it;
 - success deletes it; a failure makes it visible again after ``retry_visibility`` (host.json
-  ``visibilityTimeout``, 0 by default), and a message that failed ``max_dequeue_count`` times (host.json
-  ``maxDequeueCount``, 5 by default) is moved to ``<queue>-poison`` and deleted from its queue;
+  ``visibilityTimeout``, 10 s for this app), and a message that failed ``max_dequeue_count`` times (host.json
+  ``maxDequeueCount``, 5) is moved to ``<queue>-poison`` and deleted from its queue;
 - the body reaches the function decoded from base64 (the host's default ``messageEncoding``).
 
 The messages one pass receives run one after another: a follow-up is a few platform calls, and the local
@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# As host.json's extensions.queues says for Azure (a unit test keeps them equal).
 MAX_DEQUEUE_COUNT = 5
-RETRY_VISIBILITY_S = 0
+RETRY_VISIBILITY_S = 10
+POLL_SECONDS = 2.0  # maxPollingInterval: the longest an idle queue goes unpolled
 # How long a received message stays invisible while its function runs (the host renews its lease instead).
 PROCESSING_VISIBILITY_S = 300
 BATCH = 16

@@ -9,6 +9,10 @@ proportion to what is live, never to every run ever made:
   run) but never an active run nobody looks at. Entries carry the sweep lease and when the run was last
   handled, which is what makes the sweep order rotate.
 - the **recent index**: run ids newest first, for ``autopilot status`` pages.
+- the **outbox index**: one entry per run that may owe notifications (shared/ledger/outbox.py), for the
+  delivery worker. A superset too: the write that adds an owed event marks the run first (``mark_owing``, which
+  also changes the entry's ETag), and the worker drops an entry only when the run owes nothing, the entry is
+  older than a grace and unchanged since the worker listed it (``drop_owing``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,15 @@ class ActiveEntry:
     def turn(self) -> datetime:
         """Sweeps take runs in this order: least recently handled first, new runs by when they came."""
         return self.handled_at or self.indexed_at
+
+
+@dataclass(frozen=True)
+class OwingEntry:
+    """One run in the outbox index: when it was last marked, and the entry's version."""
+
+    run_id: str
+    marked_at: datetime
+    etag: str | None = None
 
 
 class Ledger(Protocol):
@@ -71,3 +84,13 @@ class Ledger(Protocol):
 
     def recent(self, limit: int, *, skip: int = 0) -> builtins.list[str]:
         """Run ids newest first: ``limit`` of them after the first ``skip``."""
+
+    def owing(self) -> builtins.list[OwingEntry]:
+        """The outbox index (a superset of the runs that owe notifications)."""
+
+    def mark_owing(self, run_id: str, at: datetime) -> None:
+        """Put the run in the outbox index, or mark its entry again (a new ETag): before the write that adds an
+        owed event."""
+
+    def drop_owing(self, entry: OwingEntry) -> bool:
+        """Remove the entry if it is unchanged since it was listed; False if it was marked again meanwhile."""

@@ -5,6 +5,8 @@ The stored form carries ``schema_version``. A change to it bumps ``RECORD_SCHEMA
 by a migration, never by a guess; a form newer than this code knows is refused. Rows without a version were
 written before it existed, in the form of version 1 (the health counters then sat in ``attempts`` and are not
 carried over: a count of failed probes starts again, which only delays an unhealthy endpoint's deletion).
+Version 2 added the outbox (shared/ledger/outbox.py): a release that does not know it must not read, and so
+rewrite without, a run that still owes notifications.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from shared.config.model import NotifySection, TrainingConfig
 from shared.config.params import Param
 from shared.exceptions import FieldIssue
+from shared.ledger.outbox import Outbox
 from shared.ledger.parts import (
     Approval,
     Canary,
@@ -29,11 +32,18 @@ from shared.ledger.parts import (
 )
 from shared.states import RunState
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2
 SCHEMA_KEY = "schema_version"
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 has the outbox; a version 1 run owes nothing (its notifications were sent inline)."""
+    return {**data, "outbox": data.get("outbox") or Outbox().to_json()}
+
+
 # version -> the function that turns a stored run of that version into the next version's form.
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 
 
 class RecordSchemaError(ValueError):
@@ -78,6 +88,8 @@ class RunRecord:
     approval: Approval | None = None
     # A deployment onto a shared endpoint (shared/services/canary.py), or one a later canary replaced.
     rollout: Rollout | None = None
+    # The notifications the run owes and those it sent, with their attempts (shared/ledger/outbox.py).
+    outbox: Outbox = field(default_factory=Outbox)
     # How many times the run was written (RunStore counts): orders copies that reach readers out of order,
     # such as two status mirrors racing. Absent from runs stored before it: they read as 0.
     revision: int = 0
@@ -166,6 +178,7 @@ _ENCODE: dict[str, Callable[[Any], Any]] = {
     "notify": lambda notify: notify.model_dump(mode="json"),
     "approval": Approval.to_json,
     "rollout": Rollout.to_json,
+    "outbox": Outbox.to_json,
 }
 # The fields whose stored form is a list or an object (a table property is a scalar: they are kept as JSON text).
 NESTED_FIELDS = (
@@ -182,6 +195,7 @@ NESTED_FIELDS = (
     "notify",
     "approval",
     "rollout",
+    "outbox",
 )
 _DECODE: dict[str, Callable[[Any], Any]] = {
     "state": RunState,
@@ -195,6 +209,7 @@ _DECODE: dict[str, Callable[[Any], Any]] = {
     "notify": NotifySection.model_validate,
     "approval": Approval.from_json,
     "rollout": Rollout.from_json,
+    "outbox": Outbox.from_json,
     "notes": list,
     "metrics": dict,
     "history": list,

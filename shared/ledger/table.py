@@ -1,11 +1,12 @@
 """The ledger on Azure Table storage (Azurite locally). ETag optimistic concurrency on every run write.
 
-One table, three partitions:
+One table, four partitions:
 - ``run``: one entity per run, RowKey the run id (point reads by id; ``<config>-`` is a RowKey prefix). The
   record's scalar fields are properties; its lists, maps and typed parts are JSON text (a table property is a
   scalar), in the versioned form of ``record.py``;
 - ``active``: the active index (see ``port.py``), RowKey the run id, so a sweep reads one small partition;
-- ``recent``: RowKey ``<inverted creation time>-<run id>``, so the newest runs come first in key order.
+- ``recent``: RowKey ``<inverted creation time>-<run id>``, so the newest runs come first in key order;
+- ``outbox``: the outbox index (see ``port.py``), RowKey the run id, read by the delivery worker.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.exceptions import AlreadyExistsError, ConcurrencyError
 from shared.ledger.limits import checked_json
-from shared.ledger.port import ActiveEntry
+from shared.ledger.port import ActiveEntry, OwingEntry
 from shared.ledger.record import NESTED_FIELDS, RunRecord
 from shared.states import TERMINAL, RunState
 from shared.storage import StorageConnection, as_connection
@@ -37,6 +38,8 @@ from shared.storage import StorageConnection, as_connection
 PARTITION = "run"
 ACTIVE_PARTITION = "active"
 RECENT_PARTITION = "recent"
+OUTBOX_PARTITION = "outbox"
+# Partition "followup" of the same table holds the follow-up marks (shared/followups_queue.py), not runs.
 BATCH_SIZE = 100  # entities per table transaction (the service's limit)
 _INVERT_MS = 10**15
 
@@ -217,6 +220,38 @@ class TableLedger:
             f"PartitionKey eq '{RECENT_PARTITION}'", select=["RowKey"], results_per_page=min(max(wanted, 1), 1000)
         )
         return [e["RowKey"].split("-", 1)[1] for e in islice(entities, skip, wanted)]
+
+    def owing(self) -> builtins.list[OwingEntry]:
+        return [
+            OwingEntry(
+                e["RowKey"],
+                _time(e.get("marked_at")) or datetime.min.replace(tzinfo=UTC),
+                etag=e.metadata.get("etag"),
+            )
+            for e in self.table.query_entities(f"PartitionKey eq '{OUTBOX_PARTITION}'")
+        ]
+
+    def mark_owing(self, run_id: str, at: datetime) -> None:
+        # An upsert: a new entry, or a new ETag on the one there, so a worker that listed it keeps it.
+        entity = {"PartitionKey": OUTBOX_PARTITION, "RowKey": run_id, "marked_at": at.isoformat()}
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def drop_owing(self, entry: OwingEntry) -> bool:
+        try:
+            self.table.delete_entity(
+                OUTBOX_PARTITION, entry.run_id, etag=entry.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceNotFoundError:
+            return True
+        except ResourceModifiedError:
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            if exc.status_code == 404:
+                return True
+            raise
+        return True
 
     def import_records(self, records: Iterable[RunRecord]) -> int:
         """Insert many runs with their index entries in batch transactions (migrations, benchmarks)."""

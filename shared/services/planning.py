@@ -26,6 +26,7 @@ from shared.config.params import EffectiveParams, resolve
 from shared.exceptions import FieldIssue, ModelTagError, RejectedError
 from shared.naming import app_tags, deployment_name, endpoint_name, model_name
 from shared.notify_eventgrid import topic_issue
+from shared.notify_http import webhook_issues
 from shared.platform.port import (
     CapacityCheck,
     CapacityOutcome,
@@ -240,18 +241,21 @@ def build_plan(
     today: date | None = None,
     quota_check: str = "reject",
     event_grid_topics: frozenset[str] = frozenset(),
+    notify_allow_private: bool = False,
 ) -> SubmissionPlan:
     """Everything a submit needs, checked. Raises ``RejectedError`` listing every problem found.
 
     ``today`` (UTC, default now) is the day the model's lifecycle dates are compared with. ``quota_check``
     (``AUTOPILOT_QUOTA_CHECK``) is what a quota shortage does: ``reject`` the run, ``warn`` in its notes, or
     ``off`` (not checked). ``event_grid_topics`` are the topics a config may name (``allowed_topics`` of
-    ``AUTOPILOT_EVENT_GRID_TOPICS``).
+    ``AUTOPILOT_EVENT_GRID_TOPICS``). ``notify_allow_private`` (``AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES``)
+    lets webhooks lead to loopback and private addresses.
     """
     found = _Findings()
     topic = topic_issue(config.notify.event_grid_topic, event_grid_topics)
     if topic is not None:
         found.issues.append(topic)
+    found.issues.extend(webhook_issues(config.notify.webhooks, allow_private=notify_allow_private))
     model = platform.get_foundation_model(config.model.name, config.model.version, config.model.registry)
     terms = _model_terms(config, model, today or datetime.now(UTC).date(), found)
     resources = _resources(config, platform, terms, found)

@@ -110,10 +110,11 @@ def submit_config(
     max_attempts: int = 5,
     quota_check: str = "reject",
     event_grid_topics: frozenset[str] = frozenset(),
+    notify_allow_private: bool = False,
 ) -> RunRecord | None:
     """Handle one delivery of a config blob. Raises only for transient platform failures (retry later).
 
-    ``quota_check`` and ``event_grid_topics`` are the settings' (see ``build_plan``)."""
+    ``quota_check``, ``event_grid_topics`` and ``notify_allow_private`` are the settings' (see ``build_plan``)."""
     name = config_name(blob_name)
     run = run_id(container, blob_name, content)
     record, created = store.create(
@@ -150,6 +151,7 @@ def submit_config(
             data_root=data_root,
             quota_check=quota_check,
             event_grid_topics=event_grid_topics,
+            notify_allow_private=notify_allow_private,
         )
         too_big = _too_big_for_the_ledger(config.model_dump(mode="json"), plan.smoke_request)
         if too_big:

@@ -302,7 +302,7 @@ def test_up_and_down_run_the_local_life_cycle(tmp_path: Path) -> None:
         job_record = read_pid_file(workdir / "pids" / "job-demo.pid")
         assert job_record is not None
         host_log = (workdir / "host.log").read_text()
-        assert "1 blob, 2 Event Grid, 2 timer function(s)" in host_log
+        assert "1 blob, 2 Event Grid, 3 timer, 1 queue function(s)" in host_log
         assert key not in host_log
     finally:
         down = cli(["down"], tmp_path, env)

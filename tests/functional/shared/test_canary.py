@@ -117,7 +117,7 @@ def test_a_canary_with_more_errors_than_the_previous_deployment_is_rolled_back()
     world.reconcile()
     record = world.store.get(second)
     assert record is not None and record.state == RunState.DEPLOY_FAILED
-    assert record.last_error_code == "CanaryErrorRate" and "(10/41 answers 5xx)" in record.errors[0].message
+    assert record.last_error_code == "CanaryErrorRate" and "(10/41 answers 5xx or 424)" in record.errors[0].message
     endpoint = world.platform.endpoints[ENDPOINT]
     assert endpoint.traffic == {dep(world, first): 100} and dep(world, second) not in endpoint.deployments
     assert world.state(first) == RunState.DEPLOYED

@@ -16,6 +16,7 @@ from shared.config.model import NotifySection
 from shared.config.params import Param
 from shared.exceptions import AlreadyExistsError, ConcurrencyError, FieldIssue
 from shared.ledger.limits import MAX_PROPERTY_CHARS
+from shared.ledger.outbox import Attempt, Delivery, Outbox, OwedEvent
 from shared.ledger.parts import Actor, Approval, Canary, Health, Observed, Rollout, SmokeTest
 from shared.ledger.port import Ledger
 from shared.ledger.record import RecordSchemaError, RunRecord
@@ -132,6 +133,26 @@ def full_run(run_id: str) -> RunRecord:
         notify=NotifySection(webhooks=["https://example.org/other"]),
         approval=Approval("approved", "ben", at[1], "eval loss is fine"),
         rollout=Rollout(canary, replaced_by="line-00000009", retire_after=at[4], deployment_deleted_at=at[5]),
+        outbox=Outbox(
+            (
+                OwedEvent(
+                    f"{run_id}:deploy_failed",
+                    "deploy_failed",
+                    at[4],
+                    {"id": f"{run_id}:deploy_failed", "state": "deploy_failed"},
+                    (
+                        Delivery(
+                            "webhook:0",
+                            "https://example.org/other",
+                            tries=2,
+                            due_at=at[5],
+                            attempts=(Attempt(at[4], "HTTP 503", 503, at[5]),),
+                        ),
+                        Delivery("event_grid", "Event Grid topic", "failed", 1, reason="refused", settled_at=at[4]),
+                    ),
+                ),
+            )
+        ),
     )
 
 
@@ -277,6 +298,18 @@ def test_a_claim_is_an_etag_write_so_two_sweeps_never_both_win(ledger: Ledger) -
 
 
 # -- what a run holds ---------------------------------------------------------------------------------------
+
+
+def test_the_outbox_index_is_marked_before_a_write_and_dropped_only_if_unchanged(ledger: Ledger) -> None:
+    assert ledger.owing() == []
+    ledger.mark_owing("r-00000001", T0)
+    (listed,) = ledger.owing()
+    assert listed.run_id == "r-00000001" and listed.marked_at == T0
+    ledger.mark_owing("r-00000001", T0)  # marked again (another state change owes something): a new version
+    assert not ledger.drop_owing(listed)  # so a worker that listed it before keeps it
+    (again,) = ledger.owing()
+    assert ledger.drop_owing(again) and ledger.owing() == []
+    assert ledger.drop_owing(again)  # already gone: nothing to do
 
 
 def test_every_field_and_typed_part_round_trips(ledger: Ledger) -> None:

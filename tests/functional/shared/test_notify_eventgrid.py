@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from shared.config.model import NotifySection
-from shared.notify import notification_body
-from shared.notify_eventgrid import EventGridNotifier, SdkPublisher, allowed_topics, cloud_event
+from shared.notify_eventgrid import EventGridSender, SdkPublisher, allowed_topics, cloud_event
 from shared.states import RunState
 from tests.configs import CONFIG, config_bytes
 from tests.functional.shared.receiver import Receiver
@@ -32,7 +31,7 @@ ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 def topic() -> Iterator[Receiver]:
     r = Receiver(path="/api/events")
     yield r
-    r.server.shutdown()
+    r.stop()
 
 
 def world_publishing(topic: Receiver, **notify: Any) -> tuple[World, bytes, SdkPublisher]:
@@ -40,8 +39,8 @@ def world_publishing(topic: Receiver, **notify: Any) -> tuple[World, bytes, SdkP
     naming it."""
     allowed = allowed_topics(topic.url)
     publisher = SdkPublisher(TOPIC_KEY, key_topic=topic.url)
-    notifier = EventGridNotifier(publisher, allowed, source=SOURCE, sleep=lambda _: None)
-    world = World(observers=[notifier], event_grid_topics=allowed)
+    sender = EventGridSender(publisher, allowed, source=SOURCE)
+    world = World(senders={"event_grid": sender}, event_grid_topics=allowed)
     return world, config_bytes(notify={"event_grid_topic": topic.url, **notify}), publisher
 
 
@@ -66,6 +65,8 @@ def test_each_event_is_one_cloudevent_on_the_topic(topic: Receiver) -> None:
     assert record is not None
     world.finish_through_reconcile(record.run_id)
     assert world.state(record.run_id) == RunState.DEPLOYED
+    assert topic.received == []  # owed by the state changes, sent by the delivery worker
+    world.deliver()
 
     events = events_of(topic)
     assert [e["type"] for e in events] == ["autopilot.run.completed", "autopilot.run.deployed"]
@@ -79,31 +80,35 @@ def test_each_event_is_one_cloudevent_on_the_topic(topic: Receiver) -> None:
     final = world.store.get(record.run_id)
     assert final is not None
     deployed = events[-1]
-    # The data is the webhook body; the time is when the run entered the state, not when it was sent.
-    assert deployed["data"] == notification_body(final, "deployed")
+    # The data is the webhook body as it was then; the time is when the run entered the state, not when sent.
+    assert deployed["data"] == final.outbox.events[-1].body and deployed["data"]["state"] == "deployed"
+    assert all(d.state == "delivered" for e in final.outbox.events for d in e.deliveries)
     assert datetime.fromisoformat(deployed["time"].replace("Z", "+00:00")) == datetime.fromisoformat(
         final.timeline["deployed"]
     )
 
 
 def test_a_redelivered_event_keeps_its_id_and_time_so_subscribers_can_drop_it(topic: Receiver) -> None:
-    world, config, publisher = world_publishing(topic, events=["deployed"])
+    world, config, _publisher = world_publishing(topic, events=["deployed"])
     record = world.drop(config)
     assert record is not None
     world.finish_through_reconcile(record.run_id)
+    world.deliver()
     deployed = world.store.get(record.run_id)
     assert deployed is not None and deployed.state == RunState.DEPLOYED
     world.clock.advance(minutes=10)
-    EventGridNotifier(publisher, world.event_grid_topics, source=SOURCE)(deployed)  # again (at-least-once)
+    (owed,) = deployed.outbox.events
+    world.senders["event_grid"](deployed, owed, owed.deliveries[0])  # again (at-least-once)
     first, again = events_of(topic)
     assert (first["id"], first["source"], first["time"]) == (again["id"], again["source"], again["time"])
-    assert cloud_event(deployed, "deployed", SOURCE)["id"] == first["id"] == f"{record.run_id}:deployed"
+    assert cloud_event(owed, "phi3.yaml", SOURCE)["id"] == first["id"] == f"{record.run_id}:deployed"
 
 
 def test_the_rejection_of_a_bad_config_reaches_the_topic(topic: Receiver) -> None:
     world, _, _ = world_publishing(topic)
     bad = config_bytes(training={"learning_rate": -1}, notify={"event_grid_topic": topic.url})
     world.drop(bad, name="bad.yaml")
+    world.deliver()
     (event,) = events_of(topic)
     assert event["type"] == "autopilot.run.rejected" and event["data"]["error"]["messages"]
 
@@ -117,6 +122,7 @@ def test_awaiting_approval_is_published_with_the_registration_time(topic: Receiv
     assert record is not None
     world.platform.finish_job(record.run_id)
     world.reconcile()
+    world.deliver()
     events = events_of(topic)
     assert [e["type"] for e in events] == ["autopilot.run.completed", "autopilot.run.awaiting_approval"]
     registered = world.store.get(record.run_id)
@@ -132,7 +138,14 @@ def test_server_errors_are_retried_and_refusals_are_not(topic: Receiver) -> None
     record = world.drop(config)
     assert record is not None
     world.finish_through_reconcile(record.run_id)
+    seen = []
+    for _ in range(3):  # the worker's timer, on the retry schedule: now, 30 s, 2 min later
+        world.deliver()
+        seen.append(len(topic.received))
+        world.clock.advance(minutes=2)
     assert [r["answered"] for r in topic.received] == [503, 500, 200, 403]
+    # One request per try: the client's own retries are off (the third tick delivers, then the next event).
+    assert seen == [1, 2, 4]
     assert [e["type"] for e in events_of(topic)] == ["autopilot.run.completed"]
     assert world.state(record.run_id) == RunState.DEPLOYED
 
@@ -140,12 +153,16 @@ def test_server_errors_are_retried_and_refusals_are_not(topic: Receiver) -> None
 def test_an_unreachable_topic_does_not_stop_the_run() -> None:
     unreachable = "http://127.0.0.1:9/api/events"
     allowed = allowed_topics(unreachable)
-    notifier = EventGridNotifier(SdkPublisher(TOPIC_KEY, key_topic=unreachable), allowed, sleep=lambda _: None)
-    world = World(observers=[notifier], event_grid_topics=allowed)
+    sender = EventGridSender(SdkPublisher(TOPIC_KEY, key_topic=unreachable), allowed)
+    world = World(senders={"event_grid": sender}, event_grid_topics=allowed)
     record = world.drop(config_bytes(notify={"event_grid_topic": unreachable}))
     assert record is not None
     world.finish_through_reconcile(record.run_id)
+    world.deliver()
     assert world.state(record.run_id) == RunState.DEPLOYED
+    stored = world.store.get(record.run_id)
+    assert stored is not None
+    assert stored.outbox.events[0].deliveries[0].attempts[-1].outcome == "ServiceRequestError"
 
 
 def test_without_a_key_the_identity_is_asked_for_once_per_topic() -> None:
@@ -205,22 +222,22 @@ APP_TOPIC = "https://autopilot-runs.westeurope-1.eventgrid.azure.net/api/events"
 
 
 def test_the_composition_root_publishes_with_the_settings_key_and_the_config_container() -> None:
-    from shared.notify import WebhookNotifier
-    from shared.runtime import build_store
+    from shared.notify import WebhookSender, owe
+    from shared.runtime import build_senders, build_store
     from shared.settings import Settings
 
-    store = build_store(
-        Settings.from_env(
-            {
-                "AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY,
-                "AUTOPILOT_EVENT_GRID_TOPICS": f" {APP_TOPIC.upper().replace('/API/EVENTS', '/api/events/')} ",
-                "AUTOPILOT_CONFIG_CONTAINER": "team-configs",
-            }
-        )
+    settings = Settings.from_env(
+        {
+            "AUTOPILOT_EVENT_GRID_TOPIC_KEY": TOPIC_KEY,
+            "AUTOPILOT_EVENT_GRID_TOPICS": f" {APP_TOPIC.upper().replace('/API/EVENTS', '/api/events/')} ",
+            "AUTOPILOT_CONFIG_CONTAINER": "team-configs",
+        }
     )
-    kinds = {type(o) for o in store.observers}
-    assert kinds == {WebhookNotifier, EventGridNotifier}
-    (eventgrid,) = [o for o in store.observers if isinstance(o, EventGridNotifier)]
+    assert build_store(settings).owe is owe and build_store(settings).observers == ()  # state changes only owe
+    senders = build_senders(settings)
+    webhook, eventgrid = senders["webhook"], senders["event_grid"]
+    assert isinstance(webhook, WebhookSender) and not webhook.allow_private
+    assert isinstance(eventgrid, EventGridSender)
     assert eventgrid.source == "/fine-tune-autopilot/team-configs"
     assert eventgrid.allowed == {APP_TOPIC}  # compared without case, trailing slash or spaces
     assert isinstance(eventgrid.publish, SdkPublisher) and eventgrid.publish.key == TOPIC_KEY
@@ -248,7 +265,7 @@ def test_a_config_chosen_topic_is_rejected_and_gets_nothing_on_the_wire(topic: R
         assert stranger.received == []  # not even the rejection: no request, so no key
         assert topic.received == []
     finally:
-        stranger.server.shutdown()
+        stranger.stop()
 
 
 def test_a_recorded_run_naming_another_topic_publishes_nothing_there(topic: Receiver) -> None:
@@ -262,14 +279,16 @@ def test_a_recorded_run_naming_another_topic_publishes_nothing_there(topic: Rece
         deployed = world.store.get(record.run_id)
         assert deployed is not None and deployed.state == RunState.DEPLOYED
         deployed.notify = NotifySection(event_grid_topic=stranger.url)
-        EventGridNotifier(publisher, world.event_grid_topics, source=SOURCE)(deployed)
+        owed = deployed.outbox.events[-1]
+        outcome = world.senders["event_grid"](deployed, owed, owed.deliveries[0])
+        assert outcome.outcome == "refused: the topic is not in AUTOPILOT_EVENT_GRID_TOPICS" and not outcome.retry
         assert stranger.received == []
         # And the publisher alone, asked for another topic, does not hand it the key.
         with pytest.raises(OSError, match="no credential"):
             publisher(stranger.url, cloud_event_for_test())
         assert stranger.received == []
     finally:
-        stranger.server.shutdown()
+        stranger.stop()
 
 
 def test_without_an_allow_list_a_config_may_name_no_topic() -> None:
@@ -279,3 +298,19 @@ def test_without_an_allow_list_a_config_may_name_no_topic() -> None:
     assert record is not None and record.state == RunState.REJECTED
     assert record.errors[0].path == "notify.event_grid_topic"
     assert "AUTOPILOT_EVENT_GRID_TOPICS is empty" in record.errors[0].message
+
+
+def test_a_topic_that_redirects_gets_a_failed_try_and_the_location_gets_nothing(topic: Receiver) -> None:
+    stranger = Receiver(path="/api/events")
+    try:
+        world, _, _ = world_publishing(topic, events=["rejected"])
+        topic.answers = [307]
+        topic.location = stranger.url
+        world.drop(config_bytes(training={"learning_rate": -1}, notify={"event_grid_topic": topic.url}), name="r.yaml")
+        world.deliver()
+        assert stranger.received == []  # the client follows no redirect: neither the key nor the event went on
+        (record,) = world.store.list()
+        (d,) = record.outbox.events[0].deliveries
+        assert d.state == "owed" and d.attempts[-1].outcome == "HTTP 307 (redirects are not followed)"
+    finally:
+        stranger.stop()

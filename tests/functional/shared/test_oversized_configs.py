@@ -13,8 +13,10 @@ from azure.functions.blob import InputStream
 
 from shared.ledger.limits import MAX_ERRORS_KEPT, MAX_FIELD_JSON_CHARS, json_chars
 from shared.ledger.parts import errors_to_json
-from shared.notify import WebhookNotifier
+from shared.notify import WebhookSender, owe
 from shared.runs import RunStore
+from shared.services.delivery import deliver_owed
+from shared.services.sweep import Deadline
 from shared.settings import Settings
 from shared.states import RunState
 from tests.configs import config_bytes
@@ -38,12 +40,12 @@ def many_long_unknown_keys(**sections: object) -> bytes:
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
+    r.stop()
 
 
 @pytest.fixture
 def store(use_runtime) -> RunStore:  # type: ignore[no-untyped-def]
-    store, _, _ = make_store(observers=[WebhookNotifier("notify-key", sleep=lambda _: None)])
+    store, _, _ = make_store(owe=owe)
     use_runtime(Settings.from_env({"AUTOPILOT_PLATFORM": "local"}), store=store, platform=FakePlatform(store.clock))
     return store
 
@@ -77,5 +79,6 @@ def test_the_summarised_rejection_still_reaches_the_configs_receiver(store: RunS
     upload("unknown-notify.yaml", many_long_unknown_keys(notify={"webhooks": [receiver.url]}))
     (record,) = store.list()
     assert record.state == RunState.REJECTED and record.notify is not None
+    deliver_owed(store, {"webhook": WebhookSender("notify-key", allow_private=True)}, deadline=Deadline(60))
     [rejected] = receiver.delivered()
     assert rejected["type"] == "autopilot.run.rejected" and rejected["run_id"] == record.run_id

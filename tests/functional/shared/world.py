@@ -3,12 +3,14 @@ a fake clock), and shortcuts that deliver triggers like the runtime would. Share
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from shared.events import parse_event
 from shared.ledger.record import RunRecord
+from shared.notify import Send, owe
+from shared.services.delivery import DeliveryReport, deliver_owed
 from shared.services.lifecycle import on_model_registered, on_run_event
 from shared.services.orphans import DEFAULT_ORPHAN_GRACE
 from shared.services.reconcile import reconcile
@@ -27,11 +29,18 @@ class World:
     """The services with their collaborators, and shortcuts that deliver triggers like the runtime would."""
 
     def __init__(
-        self, observers: Sequence[Callable[[RunRecord], None]] = (), event_grid_topics: frozenset[str] = frozenset()
+        self,
+        observers: Sequence[Callable[[RunRecord], None]] = (),
+        event_grid_topics: frozenset[str] = frozenset(),
+        senders: Mapping[str, Send] | None = None,
+        notify_allow_private: bool = True,
     ) -> None:
         self.event_grid_topics = event_grid_topics  # AUTOPILOT_EVENT_GRID_TOPICS, as allowed_topics gives it
+        self.notify_allow_private = notify_allow_private  # AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES
+        self.senders = dict(senders or {})  # the delivery worker's, by destination kind
         self.clock = FakeClock()
-        self.store, self.ledger, self.status = make_store(self.clock, observers)
+        # State changes record the notifications they owe, as the composition root wires it.
+        self.store, self.ledger, self.status = make_store(self.clock, observers, owe=owe)
         self.platform = FakePlatform(self.clock)
 
     def drop(self, content: bytes | None = None, name: str = "phi3.yaml"):
@@ -44,7 +53,12 @@ class World:
             platform=self.platform,
             data_root=Path("."),
             event_grid_topics=self.event_grid_topics,
+            notify_allow_private=self.notify_allow_private,
         )
+
+    def deliver(self) -> DeliveryReport:
+        """One run of the delivery worker's timer."""
+        return deliver_owed(self.store, self.senders, deadline=Deadline(240.0))
 
     def run_event(self, fixture: str, run: str, **data: object) -> str:
         raw = load_event(fixture, RUN_ID=run)

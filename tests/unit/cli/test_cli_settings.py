@@ -17,6 +17,7 @@ from autopilot.settings import (
     project_dir,
     read_azd_environment,
 )
+from shared.settings import Settings
 
 # What `azd up` leaves in .azure/<env>/.env for this template: azd's own keys, the outputs of
 # infra/main.bicep, and what the user set with `azd env set` (azd writes KEY="value").
@@ -146,6 +147,20 @@ def test_the_local_twins_commands_read_no_azd_environment(tmp_path: Path, monkey
     import os
 
     assert os.environ["AUTOPILOT_HOST_PORT"] == "7190"
+
+
+@pytest.mark.parametrize(
+    ("local", "allowed"), [({}, True), ({"AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES": "false"}, False)]
+)
+def test_the_local_twin_lets_notifications_reach_loopback_unless_its_settings_say_no(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: dict[str, str], allowed: bool
+) -> None:
+    root = checkout(tmp_path, local=local)
+    monkeypatch.setenv(PROJECT_DIR_SETTING, str(root))
+    monkeypatch.setenv("AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES", "unset")  # undone after, whatever is put there
+    monkeypatch.delenv("AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES")
+    assert local_twin().notify_allow_private_addresses is allowed
+    assert Settings.from_env({}).notify_allow_private_addresses is False  # the app's own default: refused
 
 
 def test_the_cli_asks_for_a_persons_login_and_the_function_app_never_does(

@@ -107,5 +107,6 @@ def test_a_stored_run_is_brought_to_the_current_schema_by_its_migrations() -> No
         migrate(stored, {}, current=2)
     with pytest.raises(RecordSchemaError, match="stored in schema 3; this release reads up to 2"):
         migrate({**stored, SCHEMA_KEY: 3}, {1: v1_to_v2}, current=2)
-    # Rows from before the version existed are in the first version's form.
-    assert migrate(stored)[SCHEMA_KEY] == RECORD_SCHEMA == 1
+    # Rows from before the version existed are in the first version's form, and owe no notification.
+    assert migrate(stored)[SCHEMA_KEY] == RECORD_SCHEMA == 2
+    assert migrate(stored)["outbox"] == {"events": []}

@@ -28,7 +28,7 @@ def test_the_project_functions_are_read_from_the_app_metadata() -> None:
     assert submit.arg_name == "blob"
     assert sorted(functions.event_grid) == ["deploy", "register"]
     assert functions.event_grid["register"].arg_name == "event"
-    assert sorted(functions.timer) == ["cleanup", "reconcile"]
+    assert sorted(functions.timer) == ["cleanup", "deliver_notifications", "reconcile"]
     assert functions.timer["reconcile"].binding["schedule"] == "0 */5 * * * *"
     assert functions.timer["reconcile"].binding["runOnStartup"] is False
 
