@@ -137,7 +137,7 @@ def test_a_lost_follow_up_changes_nothing_the_timer_still_finishes_the_run_once(
 
 
 def test_a_duplicated_follow_up_changes_nothing_one_deploy_one_state_change_one_chain(world: FollowUpWorld) -> None:
-    record = world.drop()
+    record = world.drop(config_bytes(notify={"webhooks": ["http://127.0.0.1:9/hook"]}))
     assert record is not None
     run = record.run_id
     world.platform.finish_job(run)
@@ -152,6 +152,9 @@ def test_a_duplicated_follow_up_changes_nothing_one_deploy_one_state_change_one_
     assert all(n == 1 for n in changes.values()), changes
     assert len(world.platform.endpoints) == 1 and world.platform.submit_calls == 1
     assert world.state(run) == RunState.DEPLOYED
+    owed = world.store.get(run).outbox.events  # type: ignore[union-attr]
+    assert owed and len({e.id for e in owed}) == len(owed)  # one notification owed per state entered
+    assert Counter(e.event for e in owed)[RunState.DEPLOYED.value] == 1
     # Each watch's chain stayed single: one message per attempt, and one pending (the idle check).
     per_attempt = Counter((f.kind, f.watch, f.attempt) for f in world.follow_ups.sent)
     assert set(per_attempt.values()) == {1}
