@@ -228,3 +228,19 @@ def test_a_run_held_for_approval_is_not_watched_and_deploys_by_the_timer_once_ap
     world.reconcile()
     assert world.state(record.run_id) == RunState.DEPLOYING
     assert [f.watch.split("@")[0] for _, f in world.follow_ups.pending] == ["deploying"]
+
+
+def test_a_check_that_fails_changes_nothing_and_the_timer_still_finishes_the_run(world: FollowUpWorld) -> None:
+    from tests.fakes import transient
+
+    run = deploying(world)
+    world.platform.complete_deployments()
+    world.clock.advance(seconds=15)
+    (message,) = [f for f in world.follow_ups.deliver_due() if f.watch.startswith("deploying@")]
+    for _ in range(5):  # the host's tries, up to maxDequeueCount; then the message is in the poison queue
+        world.platform.fail_next["get_deployment"] = transient()
+        with pytest.raises(Exception, match="throttled"):
+            world.handle(message)
+    assert world.state(run) == RunState.DEPLOYING and world.follow_ups.pending == []
+    world.reconcile()
+    assert world.state(run) == RunState.DEPLOYED and world.changes(run)[RunState.DEPLOYED] == 1
