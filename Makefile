@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup demo test lint schema clean infra-venv check-infra
+.PHONY: setup demo test test-unit lint schema clean infra-venv check-infra
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt package.json pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -34,6 +34,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The unit tier alone: no process, no network socket (tests/unit/conftest.py refuses both), no Azurite.
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
 
 lint: setup
 	.venv/bin/ruff check .

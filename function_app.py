@@ -9,6 +9,10 @@ from functions.events import bp as events_bp
 from functions.followups import bp as followups_bp
 from functions.submit import bp as submit_bp
 from functions.timers import bp as timers_bp
+from shared.telemetry_setup import configure_function_app
+
+# Spans and logs of every run, with the run's names, to Application Insights (docs/observability.md).
+configure_function_app()
 
 app = func.FunctionApp()
 app.register_functions(submit_bp)

@@ -219,4 +219,13 @@ def cmd_host(args: argparse.Namespace) -> int:
     # storage SDK's request-by-request HTTP logging (a poll every few seconds would drown everything).
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # Started by hand (a debugger, .vscode/launch.json) rather than by `up`: the same key `up` would use, so
+    # the platform's jobs and test.http reach it; the key stays in this process's environment only.
+    if not os.environ.get("AUTOPILOT_WEBHOOK_KEY"):
+        try:
+            settings = _settings()
+        except ValueError as exc:
+            print(f"autopilot host: {exc}", file=sys.stderr)
+            return 1
+        os.environ["AUTOPILOT_WEBHOOK_KEY"] = ensure_webhook_key(settings.workdir, settings.webhook_key)
     return run_host(args.app)

@@ -117,7 +117,7 @@ def run_recipe(
         def in_the_models_dtype(query: Any) -> Any:
             yield query.dtype
 
-        attention.attention_precision = in_the_models_dtype  # type: ignore[assignment]
+        attention.attention_precision = in_the_models_dtype
         loop.FUSED_OUTPUT_LOSS = False
     streams_before = os.environ.get(streams.STREAMS_SETTING)
     if not current:
@@ -160,7 +160,7 @@ def run_trl(model_dir: Path, conversations: list, args: argparse.Namespace, bf16
     times: dict[int, float] = {}
 
     class StepClock(TrainerCallback):
-        def on_step_end(self, _args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             times[state.global_step] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as output:

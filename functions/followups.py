@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from functions import app_setting
-from shared import runtime
+from shared import runtime, telemetry
 from shared.followups import FollowUp, FollowUpError
 
 log = logging.getLogger(__name__)
@@ -25,11 +25,17 @@ FOLLOW_UP_FUNCTION = "followup"
     arg_name="message", queue_name=app_setting("AUTOPILOT_FOLLOW_UP_QUEUE"), connection="AzureWebJobsStorage"
 )
 def followup(message: func.QueueMessage) -> None:
+    with telemetry.invocation(FOLLOW_UP_FUNCTION):
+        _followup(message)
+
+
+def _followup(message: func.QueueMessage) -> None:
     try:
         check = FollowUp.from_json(message.get_body().decode("utf-8"))
     except (FollowUpError, UnicodeDecodeError) as exc:
         log.warning("queue message %s dropped: %s", message.id, exc)  # retrying cannot fix it
         return
+    telemetry.bind(run_id=check.run_id)
     if not runtime.settings().follow_ups:
         log.info("follow-up of run %s dropped: AUTOPILOT_FOLLOW_UPS is off", check.run_id)
         return

@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from functions import app_setting
-from shared import runtime
+from shared import runtime, telemetry
 from shared.config.limits import MAX_CONFIG_BYTES
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,11 @@ CONFIG_CONTAINER = app_setting("AUTOPILOT_CONFIG_CONTAINER")
 )
 def submit(blob: func.InputStream) -> None:
     container, _, blob_name = (blob.name or "").partition("/")
+    with telemetry.invocation("submit", config=blob_name):
+        _submit(blob, container, blob_name)
+
+
+def _submit(blob: func.InputStream, container: str, blob_name: str) -> None:
     # Read one byte past the limit so an oversized file is rejected without reading all of it.
     content = blob.read(MAX_CONFIG_BYTES + 1)
     props = getattr(blob, "blob_properties", None) or {}
@@ -49,4 +54,5 @@ def submit(blob: func.InputStream) -> None:
         notify_allow_private=s.notify_allow_private_addresses,
     )
     if record is not None:
+        telemetry.bind(record)
         log.info("config %s: run %s is %s", blob_name, record.run_id, record.state.value)

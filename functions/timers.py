@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from functions import app_setting
-from shared import runtime
+from shared import runtime, telemetry
 
 if TYPE_CHECKING:
     from shared.services.sweep import SweepBudget
@@ -27,6 +27,11 @@ def _budget() -> SweepBudget:
 @bp.function_name("reconcile")
 @bp.timer_trigger(arg_name="timer", schedule=app_setting("AUTOPILOT_RECONCILE_SCHEDULE"), run_on_startup=False)
 def reconcile(timer: func.TimerRequest) -> None:
+    with telemetry.invocation("reconcile"):
+        _reconcile(timer)
+
+
+def _reconcile(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("reconcile: timer is past due; running now")
     from shared.services.reconcile import reconcile as reconcile_service  # loads on first use
@@ -39,15 +44,6 @@ def reconcile(timer: func.TimerRequest) -> None:
         received_deadline=runtime.received_deadline(),
         orphan_grace=runtime.orphan_grace(),
     )
-    for o in report.outcomes:
-        if o.before != o.after or o.error:
-            log.info(
-                "reconcile: run %s %s -> %s%s",
-                o.run_id,
-                o.before,
-                o.after,
-                f" ({o.error})" if o.error else "",
-            )
     for orphan in report.orphans:
         log.warning(
             "reconcile: orphan %s %s (run %s, no ledger row): %s",
@@ -61,17 +57,27 @@ def reconcile(timer: func.TimerRequest) -> None:
 @bp.function_name("cleanup")
 @bp.timer_trigger(arg_name="timer", schedule=app_setting("AUTOPILOT_CLEANUP_SCHEDULE"), run_on_startup=False)
 def cleanup(timer: func.TimerRequest) -> None:
+    with telemetry.invocation("cleanup"):
+        _cleanup(timer)
+
+
+def _cleanup(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("cleanup: timer is past due; running now")
     from shared.services.cleanup import cleanup as cleanup_service
 
-    for d in cleanup_service(runtime.run_store(), runtime.platform(), budget=_budget()):
-        log.info("cleanup: endpoint %s: %s (%s)", d.endpoint, d.action, d.reason)
+    # Each decision is logged by the service, in its run's scope.
+    cleanup_service(runtime.run_store(), runtime.platform(), budget=_budget())
 
 
 @bp.function_name("deliver_notifications")
 @bp.timer_trigger(arg_name="timer", schedule=app_setting("AUTOPILOT_NOTIFY_SCHEDULE"), run_on_startup=False)
 def deliver_notifications(timer: func.TimerRequest) -> None:
+    with telemetry.invocation("deliver_notifications"):
+        _deliver_notifications(timer)
+
+
+def _deliver_notifications(timer: func.TimerRequest) -> None:
     # Its own timer: a receiver that hangs holds up no state change and no sweep (shared/services/delivery.py).
     if timer.past_due:
         log.info("deliver_notifications: timer is past due; running now")

@@ -45,6 +45,12 @@ param principalType string = 'User'
 @description('Grant the deployer the roles the documented commands need (infra/roles.json, deployerRoles).')
 param grantDeployerAccess bool = true
 
+@description('Alert on runs that end failed or deploy_failed (a scheduled query rule over Application Insights).')
+param enableFailedRunAlert bool = false
+
+@description('Where that alert is mailed; empty: it fires in Azure Monitor only.')
+param alertEmail string = ''
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -76,6 +82,8 @@ module app 'app/resources.bicep' = {
     deployerPrincipalId: principalId
     deployerPrincipalType: principalType
     grantDeployerAccess: grantDeployerAccess
+    enableFailedRunAlert: enableFailedRunAlert
+    alertEmail: alertEmail
   }
 }
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
+from shared import telemetry
 from shared.exceptions import AlreadyExistsError, ConcurrencyError
 from shared.ledger.port import Ledger
 from shared.ledger.record import RunRecord
@@ -95,6 +96,8 @@ class RunStore:
             assert existing is not None
             return existing, False
         self._mirror(stored)
+        with telemetry.run_scope(stored, span="autopilot.state_change"):
+            telemetry.state_changed(stored, None)
         return stored, True
 
     def advance(self, run: RunRecord | str, target: RunState, mutate: Mutation | None = None) -> RunRecord | None:
@@ -130,6 +133,7 @@ class RunStore:
                     )
                     return None
             now = self.clock()
+            before = record.state.value
             if mutate is not None:
                 mutate(record)
             if target is not None:
@@ -154,8 +158,11 @@ class RunStore:
                 stored = current
             self._mirror(stored)
             if target is not None:
-                log.info("run %s: state %s", run_id, target.value, extra={"run_id": run_id, "state": target.value})
-                self._tell(stored)
+                # In the run's scope: the line, the span event and what observers log carry its names.
+                with telemetry.run_scope(stored, span="autopilot.state_change"):
+                    telemetry.state_changed(stored, before)
+                    log.info("run %s: state %s", run_id, target.value, extra={"run_id": run_id, "state": target.value})
+                    self._tell(stored)
             return stored
         raise ConcurrencyError(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} conflicting writes")
 

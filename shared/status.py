@@ -69,6 +69,8 @@ def status_document(record: RunRecord) -> dict[str, Any]:
         ),
         "metrics": record.metrics,
         "history": record.history,
+        # The job's and the endpoint's pages in the platform's UI (Azure ML studio), where it has one.
+        "links": record.links,
         "smoke_test": record.smoke_test.to_json() if record.smoke_test else None,
         "effective_params": params_to_json(record.effective_params) if record.effective_params else None,
         "notes": record.notes,

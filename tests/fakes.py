@@ -354,6 +354,9 @@ class FakePlatform:
             self.jobs[request.name] = FakeJob(request)
         return self.get_job(request.name)
 
+    def links(self, job_name: str | None, endpoint_name: str | None) -> dict[str, str]:
+        return {}
+
     def get_job(self, name: str) -> JobInfo:
         job = self.jobs.get(name)
         if job is None:
@@ -499,10 +502,10 @@ class FakePlatform:
     def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
         self._maybe_fail("begin_delete_deployment")
         ep = self.endpoints.get(endpoint_name)
+        if ep is not None and not is_managed(ep.tags):  # before "missing is success", as the adapters check
+            raise NotManagedError(f"endpoint {endpoint_name} is not managed by the app")
         if ep is None or deployment_name not in ep.deployments:
             return
-        if not is_managed(ep.tags):
-            raise NotManagedError(f"endpoint {endpoint_name} is not managed by the app")
         if ep.traffic.get(deployment_name, 0) > 0:
             raise PlatformError(f"deployment {deployment_name} carries traffic", code="DeploymentHasTraffic")
         del ep.deployments[deployment_name]

@@ -21,6 +21,10 @@ param statusContainer string = 'training-status'
 param ledgerTable string = 'autopilotruns'
 @description('The follow-up queue (docs/follow-ups.md): checks a run schedules for when their answer is due.')
 param followUpQueue string = 'autopilot-followups'
+@description('Alert on runs that end failed or deploy_failed (infra/app/monitoring.bicep).')
+param enableFailedRunAlert bool = false
+@description('Where that alert is mailed; empty: Azure Monitor only.')
+param alertEmail string = ''
 
 var abbrs = loadJsonContent('../abbreviations.json')
 var functionAppName = '${abbrs.webSitesFunctions}${resourceToken}'
@@ -114,10 +118,13 @@ module logAnalytics 'br/public:avm/res/operational-insights/workspace:0.11.1' = 
   }
 }
 
+// A name known when the deployment starts: monitoring.bicep's existing reference needs one (not the module's output).
+var appInsightsName = '${abbrs.insightsComponents}${resourceToken}'
+
 module monitoring 'br/public:avm/res/insights/component:0.6.0' = {
   name: 'appinsights'
   params: {
-    name: '${abbrs.insightsComponents}${resourceToken}'
+    name: appInsightsName
     location: location
     tags: tags
     workspaceResourceId: logAnalytics.outputs.resourceId
@@ -148,6 +155,9 @@ var appSettings = {
   AzureWebJobsStorage__tableServiceUri: 'https://${storageAccountName}.table.${environment().suffixes.storage}'
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // The worker streams the app's OpenTelemetry logs itself (no duplicate host entries); function_app.py
+  // configures the Azure Monitor distro (https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto).
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   AUTOPILOT_PLATFORM: 'azureml'
   AZUREML_SUBSCRIPTION_ID: subscription().subscriptionId
   AZUREML_RESOURCE_GROUP: workspaceResourceGroup
@@ -177,6 +187,19 @@ module processor 'processor.bicep' = {
     deploymentContainer: deploymentContainer
     pythonVersion: pythonVersion
     appSettings: appSettings
+  }
+}
+
+module runMonitoring 'monitoring.bicep' = {
+  name: 'run-monitoring'
+  dependsOn: [monitoring]
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    appInsightsName: appInsightsName
+    enableFailedRunAlert: enableFailedRunAlert
+    alertEmail: alertEmail
   }
 }
 

@@ -41,6 +41,7 @@ from local.host.timers import Clock, TimerScheduler, utc_now
 from local.host.webhook import WEBHOOK_PATH, build_webhook_app
 from shared.settings import Settings, load_local_settings
 from shared.storage import StorageConfigError, StorageConnection
+from shared.telemetry_setup import configure_local
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,8 @@ def run_host(app_spec: str = "function_app:app", settings_file: Path | None = No
     except ValueError as exc:
         log.error("settings: %s", exc)
         return 1
+    # Before the app loads: its spans and logs go to files under the work dir (or OTLP); docs/observability.md.
+    log.info("telemetry: %s", configure_local(settings.workdir))
     if not settings.webhook_key:
         log.error(
             "AUTOPILOT_WEBHOOK_KEY is empty: the local host will not serve an unauthenticated webhook. "

@@ -125,6 +125,9 @@ class LocalPlatform:
     def submit_job(self, request: JobRequest) -> JobInfo:
         return self.jobs.submit(request)
 
+    def links(self, job_name: str | None, endpoint_name: str | None) -> dict[str, str]:
+        return {}
+
     def get_job(self, name: str) -> JobInfo:
         return self.jobs.get(name)
 

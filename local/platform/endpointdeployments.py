@@ -78,6 +78,7 @@ def remove_deployment(state: EndpointState, deployment: str) -> bool:
 
 def set_traffic(state: EndpointState, traffic: dict[str, int]) -> None:
     """The endpoint's traffic split: percentages over its deployments adding up to 100 (or 0)."""
+    require_managed(state)
     unknown = [d for d in traffic if d not in state.deployments]
     if unknown:
         raise NotFoundError(f"endpoint {state.name} has no deployment {', '.join(unknown)}")

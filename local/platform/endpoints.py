@@ -73,6 +73,7 @@ class Endpoints:
                     log.info("endpoint %s: deployment %s added", name, request.deployment_name)
                 return
             if state is not None:
+                endpointdeployments.require_managed(state)  # someone else's endpoint: NotManagedError, untouched
                 if state.tags.get(TAG_RUN_ID) != request.tags.get(TAG_RUN_ID):
                     raise PlatformError(
                         f"endpoint {name} already exists for another run; pick another endpoint name",

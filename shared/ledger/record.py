@@ -77,6 +77,8 @@ class RunRecord:
     scoring_uri: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)  # the job's short loss curve, if reported
+    # The platform's pages for the job and the endpoint ("job", "endpoint": Azure ML studio URLs), if it has any.
+    links: dict[str, str] = field(default_factory=dict)
     smoke_test: SmokeTest | None = None
     timeline: dict[str, str] = field(default_factory=dict)  # state -> ISO time first entered
     errors: list[FieldIssue] = field(default_factory=list)  # what the last failure was about, by field
@@ -187,6 +189,7 @@ NESTED_FIELDS = (
     "notes",
     "metrics",
     "history",
+    "links",
     "smoke_test",
     "timeline",
     "errors",
@@ -213,5 +216,6 @@ _DECODE: dict[str, Callable[[Any], Any]] = {
     "notes": list,
     "metrics": dict,
     "history": list,
+    "links": dict,
     "attempts": dict,
 }

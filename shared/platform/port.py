@@ -289,6 +289,10 @@ class MLPlatform(Protocol):
     def cancel_job(self, name: str) -> None:
         """Start canceling a job, without waiting; a finished or missing job is success."""
 
+    def links(self, job_name: str | None, endpoint_name: str | None) -> dict[str, str]:
+        """Where a person looks at the job and the endpoint in the platform's own UI (``job``, ``endpoint``:
+        Azure ML studio pages); empty where the platform has none. Built from names, no call."""
+
     def list_jobs(self, limit: int = 500) -> list[JobInfo]:
         """Jobs carrying the app's tags, newest first, at most ``limit``."""
 

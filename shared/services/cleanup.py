@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared import telemetry
+from shared.costs import PriceTable, PriceTableError, endpoint_cost_per_day
 from shared.exceptions import FieldIssue, NotFoundError
 from shared.ledger.record import RunRecord
 from shared.naming import TAG_IDLE_MINUTES, TAG_KEEP, TAG_RUN_ID
@@ -273,6 +275,33 @@ def _decisions(sweep: CleanupPass) -> list[CleanupDecision]:
 
 def _delete(sweep: CleanupPass, decision: CleanupDecision) -> CleanupDecision:
     """Delete the endpoint; every run deployed on it ends ``deleted`` with the reason."""
+    record = sweep.runs.get(decision.run_id) if decision.run_id else None
+    with telemetry.run_scope(
+        record, run_id=decision.run_id, endpoint=decision.endpoint, span="autopilot.cleanup.delete"
+    ):
+        done = _delete_endpoint(sweep, decision)
+        if done.action == "delete":
+            _tell_saving(done, record)
+        return done
+
+
+def _tell_saving(decision: CleanupDecision, record: RunRecord | None) -> None:
+    """The cleanup's span event: what the deleted endpoint would have cost per day (shipped price table)."""
+    sku = record.inference_instance_type if record else None
+    instances = record.config.deployment.instance_count if record and record.config else None
+    per_day = None
+    try:
+        price = PriceTable.load().get(sku)
+    except PriceTableError:
+        price = None
+    if price is not None and instances:
+        per_day = endpoint_cost_per_day(price, instances)
+    telemetry.endpoint_cleaned(
+        decision.endpoint, decision.action, decision.reason, instance_type=sku, instances=instances, usd_per_day=per_day
+    )
+
+
+def _delete_endpoint(sweep: CleanupPass, decision: CleanupDecision) -> CleanupDecision:
     log.info("endpoint %s: deleting (%s)", decision.endpoint, decision.reason)
     try:
         sweep.platform.begin_delete_endpoint(decision.endpoint)
@@ -311,4 +340,8 @@ def cleanup(
             done.append(CleanupDecision(decision.endpoint, decision.run_id, "skip", "budget spent: next sweep"))
         else:
             done.append(_delete(sweep, decision))
+        d = done[-1]
+        record = sweep.runs.get(d.run_id) if d.run_id else None
+        with telemetry.run_scope(record, run_id=d.run_id, endpoint=d.endpoint, span=None):
+            log.info("cleanup: endpoint %s: %s (%s)", d.endpoint, d.action, d.reason)
     return done

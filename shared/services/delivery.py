@@ -19,6 +19,7 @@ budget is spent.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TypeVar
 
+from shared import telemetry
 from shared.ledger.outbox import MAX_ATTEMPTS_KEPT, SENDING, Attempt, Delivery, OwedEvent
 from shared.ledger.port import OwingEntry
 from shared.ledger.record import RunRecord
@@ -82,11 +84,12 @@ def deliver_owed(
 
     def one(unit: tuple[RunRecord, str]) -> None:
         record, to = unit
-        try:
-            report.sent.extend(_deliver_destination(store, record, to, senders, deadline, token))
-        except Exception as exc:  # storage trouble with one run must not stop the others
-            log.warning("run %s: notifications to %s not delivered this time: %s", record.run_id, to, exc)
-            report.failed.append(record.run_id)
+        with telemetry.run_scope(record, span="autopilot.deliver"):
+            try:
+                report.sent.extend(_deliver_destination(store, record, to, senders, deadline, token))
+            except Exception as exc:  # storage trouble with one run must not stop the others
+                log.warning("run %s: notifications to %s not delivered this time: %s", record.run_id, to, exc)
+                report.failed.append(record.run_id)
 
     _map(one, units, concurrency)
     return report
@@ -96,7 +99,10 @@ def _map(work: Callable[[T], R], items: list[T], concurrency: int) -> list[R]:
     if concurrency <= 1 or len(items) <= 1:
         return [work(item) for item in items]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver") as pool:
-        return list(pool.map(work, items))
+        # Each item in a copy of the invocation's context (made here, one per item): its run's span is a child of
+        # the invocation's.
+        contexts = [contextvars.copy_context() for _ in items]
+        return list(pool.map(lambda pair: pair[0].run(work, pair[1]), zip(contexts, items, strict=True)))
 
 
 def _owing_run(store: RunStore, entry: OwingEntry, report: DeliveryReport) -> RunRecord | None:

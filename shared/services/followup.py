@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from shared import telemetry
 from shared.followups import FollowUp, FollowUpKind, FollowUps
 from shared.ledger.record import RunRecord
 from shared.platform.port import MLPlatform
@@ -146,6 +147,7 @@ def follow_up(
     record = store.get(message.run_id)
     if record is None:
         return "no such run; dropped"
+    telemetry.bind(record)  # the check is about this run: its lines and spans carry the run's names
     if record.state in TERMINAL:
         return f"run is {record.state.value}; nothing to watch"
     if watch_of(record) != message.watch:

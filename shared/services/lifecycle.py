@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
+from shared import telemetry
 from shared.config.model import TrainingConfig
 from shared.events import ModelRegisteredEvent, RunEvent, topic_matches
 from shared.exceptions import NotFoundError, PlatformError, RejectedError, TransientPlatformError
@@ -94,6 +95,7 @@ def on_run_event(store: RunStore, platform: MLPlatform, event: RunEvent, expecte
         return f"ignored: run {tags[TAG_RUN_ID]} is not in the ledger"
     if record.job_name != event.run_id:
         return f"ignored: {event.run_id} is not the job of run {record.run_id}"
+    telemetry.bind(record)  # the delivery is about this run: the handler's own lines carry its names
     status = JobStatus.parse(event.run_status)
     if status == JobStatus.UNKNOWN:
         return f"ignored: unknown run status {event.run_status!r}"
@@ -140,6 +142,7 @@ def on_model_registered(
     record = store.get(tags[TAG_RUN_ID])
     if record is None:
         return f"ignored: run {tags[TAG_RUN_ID]} is not in the ledger"
+    telemetry.bind(record)
     if record.state == RunState.COMPLETED:
         # The register handler died after registering but before its ledger write: finish it here.
         record = register(store, platform, record) or record

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from shared import telemetry
 from shared.exceptions import AutopilotError, NotFoundError, TransientPlatformError
 from shared.ledger.parts import SmokeTest
 from shared.ledger.record import RunRecord
@@ -212,6 +213,8 @@ def sweep_runs(ctx: SweepContext, report: ReconcileReport) -> None:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("run %s: reconcile failed: %s", record.run_id, error)
             return ReconcileOutcome(record.run_id, record.state.value, record.state.value, error)
+        if after.state != record.state:
+            log.info("reconcile: run %s %s -> %s", record.run_id, record.state.value, after.state.value)
         return ReconcileOutcome(record.run_id, record.state.value, after.state.value)
 
     listing = Listing(ctx.platform)  # deployed runs are handled only when their endpoint is not listed
@@ -223,6 +226,9 @@ def sweep_runs(ctx: SweepContext, report: ReconcileReport) -> None:
         concurrency=ctx.concurrency,
     )
     report.outcomes.extend(swept.results)
+    for run_id in swept.failed:
+        with telemetry.run_scope(run_id=run_id, span=None):
+            log.info("reconcile: run %s: storage failed; next sweep", run_id)
     report.outcomes.extend(ReconcileOutcome(r, "?", "?", "storage failed; next sweep") for r in swept.failed)
     report.left.extend(swept.left)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
+from shared import telemetry
 from shared.exceptions import FieldIssue
 from shared.ledger.parts import summarised
 from shared.ledger.record import RunRecord
@@ -58,9 +59,10 @@ def guarded(
     allowed = {starts} if isinstance(starts, RunState) else set(starts)
     if record is None or record.state not in allowed:
         return None
-    outcome = act(record)
-    if outcome is None:
-        return None
-    if outcome.target is None:
-        return store.update(record, outcome.mutate) if outcome.mutate else None
-    return store.advance(record, outcome.target, outcome.mutate)
+    with telemetry.run_scope(record, span="autopilot.step"):
+        outcome = act(record)
+        if outcome is None:
+            return None
+        if outcome.target is None:
+            return store.update(record, outcome.mutate) if outcome.mutate else None
+        return store.advance(record, outcome.target, outcome.mutate)

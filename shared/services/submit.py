@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from shared import telemetry
 from shared.config.loader import load_config, notify_section_of
 from shared.exceptions import ConfigError, FieldIssue, PlatformError, RejectedError, TransientPlatformError
 from shared.ledger.limits import MAX_FIELD_JSON_CHARS, json_chars
@@ -115,8 +116,40 @@ def submit_config(
     """Handle one delivery of a config blob. Raises only for transient platform failures (retry later).
 
     ``quota_check``, ``event_grid_topics`` and ``notify_allow_private`` are the settings' (see ``build_plan``)."""
-    name = config_name(blob_name)
     run = run_id(container, blob_name, content)
+    with telemetry.run_scope(run_id=run, config=blob_name, span="autopilot.submit_config"):
+        return _submit(
+            container=container,
+            blob_name=blob_name,
+            content=content,
+            etag=etag,
+            store=store,
+            platform=platform,
+            data_root=data_root,
+            max_attempts=max_attempts,
+            quota_check=quota_check,
+            event_grid_topics=event_grid_topics,
+            notify_allow_private=notify_allow_private,
+            run=run,
+        )
+
+
+def _submit(
+    *,
+    container: str,
+    blob_name: str,
+    content: bytes,
+    etag: str | None,
+    store: RunStore,
+    platform: MLPlatform,
+    data_root: Path,
+    max_attempts: int,
+    quota_check: str,
+    event_grid_topics: frozenset[str],
+    notify_allow_private: bool,
+    run: str,
+) -> RunRecord | None:
+    name = config_name(blob_name)
     record, created = store.create(
         run,
         config_blob=blob_name,
@@ -175,6 +208,7 @@ def submit_config(
         rec.model_name = plan.model_name
         rec.endpoint_name = plan.endpoint_name if config.deployment.enabled else None
         rec.deployment_name = plan.deployment_name if config.deployment.enabled else None
+        rec.links = platform.links(job.name, rec.endpoint_name)
         rec.inference_instance_type = plan.inference_instance_type
         rec.smoke_test = SmokeTest(plan.smoke_request) if plan.smoke_request else None
         rec.errors = []

@@ -11,6 +11,7 @@ sweep) sweeps.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
+from shared import telemetry
 from shared.ledger.port import ActiveEntry
 from shared.ledger.record import RunRecord
 from shared.platform.port import MLPlatform
@@ -149,7 +151,8 @@ def sweep_active(
             report.failed.append(entry.run_id)
             return None
         try:
-            return entry.run_id, step(record)
+            with telemetry.run_scope(record, span="autopilot.sweep.run"):
+                return entry.run_id, step(record)
         finally:
             try:
                 store.ledger.release(entry.run_id)
@@ -181,7 +184,8 @@ def sweep_active(
             if deadline.expired:
                 report.left = [e.run_id for e in entries[i:]]
                 break
-            in_flight.add(pool.submit(take, entry))
+            # In the invocation's context: each run's span is a child of the invocation's, in the same trace.
+            in_flight.add(pool.submit(contextvars.copy_context().run, take, entry))
         for f in in_flight:
             collect(f)
     if report.left:

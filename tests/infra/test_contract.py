@@ -17,7 +17,11 @@ from shared.subscriptions import SUBSCRIPTIONS
 from tests.infra.infra_files import INFRA, MAIN, RBAC, RESOURCES, ROOT, app_settings, hooks, parsed, roles
 
 # Read by the Functions platform itself, not by the app's code.
-PLATFORM_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
+PLATFORM_SETTINGS = {
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_ENABLE_OPENTELEMETRY",  # the Functions Python worker's (opentelemetry-howto)
+}
 # What the app must be told on Azure (the rest keep their defaults).
 REQUIRED = {
     "AUTOPILOT_PLATFORM",
@@ -49,6 +53,8 @@ CALLS = [
     ),
     ("shared/platform/azureml/endpoints.py", r"online_deployments\.", "AzureML Data Scientist", "workspace"),
     ("shared/platform/azureml/clients.py", r"MetricsClient\(", "Monitoring Reader", "subscription"),
+    # The fine-tune step's runs and metrics through the workspace's MLflow tracking (training_metrics.py).
+    ("shared/platform/azureml/clients.py", r"MlflowClient\(", "AzureML Data Scientist", "workspace"),
     ("shared/ledger/table.py", r"\.table_service\(", "Storage Table Data Contributor", "storage"),
     ("shared/status.py", r"\.blob_service\(", "Storage Blob Data Owner", "storage"),
     # The blob trigger keeps receipts in blobs and poison messages in a queue (Functions' identity guidance).
@@ -72,6 +78,8 @@ DEPLOYER_CALLS = [
     ("autopilot/endpoints.py", r"platform\.list_endpoints\(", "AzureML Data Scientist", "workspace"),
     ("autopilot/endpoints.py", r"platform\.endpoint_activity\(", "Monitoring Reader", "subscription"),
     ("shared/platform/azureml/clients.py", r"MetricsClient\(", "Monitoring Reader", "subscription"),
+    # The fine-tune step's runs and metrics through the workspace's MLflow tracking (training_metrics.py).
+    ("shared/platform/azureml/clients.py", r"MlflowClient\(", "AzureML Data Scientist", "workspace"),
 ]
 
 

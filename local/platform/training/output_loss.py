@@ -46,7 +46,7 @@ class LinearCrossEntropy(torch.autograd.Function):
     the gradient flows to ``hidden`` only (the weight is frozen)."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         want_grad = ctx.needs_input_grad[0]
@@ -73,7 +73,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         return loss, correct
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: torch.Tensor, _grad_correct: Any) -> tuple[Any, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_loss: torch.Tensor, _grad_correct: Any) -> tuple[Any, None, None]:
         (grad_hidden,) = ctx.saved_tensors
         return grad_hidden * grad_loss.to(grad_hidden.dtype), None, None
 

@@ -17,6 +17,7 @@ both given no workspace is touched: that is how ``autopilot plan`` previews a jo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -31,7 +32,7 @@ from azure.ai.ml.entities import Model
 from azure.ai.ml.exceptions import ValidationException
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 
-from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError
+from shared.exceptions import FieldIssue, NotFoundError, PlatformError, RejectedError, TransientPlatformError
 from shared.naming import TAG_RUN_ID, is_managed, run_hash, workspace_scope
 from shared.platform.azureml.clients import AzureClients
 from shared.platform.azureml.compute import check_finetune_compute, check_inference_sku
@@ -46,6 +47,8 @@ from shared.platform.azureml.monitor import (
 from shared.platform.azureml.offline import OfflineSources, load_component_spec, load_model, load_model_spec
 from shared.platform.azureml.pipeline import OUTPUT_NAME, BuiltJob, build_pipeline_job
 from shared.platform.azureml.quota import check_capacity
+from shared.platform.azureml.studio import endpoint_url, job_url
+from shared.platform.azureml.training_metrics import TrainingMetrics, read_training_metrics
 from shared.platform.port import (
     CapacityCheck,
     CapacityRequest,
@@ -100,8 +103,9 @@ class AzureMLPlatform:
     """The platform port on an Azure ML workspace and the ``azureml`` registry."""
 
     name = "azureml"
-    # chat_completion_pipeline has no evaluation output in current versions: no eval loss to gate on.
-    reports_eval_metrics = False
+    # The fine-tune step logs eval_loss to the workspace's MLflow tracking; a finished job's metrics are read
+    # from there (training_metrics.py): eval_loss_after is its last evaluation.
+    reports_eval_metrics = True
     # Azure Monitor's platform metrics (RequestsPerMinute) arrive with an ingestion delay it gives no bound for;
     # a few minutes is what is seen. 3 minutes: a request just before an idle deadline is counted.
     activity_delay = timedelta(minutes=3)
@@ -235,7 +239,36 @@ class AzureMLPlatform:
     def get_job(self, name: str) -> JobInfo:
         with azure_call(f"reading job {name}"):
             job = self.clients.workspace.jobs.get(name)
-        return self._job_info(job)
+        info = self._job_info(job)
+        if info.status != JobStatus.COMPLETED:
+            return info
+        found = self._training_metrics(info.name)
+        return dataclasses.replace(info, metrics=found.metrics, history=found.history)
+
+    def _training_metrics(self, job_name: str) -> TrainingMetrics:
+        """A finished job's loss curve and evaluation, from the workspace's MLflow tracking; none (logged) when
+        the tracking store cannot be reached for a reason a later look would not change."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client = self.clients.mlflow()
+        except TransientPlatformError:
+            raise
+        except (PlatformError, MlflowException) as exc:
+            log.warning("job %s: no training metrics: %s", job_name, exc)
+            return TrainingMetrics()
+        return read_training_metrics(client, job_name)
+
+    def links(self, job_name: str | None, endpoint_name: str | None) -> dict[str, str]:
+        """The job's and the endpoint's pages in Azure ML studio (studio.py)."""
+        s = self.settings
+        scope = (s.azureml_subscription_id, s.azureml_resource_group, s.azureml_workspace_name)
+        found = {}
+        if job_name:
+            found["job"] = job_url(job_name, *scope)
+        if endpoint_name:
+            found["endpoint"] = endpoint_url(endpoint_name, *scope)
+        return found
 
     def cancel_job(self, name: str) -> None:
         try:

@@ -36,9 +36,11 @@ def metrics_endpoint(location: str) -> str:
 
 
 class AzureClients:
-    """Workspace and registry ``MLClient``s and Monitor metrics clients, created lazily and reused.
+    """Workspace and registry ``MLClient``s, Monitor metrics clients and the workspace's MLflow client, created
+    lazily and reused.
 
-    Tests pass ready-made clients (``workspace=``, ``registries=``, ``metrics=``) and never reach Azure.
+    Tests pass ready-made clients (``workspace=``, ``registries=``, ``metrics=``, a local ``tracking_uri=``) and
+    never reach Azure.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class AzureClients:
         workspace: MLClient | None = None,
         registries: dict[str, MLClient] | None = None,
         metrics: Any = None,
+        tracking_uri: str | None = None,
     ) -> None:
         self._settings = settings
         self._credential = credential
@@ -57,6 +60,9 @@ class AzureClients:
         # One metrics client per region; a callable ``metrics(location)`` may be injected instead.
         self._metrics_factory = metrics
         self._metrics: dict[str, Any] = {}
+        # The workspace's MLflow tracking URI (azureml://...); tests give a local store's.
+        self._tracking_uri = tracking_uri
+        self._mlflow: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -126,3 +132,23 @@ class AzureClients:
             if endpoint not in self._metrics:
                 self._metrics[endpoint] = MetricsClient(endpoint, credential, **sdk_options())
             return self._metrics[endpoint]
+
+    def mlflow(self) -> Any:
+        """An ``MlflowClient`` on the workspace's tracking store (azureml-mlflow resolves ``azureml://`` URIs and
+        signs in with the app's identity, ``AZURE_CLIENT_ID``)."""
+        if self._mlflow is not None:
+            return self._mlflow
+        uri = self._tracking_uri
+        if uri is None:
+            name = self._settings.azureml_workspace_name
+            with azure_call(f"reading workspace {name}"):
+                found = getattr(self.workspace.workspaces.get(name), "mlflow_tracking_uri", None)
+            if not isinstance(found, str) or not found:
+                raise PlatformError(f"workspace {name} reports no MLflow tracking URI")
+            uri = found
+        from mlflow import MlflowClient
+
+        with self._lock:
+            if self._mlflow is None:
+                self._mlflow = MlflowClient(tracking_uri=uri)
+            return self._mlflow

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 from pathlib import Path
 
@@ -53,22 +52,6 @@ def test_up_without_node_modules_says_run_npm_install(
     err = capsys.readouterr().err
     assert "run `npm install`" in err
     assert "Traceback" not in err
-
-
-def test_up_refuses_a_taken_host_port(
-    clean_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("AzureWebJobsStorage", REMOTE_STORAGE)  # no Azurite to start: straight to the host
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        monkeypatch.setenv("AUTOPILOT_HOST_PORT", str(port))
-        assert main(["up"]) == 1
-    err = capsys.readouterr().err
-    assert f"port {port} (the local host's webhook, AUTOPILOT_HOST_PORT) is in use by another process" in err
-    # The key was generated before anything started, privately.
-    assert (clean_env / "wd" / "webhook.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_down_with_nothing_running(clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

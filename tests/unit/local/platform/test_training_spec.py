@@ -21,7 +21,7 @@ def make_spec(**params: object) -> TrainingSpec:
         test_file=Path("/data/test.jsonl"),
         mlflow_tracking_uri="sqlite:////ws/mlflow.db",
         experiment_name="exp",
-        tags={"autopilot.run_id": "job-1"},
+        tags={"autopilot_run_id": "job-1"},
     )
 
 

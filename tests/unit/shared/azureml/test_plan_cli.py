@@ -257,3 +257,12 @@ def test_plan_refuses_a_bad_hours_value(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exited:
         main(["plan", str(SEED_SAMPLE), *OFFLINE, "--hours", "-3"])
     assert exited.value.code == 2 and "expected a number above 0, not '-3'" in capsys.readouterr().err
+
+
+def test_a_quality_gate_plans_clean_on_azureml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The fine-tune step's eval_loss is read from the workspace's MLflow tracking (training_metrics.py).
+    config = write_config(tmp_path, deployment__quality_gate={"max_eval_loss": 1.5, "require_improvement": True})
+    assert main(["plan", str(config), *OFFLINE, "--json"]) == 0
+    out = capsys.readouterr()
+    assert "quality_gate" not in out.err
+    assert json.loads(out.out)["platform"] == "azureml"
