@@ -6,8 +6,8 @@ connect (DNS rebinding) cannot steer the POST to an internal service. Refused: l
 fc00::/7), link-local (169.254/16 with the cloud metadata address 169.254.169.254, fe80::/10), the AWS IPv6
 metadata address fd00:ec2::254, and whatever else is not globally routable (``ipaddress``'s ``is_global``),
 unless ``AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES`` allows them (local development and tests, whose receivers
-listen on 127.0.0.1). ``http.client`` follows no redirect: a 3xx is an answer like any other, and nothing goes
-to its ``Location``.
+listen on 127.0.0.1); the two metadata addresses even then. ``http.client`` follows no redirect: a 3xx is an
+answer like any other, and nothing goes to its ``Location``.
 """
 
 from __future__ import annotations
@@ -62,14 +62,14 @@ def checked_address(url: str, *, allow_private: bool, resolver: Resolve = resolv
     addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolver(host, port)]
     if not addresses:
         raise OSError(f"{host} resolves to no address")
-    if not allow_private:
-        for address in addresses:
-            why = refusal(address)
-            if why is not None:
-                raise RefusedAddressError(
-                    f"{host} resolves to {address}, {why}: the app sends notifications to public addresses only "
-                    "(AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES)"
-                )
+    for address in addresses:
+        # The metadata address hands out the host's credentials: no setting opens it, local testing needs none.
+        why = refusal(address) if not allow_private or address in METADATA_ADDRESSES else None
+        if why is not None:
+            raise RefusedAddressError(
+                f"{host} resolves to {address}, {why}: the app sends notifications to public addresses only "
+                "(AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES)"
+            )
     return str(addresses[0])
 
 
