@@ -1,4 +1,5 @@
-"""Load on a local endpoint: 8 requests in a row, then 8 and 32 concurrent clients, in one run.
+"""Load on a local endpoint: 8 requests in a row, then 8 and 32 concurrent clients, in one run, beside
+``model.generate`` and the batching engine on the same model and prompts in this process.
 
     .venv/bin/python benchmarks/serve_load.py [--max-tokens 48] [--max-concurrent 32] [--cache DIR]
     .venv/bin/python benchmarks/serve_load.py --url http://127.0.0.1:PORT --key KEY   # an endpoint already up
@@ -10,9 +11,16 @@ server reads the model through a minimal ``MLmodel`` that points at the material
 copy is made. Every request streams (``/v1/chat/completions``, ``stream_options.include_usage``): latency
 is the whole answer, time to first token the first content chunk, tokens are the server's usage.
 
+First, in this process (with the thread settings the endpoint process gets), the baseline: the 8 prompts
+one after another through ``model.generate`` (greedy, the same ``max_tokens``) and through
+``batching.BatchEngine`` one at a time (a lone request), alternating prompt by prompt so that a change of
+load falls on both, then all 8 at once; ``--repeats N`` rounds of that; no HTTP. Then the endpoint.
+
 Prints, per phase: completion tokens/s, p50/p95 latency, p50/p95 time to first token, 429s; then the
-ratios the goal is stated in (throughput at 8 clients vs in a row; p95 at 8 clients vs a lone request's
-p50). Needs only the local requirements (httpx); the numbers depend on the machine and its load.
+ratios the goal is stated in (a lone request vs ``generate``, in process and over HTTP, where each of the
+8 requests in a row follows the same prompt through ``generate`` in this process; throughput at 8
+clients vs in a row; p95 at 8 clients vs a lone request's p50). ``--skip-http`` prints the in-process rows
+only. Needs only the local requirements (httpx); the numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +64,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def _one(client: Any, url: str, key: str, index: int, max_tokens: int) -> Result:
     body = {
-        "messages": [{"role": "user", "content": f"Tell me three facts about {TOPICS[index % len(TOPICS)]}."}],
+        "messages": _conversation(index),
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
@@ -119,6 +128,105 @@ def _report(name: str, results: list[Result], wall_s: float) -> dict[str, float]
         flush=True,
     )
     return figures
+
+
+def _conversation(index: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Tell me three facts about {TOPICS[index % len(TOPICS)]}."}]
+
+
+def _in_process(cache: Path, max_tokens: int, repeats: int) -> tuple[dict[str, float], Callable[[int], int]]:
+    """tokens/s of ``generate``, of the engine with one request at a time, and with 8 at once (no HTTP); and
+    ``generate`` itself (prompt index -> tokens), for the endpoint's lone requests to alternate with."""
+    from local.platform.workspace import torch_thread_env
+
+    os.environ.update(torch_thread_env(dict(os.environ)))  # as the endpoint process gets them; before torch
+    import torch
+
+    from local.platform.models import SMOLLM2, materialize
+    from local.platform.serving.batching import BatchEngine, Sampling
+    from local.platform.serving.chat_model import ChatModel
+
+    chat = ChatModel.from_hf_dir(materialize(SMOLLM2, cache))
+    tokenizer = chat.tokenizer
+
+    def generate(index: int) -> int:
+        prompt = tokenizer([chat.prompt_text(_conversation(index))], return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            output = chat.model.generate(
+                **prompt,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=chat.stop_token_ids,
+            )
+        return int(output.shape[1] - prompt["input_ids"].shape[1])
+
+    engine = BatchEngine(chat, max_batch=8)
+
+    def lone(index: int) -> int:
+        return (
+            engine.submit(_conversation(index), Sampling(max_new_tokens=max_tokens)).future.result().completion_tokens
+        )
+
+    def at_once() -> int:
+        handles = [engine.submit(_conversation(i), Sampling(max_new_tokens=max_tokens)) for i in range(8)]
+        return sum(h.future.result().completion_tokens for h in handles)
+
+    try:
+        generate(0), lone(0)  # warm-up
+        # generate and the lone request alternate prompt by prompt, so a change in the machine's load
+        # between them falls on both
+        seconds = {"generate, in a row": 0.0, "engine, in a row": 0.0}
+        tokens = {"generate, in a row": 0, "engine, in a row": 0}
+        for _ in range(repeats):
+            for i in range(8):
+                for name, run in (("generate, in a row", generate), ("engine, in a row", lone)):
+                    started = time.perf_counter()
+                    tokens[name] += run(i)
+                    seconds[name] += time.perf_counter() - started
+        started = time.perf_counter()
+        tokens["engine, 8 at once"] = sum(at_once() for _ in range(repeats))
+        seconds["engine, 8 at once"] = time.perf_counter() - started
+        rates = {}
+        for name in seconds:
+            rates[name] = tokens[name] / seconds[name]
+            label = f"{name} (in process)"
+            print(
+                f"{label:<34} {tokens[name]:>5} tokens in {seconds[name]:6.1f} s  {rates[name]:7.1f} tok/s",
+                flush=True,
+            )
+    finally:
+        engine.close()
+    print(
+        f"in process: lone request / generate: {rates['engine, in a row'] / rates['generate, in a row']:.2f}x "
+        f"(goal >= 0.9x); 8 at once / lone: {rates['engine, 8 at once'] / rates['engine, in a row']:.2f}x",
+        flush=True,
+    )
+    return rates, generate
+
+
+async def _in_a_row_beside(
+    url: str, key: str, max_tokens: int, generate: Callable[[int], int]
+) -> tuple[list[Result], float, float]:
+    """The 8 lone requests to the endpoint, each after the same prompt through ``generate`` in this process
+    (the endpoint idle meanwhile): ``(results, their wall seconds, generate's tokens/s)``."""
+    import httpx
+
+    results: list[Result] = []
+    http_s = generate_s = 0.0
+    generated = 0
+    async with httpx.AsyncClient(timeout=600) as client:
+        for i in range(8):
+            started = time.perf_counter()
+            generated += generate(i)
+            generate_s += time.perf_counter() - started
+            started = time.perf_counter()
+            results.append(await _one(client, url, key, i, max_tokens))
+            http_s += time.perf_counter() - started
+    return results, http_s, generated / generate_s
 
 
 def _start_endpoint(cache: Path, max_concurrent: int) -> tuple[str, str, subprocess.Popen[bytes], Path]:
@@ -192,7 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=int, default=32, help="max_concurrent_requests when deploying")
     parser.add_argument("--cache", type=Path, default=ROOT / ".autopilot" / "models")
     parser.add_argument("--skip-32", action="store_true", help="leave out the 32-client phase (quicker)")
+    parser.add_argument("--skip-http", action="store_true", help="the in-process rows only")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the in-process rows")
     args = parser.parse_args(argv)
+
+    print(f"max_tokens {args.max_tokens}, greedy, 8 prompts; load {os.getloadavg()[0]:.2f}", flush=True)
+    _, generate = _in_process(args.cache, args.max_tokens, args.repeats)
+    if args.skip_http:
+        return 0
 
     proc = state_dir = None
     if args.url:
@@ -204,15 +319,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_phase(url, key, 1, 1, 4))  # warm-up: first-call costs are not the server's throughput
         print(f"endpoint {url}, max_tokens {args.max_tokens}, greedy, streamed", flush=True)
-        sequential = _report("8 in a row", *asyncio.run(_phase(url, key, 1, 8, args.max_tokens)))
+        results, http_s, generate_rate = asyncio.run(_in_a_row_beside(url, key, args.max_tokens, generate))
+        sequential = _report("8 in a row", results, http_s)
+        print(f"{'generate, alternating with them':<34} (in process)      {generate_rate:7.1f} tok/s", flush=True)
         eight = _report("8 concurrent clients", *asyncio.run(_phase(url, key, 8, 8, args.max_tokens)))
         if not args.skip_32:
             _report("32 concurrent clients", *asyncio.run(_phase(url, key, 32, 32, args.max_tokens)))
+        print(
+            f"over HTTP: lone request / generate alternating with it: "
+            f"{sequential['tokens_per_s'] / generate_rate:.2f}x (goal >= 0.9x)"
+        )
         print(
             f"throughput at 8 clients / in a row: {eight['tokens_per_s'] / sequential['tokens_per_s']:.2f}x "
             f"(goal >= 5x); p95 at 8 clients / lone request p50: {eight['p95_s'] / sequential['p50_s']:.2f}x "
             "(goal <= 2x)"
         )
+        print(f"load {os.getloadavg()[0]:.2f}")
     finally:
         if proc is not None:
             proc.terminate()

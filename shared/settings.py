@@ -33,6 +33,7 @@ AZURITE_CONNECTION_STRING = (
 STORAGE_SETTING = "AzureWebJobsStorage"
 QUOTA_CHECK_MODES = ("reject", "warn", "off")
 LOCAL_DTYPES = ("auto", "float32", "bfloat16")
+TRAIN_STREAMS_SETTING = "AUTOPILOT_LOCAL_TRAIN_STREAMS"  # read by local/platform/training/streams.py
 
 
 def setting(env: str, default: str, *, secret: bool = False) -> Any:
@@ -123,7 +124,7 @@ class Settings:
     local_dtype: str = setting("AUTOPILOT_LOCAL_DTYPE", "auto")
     # Local platform only: rows of a training micro-batch computed at once on CPU, one thread each (auto: one
     # per intra-op thread; 1: a single row). The result is the same; see local/platform/training/streams.py.
-    local_train_streams: str = setting("AUTOPILOT_LOCAL_TRAIN_STREAMS", "auto")
+    local_train_streams: str = setting(TRAIN_STREAMS_SETTING, "auto")
     # Local platform only: training jobs that run at once (0: one per 2 cores and 4 GiB of memory, at least
     # one); the others wait, Queued, and start in submission order as slots free up.
     local_max_jobs: int = setting("AUTOPILOT_LOCAL_MAX_JOBS", "0")
@@ -170,6 +171,12 @@ class Settings:
         if dtype not in LOCAL_DTYPES:
             raise ValueError(f"AUTOPILOT_LOCAL_DTYPE must be one of {', '.join(LOCAL_DTYPES)}, not {dtype!r}")
         values["local_dtype"] = dtype
+        streams = values["local_train_streams"].strip().lower() or "auto"
+        if streams != "auto" and not (streams.isdigit() and int(streams) >= 1):
+            raise ValueError(
+                f"{TRAIN_STREAMS_SETTING} must be auto or a whole number of streams of at least 1, not {streams!r}"
+            )
+        values["local_train_streams"] = streams
         topics = [t for t in values["event_grid_topics"].split(",") if t.strip()]
         if values["event_grid_topic_key"] and len(topics) != 1:
             raise ValueError(

@@ -40,6 +40,7 @@ from local.platform.jobs import Jobs
 from local.platform.jobspec import JobSpec
 from local.platform.jobstatus import LiveStatus, ended
 from local.platform.mlflow_runs import experiment_id
+from local.platform.startup import Phases
 from local.platform.stopping import CANCEL_REQUESTED, JobCanceledError, request_cancel, watch_wind_down
 from local.platform.supervisor import Supervisor
 from local.platform.workspace import Workspace
@@ -71,6 +72,7 @@ class JobRunner:
         self.mlflow_run_id: str | None = None
         self.restarts = self.status.record.restarts
         self._memory = MemoryCare()
+        self.startup = Phases()  # from the process's start to the first evaluation, logged once
         self._ending = threading.Event()  # the end state is being reported (by the main thread or the watchdog)
 
     # -- events
@@ -119,6 +121,12 @@ class JobRunner:
         self.experiment_id = experiment_id(training.mlflow_tracking_uri, training.experiment_name, self.workspace.locks)
 
     def _on_progress(self, update: dict[str, Any]) -> None:
+        update = dict(update)
+        recipe_startup = update.pop("startup_seconds", None)  # a log line's numbers, not a status field
+        if isinstance(recipe_startup, dict):  # the recipe's phases: the start-up is over
+            for name, seconds in recipe_startup.items():
+                self.startup.add(str(name), float(seconds))
+            log.info("job %s: start-up: %s", self.name, self.startup.line())
         line = progress_line(update)
         fields: dict[str, Any] = {"progress_detail": update}
         if isinstance(update.get("step"), int):
@@ -148,13 +156,16 @@ class JobRunner:
         return restart_suffix(self.restarts, self.status.record.resumed_from_step, said=said)
 
     def _train(self) -> Any:
-        from local.platform.models import materialize
-        from local.platform.training import TrainingSpec, run_training
+        with self.startup.phase("training imports"):  # torch, transformers, peft
+            import local.platform.training.recipe  # noqa: F401  (what run_training imports when called)
+            from local.platform.models import materialize
+            from local.platform.training import TrainingSpec, run_training
 
         self._on_progress({"phase": "preparing the foundation model"})
         # Materialising (about 30 s for SmolLM2, once per machine) happens here, never in the submit call.
         training = self.spec.training
-        model_dir = materialize(training.model_name, Path(self.spec.models_cache))
+        with self.startup.phase("model cache"):
+            model_dir = materialize(training.model_name, Path(self.spec.models_cache))
         # A restarted job has "resume": true: the recipe continues from its latest complete checkpoint.
         return run_training(TrainingSpec(model_dir=model_dir, **training.model_dump()), self._on_progress)
 
@@ -181,6 +192,7 @@ class JobRunner:
 
     def run(self) -> int:
         started = time.monotonic()
+        self.startup.add("python and imports", _seconds_since_process_start())
         self.status.update(
             status=JobStatus.RUNNING,
             pid=os.getpid(),
@@ -192,7 +204,8 @@ class JobRunner:
         running_post: threading.Thread | None = None
         final = JobStatus.FAILED
         try:
-            self._experiment()
+            with self.startup.phase("mlflow experiment"):
+                self._experiment()
             if not self.status.record.running_posted:
                 # Training must not wait for the webhook: the Running event goes out from a thread.
                 running_post = threading.Thread(target=self._post_running, daemon=True)
@@ -241,6 +254,15 @@ class JobRunner:
         self.status.update(**ended(JobStatus.CANCELED, STOPPED_REASON))
         self._post_final(JobStatus.CANCELED)
         Supervisor(self.workspace, "job").forget_self(self.name)
+
+
+def _seconds_since_process_start() -> float:
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # a number for a log line; never a reason to fail the job
+        return 0.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

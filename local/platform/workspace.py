@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.settings import TRAIN_STREAMS_SETTING
+
 # Job, model and endpoint names become directory names: no separators, no dot-dot, bounded length.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -95,11 +97,15 @@ def project_root() -> Path:
 
 
 # On a machine with two or fewer CPUs a second OpenMP thread costs more in synchronisation than it computes:
-# measured on a 2-vCPU VM, one thread trains SmolLM2 at ~70 tokens/s, two threads at ~9. An explicit
-# OMP_NUM_THREADS always wins. The cores are still used: training runs one stream per CPU, each a thread
-# of its own with one OpenMP thread (local/platform/training/streams.py), which waits for nothing.
+# measured on a 2-vCPU VM, one thread trains SmolLM2 at ~70 tokens/s, two threads at ~9. Measured again
+# with other processes on the machine (issue 21, docs/benchmarks.md): two threads 8-304 tokens/s (they
+# gain when both cores happen to be free, collapse when one is taken), one thread 101-227 and never a
+# collapse; OMP_WAIT_POLICY=PASSIVE avoids the collapse and then gains nothing. So the rule stands. An
+# explicit OMP_NUM_THREADS always wins. The cores are still used: training and evaluation run one stream
+# per CPU, each a thread of its own with one OpenMP thread
+# (local/platform/training/streams.py), which waits for nothing.
 SMALL_MACHINE_CPUS = 2
-STREAMS_SETTING = "AUTOPILOT_LOCAL_TRAIN_STREAMS"  # streams.STREAMS_SETTING (this module stays torch-free)
+STREAMS_SETTING = TRAIN_STREAMS_SETTING
 
 
 def torch_thread_env(env: dict[str, str], sharing: int = 1) -> dict[str, str]:

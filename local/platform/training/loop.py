@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from transformers import get_scheduler
 
-from local.platform.training import checkpoints, output_loss, streams
+from local.platform.training import checkpoints, dropout, output_loss, streams
 from local.platform.training.data import IGNORE_INDEX, TokenizedExample, batch_indices, collate, input_tokens, pack
 from shared.config.params import ComponentParams
 
@@ -106,7 +106,7 @@ def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tu
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = targets != IGNORE_INDEX
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
-    fused = output_loss.plain_head(model) if FUSED_OUTPUT_LOSS else None
+    fused = output_loss.plain_head(model, training=torch.is_grad_enabled()) if FUSED_OUTPUT_LOSS else None
     if fused is not None:  # the same numbers, without materialising the logits (output_loss)
         loss, correct = output_loss.fused_token_loss(*fused, inputs, keep, targets[keep[:, :-1]])
         return loss, int(keep.sum()), correct
@@ -124,12 +124,30 @@ def micro_batch(examples: Sequence[TokenizedExample], pad_token_id: int, pad_to:
     return collate(examples, pad_token_id, pad_to) if pad_to is not None else pack(examples)
 
 
+@dataclass(frozen=True)
+class Row:
+    """One forward pass's tensors, and which conversations of the training split it holds (each with its
+    positions in the row), so LoRA dropout masks them as the same conversations anywhere (``dropout``)."""
+
+    batch: dict[str, torch.Tensor]
+    conversations: tuple[int, ...] = ()  # empty: not known, plain dropout
+    positions: tuple[int, ...] = ()
+
+
 def _stream_rows(
-    examples: Sequence[TokenizedExample], pad_token_id: int, pad_to: int | None, count: int
-) -> list[dict[str, torch.Tensor]]:
-    """A micro-batch as ``count`` rows of about equal length (at most one per example), one per stream."""
-    groups = streams.split_balanced([len(e.input_ids) for e in examples], count)
-    return [micro_batch([examples[i] for i in group], pad_token_id, pad_to) for group in groups]
+    examples: Sequence[TokenizedExample], indices: Sequence[int], pad_token_id: int, pad_to: int | None, count: int
+) -> list[Row]:
+    """The micro-batch ``indices`` as ``count`` rows of about equal length (at most one per example), one per
+    stream."""
+    groups = streams.split_balanced([len(examples[i].input_ids) for i in indices], count)
+    rows = []
+    for group in groups:
+        members = [indices[g] for g in group]
+        batch = micro_batch([examples[i] for i in members], pad_token_id, pad_to)
+        # Packed: each conversation is its own length of the row; padded: each is a row of the batch's width.
+        positions = [len(examples[i].input_ids) if pad_to is None else batch["input_ids"].shape[1] for i in members]
+        rows.append(Row(batch, tuple(members), tuple(positions)))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -141,26 +159,54 @@ class EvalResult:
     token_accuracy: float = 0.0  # share of label tokens the model's top choice predicts
 
 
+# A forward-only row of packed conversations holds about this many tokens: rows much longer than a few
+# conversations bought nothing on the 2-core machine (benchmarks/eval_speed.py), and it bounds the memory.
+EVAL_ROW_TOKENS = 1024
+
+
+def eval_rows(lengths: Sequence[int], streams_count: int, row_tokens: int = EVAL_ROW_TOKENS) -> list[list[int]]:
+    """Example indices per forward pass: about ``row_tokens`` tokens each, in a multiple of the streams so
+    every stream gets an equal share (longest conversations first, each to the lightest row). Packed rows
+    have no padding; the grouping does not change the mean loss (it sums the same per-token losses)."""
+    if not lengths:
+        return []
+    count = max(1, math.ceil(sum(lengths) / row_tokens))
+    count = min(len(lengths), math.ceil(count / streams_count) * streams_count)
+    return streams.split_balanced(lengths, count)
+
+
 def evaluate(
     model: torch.nn.Module,
     examples: Sequence[TokenizedExample],
-    batch_size: int,
-    pad_token_id: int,
     device: torch.device,
     compute_dtype: torch.dtype = torch.float32,
+    stream_count: int | None = None,
 ) -> EvalResult:
-    """Mean loss per assistant token over the split, its perplexity and the mean token accuracy."""
+    """Mean loss per assistant token over the split, its perplexity and the mean token accuracy.
+
+    Forward only (``inference_mode``), in the compute dtype, the split packed into rows of
+    ``EVAL_ROW_TOKENS`` that run on every stream at once (``streams``: on a 2-CPU job each stream is a
+    core). Sums are taken in row order, so the result does not depend on thread timing.
+    ``per_device_eval_batch_size`` is a GPU memory setting; here the rows are bounded by tokens instead."""
     was_training = model.training
     model.eval()
-    total, tokens, correct = 0.0, 0, 0
-    with torch.inference_mode(), compute_precision(model, device, compute_dtype):
-        for indices in batch_indices([len(e.input_ids) for e in examples], batch_size, shuffle=False):
-            batch = {k: v.to(device) for k, v in pack([examples[i] for i in indices]).items()}
-            loss_sum, count, right = token_loss_sum(model, batch)
-            total += float(loss_sum)
-            tokens += count
-            correct += right
-    model.train(was_training)
+    count = streams.stream_count(model, device, for_training=False) if stream_count is None else stream_count
+    rows = [pack([examples[i] for i in row]) for row in eval_rows([len(e.input_ids) for e in examples], count)]
+
+    def forward(row: dict[str, torch.Tensor]) -> tuple[float, int, int]:
+        """One row on a stream's thread (inference mode and autocast are per thread)."""
+        with torch.inference_mode(), autocast_to(device, compute_dtype):
+            loss_sum, tokens, right = token_loss_sum(model, {k: v.to(device) for k, v in row.items()})
+        return float(loss_sum), tokens, right
+
+    try:
+        with adapter_casts_off(model, compute_dtype), streams.StreamPool(count) as pool:
+            results = pool.map(forward, rows)
+    finally:
+        model.train(was_training)
+    total = sum(r[0] for r in results)
+    tokens = sum(r[1] for r in results)
+    correct = sum(r[2] for r in results)
     loss = total / max(tokens, 1)
     return EvalResult(
         loss=loss,
@@ -305,9 +351,9 @@ def train(
                 chunk.append(indices)
                 if epoch == int(epoch):  # the micro-batch that ended an epoch
                     break
-            batches = [_stream_rows([examples[i] for i in idx], pad_token_id, pad_to, pool.streams) for idx in chunk]
+            batches = [_stream_rows(examples, idx, pad_token_id, pad_to, pool.streams) for idx in chunk]
             step_loss, tokens, labels, correct = _accumulate_gradients(
-                model, batches, device, compute_dtype, pool, trainable
+                model, batches, device, compute_dtype, pool, trainable, seed=params.seed, step=step
             )
             stats.window_tokens += tokens
             stats.window_labels += labels
@@ -403,43 +449,52 @@ def _save(
 
 def _accumulate_gradients(
     model: torch.nn.Module,
-    batches: Sequence[Sequence[dict[str, torch.Tensor]]],
+    batches: Sequence[Sequence[Row]],
     device: torch.device,
     compute_dtype: torch.dtype,
     pool: streams.StreamPool | None = None,
     trainable: Sequence[torch.nn.Parameter] = (),
+    *,
+    seed: int = 0,
+    step: int = 0,
 ) -> tuple[float, int, int, int]:
     """Backward over the micro-batches of one optimizer step, each one row or several rows at once
-    (``streams``); ``(mean loss per label token, input tokens, label tokens, label tokens predicted right)``."""
-    label_tokens = max(sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for rows in batches for b in rows), 1)
+    (``streams``); ``(mean loss per label token, input tokens, label tokens, label tokens predicted right)``.
+    LoRA dropout masks each row's conversations from ``(seed, step, conversation)`` (``dropout``)."""
+    label_tokens = max(sum(int((r.batch["labels"][:, 1:] != IGNORE_INDEX).sum()) for rows in batches for r in rows), 1)
 
-    def backward(batch: dict[str, torch.Tensor]) -> tuple[float, int]:
+    def masked(row: Row) -> contextlib.AbstractContextManager[None]:
+        if not row.conversations:
+            return contextlib.nullcontext()
+        return dropout.row_masks(seed, step, row.conversations, row.positions)
+
+    def backward(row: Row) -> tuple[float, int]:
         """One row in this thread, its gradients accumulated into ``.grad`` by autograd."""
-        with compute_precision(model, device, compute_dtype):
-            loss_sum, _, right = token_loss_sum(model, batch)
+        with masked(row), compute_precision(model, device, compute_dtype):
+            loss_sum, _, right = token_loss_sum(model, row.batch)
         (loss_sum / label_tokens).backward()
         return loss_sum.item(), right
 
-    def gradients(batch: dict[str, torch.Tensor]) -> tuple[tuple[torch.Tensor | None, ...], float, int]:
+    def gradients(row: Row) -> tuple[tuple[torch.Tensor | None, ...], float, int]:
         """One row on a stream's thread: its gradients returned, for the caller to sum in row order."""
-        with autocast_to(device, compute_dtype):
-            loss_sum, _, right = token_loss_sum(model, batch)
+        with masked(row), autocast_to(device, compute_dtype):
+            loss_sum, _, right = token_loss_sum(model, row.batch)
         return torch.autograd.grad(loss_sum / label_tokens, trainable, allow_unused=True), loss_sum.item(), right
 
     step_loss, tokens, correct = 0.0, 0, 0
-    for rows in batches:
-        rows = [{k: v.to(device) for k, v in row.items()} for row in rows]
+    for micro in batches:
+        rows = [Row({k: v.to(device) for k, v in r.batch.items()}, r.conversations, r.positions) for r in micro]
         if len(rows) == 1 or pool is None:
-            results = [backward(batch) for batch in rows]
+            results = [backward(row) for row in rows]
         else:
             with adapter_casts_off(model, compute_dtype):
                 streamed = pool.map(gradients, rows)
             for grads, _, _ in streamed:  # summed in row order
                 _add_to_grad(trainable, grads)
             results = [(loss_value, right) for _, loss_value, right in streamed]
-        for batch, (loss_value, right) in zip(rows, results, strict=True):
+        for row, (loss_value, right) in zip(rows, results, strict=True):
             step_loss += loss_value / label_tokens
-            tokens += input_tokens(batch)
+            tokens += input_tokens(row.batch)
             correct += right
     return step_loss, tokens, label_tokens, correct
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from peft import LoraConfig, get_peft_model
 
+from local.platform.training.dropout import seed_lora_dropout
 from shared.config.params import ComponentParams
 
 # Attention projections of Llama-family models (SmolLM2, the tiny test model, Mistral, Qwen2, Phi-3 mini's
@@ -30,8 +31,10 @@ def lora_config(params: ComponentParams, model_type: str) -> LoraConfig:
 
 def with_lora(model: Any, params: ComponentParams) -> Any:
     """The model wrapped with fresh LoRA adapters; only the adapters are trainable, and they are fp32 whatever
-    the frozen base's dtype: in bf16 (8 bits of mantissa) an update smaller than 1/256 of a weight is lost."""
+    the frozen base's dtype: in bf16 (8 bits of mantissa) an update smaller than 1/256 of a weight is lost.
+    LoRA dropout is ``dropout.SeededDropout``."""
     wrapped = get_peft_model(model, lora_config(params, model.config.model_type), autocast_adapter_dtype=True)
+    seed_lora_dropout(wrapped)  # masks from (seed, step, conversation): every training stream may use dropout
     for parameter in wrapped.parameters():
         if parameter.requires_grad:
             parameter.data = parameter.data.float()

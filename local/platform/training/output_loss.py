@@ -27,8 +27,10 @@ PLAIN_HEAD_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3", "phi3"}
 CHUNK_ROWS = 256
 
 
-def plain_head(model: Any) -> tuple[torch.nn.Module, torch.Tensor] | None:
-    """``(decoder, output weight)`` when the fused loss computes exactly what the model's head would."""
+def plain_head(model: Any, *, training: bool = True) -> tuple[torch.nn.Module, torch.Tensor] | None:
+    """``(decoder, output weight)`` when the fused loss computes exactly what the model's head would.
+    ``training``: the weight must also be frozen (the fused backward gives no gradient to it); forward only
+    (evaluation), a trainable head is fine too."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(base, "config", None)
     if getattr(config, "model_type", None) not in PLAIN_HEAD_MODEL_TYPES:
@@ -36,7 +38,7 @@ def plain_head(model: Any) -> tuple[torch.nn.Module, torch.Tensor] | None:
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
         return None
     head = base.get_output_embeddings()
-    if type(head) is not torch.nn.Linear or head.bias is not None or head.weight.requires_grad:
+    if type(head) is not torch.nn.Linear or head.bias is not None or (training and head.weight.requires_grad):
         return None
     return base.get_decoder(), head.weight
 

@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from local.platform.dataset import validate_chat_file
 from local.platform.mlflow_model import ADAPTER_DIR, HF_ARTIFACT, save_chat_model
 from local.platform.models import pick_dtype
+from local.platform.startup import Phases
 from local.platform.training import checkpoints
 from local.platform.training.attention import use_packed_attention
 from local.platform.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split
@@ -54,26 +55,33 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         raise TrainingError("device cuda (compute local-cuda) asked for, but this machine's torch sees no CUDA GPU")
     dtype = pick_dtype(device)
     notes = not_applicable_notes(params, device, dtype)
+    startup = Phases()  # logged, and reported with evaluate_before: what the wait before the first step was
 
     # 1. Validate the data before any model loads: a bad file fails in seconds, with line numbers.
-    check_data_files(spec)
+    with startup.phase("data check"):
+        check_data_files(spec)
 
-    tracker = Tracker(spec.mlflow_tracking_uri, spec.experiment_name, spec.run_name or spec.job_name, spec.tags)
+    with startup.phase("tracking run"):
+        tracker = Tracker(spec.mlflow_tracking_uri, spec.experiment_name, spec.run_name or spec.job_name, spec.tags)
     try:
-        tracker.log_params(
-            {**params.model_dump(), "model_name": spec.model_name, "device": str(device), "dtype": str(dtype)}
-        )
+        with startup.phase("tracking run"):
+            tracker.log_params(
+                {**params.model_dump(), "model_name": spec.model_name, "device": str(device), "dtype": str(dtype)}
+            )
 
         # 2. Preprocess: chat template, assistant-only labels, truncation to max_seq_length.
-        tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
+        with startup.phase("tokenizer"):
+            tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
         # LoRA: the frozen base in the compute dtype (half the memory traffic in bf16), adapters in fp32. A
         # full fine-tune keeps fp32 master weights and computes under autocast.
         base_dtype = dtype if params.apply_lora else torch.float32
-        model: Any = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=base_dtype)
-        model.to(device)
-        use_packed_attention(model)  # packed rows: one attention call per conversation, no T x T mask
+        with startup.phase("model load"):
+            model: Any = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=base_dtype)
+            model.to(device)
+            use_packed_attention(model)  # packed rows: one attention call per conversation, no T x T mask
         max_length = sequence_length(params, model, notes)
-        train_split, eval_split, validation_split = tokenize_splits(spec, params, tokenizer, max_length, notes)
+        with startup.phase("data"):
+            train_split, eval_split, validation_split = tokenize_splits(spec, params, tokenizer, max_length, notes)
         logger.info(
             "job %s: %s training examples (%s tokens), evaluation on %s (%s examples)",
             spec.job_name,
@@ -84,11 +92,12 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         )
 
         # 3. LoRA adapters (or every weight, for a full fine-tune); seeded so a rerun starts identically.
-        set_seed(params.seed)
-        if params.apply_lora:
-            model = with_lora(model, params)
-        else:
-            model.requires_grad_(True)
+        with startup.phase("adapters"):
+            set_seed(params.seed)
+            if params.apply_lora:
+                model = with_lora(model, params)
+            else:
+                model.requires_grad_(True)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         tracker.log_params({"trainable_parameters": trainable, "max_seq_length_used": max_length})
         pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
@@ -96,15 +105,17 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         resume_from = resume_point(spec, params, notes)
 
         def evaluate_on(split: TokenizedSplit) -> Any:
-            return evaluate(model, split.examples, params.per_device_eval_batch_size, pad_id, device, dtype)
+            return evaluate(model, split.examples, device, dtype)
 
         # 4. Evaluate the foundation model on the evaluation split.
+        logger.info("job %s: recipe start-up: %s", spec.job_name, startup.line())
         report(
             {
                 "phase": "evaluate_before",
                 "split": eval_split.name,
                 "examples": len(eval_split.examples),
                 "mlflow_run_id": tracker.run_id,  # known now, so a job killed later can still be found
+                "startup_seconds": startup.rounded(),
             }
         )
         before = evaluate_on(eval_split)

@@ -8,48 +8,53 @@ release the GIL, so the threads overlap. Measured with benchmarks/train_vs_trl.p
 
 The result does not depend on thread timing: each stream computes its gradients with ``torch.autograd.grad``
 (nothing accumulates concurrently), and the caller sums them in stream order. The split is deterministic
-(longest conversations first, each to the lightest row). A model that draws random numbers in training
-(dropout) runs one stream: threads would draw from the one generator in a racy order.
+(longest conversations first, each to the lightest row). LoRA dropout draws its masks from generators of
+its own, seeded per (seed, step, conversation) (``dropout.py``), so it runs on every stream too; a model that
+draws from torch's one global generator in training (another dropout, the architecture's attention
+dropout) runs one stream: threads would draw from it in a racy order. Evaluation (no dropout) always may.
 
-``AUTOPILOT_LOCAL_TRAIN_STREAMS``: ``auto`` (one per intra-op thread, at most one per conversation) or a
-number; ``1`` is the single-row path. CUDA always runs one stream (the GPU has its own parallelism).
+``AUTOPILOT_LOCAL_TRAIN_STREAMS`` (``Settings.local_train_streams``): ``auto`` (one per intra-op thread, at most
+one per conversation) or a number; ``1`` is the single-row path. CUDA always runs one stream (the GPU has
+its own parallelism).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import torch
 
-STREAMS_SETTING = "AUTOPILOT_LOCAL_TRAIN_STREAMS"
+from shared.settings import TRAIN_STREAMS_SETTING, Settings
+
+STREAMS_SETTING = TRAIN_STREAMS_SETTING
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 def requested_streams(env: Mapping[str, str] | None = None) -> int:
-    """The setting as a number of streams; 0 for ``auto``."""
-    value = (os.environ if env is None else env).get(STREAMS_SETTING, "").strip().lower() or "auto"
-    if value == "auto":
-        return 0
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{STREAMS_SETTING} must be auto or a whole number of streams of at least 1, not {value!r}")
-    return int(value)
+    """The setting as a number of streams; 0 for ``auto`` (``Settings`` checks the value)."""
+    value = Settings.from_env(env).local_train_streams
+    return 0 if value == "auto" else int(value)
 
 
 def draws_random_numbers(model: torch.nn.Module) -> bool:
-    """Dropout anywhere in the model (a LoRA dropout, or the architecture's attention dropout)."""
+    """Dropout from torch's global generator anywhere in the model (an ``nn.Dropout``, or the architecture's
+    attention dropout); the seeded LoRA dropout of ``dropout.py`` is not one."""
     if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
         return True
     configs = [getattr(m, "config", None) for m in model.modules() if hasattr(m, "config")]
     return any(float(getattr(c, "attention_dropout", 0.0) or 0.0) > 0 for c in configs if c is not None)
 
 
-def stream_count(model: torch.nn.Module, device: torch.device, env: Mapping[str, str] | None = None) -> int:
+def stream_count(
+    model: torch.nn.Module, device: torch.device, env: Mapping[str, str] | None = None, *, for_training: bool = True
+) -> int:
+    """Streams for training (``for_training``) or for a forward-only pass (evaluation: no dropout drawn)."""
     requested = requested_streams(env)
-    if device.type != "cpu" or requested == 1 or draws_random_numbers(model):
+    if device.type != "cpu" or requested == 1 or (for_training and draws_random_numbers(model)):
         return 1
     return requested or max(1, torch.get_num_threads())
 

@@ -52,8 +52,8 @@ def test_training_lowers_the_loss_on_what_it_saw(
         "train", tokenizer, read_conversations(small_data["train_sft"], training=True)[:4], 256
     ).examples
     device = torch.device("cpu")
-    before = evaluate(model, examples, 4, tokenizer.pad_token_id, device)
+    before = evaluate(model, examples, device)
     train(model, examples, params, pad_token_id=tokenizer.pad_token_id, device=device, on_log=lambda e: None)
-    after = evaluate(model, examples, 4, tokenizer.pad_token_id, device)
+    after = evaluate(model, examples, device)
     assert after.loss < before.loss - 0.1  # a random two-layer model: attention adapters move it slowly
     assert before.tokens == after.tokens > 0

@@ -88,7 +88,7 @@ def test_a_micro_batch_on_two_streams_has_the_gradients_of_one_row(
     results = []
     for rows, pool in (([pack(batch)], None), ([pack([batch[i] for i in g]) for g in groups], streams.StreamPool(2))):
         model.zero_grad(set_to_none=True)
-        summary = loop._accumulate_gradients(model, [rows], device, dtype, pool, trainable)
+        summary = loop._accumulate_gradients(model, [[loop.Row(r) for r in rows]], device, dtype, pool, trainable)
         results.append((summary, [p.grad.clone() for p in trainable]))
         if pool is not None:
             pool.close()

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from local.platform.training import streams
+from local.platform.training import dropout, streams
 
 
 @given(st.lists(st.integers(min_value=1, max_value=512), min_size=1, max_size=16), st.integers(1, 8))
@@ -23,7 +23,10 @@ def test_a_split_covers_every_conversation_once_in_order_and_is_balanced(lengths
     assert groups == streams.split_balanced(lengths, parts)  # deterministic
 
 
-def test_the_setting_is_auto_or_a_positive_number() -> None:
+def test_the_setting_is_auto_or_a_positive_number_and_read_through_the_settings() -> None:
+    from shared.settings import Settings
+
+    assert Settings.from_env({streams.STREAMS_SETTING: " 2 "}).local_train_streams == "2"
     assert streams.requested_streams({}) == 0
     assert streams.requested_streams({streams.STREAMS_SETTING: " Auto "}) == 0
     assert streams.requested_streams({streams.STREAMS_SETTING: "3"}) == 3
@@ -32,7 +35,7 @@ def test_the_setting_is_auto_or_a_positive_number() -> None:
             streams.requested_streams({streams.STREAMS_SETTING: bad})
 
 
-def test_one_stream_on_cuda_with_dropout_or_when_asked() -> None:
+def test_one_stream_on_cuda_with_unseeded_dropout_or_when_asked() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(2, 2))
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert streams.stream_count(model, cpu, {streams.STREAMS_SETTING: "3"}) == 3
@@ -41,6 +44,9 @@ def test_one_stream_on_cuda_with_dropout_or_when_asked() -> None:
     assert streams.stream_count(model, cuda, {streams.STREAMS_SETTING: "3"}) == 1
     with_dropout = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
     assert streams.stream_count(with_dropout, cpu, {streams.STREAMS_SETTING: "3"}) == 1
+    assert streams.stream_count(with_dropout, cpu, {streams.STREAMS_SETTING: "3"}, for_training=False) == 3
+    seeded = torch.nn.Sequential(torch.nn.Linear(2, 2), dropout.SeededDropout(0.1))
+    assert streams.stream_count(seeded, cpu, {streams.STREAMS_SETTING: "3"}) == 3  # its masks are per row
 
 
 def test_the_pool_runs_items_at_once_on_its_threads_and_keeps_their_order() -> None:
