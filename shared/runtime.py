@@ -13,10 +13,13 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.followups import FollowUps
 from shared.ledger.outbox import EVENT_GRID
+from shared.ledger.record import RunRecord
 from shared.platform.port import MLPlatform
 from shared.runs import RunStore
 from shared.settings import Settings
@@ -40,7 +43,14 @@ def build_platform(settings: Settings) -> MLPlatform:
     return platform
 
 
-def build_store(settings: Settings) -> RunStore:
+def build_follow_ups(settings: Settings) -> FollowUps:
+    from shared.followups_queue import QueueFollowUps, check_queue_name
+
+    check_queue_name(settings.follow_up_queue, "AUTOPILOT_FOLLOW_UP_QUEUE")
+    return QueueFollowUps(settings.storage(), settings.follow_up_queue, settings.ledger_table)
+
+
+def build_store(settings: Settings, scheduler: Callable[[RunRecord], None] | None = None) -> RunStore:
     from shared.ledger.table import TableLedger
     from shared.notify import owe
     from shared.status import BlobStatusStore
@@ -48,6 +58,7 @@ def build_store(settings: Settings) -> RunStore:
     return RunStore(
         TableLedger(settings.storage(), settings.ledger_table),
         BlobStatusStore(settings.storage(), settings.status_container),
+        observers=[scheduler] if scheduler is not None else [],  # the run's follow-ups (docs/follow-ups.md)
         owe=owe,  # state changes record what they owe; the delivery worker sends it (build_senders)
     )
 
@@ -84,19 +95,39 @@ class Runtime:
         store: RunStore | None = None,
         platform: MLPlatform | None = None,
         senders: dict[str, Send] | None = None,
+        follow_ups: FollowUps | None = None,
     ):
         self.settings = settings
         self._store = store
         self._platform = platform
         self._senders = senders
+        self._follow_ups = follow_ups
         self._lock = threading.Lock()
 
     @property
     def store(self) -> RunStore:
         with self._lock:
             if self._store is None:
-                self._store = build_store(self.settings)
+                self._store = build_store(self.settings, self._scheduler())
             return self._store
+
+    def _scheduler(self) -> Callable[[RunRecord], None] | None:
+        """The observer that schedules a run's follow-ups (None when they are off)."""
+        if not self.settings.follow_ups:
+            return None
+        from shared.services.followup import FollowUpScheduler
+
+        return FollowUpScheduler(self._follow_ups_unlocked(), lambda: self.platform.activity_delay)
+
+    @property
+    def follow_ups(self) -> FollowUps:
+        with self._lock:
+            return self._follow_ups_unlocked()
+
+    def _follow_ups_unlocked(self) -> FollowUps:
+        if self._follow_ups is None:
+            self._follow_ups = build_follow_ups(self.settings)
+        return self._follow_ups
 
     @property
     def platform(self) -> MLPlatform:
@@ -131,11 +162,17 @@ def bootstrap(
     store: RunStore | None = None,
     platform: MLPlatform | None = None,
     senders: dict[str, Send] | None = None,
+    follow_ups: FollowUps | None = None,
 ) -> Runtime:
-    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform``/``senders`` when
-    given."""
+    """A runtime from ``settings`` (the environment's when None), using ``store``/``platform``/``senders``/
+    ``follow_ups`` when given. A store given is used as is: its observers are the caller's (a test adds the
+    follow-up scheduler)."""
     return Runtime(
-        settings if settings is not None else Settings.from_env(), store=store, platform=platform, senders=senders
+        settings if settings is not None else Settings.from_env(),
+        store=store,
+        platform=platform,
+        senders=senders,
+        follow_ups=follow_ups,
     )
 
 
@@ -200,3 +237,7 @@ def received_deadline() -> timedelta:
 
 def orphan_grace() -> timedelta:
     return current().orphan_grace
+
+
+def follow_ups() -> FollowUps:
+    return current().follow_ups

@@ -85,6 +85,11 @@ class Settings:
     # Read when the app is indexed (functions/__init__.py): the blob trigger's source.
     blob_source: str = setting("AUTOPILOT_BLOB_SOURCE", "LogsAndContainerScan")
     deploy_timeout_minutes: int = setting("AUTOPILOT_DEPLOY_TIMEOUT_MINUTES", "60")
+    # Follow-ups (docs/follow-ups.md): a run that starts something the app must watch schedules its own check
+    # for when the answer is due, on this storage queue. Off: only the timers look (every 5 and 15 minutes).
+    follow_ups: bool = setting("AUTOPILOT_FOLLOW_UPS", "true")
+    # Read when the app is indexed (functions/followups.py), as the queue trigger's queue name.
+    follow_up_queue: str = setting("AUTOPILOT_FOLLOW_UP_QUEUE", "autopilot-followups")
     # Each timer sweep stops starting work after this many seconds: below the Functions timeout (5 minutes by
     # default on Consumption, 10 at most) with room for the calls in flight; the rest waits for the next sweep.
     sweep_budget_seconds: float = setting("AUTOPILOT_SWEEP_BUDGET_SECONDS", "240")

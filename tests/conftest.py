@@ -20,6 +20,7 @@ from local.common.exceptions import LocalHostError, NotInstalledError
 from local.common.processes import free_ports
 from local.host.azurite import AzuritePorts, azurite_executable, start_azurite, stop_azurite
 from shared import runtime
+from shared.followups import FollowUps
 from shared.platform.port import MLPlatform
 from shared.runs import RunStore
 from shared.settings import Settings
@@ -55,13 +56,18 @@ def _fresh_runtime() -> Iterator[None]:
 
 @pytest.fixture
 def use_runtime() -> Iterator[Callable[..., runtime.Runtime]]:
-    """``use_runtime(settings=None, store=..., platform=...)`` makes a runtime with those collaborators the
-    process's for the test (the composition root takes fakes; nothing is patched); forgotten after."""
+    """``use_runtime(settings=None, store=..., platform=..., follow_ups=...)`` makes a runtime with those
+    collaborators the process's for the test (the composition root takes fakes; nothing is patched); forgotten
+    after."""
 
     def use(
-        settings: Settings | None = None, *, store: RunStore | None = None, platform: MLPlatform | None = None
+        settings: Settings | None = None,
+        *,
+        store: RunStore | None = None,
+        platform: MLPlatform | None = None,
+        follow_ups: FollowUps | None = None,
     ) -> runtime.Runtime:
-        return runtime.install(runtime.bootstrap(settings, store=store, platform=platform))
+        return runtime.install(runtime.bootstrap(settings, store=store, platform=platform, follow_ups=follow_ups))
 
     yield use
     runtime.reset()

@@ -266,6 +266,7 @@ class FakePlatform:
     name = "fake"
     reports_eval_metrics = True
     name_scope = ""
+    activity_delay = timedelta(0)
 
     def __init__(self, clock: FakeClock | None = None) -> None:
         self.clock = clock or FakeClock()
@@ -604,3 +605,44 @@ def die_entering(
 
     monkeypatch.setattr(RunStore, "advance", advance)
     return killed
+
+
+class InMemoryFollowUps:
+    """``FollowUps`` in memory, with the port's marks: what was sent, each with the time it becomes due.
+
+    ``deliver_due()`` hands out (and removes) the messages due by the clock, as the queue trigger would; tests
+    lose a message by not delivering it (``lose_all``) and duplicate one by delivering it twice."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.pending: list[tuple[datetime, Any]] = []  # (due, FollowUp)
+        self.sent: list[Any] = []  # every FollowUp ever sent, in order
+        self._marks: dict[tuple[str, str], tuple[str, int]] = {}
+
+    def schedule(self, follow_up: Any, delay: timedelta) -> bool:
+        from shared.followups import capped
+
+        key = (follow_up.run_id, follow_up.kind.value)
+        mark = self._marks.get(key)
+        if mark is not None:
+            watch, attempt = mark
+            if watch == follow_up.watch and attempt >= follow_up.attempt:
+                return False
+            if watch != follow_up.watch and watch.rpartition("@")[2] > follow_up.watch.rpartition("@")[2]:
+                return False
+        self._marks[key] = (follow_up.watch, follow_up.attempt)
+        self.pending.append((self.clock() + capped(delay), follow_up))
+        self.sent.append(follow_up)
+        return True
+
+    def next_due(self) -> datetime | None:
+        return min((due for due, _ in self.pending), default=None)
+
+    def deliver_due(self) -> list[Any]:
+        now = self.clock()
+        due = sorted((p for p in self.pending if p[0] <= now), key=lambda p: p[0])
+        self.pending = [p for p in self.pending if p[0] > now]
+        return [f for _, f in due]
+
+    def lose_all(self) -> None:
+        self.pending.clear()

@@ -19,6 +19,8 @@ param grantDeployerAccess bool = true
 param configContainer string = 'training-configs'
 param statusContainer string = 'training-status'
 param ledgerTable string = 'autopilotruns'
+@description('The follow-up queue (docs/follow-ups.md): checks a run schedules for when their answer is due.')
+param followUpQueue string = 'autopilot-followups'
 @description('Alert on runs that end failed or deploy_failed (infra/app/monitoring.bicep).')
 param enableFailedRunAlert bool = false
 @description('Where that alert is mailed; empty: Azure Monitor only.')
@@ -91,6 +93,21 @@ resource ledger 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
   name: ledgerTable
 }
 
+// Follow-ups: messages with a visibility delay, read by the queue trigger (functions/followups.py); the host
+// moves a message that failed maxDequeueCount times (host.json) to '<queue>-poison'. Both exist before the app
+// runs, so the trigger never starts on a missing queue. The marks that keep a chain single are in the ledger.
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storageAccount
+  name: 'default'
+}
+
+resource followUpQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queue in [followUpQueue, '${followUpQueue}-poison']: {
+    parent: queueService
+    name: queue
+  }
+]
+
 module logAnalytics 'br/public:avm/res/operational-insights/workspace:0.11.1' = {
   name: 'loganalytics'
   params: {
@@ -152,11 +169,14 @@ var appSettings = {
   AUTOPILOT_CONFIG_CONTAINER: configContainer
   AUTOPILOT_STATUS_CONTAINER: statusContainer
   AUTOPILOT_LEDGER_TABLE: ledgerTable
+  AUTOPILOT_FOLLOW_UP_QUEUE: followUpQueue
+  // 'false' turns the follow-ups off (the timers alone then finish runs); docs/follow-ups.md.
+  AUTOPILOT_FOLLOW_UPS: 'true'
 }
 
 module processor 'processor.bicep' = {
   name: 'processor'
-  dependsOn: [containers] // the deployment package container must exist before the app is created
+  dependsOn: [containers, followUpQueues] // the package container, and the trigger's queue, before the app
   params: {
     name: functionAppName
     location: location

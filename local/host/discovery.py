@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 BLOB_TRIGGER = "blobTrigger"
 EVENT_GRID_TRIGGER = "eventGridTrigger"
 TIMER_TRIGGER = "timerTrigger"
+QUEUE_TRIGGER = "queueTrigger"
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,10 @@ class Functions:
     blob: list[FunctionSpec] = field(default_factory=list)
     event_grid: dict[str, FunctionSpec] = field(default_factory=dict)
     timer: dict[str, FunctionSpec] = field(default_factory=dict)
+    queue: dict[str, FunctionSpec] = field(default_factory=dict)
 
     def all(self) -> list[FunctionSpec]:
-        return [*self.blob, *self.event_grid.values(), *self.timer.values()]
+        return [*self.blob, *self.event_grid.values(), *self.timer.values(), *self.queue.values()]
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, Functions] = weakref.WeakKeyDictionary()
@@ -108,6 +110,8 @@ def discover(app: Any) -> Functions:
                 found.event_grid[name] = spec
             elif trigger_type == TIMER_TRIGGER:
                 found.timer[name] = spec
+            elif trigger_type == QUEUE_TRIGGER:
+                found.queue[name] = spec
             else:
                 log.warning("function %s: trigger type %s is not served by the local host", name, trigger_type)
         _CACHE[app] = found

@@ -1,10 +1,11 @@
-"""The local host: blob polling, the Event Grid webhook and timers for one FunctionApp, in one process.
+"""The local host: blob polling, the Event Grid webhook, timers and queue polling for one FunctionApp, in one process.
 
 In-process use (end-to-end tests drive it deterministically)::
 
     host = LocalHost(function_app.app, Settings.from_env())
     host.poll_once()          # one blob-polling pass, in this thread
     host.fire_timer("reconcile")
+    host.poll_queues_once()   # every queue message visible now, in this thread
     TestClient(host.webhook_app).post(...)
     host.start(); ...; host.stop()   # background threads + uvicorn on 127.0.0.1:<AUTOPILOT_HOST_PORT>
 
@@ -34,6 +35,8 @@ from local.common.httplimits import bounded_config
 from local.common.processes import LOOPBACK, port_in_use
 from local.host.blobpoller import BlobPoller
 from local.host.discovery import Functions, Invocation, discover
+from local.host.queuepoller import POLL_SECONDS as QUEUE_POLL_SECONDS
+from local.host.queuepoller import QueuePoller
 from local.host.timers import Clock, TimerScheduler, utc_now
 from local.host.webhook import WEBHOOK_PATH, build_webhook_app
 from shared.settings import Settings, load_local_settings
@@ -74,6 +77,7 @@ class LocalHost:
             host_id=host_id or default_host_id(),
         )
         self.timers = TimerScheduler(self.functions.timer, clock, self._env)
+        self.queue_poller = QueuePoller(self.functions.queue, self._connection, self._env)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
@@ -86,11 +90,15 @@ class LocalHost:
                 name, self._env, allow_developer_credentials=self.settings.allow_developer_credentials
             )
         except StorageConfigError as exc:
-            raise HostConfigError(f"blob trigger connection: {exc}") from None
+            raise HostConfigError(f"trigger connection: {exc}") from None
 
     def poll_once(self) -> list[Invocation]:
         """One pass over the blob-trigger containers, in this thread."""
         return self.blob_poller.poll_once()
+
+    def poll_queues_once(self) -> list[Invocation]:
+        """Every queue-trigger message visible now, in this thread."""
+        return self.queue_poller.poll_once()
 
     def fire_timer(self, name: str, past_due: bool = False) -> Invocation:
         """Run a timer function now (after any run of it in progress)."""
@@ -101,7 +109,9 @@ class LocalHost:
         """The webhook's address, without the key."""
         return f"http://{LOOPBACK}:{self.settings.host_port}{WEBHOOK_PATH}"
 
-    def start(self, *, serve_http: bool = True, poll_blobs: bool = True, run_timers: bool = True) -> None:
+    def start(
+        self, *, serve_http: bool = True, poll_blobs: bool = True, run_timers: bool = True, poll_queues: bool = True
+    ) -> None:
         """Start the background parts; PortInUseError when the webhook port is taken."""
         self._stop.clear()
         if serve_http:
@@ -117,6 +127,12 @@ class LocalHost:
             self._threads.append(thread)
         if run_timers:
             self.timers.start(self._stop)
+        if poll_queues and self.functions.queue:
+            thread = threading.Thread(
+                target=self.queue_poller.run, args=(self._stop, QUEUE_POLL_SECONDS), name="queue-poller", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def _start_server(self) -> None:
         port = self.settings.host_port
@@ -219,10 +235,11 @@ def run_host(app_spec: str = "function_app:app", settings_file: Path | None = No
         return 1
     functions = host.functions
     log.info(
-        "local host running: %s blob, %s Event Grid, %s timer function(s); polling every %ss",
+        "local host running: %s blob, %s Event Grid, %s timer, %s queue function(s); polling every %ss",
         len(functions.blob),
         len(functions.event_grid),
         len(functions.timer),
+        len(functions.queue),
         settings.blob_poll_seconds,
     )
     code = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from local.platform import checks, eventpost
@@ -54,6 +54,7 @@ class LocalPlatform:
     name = "local"
     reports_eval_metrics = True  # the local trainer evaluates on the test split before and after
     name_scope = ""  # local names need nothing beyond the run's own hash
+    activity_delay = timedelta(0)  # the endpoint server records each request as it answers it
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

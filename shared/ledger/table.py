@@ -39,6 +39,7 @@ PARTITION = "run"
 ACTIVE_PARTITION = "active"
 RECENT_PARTITION = "recent"
 OUTBOX_PARTITION = "outbox"
+# Partition "followup" of the same table holds the follow-up marks (shared/followups_queue.py), not runs.
 BATCH_SIZE = 100  # entities per table transaction (the service's limit)
 _INVERT_MS = 10**15
 

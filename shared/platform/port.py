@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -274,6 +274,9 @@ class MLPlatform(Protocol):
 
     name: str  # "local" or "azureml"
     reports_eval_metrics: bool  # whether finished jobs report eval_loss_before/after (quality gates need it)
+    # How late a request shows in ``endpoint_activity``: an idle check due at a deadline waits this much more,
+    # so a request just before the deadline is seen (Azure Monitor's ingestion; nothing locally).
+    activity_delay: timedelta
 
     @property
     def name_scope(self) -> str:

@@ -159,6 +159,16 @@ def decide_idle(
     return CleanupDecision(endpoint.name, run, "delete", f"idle: no request in the last {minutes} min")
 
 
+def idle_deadline(endpoint: EndpointInfo, record: RunRecord | None, activity: EndpointActivity) -> datetime | None:
+    """When ``decide_idle`` would first delete the endpoint if no request came: its last request (or its
+    deployment) plus the idle window. None when neither is known."""
+    started = endpoint.created_at
+    if record is not None and RunState.DEPLOYED.value in record.timeline:
+        started = datetime.fromisoformat(record.timeline[RunState.DEPLOYED.value])
+    known = [t for t in (activity.last_request_at, started) if t is not None]
+    return max(known) + timedelta(minutes=_idle_minutes(endpoint.tags)) if known else None
+
+
 def look_at(sweep: CleanupPass, endpoint: EndpointInfo) -> EndpointLook:
     """The endpoint with the runs that have a deployment on it (a shared endpoint has several) and its maker."""
     ids = [endpoint.tags.get(TAG_RUN_ID)]
@@ -195,6 +205,38 @@ def decide(
         return early
     since = now - timedelta(minutes=_idle_minutes(endpoint.tags))
     return decide_idle(endpoint, look.serving, platform.endpoint_activity(endpoint.name, since=since), now)
+
+
+@dataclass(frozen=True)
+class EndpointCheck:
+    """One endpoint's cleanup decision, acted on, and when it may next change (its idle deadline; None: no
+    known time). ``decision`` is None when the platform does not list the endpoint."""
+
+    decision: CleanupDecision | None
+    next_look: datetime | None = None
+
+
+def check_endpoint(store: RunStore, platform: MLPlatform, endpoint_name: str, now: datetime) -> EndpointCheck:
+    """The sweep's decision for one endpoint, then its delete when decided (a follow-up at the idle deadline:
+    shared/services/followup.py). The rules and the idle check are the sweep's own; the chores stay the sweep's."""
+    endpoint = next((e for e in platform.list_endpoints() if e.name == endpoint_name), None)
+    if endpoint is None:
+        return EndpointCheck(None)
+    sweep = CleanupPass(SweepRuns(store), platform, now)
+    look = look_at(sweep, endpoint)
+    decision, due = judge(sweep, look), None
+    if decision is None:
+        minutes = _idle_minutes(endpoint.tags)
+        activity = platform.endpoints_activity([endpoint.name], since=now - timedelta(minutes=minutes)).get(
+            endpoint.name
+        ) or EndpointActivity(None, 0, known=False)
+        decision = decide_idle(endpoint, look.serving, activity, now)
+        due = idle_deadline(endpoint, look.serving, activity) if activity.known else None
+    deployed = tuple(r.run_id for r in look.records if r.state == RunState.DEPLOYED)
+    decision = dataclasses.replace(decision, run_ids=deployed)
+    if decision.action == "delete":
+        decision = _delete(sweep, decision)
+    return EndpointCheck(decision, due)
 
 
 def _decisions(sweep: CleanupPass) -> list[CleanupDecision]:

@@ -60,6 +60,10 @@ CALLS = [
     # The blob trigger keeps receipts in blobs and poison messages in a queue (Functions' identity guidance).
     ("functions/submit.py", r"blob_trigger\(", "Storage Blob Data Owner", "storage"),
     ("functions/submit.py", r"blob_trigger\(", "Storage Queue Data Contributor", "storage"),
+    # Follow-ups: sent by the app, read and deleted by its queue trigger, poison queue created by the host.
+    ("shared/followups_queue.py", r"\.send_message\(", "Storage Queue Data Contributor", "storage"),
+    ("functions/followups.py", r"queue_trigger\(", "Storage Queue Data Contributor", "storage"),
+    ("shared/followups_queue.py", r"\.table_service\(", "Storage Table Data Contributor", "storage"),
 ]
 
 
@@ -211,3 +215,17 @@ def test_the_hooks_read_only_what_azd_provides() -> None:
         for platform in ("posix", "windows"):
             assert hook[platform]["run"].endswith(f"infra/hooks/azd_hooks.py {name}")
     assert azure_yaml["services"]["app"]["host"] == "function" and azure_yaml["infra"]["path"] == "infra"
+
+
+def test_the_follow_up_queue_and_its_poison_queue_exist_under_the_name_the_app_reads() -> None:
+    import function_app
+
+    resources = RESOURCES.read_text(encoding="utf-8")
+    default = re.search(r"param followUpQueue string = '([^']+)'", resources)
+    assert default and default.group(1) == DEFAULTS["AUTOPILOT_FOLLOW_UP_QUEUE"]
+    assert "for queue in [followUpQueue, '${followUpQueue}-poison']" in resources
+    assert "queueServices/queues@" in resources
+    assert literal("AUTOPILOT_FOLLOW_UPS") == "true"
+    app = {spec.name: spec.binding for spec in discover(function_app.app).all()}
+    assert app["followup"]["connection"] == "AzureWebJobsStorage"  # the identity-based AzureWebJobsStorage__*
+    assert "AzureWebJobsStorage__queueServiceUri" in app_settings()

@@ -92,7 +92,8 @@ def test_the_function_app_package_imports_and_indexes_without_the_local_twin(tmp
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "cleanup,deliver_notifications,deploy,reconcile,register,submit"
+    functions = "cleanup,deliver_notifications,deploy,followup,reconcile,register,submit"
+    assert result.stdout.strip().splitlines()[-1] == functions
 
 
 def test_import_rules_hold() -> None:

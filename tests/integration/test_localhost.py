@@ -302,7 +302,7 @@ def test_up_and_down_run_the_local_life_cycle(tmp_path: Path) -> None:
         job_record = read_pid_file(workdir / "pids" / "job-demo.pid")
         assert job_record is not None
         host_log = (workdir / "host.log").read_text()
-        assert "1 blob, 2 Event Grid, 3 timer function(s)" in host_log
+        assert "1 blob, 2 Event Grid, 3 timer, 1 queue function(s)" in host_log
         # The host's spans and log records go to JSON lines in the work dir (docs/observability.md).
         assert f"telemetry: {workdir / 'telemetry'}" in host_log
         assert (workdir / "telemetry" / "spans.jsonl").is_file() and (workdir / "telemetry" / "logs.jsonl").is_file()

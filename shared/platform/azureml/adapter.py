@@ -24,7 +24,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from azure.ai.ml.constants import AssetTypes
@@ -113,6 +113,9 @@ class AzureMLPlatform:
     # The fine-tune step logs eval_loss to the workspace's MLflow tracking; a finished job's metrics are read
     # from there (training_metrics.py): eval_loss_after is its last evaluation.
     reports_eval_metrics = True
+    # Azure Monitor's platform metrics (RequestsPerMinute) arrive with an ingestion delay it gives no bound for;
+    # a few minutes is what is seen. 3 minutes: a request just before an idle deadline is counted.
+    activity_delay = timedelta(minutes=3)
 
     def __init__(
         self,

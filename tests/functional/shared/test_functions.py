@@ -57,6 +57,8 @@ def test_app_declares_the_five_functions_with_settings_driven_bindings() -> None
     assert triggers["register"]["type"] == triggers["deploy"]["type"] == "eventGridTrigger"
     assert triggers["reconcile"]["schedule"] == "0 */5 * * * *" and triggers["reconcile"]["runOnStartup"] is False
     assert triggers["cleanup"]["type"] == "timerTrigger"
+    assert triggers["followup"]["type"] == "queueTrigger" and triggers["followup"]["queueName"] == "autopilot-followups"
+    assert triggers["followup"]["connection"] == "AzureWebJobsStorage"  # identity-based on Azure, as the blob's
 
 
 def test_schedules_and_containers_come_from_settings() -> None:
@@ -133,3 +135,32 @@ def test_malformed_event_is_logged_not_raised(wired, caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.WARNING):
         user_function("register")(grid_event(raw))
     assert "dropped" in caplog.text and "runId" in caplog.text
+
+
+def queue_message(body: str) -> func.QueueMessage:
+    from azure.functions.queue import QueueMessage
+
+    return QueueMessage(id="m1", body=body.encode(), dequeue_count=1)
+
+
+def test_queue_trigger_runs_the_follow_up_and_drops_what_is_not_one(  # type: ignore[no-untyped-def]
+    wired, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared.followups import FollowUp, FollowUpKind
+    from shared.services.followup import watch_of
+    from tests.fakes import InMemoryFollowUps
+
+    store, platform, _ = wired
+    follow_ups = InMemoryFollowUps(store.clock)
+    from shared import runtime
+
+    runtime.install(runtime.bootstrap(runtime.settings(), store=store, platform=platform, follow_ups=follow_ups))
+    user_function("submit")(InputStream(name="training-configs/phi3.yaml", data=config_bytes()))
+    record = store.list()[0]
+    platform.finish_job(record.run_id)
+    check = FollowUp(record.run_id, FollowUpKind.RUN, watch_of(record))
+    with caplog.at_level(logging.INFO):
+        user_function("followup")(queue_message(check.to_json()))
+        user_function("followup")(queue_message("{not a follow-up"))
+    assert store.get(record.run_id).state == RunState.DEPLOYING  # the job ended; registered and deploying
+    assert "dropped: message is not JSON" in caplog.text
