@@ -194,8 +194,9 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     print(f"         fine-tuned answer:    {answer_text(answer)}")
     print(f"         base model answer:    {_base_model_answer(settings, conversation)}")
 
-    # 6. Leave it idle: the cleanup timer deletes it once idle_after_minutes (1) has passed.
-    _say("leaving the endpoint idle; the cleanup timer deletes it after 1 idle minute", started)
+    # 6. Leave it idle: cleanup deletes it once idle_after_minutes (1) has passed, at the follow-up the run
+    # scheduled for its idle deadline (the cleanup timer is the backstop).
+    _say("leaving the endpoint idle; cleanup deletes it at its idle deadline, 1 idle minute", started)
     code = follow(
         run,
         until=frozenset({RunState.DELETED}) | TERMINAL,
@@ -206,9 +207,7 @@ def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
     if code != 0 or record is None or record.state != RunState.DELETED:
         return finish(1)
     left = [e.name for e in runtime.platform().list_endpoints() if e.name == record.endpoint_name]
-    _say(
-        f"endpoint {record.endpoint_name} deleted by the cleanup timer" + (" (still listed!)" if left else ""), started
-    )
+    _say(f"endpoint {record.endpoint_name} deleted by cleanup" + (" (still listed!)" if left else ""), started)
     return finish(0 if not left else 1)
 
 

@@ -2,7 +2,8 @@
 webhook, fast timers), the local platform and the tiny model.
 
 Drop a config -> submitted -> running -> completed -> registered -> deploying -> deployed (smoke-tested)
--> invoke -> idle -> deleted by the cleanup timer, and afterwards no process the app started is running.
+-> invoke -> idle -> deleted by cleanup (its follow-up or the timer), and afterwards no process the app
+started is running.
 """
 
 from __future__ import annotations
