@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import chaos_lifecycle as lifecycle  # noqa: E402  (beside this script)
 import httpx  # noqa: E402
 
 from local.common import processes  # noqa: E402
@@ -54,7 +55,7 @@ optimization: {{lora: {{enabled: true, r: 4, alpha: 8}}}}
 deployment:
   instance_type: local-cpu
   smoke_test: {{sample_file: small/test_gen.jsonl, parameters: {{max_new_tokens: 4}}}}
-cleanup: {{idle_after_minutes: 600}}
+{extra}cleanup: {{idle_after_minutes: 600}}
 """
 STEADY = TERMINAL | {RunState.DEPLOYED}
 ORPHAN_KIND = {"jobs": "job", "model versions": "model", "endpoints": "endpoint"}
@@ -142,6 +143,9 @@ class Stack:
             AUTOPILOT_LOCAL_DTYPE="float32",
             # The orphan sweep cancels an orphaned job after this; the shortest setting, to see it within the run.
             AUTOPILOT_ORPHAN_GRACE_MINUTES="1",
+            # The delivery worker on a fast timer; its receivers are on 127.0.0.1, as the local twin allows.
+            AUTOPILOT_NOTIFY_SCHEDULE="*/3 * * * * *",
+            AUTOPILOT_NOTIFY_ALLOW_PRIVATE_ADDRESSES="true",
             PYTHONPATH=str(ROOT),
         )
         self.env.update(extra_env or {})
@@ -275,13 +279,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--budget-s", type=float, default=720.0, help="give up waiting for convergence after this")
+    parser.add_argument("--budget-s", type=float, default=840.0, help="give up waiting for convergence after this")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (logs, workdir)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="autopilot-chaos-"))
-    stack = Stack(base, args.seed)
+    key = lifecycle.signing_key(args.seed)
+    stack = Stack(base, args.seed, extra_env={"AUTOPILOT_NOTIFY_SIGNING_KEY": key})
+    hooks = lifecycle.receivers(random.Random(args.seed + 2), key)
     stack.prepare()
     kills: list[str] = []
     try:
@@ -290,11 +296,36 @@ def main() -> int:
         log(f"stack up in {time.monotonic() - started:.1f}s (Azurite {stack.ports.all()}, host {stack.host_port})")
         from shared.storage import upload_config
 
+        roles = {f"chaos/c{i}.yaml": lifecycle.role(i) for i in range(args.configs)}
         contents = {
-            f"chaos/c{i}.yaml": CONFIG.format(steps=2 + i % 3, lr=f"{1e-4 * (i + 1):.0e}").encode()
-            for i in range(args.configs)
+            name: CONFIG.format(
+                steps=2 + i % 3,
+                lr=f"{1e-4 * (i + 1):.0e}",
+                extra=lifecycle.config_extra(roles[name], [f"{h.url}/c{i}" for h in hooks]),
+            ).encode()
+            for i, name in enumerate(roles)
         }
         runs = {run_id(CONTAINER, name, data): name for name, data in contents.items()}
+        from shared import runtime
+
+        people = lifecycle.People(
+            random.Random(args.seed + 3),
+            manual={run for run, name in runs.items() if roles[name] == "manual"},
+            cancel_target=random.Random(args.seed + 4).choice(sorted(runs)),
+            store=runtime.run_store,
+            platform=runtime.platform,
+        )
+        people_done = threading.Event()
+
+        def act() -> None:
+            while not people_done.is_set():
+                try:
+                    people.step(ledger())
+                except Exception as exc:  # one look failed (Azurite down): the next one acts
+                    log(f"people: {type(exc).__name__}: {exc}")
+                time.sleep(0.5)
+
+        threading.Thread(target=act, daemon=True).start()
         drops = [name for name in contents for _ in range(3)]
         rng.shuffle(drops)
         dropped_at: dict[str, float] = {}
@@ -368,17 +399,26 @@ def main() -> int:
         revived = Endpoints(Workspace(stack.workdir)).revive_all()
         log(f"chaos done: {', '.join(kills)}; up revived {len(revived)} endpoint(s)")
 
-        # Converge.
+        # Converge: every run terminal or deployed, and no notification still owed.
         records: dict[str, Any] = {}
+
+        def converged() -> bool:
+            mine = [r for r in records.values() if r.run_id in expected]
+            steady = len(mine) == len(expected) and all(r.state in STEADY for r in mine)
+            return bool(records) and steady and not lifecycle.owing(records)
+
         while time.monotonic() - started < args.budget_s:
             records = ledger()
-            mine = [r for r in records.values() if r.run_id in expected]
-            if records and len(mine) == len(expected) and all(r.state in STEADY for r in mine):
+            if converged():
                 break
             time.sleep(3)
         settled_s = time.monotonic() - started
         time.sleep(12)  # one more cleanup and reconcile sweep (health rule, orphan sweep) before counting
         records = ledger()
+        while not converged() and time.monotonic() - started < args.budget_s:  # what that sweep made owed
+            time.sleep(3)
+            records = ledger()
+        people_done.set()
         jobs, models, endpoints = inventory(stack)
         # The lost run's job: recorded, and canceled if it still ran past the grace (or ended by itself).
         lost_job = orphan_action("job", lost)
@@ -416,6 +456,30 @@ def main() -> int:
         c = per_config[config]
         states = ", ".join(f"{k[6:]}:{v}" for k, v in sorted(c.items()) if k.startswith("state:"))
         print(f"{config:<16} {c['runs']:>4} {c['jobs']:>4} {c['model versions']:>6} {c['endpoints']:>9}  {states}")
+    print(f"people: {'; '.join(people.actions) or 'nothing'}")
+    notes = lifecycle.count_notifications(records, hooks, lost)
+    print(f"{'receiver':<8} {'behaviour':<28} {'owed':>4} {'accepted':>8} {'refused':>7}")
+    for index, hook in enumerate(hooks):
+        owed = sum(
+            1 for r in records.values() for e in r.outbox.events for d in e.deliveries if d.to == f"webhook:{index}"
+        )
+        accepted, refused = sum(hook.accepted.values()), sum(hook.refused.values())
+        print(f"{hook.name:<8} {hook.describe():<28} {owed:>4} {accepted:>8} {refused:>7}")
+    print(
+        f"notifications owed (run, event, webhook): {notes.owed}; delivered exactly once: {notes.delivered_once}; "
+        f"re-sent after a lost outcome (same webhook-id): {notes.resent_after_lost}; "
+        f"accepted for the lost row's run: {notes.lost_row}"
+    )
+    print(f"given up: {sum(notes.given_up.values())} {dict(notes.given_up) or ''}")
+    for label, found in (
+        ("still owed", notes.still_owed),
+        ("delivered per the outbox, never accepted", notes.missing),
+        ("given up per the outbox, yet accepted", notes.disagree),
+        ("accepted more than once", notes.duplicates),
+        ("accepted, owed by no outbox", notes.unowed),
+    ):
+        print(f"{label}: {len(found)} {found[:10] if found else ''}")
+    print(f"bad signatures: {notes.bad_signatures}")
     duplicates = sum(
         max(0, c[k] - 1) for c in per_config.values() for k in ("runs", "jobs", "model versions", "endpoints")
     )
@@ -437,7 +501,7 @@ def main() -> int:
         print(f"kept {base}")
     else:
         shutil.rmtree(base, ignore_errors=True)
-    return 0 if not unsettled and not unseen and not duplicates else 1
+    return 0 if not unsettled and not unseen and not duplicates and not notes.violations else 1
 
 
 if __name__ == "__main__":
