@@ -311,7 +311,10 @@ def main() -> int:
         people = lifecycle.People(
             random.Random(args.seed + 3),
             manual={run for run, name in runs.items() if roles[name] == "manual"},
-            cancel_target=random.Random(args.seed + 4).choice(sorted(runs)),
+            # The cancel role's run; with fewer than four configs, any run.
+            cancel_target=random.Random(args.seed + 4).choice(
+                sorted(run for run, name in runs.items() if roles[name] == "cancel") or sorted(runs)
+            ),
             store=runtime.run_store,
             platform=runtime.platform,
         )
@@ -501,7 +504,12 @@ def main() -> int:
         print(f"kept {base}")
     else:
         shutil.rmtree(base, ignore_errors=True)
-    return 0 if not unsettled and not unseen and not duplicates and not notes.violations else 1
+    failed = bool(unsettled or unseen or duplicates or notes.violations)
+    print(
+        f"verdict: {'FAIL' if failed else 'ok'} ({len(unsettled)} stuck, {duplicates} duplicates, "
+        f"{len(unseen)} unseen orphans, {notes.violations} notification violations)"
+    )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -109,10 +109,13 @@ def receivers(rng: random.Random, key: str) -> list[Receiver]:
     ]
 
 
+ROLES = ("shared", "shared", "manual", "cancel")
+
+
 def role(index: int) -> str:
-    """Configs take turns: a manual approval, then two naming one shared endpoint (the second to deploy is a
-    canary there)."""
-    return ("manual", "shared", "shared")[index % 3]
+    """Configs take turns: two naming one shared endpoint (the second to deploy is a canary there, rolled back),
+    a manual approval, and one canceled while its job completes; ``--configs 4`` has each once."""
+    return ROLES[index % len(ROLES)]
 
 
 def config_extra(role_name: str, hooks: list[str]) -> str:
@@ -120,7 +123,7 @@ def config_extra(role_name: str, hooks: list[str]) -> str:
     deployment = {
         "manual": "  approval: manual\n",
         "shared": f"  endpoint_name: {SHARED_ENDPOINT}\n  observe_minutes: 0.5\n  grace_minutes: 1\n",
-    }[role_name]
+    }.get(role_name, "")
     return deployment + "notify: {webhooks: [" + ", ".join(hooks) + "]}\n"
 
 
