@@ -459,6 +459,8 @@ def main() -> int:
         c = per_config[config]
         states = ", ".join(f"{k[6:]}:{v}" for k, v in sorted(c.items()) if k.startswith("state:"))
         print(f"{config:<16} {c['runs']:>4} {c['jobs']:>4} {c['model versions']:>6} {c['endpoints']:>9}  {states}")
+    for run in sorted({people.cancel_target, *people.manual} & {lost}):
+        people.actions.append(f"nothing for {run}: chaos lost its ledger row")
     print(f"people: {'; '.join(people.actions) or 'nothing'}")
     notes = lifecycle.count_notifications(records, hooks, lost)
     print(f"{'receiver':<8} {'behaviour':<28} {'owed':>4} {'accepted':>8} {'refused':>7}")
