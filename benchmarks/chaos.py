@@ -11,7 +11,9 @@ waits for every run to reach a terminal or steady state (deployed) and prints, p
 versions, endpoints; runs not settled, and why each run that did not deploy ended where it did; orphans
 (app-tagged things with no ledger row) and how many of them reconcile's orphan sweep did not record; and
 drop-to-submitted p50/p95 (the run's own `submitted` timestamp minus the first upload).
-Needs Azurite (`npm install`) and requirements-local.txt; nothing else.
+Needs Azurite (`npm install`), requirements-local.txt and, for the webhook receivers' stock signature check,
+`standardwebhooks` (requirements-dev.txt); nothing else. The lifecycle (approvals, a shared endpoint with a canary
+and a rollback, a cancel, webhook receivers that fail or hang for a while) is in benchmarks/chaos_lifecycle.py.
 """
 
 from __future__ import annotations
