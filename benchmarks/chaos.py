@@ -434,8 +434,14 @@ def main() -> int:
         # The lost run's job: recorded, and canceled if it still ran past the grace (or ended by itself).
         lost_job = orphan_action("job", lost)
         while ("not recorded" in lost_job or "canceled if" in lost_job) and time.monotonic() - started < args.budget_s:
+            if lost in records:
+                # A re-delivered upload of its config (the blob trigger after a host restart) made the row again
+                # and found the job already submitted: the job is the run's once more, not an orphan.
+                lost_job = f"not an orphan: its row was made again ({records[lost].state.value})"
+                break
             time.sleep(3)
             lost_job = orphan_action("job", lost)
+            records = ledger() or records
         seen_orphans = recorded_orphans()
         lost_seen_s = time.monotonic() - lost_at
     finally:
