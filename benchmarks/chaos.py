@@ -487,7 +487,8 @@ def main() -> int:
     print(
         f"notifications owed (run, event, webhook): {notes.owed}; delivered exactly once: {notes.delivered_once}; "
         f"re-sent after a lost outcome (same webhook-id): {notes.resent_after_lost}; "
-        f"accepted for the lost row's run: {notes.lost_row}"
+        f"accepted for the lost row's run: {notes.lost_row} "
+        f"(again after its row was made anew: {notes.resent_after_lost_row})"
     )
     print(f"given up: {sum(notes.given_up.values())} {dict(notes.given_up) or ''}")
     for label, found in (

@@ -252,6 +252,7 @@ class NotificationCount:
     duplicates: list[str] = field(default_factory=list)  # accepted twice, with no lost outcome to explain it
     resent_after_lost: int = 0  # accepted twice after a worker died mid-send: at least once, deduplicated by id
     unowed: list[str] = field(default_factory=list)  # accepted, owed by no outbox
+    resent_after_lost_row: int = 0  # accepted twice because chaos deleted the run's row (and outbox) meanwhile
     lost_row: int = 0  # accepted ids of the run whose ledger row chaos deleted (its outbox went with it)
     bad_signatures: int = 0
 
@@ -294,6 +295,11 @@ def count_notifications(records: dict[str, RunRecord], hooks: list[Receiver], lo
                 elif any(a.outcome == LOST for a in delivery.attempts):
                     out.delivered_once += 1
                     out.resent_after_lost += got - 1
+                elif event.id.startswith(f"{lost_run}:"):
+                    # Chaos deleted this run's row, outbox and all, after it had been sent; a re-delivered upload
+                    # made the run again, which owes it anew: same webhook-id, which receivers drop.
+                    out.delivered_once += 1
+                    out.resent_after_lost_row += got - 1
                 else:
                     out.duplicates.append(f"{key} x{got}")
     for hook in hooks:
