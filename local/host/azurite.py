@@ -162,3 +162,23 @@ def start_azurite(
 def stop_azurite(workdir: Path, timeout_s: float = 10.0) -> bool:
     """Stop the Azurite started for ``workdir``; True when one was running."""
     return stop_pid_file(pid_path(workdir), timeout_s)
+
+
+def development_sas(hours: float = 24.0) -> str:
+    """An account SAS on Azurite's development account (create and write, blobs and containers) for ``hours``:
+    what ``test.http`` uploads a config with. Made on demand, so no signed token sits in the repository."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    return generate_account_sas(
+        DEV_ACCOUNT,
+        DEV_KEY,
+        resource_types=ResourceTypes(container=True, object=True),
+        permission=AccountSasPermissions(write=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=hours),
+    )
+
+
+if __name__ == "__main__":  # python -m local.host.azurite: print a development SAS for test.http
+    print(development_sas())

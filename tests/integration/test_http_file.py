@@ -17,6 +17,7 @@ import pytest
 
 from local.common import processes
 from local.common.webhook_key import ensure_webhook_key
+from local.host.azurite import development_sas
 from local.host.webhook import WEBHOOK_PATH
 from shared import runtime
 from shared.naming import run_id
@@ -46,7 +47,7 @@ def test_the_requests_of_test_http_reach_a_running_host(
     env["PYTHONPATH"] = str(ROOT)
     requests = read(
         ROOT / "test.http",
-        env={"AUTOPILOT_WEBHOOK_KEY": key}.__getitem__,
+        env={"AUTOPILOT_WEBHOOK_KEY": key, "AUTOPILOT_AZURITE_SAS": development_sas()}.__getitem__,
         overrides={
             "host": f"http://127.0.0.1:{storage_env.host_port}",
             "blob": _blob_endpoint(storage_env.connection_string),

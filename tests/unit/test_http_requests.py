@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import function_app
+from local.host.azurite import development_sas
 from local.host.blobpoller import BlobPath
 from local.host.discovery import discover
 from local.host.webhook import WEBHOOK_PATH, check_app_event, to_event
@@ -21,7 +22,14 @@ from tests.httpfile import HttpRequest, parse, read
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_SETTING = "AUTOPILOT_WEBHOOK_KEY"
-REQUESTS = read(ROOT / "test.http", env=lambda name: f"<env {name}>")
+SAS = development_sas()
+
+
+def _env(name: str) -> str:
+    return SAS if name == "AUTOPILOT_AZURITE_SAS" else f"<env {name}>"
+
+
+REQUESTS = read(ROOT / "test.http", env=_env)
 DEFAULTS = Settings.from_env({})
 FUNCTIONS = discover(function_app.app)
 
@@ -84,6 +92,7 @@ def test_the_config_blob_lands_where_submit_is_triggered_and_validates() -> None
 
 
 def test_the_sas_creates_and_writes_and_has_not_expired() -> None:
+    assert "sig=" not in (ROOT / "test.http").read_text(encoding="utf-8")  # made on demand, never stored
     for request in [r for r in REQUESTS if r.url.startswith(blob_endpoint())]:
         permissions, expiry = request.query["sp"][0], request.query["se"][0]
         assert set("cw") <= set(permissions)
