@@ -118,105 +118,74 @@ def submit_config(
     ``quota_check``, ``event_grid_topics`` and ``notify_allow_private`` are the settings' (see ``build_plan``)."""
     run = run_id(container, blob_name, content)
     with telemetry.run_scope(run_id=run, config=blob_name, span="autopilot.submit_config"):
-        return _submit(
-            container=container,
-            blob_name=blob_name,
-            content=content,
-            etag=etag,
-            store=store,
-            platform=platform,
-            data_root=data_root,
-            max_attempts=max_attempts,
-            quota_check=quota_check,
-            event_grid_topics=event_grid_topics,
-            notify_allow_private=notify_allow_private,
-            run=run,
-        )
-
-
-def _submit(
-    *,
-    container: str,
-    blob_name: str,
-    content: bytes,
-    etag: str | None,
-    store: RunStore,
-    platform: MLPlatform,
-    data_root: Path,
-    max_attempts: int,
-    quota_check: str,
-    event_grid_topics: frozenset[str],
-    notify_allow_private: bool,
-    run: str,
-) -> RunRecord | None:
-    name = config_name(blob_name)
-    record, created = store.create(
-        run,
-        config_blob=blob_name,
-        config_name=name,
-        content=content,
-        config_etag=etag,
-        platform=platform.name,
-    )
-    if record.state != RunState.RECEIVED:
-        log.info("run %s: already %s; delivery ignored", run, record.state.value)
-        if record.state == RunState.CANCELED:
-            cancel_job_of(platform, record)  # a submit that died after creating the job, before its write
-        return record
-    if not created:
-        log.info("run %s: resuming a submit that did not finish", run)
-
-    try:
-        check_blob_name(blob_name)
-        config = load_config(content)
-    except RejectedError as exc:
-        return _reject(store, record, exc.issues, "InvalidBlobName")
-    except ConfigError as exc:
-        return _reject(store, record, exc.issues, "InvalidConfig", content)
-
-    try:
-        plan = build_plan(
-            config,
-            run_id=run,
+        name = config_name(blob_name)
+        record, created = store.create(
+            run,
             config_blob=blob_name,
             config_name=name,
-            platform=platform,
-            data_root=data_root,
-            quota_check=quota_check,
-            event_grid_topics=event_grid_topics,
-            notify_allow_private=notify_allow_private,
+            content=content,
+            config_etag=etag,
+            platform=platform.name,
         )
-        too_big = _too_big_for_the_ledger(config.model_dump(mode="json"), plan.smoke_request)
-        if too_big:
-            return _reject(store, record, [too_big], "ConfigTooLarge")
-        job = platform.submit_job(plan.job)
-    except RejectedError as exc:
-        return _reject(store, record, exc.issues, "Rejected")
-    except TransientPlatformError as exc:
-        return _give_up_or_retry(store, record, exc, max_attempts)
-    except PlatformError as exc:
-        # Not the user's config and not worth retrying (e.g. the job name is taken by another run).
-        return _fail(store, record, f"the platform refused the job: {exc}", exc.code or "SubmitFailed")
+        if record.state != RunState.RECEIVED:
+            log.info("run %s: already %s; delivery ignored", run, record.state.value)
+            if record.state == RunState.CANCELED:
+                cancel_job_of(platform, record)  # a submit that died after creating the job, before its write
+            return record
+        if not created:
+            log.info("run %s: resuming a submit that did not finish", run)
 
-    def fill(rec: RunRecord) -> None:
-        rec.config = config
-        rec.effective_params = dict(sorted(plan.params.params.items()))
-        rec.notes = plan.notes
-        rec.job_name = job.name
-        rec.job_status = job.status.value
-        rec.experiment_name = plan.job.experiment_name
-        rec.model_name = plan.model_name
-        rec.endpoint_name = plan.endpoint_name if config.deployment.enabled else None
-        rec.deployment_name = plan.deployment_name if config.deployment.enabled else None
-        rec.links = platform.links(job.name, rec.endpoint_name)
-        rec.inference_instance_type = plan.inference_instance_type
-        rec.smoke_test = SmokeTest(plan.smoke_request) if plan.smoke_request else None
-        rec.errors = []
+        try:
+            check_blob_name(blob_name)
+            config = load_config(content)
+        except RejectedError as exc:
+            return _reject(store, record, exc.issues, "InvalidBlobName")
+        except ConfigError as exc:
+            return _reject(store, record, exc.issues, "InvalidConfig", content)
 
-    submitted = store.advance(record, RunState.SUBMITTED, fill)
-    if submitted is not None:
-        return submitted
-    current = store.get(run)
-    if current is not None and current.state == RunState.CANCELED:
-        return _stop_the_job_of_a_canceled_run(store, platform, current, job)
-    return current
+        try:
+            plan = build_plan(
+                config,
+                run_id=run,
+                config_blob=blob_name,
+                config_name=name,
+                platform=platform,
+                data_root=data_root,
+                quota_check=quota_check,
+                event_grid_topics=event_grid_topics,
+                notify_allow_private=notify_allow_private,
+            )
+            too_big = _too_big_for_the_ledger(config.model_dump(mode="json"), plan.smoke_request)
+            if too_big:
+                return _reject(store, record, [too_big], "ConfigTooLarge")
+            job = platform.submit_job(plan.job)
+        except RejectedError as exc:
+            return _reject(store, record, exc.issues, "Rejected")
+        except TransientPlatformError as exc:
+            return _give_up_or_retry(store, record, exc, max_attempts)
+        except PlatformError as exc:
+            # Not the user's config and not worth retrying (e.g. the job name is taken by another run).
+            return _fail(store, record, f"the platform refused the job: {exc}", exc.code or "SubmitFailed")
+
+        def fill(rec: RunRecord) -> None:
+            rec.config = config
+            rec.effective_params = dict(sorted(plan.params.params.items()))
+            rec.notes = plan.notes
+            rec.job_name = job.name
+            rec.job_status = job.status.value
+            rec.experiment_name = plan.job.experiment_name
+            rec.model_name = plan.model_name
+            rec.endpoint_name = plan.endpoint_name if config.deployment.enabled else None
+            rec.deployment_name = plan.deployment_name if config.deployment.enabled else None
+            rec.links = platform.links(job.name, rec.endpoint_name)
+            rec.inference_instance_type = plan.inference_instance_type
+            rec.smoke_test = SmokeTest(plan.smoke_request) if plan.smoke_request else None
+            rec.errors = []
+
+        submitted = store.advance(record, RunState.SUBMITTED, fill)
+        if submitted is not None:
+            return submitted
+        current = store.get(run)
+        if current is not None and current.state == RunState.CANCELED:
+            return _stop_the_job_of_a_canceled_run(store, platform, current, job)
+        return current
