@@ -56,13 +56,16 @@ def retry_locked(
 SCHEMA_LOCK = "mlflow-schema.lock"
 
 
-def first_use(locks: Path, call: Callable[[], T]) -> T:
+def first_use(locks: Path, tracking_uri: str, call: Callable[[], T]) -> T:
     """A process's first call on the store, under a lock shared by every process of the workspace.
 
     MLflow creates and migrates the SQLite schema on a store's first use, and two processes doing so at once
     fail ("Online migration expected to match one row"): a job process starting while the host's reconcile
-    lists models did. Under this lock the first one creates it and the others then find it complete."""
+    lists models did. Under this lock the first one creates it, whole (``mlflow_store.create_once``: a
+    process killed while creating it leaves no half-migrated store), and the others find it complete."""
     from local.common.statefiles import file_lock
+    from local.platform.mlflow_store import create_once
 
     with file_lock(locks / SCHEMA_LOCK):
+        create_once(tracking_uri)
         return retry_locked(call)

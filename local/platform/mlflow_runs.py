@@ -42,7 +42,7 @@ def experiment_id(tracking_uri: str, name: str, locks: Path) -> str:
         return client, client.get_experiment_by_name(name)
 
     with deferred_cancel():  # a write cut in half would hold the store's lock (see stopping.py)
-        client, experiment = first_use(locks, open_store)
+        client, experiment = first_use(locks, tracking_uri, open_store)
         if experiment is None:
             try:
                 created = retry_locked(

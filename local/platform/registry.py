@@ -47,7 +47,7 @@ class Registry:
             client.search_registered_models(max_results=1)
             return client
 
-        return first_use(self.workspace.locks, open_stores)
+        return first_use(self.workspace.locks, uri, open_stores)
 
     def _ref(self, version: Any) -> ModelRef:
         return ModelRef(

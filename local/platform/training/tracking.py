@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
+from local.platform.mlflow_store import artifact_root_beside, sqlite_path
 from local.platform.stopping import deferred_cancel
 
 logger = logging.getLogger(__name__)
@@ -22,11 +22,8 @@ MAX_PARAM_CHARS = 500
 def artifact_root_for(tracking_uri: str) -> str | None:
     """Where new experiments keep artifacts: beside a SQLite store (MLflow's own default is relative to the
     working directory of whichever process created the experiment)."""
-    prefix = "sqlite:///"  # SQLAlchemy form: the file name follows (absolute when it starts with "/")
-    if not tracking_uri.startswith(prefix) or len(tracking_uri) == len(prefix):
-        return None
-    db = Path(unquote(tracking_uri[len(prefix) :].split("?", 1)[0]))
-    return (db.parent / "mlartifacts").resolve().as_uri()
+    db = sqlite_path(tracking_uri)
+    return None if db is None else artifact_root_beside(db)
 
 
 class Tracker:
