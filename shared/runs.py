@@ -89,12 +89,18 @@ class RunStore:
             platform=platform,
             timeline={RunState.RECEIVED.value: now.isoformat()},
         )
-        try:
-            stored = self.ledger.create(record)
-        except AlreadyExistsError:
-            existing = self.ledger.get(run_id)
-            assert existing is not None
-            return existing, False
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                stored = self.ledger.create(record)
+                break
+            except AlreadyExistsError:
+                existing = self.ledger.get(run_id)
+                if existing is not None:
+                    return existing, False
+                # Deleted between the conflict and the read (by hand, or by whoever lost it): create it again.
+                log.warning("run %s: existed, then vanished before it was read; creating it again", run_id)
+        else:
+            raise ConcurrencyError(f"run {run_id}: created and deleted {MAX_CONFLICT_RETRIES} times by others")
         self._mirror(stored)
         with telemetry.run_scope(stored, span="autopilot.state_change"):
             telemetry.state_changed(stored, None)

@@ -204,6 +204,39 @@ def test_a_write_to_a_run_that_vanished_is_a_conflict(backend: Backend) -> None:
         backend.ledger.replace(stored)
 
 
+class VanishingAfterConflict:
+    """The backend's ledger, with the run's row deleted by someone else between a create's conflict and the
+    read that follows it (the chaos benchmark's deleted rows, issue 22 finding D)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.conflicts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend.ledger, name)
+
+    def create(self, record: RunRecord) -> RunRecord:
+        try:
+            return self.backend.ledger.create(record)
+        except AlreadyExistsError:
+            self.conflicts += 1
+            self.backend.lose(record.run_id)
+            raise
+
+
+def test_a_run_deleted_between_a_create_conflict_and_its_read_is_created_again(backend: Backend) -> None:
+    store = RunStore(backend.ledger, InMemoryStatusStore(), FakeClock(T0))
+    store.create("r-0000000d", config_blob="r.yaml", config_name="r", content=b"x", config_etag=None, platform="p")
+    ledger = VanishingAfterConflict(backend)
+    again = RunStore(ledger, InMemoryStatusStore(), FakeClock(T0))
+    record, created = again.create(
+        "r-0000000d", config_blob="r.yaml", config_name="r", content=b"x", config_etag=None, platform="p"
+    )
+    assert ledger.conflicts == 1
+    assert created and record.state == RunState.RECEIVED
+    assert backend.ledger.get("r-0000000d") is not None
+
+
 def test_the_store_moves_forward_only_and_rereads_on_a_conflict(ledger: Ledger) -> None:
     store = RunStore(ledger, InMemoryStatusStore(), FakeClock(T0))
     store.create("r-00000001", config_blob="r.yaml", config_name="r", content=b"x", config_etag=None, platform="p")
