@@ -1,16 +1,8 @@
-"""Online endpoints and deployments: started with ``begin_*`` and never awaited, inspected on later calls.
+"""Online endpoints and deployments: reading and listing them, traffic, deleting and invoking.
 
-Azure ML refuses a deployment on an endpoint that is still being created, and a function must not wait the
-minutes that takes. So deploying is two steps driven by the reconcile timer:
-1. ``begin_deploy`` starts the endpoint (key auth, the app's tags) and returns;
-2. ``get_deployment`` reports ``Creating`` while the endpoint is provisioning and ``Missing`` once it is
-   ready without a deployment; reconcile answers ``Missing`` with ``begin_deploy`` again, which now starts
-   the deployment. Every call is idempotent: an existing endpoint or deployment is never created twice.
-
-Why a deployment failed is not part of the resource Azure returns. It is taken from the failed start
-request (quota and argument errors come back at once; they are written onto the endpoint as the
-``autopilot_deploy_error`` tag, so any worker sees them), or from the operation poller when the same process
-started it; otherwise the code is ``DeploymentFailed``.
+Deploying (the endpoint, then the deployment, started and never awaited) is ``deployments.py``; both read
+through ``Endpoints``, which never touches an endpoint that is not the app's (``autopilot_managed`` tag).
+Deletes are started with ``begin_*`` and never awaited.
 """
 
 from __future__ import annotations
@@ -23,34 +15,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from azure.ai.ml.entities import (
-    ManagedOnlineDeployment,
-    ManagedOnlineEndpoint,
-    OnlineRequestSettings,
-    ProbeSettings,
-)
 from azure.ai.ml.exceptions import MlException
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import AzureError
 
 from shared.exceptions import NotFoundError, NotManagedError, PlatformError
 from shared.naming import TAG_RUN_ID, is_managed
-from shared.platform.azureml.errors import (
-    azure_call,
-    error_code,
-    is_retryable,
-    short,
-    translate,
-    unclassified_answer,
-    with_remedy,
-)
-from shared.platform.port import (
-    MAX_DEPLOYMENTS_PER_ENDPOINT,
-    DeploymentInfo,
-    DeploymentState,
-    DeploymentSummary,
-    DeployRequest,
-    EndpointInfo,
-)
+from shared.platform.azureml.errors import azure_call, translate, unclassified_answer
+from shared.platform.port import DeploymentState, DeploymentSummary, EndpointInfo
 
 if TYPE_CHECKING:
     from azure.ai.ml import MLClient
@@ -59,10 +30,8 @@ log = logging.getLogger(__name__)
 
 # Underscores, as every tag the app writes (shared/naming.py: Event Grid filter keys cannot escape a '.').
 TAG_CREATED_AT = "autopilot_created_at"
-TAG_DEPLOY_ERROR = "autopilot_deploy_error"
-TAG_DEPLOY_ERROR_MESSAGE = "autopilot_deploy_error_message"
 
-_DEPLOYMENT_STATES = {
+DEPLOYMENT_STATES = {
     "creating": DeploymentState.CREATING,
     "updating": DeploymentState.UPDATING,
     "scaling": DeploymentState.UPDATING,
@@ -73,29 +42,18 @@ _DEPLOYMENT_STATES = {
 }
 
 
-def _provisioning_state(resource: Any) -> str | None:
+def provisioning_state(resource: Any) -> str | None:
     # The SDK hands back its str enums (EndpointProvisioningState.SUCCEEDED), whose str() is the member's
     # name, not "Succeeded": read the value (a replay of the SDK's recordings showed the deployment never began).
     state = getattr(resource, "provisioning_state", None)
     return None if state is None else str(getattr(state, "value", state))
 
 
-def _deploy_error_key(deployment_name: str, joined: bool) -> str:
-    """Where a refused start is kept: per deployment on a shared endpoint (a canary's refusal is not the
-    serving deployment's), under the plain key on the run's own endpoint (as before there were several)."""
-    # '-' never occurs in the plain keys, so no deployment name makes one of them (say, a deployment "message").
-    return f"{TAG_DEPLOY_ERROR}-{deployment_name}" if joined else TAG_DEPLOY_ERROR
+def resource_state(resource: Any) -> str:
+    return (provisioning_state(resource) or "").lower()
 
 
-def _message_key(key: str) -> str:
-    return key.replace(TAG_DEPLOY_ERROR, TAG_DEPLOY_ERROR_MESSAGE, 1)
-
-
-def _state(resource: Any) -> str:
-    return (_provisioning_state(resource) or "").lower()
-
-
-def _tags(resource: Any) -> dict[str, str]:
+def resource_tags(resource: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in (getattr(resource, "tags", None) or {}).items()}
 
 
@@ -104,7 +62,7 @@ def created_at(endpoint: Any) -> datetime | None:
     when = getattr(context, "created_at", None)
     if isinstance(when, datetime):
         return when if when.tzinfo else when.replace(tzinfo=UTC)
-    text = _tags(endpoint).get(TAG_CREATED_AT)
+    text = resource_tags(endpoint).get(TAG_CREATED_AT)
     try:
         return datetime.fromisoformat(text) if text else None
     except ValueError:
@@ -112,14 +70,12 @@ def created_at(endpoint: Any) -> datetime | None:
 
 
 class Endpoints:
-    """Endpoint and deployment calls on one workspace; keeps the pollers it started (for failure codes)."""
+    """Endpoint and deployment calls on one workspace, except starting them (``deployments.Deployments``)."""
 
-    def __init__(self, workspace: Callable[[], MLClient], clock: Callable[[], datetime]) -> None:
+    def __init__(self, workspace: Callable[[], MLClient]) -> None:
         self._workspace = workspace
-        self._clock = clock
-        self._pollers: dict[tuple[str, ...], Any] = {}
 
-    # -- reading ---------------------------------------------------------------------------------------------
+    # -- reading and listing ---------------------------------------------------------------------------------
     def _endpoint(self, name: str) -> Any | None:
         try:
             with azure_call(f"reading endpoint {name}"):
@@ -127,18 +83,18 @@ class Endpoints:
         except NotFoundError:
             return None
 
-    def _deployment(self, endpoint: str, name: str) -> Any | None:
+    def deployment(self, endpoint: str, name: str) -> Any | None:
         try:
             with azure_call(f"reading deployment {endpoint}/{name}"):
                 return self._workspace().online_deployments.get(name=name, endpoint_name=endpoint)
         except NotFoundError:
             return None
 
-    def _managed_endpoint(self, name: str, run_id: str | None = None) -> Any | None:
+    def managed_endpoint(self, name: str, run_id: str | None = None) -> Any | None:
         endpoint = self._endpoint(name)
         if endpoint is None:
             return None
-        tags = _tags(endpoint)
+        tags = resource_tags(endpoint)
         if not is_managed(tags) or (run_id is not None and tags.get(TAG_RUN_ID) != run_id):
             raise NotManagedError(
                 f"endpoint {name} exists but was not created by this app for this run; it is left alone "
@@ -147,140 +103,54 @@ class Endpoints:
             )
         return endpoint
 
-    def _poller_error(self, key: tuple[str, ...]) -> tuple[str | None, str | None]:
-        poller = self._pollers.get(key)
-        if poller is None or not poller.done():
-            return None, None
-        try:
-            poller.result(timeout=0)
-        except AzureError as exc:
-            return error_code(exc), short(str(exc))
-        return None, None
-
-    # -- deploying -------------------------------------------------------------------------------------------
-    def begin_deploy(self, request: DeployRequest) -> None:
-        run_id = request.tags.get(TAG_RUN_ID)
-        # Joining (a canary): any app-managed endpoint; otherwise only this run's own.
-        endpoint = self._managed_endpoint(request.endpoint_name, None if request.join_endpoint else run_id)
+    def endpoint(self, endpoint_name: str) -> Any:
+        """The managed endpoint (for its resource id and region); ``NotFoundError`` if missing."""
+        endpoint = self.managed_endpoint(endpoint_name)
         if endpoint is None:
-            if request.join_endpoint:
-                raise NotFoundError(f"endpoint {request.endpoint_name} does not exist", "ResourceNotFound")
-            self._begin_endpoint(request)
-            return
-        state = _state(endpoint)
-        if state != "succeeded":
-            log.info("endpoint %s is %s; the deployment starts once it has succeeded", request.endpoint_name, state)
-            return
-        if _deploy_error_key(request.deployment_name, request.join_endpoint) in _tags(endpoint):
-            return  # a start that failed before; get_deployment reports it
-        existing = self._deployment(request.endpoint_name, request.deployment_name)
-        if existing is not None:
-            if _tags(existing).get(TAG_RUN_ID) != run_id:
-                raise NotManagedError(
-                    f"endpoint {request.endpoint_name} already has a deployment {request.deployment_name} of "
-                    "another run (choose another deployment.deployment_name)",
-                    "Conflict",
+            raise NotFoundError(f"endpoint {endpoint_name} does not exist", "ResourceNotFound")
+        return endpoint
+
+    def list_endpoints(self) -> list[EndpointInfo]:
+        with azure_call("listing online endpoints"):
+            endpoints = list(self._workspace().online_endpoints.list())
+        found = []
+        for endpoint in endpoints:
+            tags = resource_tags(endpoint)
+            if not is_managed(tags):
+                continue
+            state = resource_state(endpoint)
+            found.append(
+                EndpointInfo(
+                    name=str(endpoint.name),
+                    tags=tags,
+                    created_at=created_at(endpoint),
+                    scoring_uri=getattr(endpoint, "scoring_uri", None),
+                    state=provisioning_state(endpoint),
+                    healthy=False if state == "failed" else None,
                 )
-            return
-        if request.join_endpoint:
-            with azure_call(f"listing the deployments of {request.endpoint_name}"):
-                count = len(list(self._workspace().online_deployments.list(endpoint_name=request.endpoint_name)))
-            if count >= MAX_DEPLOYMENTS_PER_ENDPOINT:
-                raise PlatformError(
-                    f"endpoint {request.endpoint_name} has {count} deployments; Azure ML allows "
-                    f"{MAX_DEPLOYMENTS_PER_ENDPOINT} per endpoint",
-                    "QuotaExceeded",
-                )
-        self._begin_deployment(request, endpoint)
+            )
+        return found
 
-    def _begin_endpoint(self, request: DeployRequest) -> None:
-        tags = {**request.tags, TAG_CREATED_AT: self._clock().isoformat(timespec="seconds")}
-        endpoint = ManagedOnlineEndpoint(
-            name=request.endpoint_name, description=request.description, auth_mode="key", tags=tags
-        )
-        with azure_call(f"creating endpoint {request.endpoint_name}"):
-            poller = self._workspace().online_endpoints.begin_create_or_update(endpoint)
-        self._pollers[("endpoint", request.endpoint_name)] = poller
-        log.info("endpoint %s: creation started", request.endpoint_name)
-
-    def _begin_deployment(self, request: DeployRequest, endpoint: Any) -> None:
-        deployment = ManagedOnlineDeployment(
-            name=request.deployment_name,
-            endpoint_name=request.endpoint_name,
-            model=request.model.id,
-            instance_type=request.instance_type,
-            instance_count=request.instance_count,
-            liveness_probe=ProbeSettings(initial_delay=request.liveness_initial_delay_s),
-            request_settings=OnlineRequestSettings(
-                request_timeout_ms=request.request_timeout_ms,
-                max_concurrent_requests_per_instance=request.max_concurrent_requests,
-            ),
-            tags=dict(request.tags),
-        )
-        workspace = self._workspace()
-        try:
-            poller = workspace.online_deployments.begin_create_or_update(deployment)
-        except HttpResponseError as exc:
-            if is_retryable(exc):
-                raise translate(exc, f"creating deployment {request.deployment_name}") from None
-            key = _deploy_error_key(request.deployment_name, request.join_endpoint)
-            self._record_failure(endpoint, error_code(exc) or "DeploymentFailed", short(str(exc)), key)
-            return
-        except AzureError as exc:
-            raise translate(exc, f"creating deployment {request.deployment_name}") from None
-        self._pollers[("deployment", request.endpoint_name, request.deployment_name)] = poller
-        log.info("deployment %s/%s: creation started", request.endpoint_name, request.deployment_name)
-
-    def _record_failure(self, endpoint: Any, code: str, message: str, key: str = TAG_DEPLOY_ERROR) -> None:
-        """Keep a refused start on the endpoint itself, where the next look (any worker) finds it."""
-        log.warning("endpoint %s: deployment refused (%s): %s", endpoint.name, code, message)
-        endpoint.tags = {**_tags(endpoint), key: code, _message_key(key): message[:256]}
-        with azure_call(f"recording the deployment failure on endpoint {endpoint.name}"):
-            self._workspace().online_endpoints.begin_create_or_update(endpoint)
-
-    def get_deployment(self, endpoint_name: str, deployment_name: str) -> DeploymentInfo:
-        endpoint = self._managed_endpoint(endpoint_name)
+    def list_deployments(self, endpoint_name: str) -> list[DeploymentSummary]:
+        endpoint = self.managed_endpoint(endpoint_name)
         if endpoint is None:
-            return DeploymentInfo(endpoint_name, deployment_name, DeploymentState.MISSING)
-        tags = _tags(endpoint)
-        uri = getattr(endpoint, "scoring_uri", None)
-
-        def info(state: DeploymentState, code: str | None = None, message: str | None = None) -> DeploymentInfo:
-            if state == DeploymentState.FAILED:
-                message = with_remedy(code, message)
-            return DeploymentInfo(endpoint_name, deployment_name, state, code, message, uri)
-
-        for key in (_deploy_error_key(deployment_name, True), TAG_DEPLOY_ERROR):
-            if key in tags:
-                return info(DeploymentState.FAILED, tags[key], tags.get(_message_key(key)))
-        state = _state(endpoint)
-        if state in {"failed", "canceled"}:
-            code, message = self._poller_error(("endpoint", endpoint_name))
-            default = "OperationCanceled" if state == "canceled" else "EndpointFailed"
-            return info(DeploymentState.FAILED, code or default, message or f"endpoint {endpoint_name} is {state}")
-        if state == "deleting":
-            return info(DeploymentState.DELETING)
-        if state == "creating":
-            return info(DeploymentState.CREATING)
-
-        deployment = self._deployment(endpoint_name, deployment_name)
-        if deployment is None:
-            return info(DeploymentState.MISSING, message=f"endpoint {endpoint_name} is ready; deployment not started")
-        dep_state = _state(deployment)
-        mapped = _DEPLOYMENT_STATES.get(dep_state, DeploymentState.CREATING)
-        if mapped != DeploymentState.FAILED:
-            return info(mapped)
-        code, message = self._poller_error(("deployment", endpoint_name, deployment_name))
-        default = "OperationCanceled" if dep_state == "canceled" else "DeploymentFailed"
-        return info(
-            DeploymentState.FAILED,
-            code or default,
-            message or f"deployment {deployment_name} is {dep_state}; its logs are in Azure ML studio",
-        )
+            raise NotFoundError(f"endpoint {endpoint_name} does not exist", "ResourceNotFound")
+        traffic = {str(k): int(v) for k, v in (getattr(endpoint, "traffic", None) or {}).items()}
+        with azure_call(f"listing the deployments of {endpoint_name}"):
+            deployments = list(self._workspace().online_deployments.list(endpoint_name=endpoint_name))
+        return [
+            DeploymentSummary(
+                name=str(d.name),
+                run_id=resource_tags(d).get(TAG_RUN_ID),
+                state=DEPLOYMENT_STATES.get(resource_state(d), DeploymentState.CREATING),
+                traffic=traffic.get(str(d.name), 0),
+            )
+            for d in deployments
+        ]
 
     # -- using and removing ----------------------------------------------------------------------------------
     def set_traffic(self, endpoint_name: str, traffic: dict[str, int]) -> None:
-        endpoint = self._managed_endpoint(endpoint_name)
+        endpoint = self.managed_endpoint(endpoint_name)
         if endpoint is None:
             raise NotFoundError(f"endpoint {endpoint_name} does not exist", "ResourceNotFound")
         if dict(getattr(endpoint, "traffic", None) or {}) == traffic:
@@ -313,46 +183,8 @@ class Endpoints:
         except json.JSONDecodeError:
             return answer
 
-    def list_endpoints(self) -> list[EndpointInfo]:
-        with azure_call("listing online endpoints"):
-            endpoints = list(self._workspace().online_endpoints.list())
-        found = []
-        for endpoint in endpoints:
-            tags = _tags(endpoint)
-            if not is_managed(tags):
-                continue
-            state = _state(endpoint)
-            found.append(
-                EndpointInfo(
-                    name=str(endpoint.name),
-                    tags=tags,
-                    created_at=created_at(endpoint),
-                    scoring_uri=getattr(endpoint, "scoring_uri", None),
-                    state=_provisioning_state(endpoint),
-                    healthy=False if state == "failed" else None,
-                )
-            )
-        return found
-
-    def list_deployments(self, endpoint_name: str) -> list[DeploymentSummary]:
-        endpoint = self._managed_endpoint(endpoint_name)
-        if endpoint is None:
-            raise NotFoundError(f"endpoint {endpoint_name} does not exist", "ResourceNotFound")
-        traffic = {str(k): int(v) for k, v in (getattr(endpoint, "traffic", None) or {}).items()}
-        with azure_call(f"listing the deployments of {endpoint_name}"):
-            deployments = list(self._workspace().online_deployments.list(endpoint_name=endpoint_name))
-        return [
-            DeploymentSummary(
-                name=str(d.name),
-                run_id=_tags(d).get(TAG_RUN_ID),
-                state=_DEPLOYMENT_STATES.get(_state(d), DeploymentState.CREATING),
-                traffic=traffic.get(str(d.name), 0),
-            )
-            for d in deployments
-        ]
-
     def begin_delete_deployment(self, endpoint_name: str, deployment_name: str) -> None:
-        endpoint = self._managed_endpoint(endpoint_name)
+        endpoint = self.managed_endpoint(endpoint_name)
         if endpoint is None:
             return
         if int((getattr(endpoint, "traffic", None) or {}).get(deployment_name) or 0) > 0:
@@ -360,24 +192,17 @@ class Endpoints:
                 f"deployment {deployment_name} of endpoint {endpoint_name} carries traffic; it is not deleted",
                 "DeploymentHasTraffic",
             )
-        deployment = self._deployment(endpoint_name, deployment_name)
-        if deployment is None or _state(deployment) == "deleting":
+        deployment = self.deployment(endpoint_name, deployment_name)
+        if deployment is None or resource_state(deployment) == "deleting":
             return
         with azure_call(f"deleting deployment {endpoint_name}/{deployment_name}"):
             self._workspace().online_deployments.begin_delete(name=deployment_name, endpoint_name=endpoint_name)
         log.info("deployment %s/%s: deletion started", endpoint_name, deployment_name)
 
     def begin_delete_endpoint(self, endpoint_name: str) -> None:
-        endpoint = self._managed_endpoint(endpoint_name)
-        if endpoint is None or _state(endpoint) == "deleting":
+        endpoint = self.managed_endpoint(endpoint_name)
+        if endpoint is None or resource_state(endpoint) == "deleting":
             return
         with azure_call(f"deleting endpoint {endpoint_name}"):
             self._workspace().online_endpoints.begin_delete(name=endpoint_name)
         log.info("endpoint %s: deletion started", endpoint_name)
-
-    def endpoint(self, endpoint_name: str) -> Any:
-        """The managed endpoint (for its resource id and region); ``NotFoundError`` if missing."""
-        endpoint = self._managed_endpoint(endpoint_name)
-        if endpoint is None:
-            raise NotFoundError(f"endpoint {endpoint_name} does not exist", "ResourceNotFound")
-        return endpoint

@@ -214,7 +214,7 @@ def test_an_operation_that_ends_failed_is_a_failed_deployment_with_its_code_and_
     start_deployment(transport, rec, updating, operation(updating, "Failed", error))
     platform.begin_deploy(deploy_request())
     with pytest.raises(Exception, match="OutOfQuota"):
-        platform._endpoints._pollers[("deployment", ENDPOINT, DEPLOYMENT)].result()  # the SDK's poller ended
+        platform._deployments._pollers[("deployment", ENDPOINT, DEPLOYMENT)].result()  # the SDK's poller ended
 
     transport.queue(
         *take(rec, "endpoint-succeeded", "deployments-of-endpoint"), as_read(rec["deployment-succeeded"], "Failed")

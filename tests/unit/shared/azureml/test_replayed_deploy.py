@@ -93,13 +93,13 @@ def test_deploying_creates_the_endpoint_then_the_deployment_and_follows_their_op
     rec = recorded()
     transport = ReplayTransport()
     platform = replay_platform(transport, settings)
-    endpoints = platform._endpoints
+    deployments = platform._deployments
 
     # 1. No endpoint yet: the SDK reads the workspace's region and PUTs the endpoint; nothing is awaited.
     transport.queue(missing("GET", ENDPOINT_PATH), *take(rec, "workspace", "endpoint-put-created"))
     transport.queue(*take(rec, "endpoint-operation-updating", "endpoint-operation-succeeded", "endpoint-succeeded"))
     platform.begin_deploy(deploy_request())
-    created = endpoints._pollers[("endpoint", ENDPOINT)].result()  # the SDK's own poller, polling the replay
+    created = deployments._pollers[("endpoint", ENDPOINT)].result()  # the SDK's own poller, polling the replay
     assert created.provisioning_state == "Succeeded"
     put = transport.requests("PUT")[0].json()
     assert step(transport)[:3] == [
@@ -128,7 +128,7 @@ def test_deploying_creates_the_endpoint_then_the_deployment_and_follows_their_op
     transport.queue(*take(rec, "deployment-succeeded"))
     transport.slept.clear()
     platform.begin_deploy(deploy_request())
-    deployed = endpoints._pollers[("deployment", ENDPOINT, DEPLOYMENT)].result()
+    deployed = deployments._pollers[("deployment", ENDPOINT, DEPLOYMENT)].result()
     assert deployed.provisioning_state == "Succeeded"
     sent = transport.requests("PUT")[0]
     assert (sent.path, sent.api_version) == (DEPLOYMENT_PATH, DEPLOYMENTS_API)
