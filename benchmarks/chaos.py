@@ -120,6 +120,7 @@ class Stack:
         self.base = base
         self.workdir = base / ".autopilot"
         self.az_dir = base / "azurite-home"
+        self.azurite_hard_kills: list[float] = []  # time.monotonic() of each SIGKILL (its unsaved writes are lost)
         self.data = base / "data"
         blob, queue, table, self.host_port = processes.free_ports(4)
         self.ports = AzuritePorts(blob, queue, table)
@@ -172,6 +173,7 @@ class Stack:
 
     def kill_azurite(self, hard: bool) -> None:
         if hard:
+            self.azurite_hard_kills.append(time.monotonic())
             record = processes.read_pid_file(pid_path(self.az_dir))
             if record and record.pgid:
                 os.killpg(record.pgid, signal.SIGKILL)
@@ -476,7 +478,7 @@ def main() -> int:
     for run in sorted({people.cancel_target, *people.manual} & {lost}):
         people.actions.append(f"nothing for {run}: chaos lost its ledger row")
     print(f"people: {'; '.join(people.actions) or 'nothing'}")
-    notes = lifecycle.count_notifications(records, hooks, lost)
+    notes = lifecycle.count_notifications(records, hooks, lost, stack.azurite_hard_kills)
     print(f"{'receiver':<8} {'behaviour':<28} {'owed':>4} {'accepted':>8} {'refused':>7}")
     for index, hook in enumerate(hooks):
         owed = sum(
@@ -488,7 +490,8 @@ def main() -> int:
         f"notifications owed (run, event, webhook): {notes.owed}; delivered exactly once: {notes.delivered_once}; "
         f"re-sent after a lost outcome (same webhook-id): {notes.resent_after_lost}; "
         f"accepted for the lost row's run: {notes.lost_row} "
-        f"(again after its row was made anew: {notes.resent_after_lost_row})"
+        f"(again after its row was made anew: {notes.resent_after_lost_row}); "
+        f"re-sent after Azurite's SIGKILL lost the writes recording them: {notes.resent_after_storage_loss}"
     )
     print(f"given up: {sum(notes.given_up.values())} {dict(notes.given_up) or ''}")
     for label, found in (

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -62,6 +62,7 @@ class Receiver:
         self.down_from, self.down_for = down_from, down_for
         self.t0 = time.monotonic()
         self.accepted: Counter[str] = Counter()
+        self.first_accepted_at: dict[str, float] = {}  # webhook-id -> time.monotonic() of its first 2xx
         self.refused: Counter[str] = Counter()  # requests answered 503 (or held, then 503) while down
         self.bad_signatures: list[str] = []
         lock = threading.Lock()
@@ -80,6 +81,8 @@ class Receiver:
                     if not signature_ok(key, headers, body):
                         receiver.bad_signatures.append(webhook_id)
                     (receiver.refused if down else receiver.accepted)[webhook_id] += 1
+                    if not down:
+                        receiver.first_accepted_at.setdefault(webhook_id, time.monotonic())
                 try:
                     self.send_response(503 if down else 204)
                     self.send_header("content-length", "0")
@@ -253,6 +256,9 @@ class NotificationCount:
     resent_after_lost: int = 0  # accepted twice after a worker died mid-send: at least once, deduplicated by id
     unowed: list[str] = field(default_factory=list)  # accepted, owed by no outbox
     resent_after_lost_row: int = 0  # accepted twice because chaos deleted the run's row (and outbox) meanwhile
+    # Accepted twice because Azurite, SIGKILLed, lost the acknowledged writes that recorded the send (it saves its
+    # tables every AZURITE_AUTOSAVE_S): the emulator's durability, not Azure Table storage's.
+    resent_after_storage_loss: int = 0
     lost_row: int = 0  # accepted ids of the run whose ledger row chaos deleted (its outbox went with it)
     bad_signatures: int = 0
 
@@ -264,9 +270,24 @@ class NotificationCount:
         )
 
 
-def count_notifications(records: dict[str, RunRecord], hooks: list[Receiver], lost_run: str) -> NotificationCount:
+# Azurite keeps its tables in memory and saves them every 5 s (LokiJS ``autosaveInterval: 5000`` in
+# azurite/dist/src/table/persistence/LokiTableMetadataStore.js, azurite 3.x): a SIGKILL loses the acknowledged
+# writes of up to that long before it. Azure Table storage returns success only once a write is on every replica
+# (learn.microsoft.com, "Azure Storage redundancy"), so on Azure this loss does not happen.
+AZURITE_AUTOSAVE_S = 5.0
+STORAGE_LOSS_MARGIN_S = 1.0  # the kill's own latency and the save's duration
+
+
+def in_storage_loss(at: float, azurite_hard_kills: Sequence[float]) -> bool:
+    """Whether a moment (time.monotonic) falls where a later Azurite SIGKILL may have lost what was written."""
+    return any(kill - AZURITE_AUTOSAVE_S - STORAGE_LOSS_MARGIN_S <= at <= kill for kill in azurite_hard_kills)
+
+
+def count_notifications(
+    records: dict[str, RunRecord], hooks: list[Receiver], lost_run: str, azurite_hard_kills: Sequence[float] = ()
+) -> NotificationCount:
     """What each receiver accepted, by webhook-id, against what the runs' outboxes owe it (webhook ``i`` of
-    every config is receiver ``i``)."""
+    every config is receiver ``i``). ``azurite_hard_kills``: when Azurite was SIGKILLed (time.monotonic)."""
     from shared.ledger.outbox import webhook_index
 
     out = NotificationCount(bad_signatures=sum(len(h.bad_signatures) for h in hooks))
@@ -300,6 +321,11 @@ def count_notifications(records: dict[str, RunRecord], hooks: list[Receiver], lo
                     # made the run again, which owes it anew: same webhook-id, which receivers drop.
                     out.delivered_once += 1
                     out.resent_after_lost_row += got - 1
+                elif in_storage_loss(hook.first_accepted_at.get(event.id, -1e9), azurite_hard_kills):
+                    # The claim and the settle of the first send were both acknowledged, then lost with Azurite's
+                    # unsaved tables: the outbox was back to "owed, never tried", and sent it again (same id).
+                    out.delivered_once += 1
+                    out.resent_after_storage_loss += got - 1
                 else:
                     out.duplicates.append(f"{key} x{got}")
     for hook in hooks:

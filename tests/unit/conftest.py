@@ -8,6 +8,7 @@ to wake itself, which reaches no network and starts nothing.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -37,6 +38,12 @@ def _refuse_process(*_args: Any, **_kwargs: Any) -> Any:
 class _NoPopen:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _refuse_process()
+
+
+# The standard library's own machine lookup runs ``uname -p`` once per process and caches it; libraries call it
+# on import (mlflow does). Done here, before any test, so whether a unit test passes does not depend on whether an
+# earlier test imported such a library first.
+platform.platform()
 
 
 @pytest.fixture(autouse=True)
