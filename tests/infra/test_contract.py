@@ -37,9 +37,9 @@ REQUIRED = {
 
 # Calls the code makes on Azure (a pattern in a source file) -> the role and scope they need.
 CALLS = [
-    ("shared/platform/azureml/adapter.py", r"workspace\.jobs\.", "AzureML Data Scientist", "workspace"),
+    ("shared/platform/azureml/jobs.py", r"workspace\.jobs\.", "AzureML Data Scientist", "workspace"),
     (
-        "shared/platform/azureml/adapter.py",
+        "shared/platform/azureml/models.py",
         r"workspace\.models\.create_or_update",
         "AzureML Data Scientist",
         "workspace",
@@ -52,6 +52,12 @@ CALLS = [
         "workspace",
     ),
     ("shared/platform/azureml/endpoints.py", r"online_deployments\.", "AzureML Data Scientist", "workspace"),
+    (
+        "shared/platform/azureml/deployments.py",
+        r"online_(endpoints|deployments)\.begin_create_or_update",
+        "AzureML Data Scientist",
+        "workspace",
+    ),
     ("shared/platform/azureml/clients.py", r"MetricsClient\(", "Monitoring Reader", "subscription"),
     # The fine-tune step's runs and metrics through the workspace's MLflow tracking (training_metrics.py).
     ("shared/platform/azureml/clients.py", r"MlflowClient\(", "AzureML Data Scientist", "workspace"),
