@@ -4,8 +4,8 @@ Why: a small model decoding on a CPU is bound by memory traffic (every step read
 forward pass for 8 rows costs little more than for 1. Each step:
 
 1. requests that arrived are admitted (up to ``max_batch`` rows): their prompts are pre-filled together,
-   left-padded, and their key/value cache is merged into the running one (the shorter side padded on the
-   left, masked out);
+   left-padded, and their key/value cache joins the running one (``batch_cache.BatchCache``: the shorter
+   side padded on the left, masked out);
 2. one forward pass over the last token of every row; each row samples with its own parameters and its
    own ``torch.Generator`` (seeded when the request gave a seed). What one row's parameters or sampling
    breaks fails that row alone; a failed pre-fill fails only the requests it was admitting;
@@ -13,8 +13,8 @@ forward pass for 8 rows costs little more than for 1. Each step:
    the batch at once (its cache rows are dropped, and columns only padding are trimmed).
 
 Text is handed out as it is decoded (``on_text``), holding back a tail that could still become a stop
-string or that ends inside a multi-byte character, so a stream never shows text the answer will not have.
-Usage counts the generated token ids.
+string or that ends inside a multi-byte character, so a stream never shows text the answer will not have
+(``_Answers``: when a row is done, and what of its text may be shown). Usage counts the generated token ids.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import torch
 
+from local.platform.serving.batch_cache import BatchCache
 from shared.scoring import samples_at
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,9 @@ class BatchEngine:
         self.max_batch = max(1, int(max_batch))
         self.stop_ids = set(chat.stop_token_ids)
         self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
+        self._answers = _Answers(self.tokenizer, self.stop_ids, self.context)
         self._queue: queue.Queue[_Row | None] = queue.Queue()
-        self._rows: list[_Row] = []
-        self._cache: Any = None
-        self._mask: torch.Tensor | None = None  # (rows, cached columns); 0 where a row is left padding
-        self._last: torch.Tensor | None = None  # (rows, 1): the token each row feeds next
+        self._batch: BatchCache[_Row] = BatchCache(self.device)  # touched by the worker thread only
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="batch-engine", daemon=True)
         self._thread.start()
@@ -143,21 +142,19 @@ class BatchEngine:
             try:
                 if not self._admit():
                     return
-                if self._rows:
+                if self._batch.rows:
                     self._step()
             except Exception as exc:  # a broken step fails the rows in it, never the engine
                 log.exception("decoding failed")
-                for row in self._rows:
-                    if not row.future.done():
-                        row.future.set_exception(exc)
-                self._reset()
+                _fail(self._batch.rows, exc)
+                self._batch.clear()
 
     def _admit(self) -> bool:
         """Take queued requests into the batch (blocking while there is nothing to do); False on close."""
         new: list[_Row] = []
-        while len(self._rows) + len(new) < self.max_batch:
+        while len(self._batch.rows) + len(new) < self.max_batch:
             try:
-                item = self._queue.get(block=not self._rows and not new)
+                item = self._queue.get(block=not self._batch.rows and not new)
             except queue.Empty:
                 break
             if item is None:
@@ -174,11 +171,9 @@ class BatchEngine:
         if new:
             try:
                 self._prefill(new)
-            except Exception as exc:  # the batch already decoding is untouched: merging comes last
+            except Exception as exc:  # the batch already decoding is untouched: joining it comes last
                 log.exception("pre-fill failed")
-                for row in new:
-                    if not row.future.done():
-                        row.future.set_exception(exc)
+                _fail(new, exc)
         return True
 
     def _prepare(self, row: _Row) -> None:
@@ -214,63 +209,29 @@ class BatchEngine:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        tokens = self._sample(out.logits[:, -1, :], new)
-        self._merge(new, out.past_key_values, mask)
+        tokens = _next_tokens(out.logits[:, -1, :], new)
+        self._batch.join(new, out.past_key_values, mask)
         self._advance(new, tokens)
 
-    def _merge(self, new: list[_Row], cache: Any, mask: torch.Tensor) -> None:
-        if self._cache is None or self._mask is None or not self._rows:
-            self._rows, self._cache, self._mask = list(new), cache, mask
-            self._last = torch.zeros((len(new), 1), dtype=torch.long, device=self.device)
-            return
-        old_len, new_len = self._mask.shape[1], mask.shape[1]
-        width = max(old_len, new_len)
-        for old_layer, new_layer in zip(self._cache.layers, cache.layers, strict=True):
-            old_layer.keys = torch.cat(
-                [_pad_left(old_layer.keys, width, dim=2), _pad_left(new_layer.keys, width, dim=2)], dim=0
-            )
-            old_layer.values = torch.cat(
-                [_pad_left(old_layer.values, width, dim=2), _pad_left(new_layer.values, width, dim=2)], dim=0
-            )
-        self._mask = torch.cat([_pad_left(self._mask, width, dim=1), _pad_left(mask, width, dim=1)], dim=0)
-        assert self._last is not None
-        self._last = torch.cat([self._last, torch.zeros((len(new), 1), dtype=torch.long, device=self.device)], dim=0)
-        self._rows.extend(new)
-
     def _step(self) -> None:
-        assert self._mask is not None and self._last is not None
-        self._mask = torch.cat([self._mask, torch.ones((len(self._rows), 1), dtype=self._mask.dtype)], dim=1)
-        positions = self._mask.sum(-1, keepdim=True) - 1
+        batch = self._batch
+        positions = batch.grow()
         with torch.inference_mode():
             out = self.model(
-                input_ids=self._last,
-                attention_mask=self._mask,
+                input_ids=batch.last,
+                attention_mask=batch.mask,
                 position_ids=positions,
-                cache=self._cache,
+                cache=batch.cache,
                 use_cache=True,
             )
-        self._cache = out.past_key_values
-        self._advance(list(self._rows), self._sample(out.logits[:, -1, :], self._rows))
-
-    def _sample(self, logits: torch.Tensor, rows: Sequence[_Row]) -> list[int | None]:
-        """Each row's next token; None for a row whose sampling failed (its future holds the error)."""
-        logits = logits.float()
-        chosen: list[int | None] = [int(t) for t in logits.argmax(-1).tolist()]
-        for i, row in enumerate(rows):
-            if not (row.sampling.sample and samples_at(row.sampling.temperature)):
-                continue
-            try:
-                chosen[i] = _sampled_token(logits[i], row.sampling, row.generator)
-            except Exception as exc:  # this row's numbers, nobody else's answer
-                log.warning("sampling failed for one request: %s", exc)
-                row.future.set_exception(exc)
-                chosen[i] = None
-        return chosen
+        batch.cache = out.past_key_values
+        self._advance(list(batch.rows), _next_tokens(out.logits[:, -1, :], batch.rows))
 
     def _advance(self, rows: Sequence[_Row], tokens: Sequence[int | None]) -> None:
         """Append each row's token, hand out its new text, and drop the rows that are done (None: failed)."""
-        index = {id(r): i for i, r in enumerate(self._rows)}
-        assert self._last is not None
+        batch = self._batch
+        index = {id(r): i for i, r in enumerate(batch.rows)}
+        assert batch.last is not None
         done: set[int] = set()
         for row, token in zip(rows, tokens, strict=True):
             i = index[id(row)]
@@ -278,19 +239,40 @@ class BatchEngine:
                 done.add(i)
                 continue
             try:
-                going_on = self._take(row, token)
+                going_on = self._answers.take(row, token)
             except Exception as exc:  # its stream's callback or its text: this row's, nobody else's
                 log.warning("a request failed while decoding: %s", exc)
                 row.future.set_exception(exc)
                 going_on = False
             if going_on:
-                self._last[i, 0] = token
+                batch.last[i, 0] = token
             else:
                 done.add(i)
         if done:
-            self._select([i for i in range(len(self._rows)) if i not in done])
+            batch.keep([i for i in range(len(batch.rows)) if i not in done])
 
-    def _take(self, row: _Row, token: int) -> bool:
+    def _fail_all(self, exc: Exception) -> None:
+        _fail(self._batch.rows, exc)
+        self._batch.clear()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and item.future.set_running_or_notify_cancel():
+                item.future.set_exception(exc)
+
+
+class _Answers:
+    """How a row's token ids become its answer: when it is done (an end token, a stop string, its budget or
+    the model's context), what of its text may be streamed yet, and the ``Completion`` it gets."""
+
+    def __init__(self, tokenizer: Any, stop_ids: set[int], context: int) -> None:
+        self.tokenizer = tokenizer
+        self.stop_ids = stop_ids
+        self.context = context
+
+    def take(self, row: _Row, token: int) -> bool:
         """Add ``token`` to the row; True while it goes on, False once it has its answer or was given up."""
         finish = self._append(row, token)
         if finish is not None:
@@ -337,37 +319,28 @@ class BatchEngine:
             row.emitted = text
         row.future.set_result(Completion(text, len(row.prompt_ids), len(row.ids), reason, tuple(row.ids)))
 
-    def _select(self, keep: list[int]) -> None:
-        if not keep:
-            self._reset()
-            return
-        assert self._mask is not None and self._last is not None
-        index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        mask = self._mask.index_select(0, index)
-        # Columns that are padding in every remaining row hold nothing: trim them.
-        first = int(mask.any(0).nonzero()[0].item())
-        for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, first:, :]
-            layer.values = layer.values.index_select(0, index)[:, :, first:, :]
-        self._mask = mask[:, first:]
-        self._last = self._last.index_select(0, index)
-        self._rows = [self._rows[i] for i in keep]
 
-    def _reset(self) -> None:
-        self._rows, self._cache, self._mask, self._last = [], None, None, None
+def _fail(rows: Sequence[_Row], exc: Exception) -> None:
+    """Fail each row that has no outcome yet (one whose own error or answer is already set keeps it)."""
+    for row in rows:
+        if not row.future.done():
+            row.future.set_exception(exc)
 
-    def _fail_all(self, exc: Exception) -> None:
-        for row in self._rows:
-            if not row.future.done():
-                row.future.set_exception(exc)
-        self._reset()
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None and item.future.set_running_or_notify_cancel():
-                item.future.set_exception(exc)
+
+def _next_tokens(logits: torch.Tensor, rows: Sequence[_Row]) -> list[int | None]:
+    """Each row's next token; None for a row whose sampling failed (its future holds the error)."""
+    logits = logits.float()
+    chosen: list[int | None] = [int(t) for t in logits.argmax(-1).tolist()]
+    for i, row in enumerate(rows):
+        if not (row.sampling.sample and samples_at(row.sampling.temperature)):
+            continue
+        try:
+            chosen[i] = _sampled_token(logits[i], row.sampling, row.generator)
+        except Exception as exc:  # this row's numbers, nobody else's answer
+            log.warning("sampling failed for one request: %s", exc)
+            row.future.set_exception(exc)
+            chosen[i] = None
+    return chosen
 
 
 def _sampled_token(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> int:
@@ -384,12 +357,3 @@ def _sampled_token(logits: torch.Tensor, sampling: Sampling, generator: torch.Ge
         sorted_probs[drop] = 0
         probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=generator).item())
-
-
-def _pad_left(tensor: torch.Tensor, width: int, *, dim: int) -> torch.Tensor:
-    missing = width - tensor.shape[dim]
-    if missing <= 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[dim] = missing
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)

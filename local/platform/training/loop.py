@@ -252,6 +252,15 @@ class LoopStats:
         state["best_validation"] = None if math.isinf(self.best_validation) else self.best_validation
         return state
 
+    def add_step(self, step: int, loss: float, tokens: int, labels: int, correct: int) -> None:
+        """One optimizer step done: its loss, and its counts into the logging window."""
+        self.steps = step
+        self.step_losses.append(loss)
+        self.window_losses.append(loss)
+        self.window_tokens += tokens
+        self.window_labels += labels
+        self.window_correct += correct
+
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> LoopStats:
         known = {k: v for k, v in state.items() if k in cls.__dataclass_fields__}
@@ -325,70 +334,24 @@ def train(
     scheduler = build_scheduler(optimizer, params, steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
     pad_to = params.max_seq_length if params.pad_to_max_length and params.max_seq_length > 0 else None
-    stats = LoopStats()
-    if checkpointing and checkpointing.resume_from:
-        state = checkpoints.load_checkpoint(
-            checkpointing.resume_from, model=model, optimizer=optimizer, scheduler=scheduler
-        )
-        stats = LoopStats.from_state(state["loop"])
-        stats.resumed_from_step = stats.steps
-        stats.restored_entries = len(stats.history)
-        logger.info("resuming at step %s from %s", stats.steps, checkpointing.resume_from)
+    stats = _resumed(checkpointing, model, optimizer, scheduler)
     stream = _micro_batches(examples, params, skip=stats.micro_batches)
     # Streams: several rows of a micro-batch at once on CPU (streams.py); one when there is nothing to share.
     with streams.StreamPool(streams.stream_count(model, device)) as pool:
-        window_start = time.perf_counter()
+        clock = _Clock(stats.train_seconds)
         model.train()
-        started = time.perf_counter() - stats.train_seconds
         epoch = _epoch_at(examples, params, stats.micro_batches)
         for step in range(stats.steps + 1, steps + 1):
-            # One optimizer step: accumulate up to gradient_accumulation_steps micro-batches, but never across
-            # an epoch boundary (the component's Trainer does the same).
             epoch_before = int(epoch)
-            chunk: list[list[int]] = []
-            while len(chunk) < params.gradient_accumulation_steps:
-                epoch, indices = next(stream)
-                stats.micro_batches += 1
-                chunk.append(indices)
-                if epoch == int(epoch):  # the micro-batch that ended an epoch
-                    break
+            chunk, epoch = _step_chunk(stream, params, stats, epoch)
             batches = [_stream_rows(examples, idx, pad_token_id, pad_to, pool.streams) for idx in chunk]
             step_loss, tokens, labels, correct = _accumulate_gradients(
                 model, batches, device, compute_dtype, pool, trainable, seed=params.seed, step=step
             )
-            stats.window_tokens += tokens
-            stats.window_labels += labels
-            stats.window_correct += correct
-            torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
-            learning_rate = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            stats.steps = step
-            stats.step_losses.append(step_loss)
-            stats.window_losses.append(step_loss)
+            learning_rate = _optimizer_step(optimizer, scheduler, trainable, params.max_grad_norm)
+            stats.add_step(step, step_loss, tokens, labels, correct)
             if step % params.logging_steps == 0 or step == steps:
-                elapsed = time.perf_counter() - window_start
-                entry = {
-                    "step": float(step),
-                    "loss": sum(stats.window_losses) / len(stats.window_losses),
-                    "mean_token_accuracy": stats.window_correct / max(stats.window_labels, 1),
-                    "learning_rate": learning_rate,
-                    "epoch": round(epoch, 4),
-                    "tokens_per_second": stats.window_tokens / elapsed if elapsed > 0 else 0.0,
-                }
-                stats.train_tokens += stats.window_tokens
-                stats.history.append(entry)
-                # The totals so far go to progress only (OpenAI's trained_tokens; the pace for an estimate).
-                on_log(
-                    {
-                        **entry,
-                        "trained_tokens": float(stats.train_tokens),
-                        "train_seconds": time.perf_counter() - started,
-                    }
-                )
-                stats.window_losses, stats.window_tokens, stats.window_labels, stats.window_correct = [], 0, 0, 0
-                window_start = time.perf_counter()
+                _log_window(stats, step, learning_rate, epoch, clock, on_log)
             validated = False
             # Wanting the best checkpoint makes the last step a candidate too, so it is validated as well.
             final_candidate = bool(checkpointing and checkpointing.keep_best and step == steps)
@@ -396,40 +359,125 @@ def train(
                 final_candidate and params.evaluation_strategy != "disable"
             )
             if validate and wanted:
-                validation_started = time.perf_counter()
-                result = validate()
-                # Validation time is not training time: keep it out of tokens/s.
-                paused = time.perf_counter() - validation_started
-                window_start += paused
-                started += paused
+                with clock.paused():  # validation time is not training time: kept out of tokens/s
+                    result = validate()
                 validated = True
-                stats.validation.append(
-                    {
-                        "step": float(step),
-                        "validation_loss": result.loss,
-                        "validation_token_accuracy": result.token_accuracy,
-                    }
-                )
-                if result.loss < stats.best_validation:
-                    stats.best_validation, stats.bad_validations, stats.best_step = result.loss, 0, step
-                else:
-                    stats.bad_validations += 1
-                if params.apply_early_stopping and stats.bad_validations >= params.early_stopping_patience:
-                    logger.info("early stopping at step %s: validation loss has not improved", step)
-                    stats.stopped_early = True
+                _record_validation(stats, params, step, result)
             if checkpointing and (step % checkpointing.save_steps == 0 or (validated and checkpointing.keep_best)):
-                stats.train_seconds = time.perf_counter() - started
-                saved_at = time.perf_counter()
-                _save(checkpointing, step, model, optimizer, scheduler, stats)
-                paused = time.perf_counter() - saved_at  # saving is not training either
-                window_start += paused
-                started += paused
+                stats.train_seconds = clock.training_seconds()
+                with clock.paused():  # saving is not training either
+                    _save(checkpointing, step, model, optimizer, scheduler, stats)
             if stats.stopped_early:
                 break
-        stats.train_seconds = time.perf_counter() - started
+        stats.train_seconds = clock.training_seconds()
         # Tokens of a last, partial logging window were counted in no entry yet.
         stats.train_tokens += stats.window_tokens
     return stats
+
+
+class _Clock:
+    """Training seconds so far and the logging window's start, for ``train_seconds`` and tokens/s; what is
+    not training (validating, saving) is paused out of both."""
+
+    def __init__(self, already: float) -> None:
+        self.window_start = time.perf_counter()
+        self.started = time.perf_counter() - already  # a resumed run counts its earlier attempt's seconds
+
+    def training_seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def window_seconds(self) -> float:
+        return time.perf_counter() - self.window_start
+
+    def new_window(self) -> None:
+        self.window_start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        began = time.perf_counter()
+        yield
+        paused = time.perf_counter() - began
+        self.window_start += paused
+        self.started += paused
+
+
+def _resumed(checkpointing: Checkpointing | None, model: torch.nn.Module, optimizer: Any, scheduler: Any) -> LoopStats:
+    """Fresh stats, or those of the checkpoint to resume from (its weights, optimizer and schedule loaded)."""
+    if not (checkpointing and checkpointing.resume_from):
+        return LoopStats()
+    state = checkpoints.load_checkpoint(
+        checkpointing.resume_from, model=model, optimizer=optimizer, scheduler=scheduler
+    )
+    stats = LoopStats.from_state(state["loop"])
+    stats.resumed_from_step = stats.steps
+    stats.restored_entries = len(stats.history)
+    logger.info("resuming at step %s from %s", stats.steps, checkpointing.resume_from)
+    return stats
+
+
+def _step_chunk(
+    stream: Iterator[tuple[float, list[int]]], params: ComponentParams, stats: LoopStats, epoch: float
+) -> tuple[list[list[int]], float]:
+    """The micro-batches of one optimizer step and the epoch after them: up to gradient_accumulation_steps,
+    but never across an epoch boundary (the component's Trainer does the same)."""
+    chunk: list[list[int]] = []
+    while len(chunk) < params.gradient_accumulation_steps:
+        epoch, indices = next(stream)
+        stats.micro_batches += 1
+        chunk.append(indices)
+        if epoch == int(epoch):  # the micro-batch that ended an epoch
+            break
+    return chunk, epoch
+
+
+def _optimizer_step(optimizer: Any, scheduler: Any, trainable: Sequence[torch.nn.Parameter], max_norm: float) -> float:
+    """Clip, step and schedule; the learning rate this step used."""
+    torch.nn.utils.clip_grad_norm_(trainable, max_norm)
+    learning_rate: float = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return learning_rate
+
+
+def _log_window(
+    stats: LoopStats,
+    step: int,
+    learning_rate: float,
+    epoch: float,
+    clock: _Clock,
+    on_log: Callable[[dict[str, float]], None],
+) -> None:
+    """Close the logging window: its averages into the history and to ``on_log``, and a new window begins."""
+    elapsed = clock.window_seconds()
+    entry = {
+        "step": float(step),
+        "loss": sum(stats.window_losses) / len(stats.window_losses),
+        "mean_token_accuracy": stats.window_correct / max(stats.window_labels, 1),
+        "learning_rate": learning_rate,
+        "epoch": round(epoch, 4),
+        "tokens_per_second": stats.window_tokens / elapsed if elapsed > 0 else 0.0,
+    }
+    stats.train_tokens += stats.window_tokens
+    stats.history.append(entry)
+    # The totals so far go to progress only (OpenAI's trained_tokens; the pace for an estimate).
+    on_log({**entry, "trained_tokens": float(stats.train_tokens), "train_seconds": clock.training_seconds()})
+    stats.window_losses, stats.window_tokens, stats.window_labels, stats.window_correct = [], 0, 0, 0
+    clock.new_window()
+
+
+def _record_validation(stats: LoopStats, params: ComponentParams, step: int, result: EvalResult) -> None:
+    """The validation point, the best loss so far, and whether early stopping's patience ran out."""
+    stats.validation.append(
+        {"step": float(step), "validation_loss": result.loss, "validation_token_accuracy": result.token_accuracy}
+    )
+    if result.loss < stats.best_validation:
+        stats.best_validation, stats.bad_validations, stats.best_step = result.loss, 0, step
+    else:
+        stats.bad_validations += 1
+    if params.apply_early_stopping and stats.bad_validations >= params.early_stopping_patience:
+        logger.info("early stopping at step %s: validation loss has not improved", step)
+        stats.stopped_early = True
 
 
 def best_checkpoint(output_dir: Path, stats: LoopStats) -> Path | None:

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,15 @@ from local.platform.startup import Phases
 from local.platform.training import checkpoints
 from local.platform.training.attention import use_packed_attention
 from local.platform.training.data import TokenizedSplit, holdout, read_conversations, tokenize_split
-from local.platform.training.loop import Checkpointing, LoopStats, best_checkpoint, evaluate, total_steps, train
+from local.platform.training.loop import (
+    Checkpointing,
+    EvalResult,
+    LoopStats,
+    best_checkpoint,
+    evaluate,
+    total_steps,
+    train,
+)
 from local.platform.training.lora import merged_in_fp32, with_lora
 from local.platform.training.spec import (
     HISTORY_FILE,
@@ -53,169 +62,58 @@ MAX_DEFAULT_SEQ_LENGTH = 2048
 PROGRESS_ONLY = ("step", "trained_tokens", "train_seconds")
 
 
+@dataclass(frozen=True)
+class Job:
+    """What every phase of one run reads, and where it reports: the progress callback, the tracking run, the
+    start-up phases' clock and the notes for the result (settings that mean something else here, in words)."""
+
+    spec: TrainingSpec
+    params: ComponentParams
+    device: torch.device
+    dtype: torch.dtype
+    report: Progress
+    notes: list[str]
+    startup: Phases
+    tracker: Tracker
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The tokenised data: what is trained on, what is evaluated before and after, what validates during."""
+
+    train: TokenizedSplit
+    evaluation: TokenizedSplit
+    validation: TokenizedSplit | None
+    max_length: int  # the sequence length every split was cut at
+
+
 def run_training(spec: TrainingSpec, progress: Progress | None = None) -> TrainingResult:
     """Run the job; ``progress`` gets ``{"phase": ...}`` at each phase (evaluate_before, train, evaluate_after,
     merge, save) and ``{"step", "total_steps", "loss", "learning_rate", "epoch", "tokens_per_second"}`` at every
     logging step (also ``mean_token_accuracy``). Checkpoints go to ``output_dir/checkpoints`` every
     ``save_steps``; ``spec.resume`` or ``resume_from_checkpoint`` continues from the latest.
     Raises ``TrainingError`` for bad parameters or data, before any model loads."""
-    report: Progress = progress or (lambda event: None)
-    params = spec.typed_params()
-    device = torch.device(spec.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device cuda (compute local-cuda) asked for, but this machine's torch sees no CUDA GPU")
-    dtype = pick_dtype(device)
-    notes = not_applicable_notes(params, device, dtype)
-    startup = Phases()  # logged, and reported with evaluate_before: what the wait before the first step was
-
-    # 1. Validate the data before any model loads: a bad file fails in seconds, with line numbers.
-    with startup.phase("data check"):
-        check_data_files(spec)
-
-    with startup.phase("tracking run"):
-        tracker = Tracker(spec.mlflow_tracking_uri, spec.experiment_name, spec.run_name or spec.job_name, spec.tags)
+    job = start(spec, progress)
+    tracker = job.tracker
     try:
-        with startup.phase("tracking run"):
+        with job.startup.phase("tracking run"):
             tracker.log_params(
-                {**params.model_dump(), "model_name": spec.model_name, "device": str(device), "dtype": str(dtype)}
+                {
+                    **job.params.model_dump(),
+                    "model_name": spec.model_name,
+                    "device": str(job.device),
+                    "dtype": str(job.dtype),
+                }
             )
-
-        # 2. Preprocess: chat template, assistant-only labels, truncation to max_seq_length.
-        with startup.phase("tokenizer"):
-            tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
-        # LoRA: the frozen base in the compute dtype (half the memory traffic in bf16), adapters in fp32. A
-        # full fine-tune keeps fp32 master weights and computes under autocast.
-        base_dtype = dtype if params.apply_lora else torch.float32
-        with startup.phase("model load"):
-            model: Any = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=base_dtype)
-            model.to(device)
-            use_packed_attention(model)  # packed rows: one attention call per conversation, no T x T mask
-        max_length = sequence_length(params, model, notes)
-        with startup.phase("data"):
-            train_split, eval_split, validation_split = tokenize_splits(spec, params, tokenizer, max_length, notes)
-        logger.info(
-            "job %s: %s training examples (%s tokens), evaluation on %s (%s examples)",
-            spec.job_name,
-            len(train_split.examples),
-            train_split.tokens,
-            eval_split.name,
-            len(eval_split.examples),
-        )
-
-        # 3. LoRA adapters (or every weight, for a full fine-tune); seeded so a rerun starts identically.
-        with startup.phase("adapters"):
-            set_seed(params.seed)
-            if params.apply_lora:
-                model = with_lora(model, params)
-            else:
-                model.requires_grad_(True)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        tracker.log_params({"trainable_parameters": trainable, "max_seq_length_used": max_length})
+        tokenizer, model = load_model(job)
+        splits = load_data(job, tokenizer, model)
+        model = add_adapters(job, model, splits.max_length)
         pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-
-        resume_from = resume_point(spec, params, notes)
-
-        def evaluate_on(split: TokenizedSplit) -> Any:
-            return evaluate(model, split.examples, device, dtype)
-
-        # 4. Evaluate the foundation model on the evaluation split.
-        logger.info("job %s: recipe start-up: %s", spec.job_name, startup.line())
-        report(
-            {
-                "phase": "evaluate_before",
-                "split": eval_split.name,
-                "examples": len(eval_split.examples),
-                "mlflow_run_id": tracker.run_id,  # known now, so a job killed later can still be found
-                "startup_seconds": startup.rounded(),
-            }
-        )
-        before = evaluate_on(eval_split)
-        tracker.log_metrics(
-            {
-                "eval_loss_before": before.loss,
-                "perplexity_before": before.perplexity,
-                "eval_token_accuracy_before": before.token_accuracy,
-            },
-            step=0,
-        )
-
-        # 5. Train.
-        total = total_steps(params, -(-len(train_split.examples) // params.per_device_train_batch_size))
-
-        def on_log(entry: dict[str, float]) -> None:
-            step = int(entry["step"])
-            tracker.log_metrics({k: v for k, v in entry.items() if k not in PROGRESS_ONLY}, step=step)
-            report({**entry, "step": step, "total_steps": total})
-
-        started = {"phase": "train", "total_steps": total, "eval_loss_before": before.loss}
-        if resume_from is not None:
-            # Said before the first step, so a restarted job's status shows where it continues from.
-            started["resumed_from_step"] = int(checkpoints.read_state(resume_from)["step"])
-        report(started)
-        validate = (lambda: evaluate_on(validation_split)) if validation_split else None
-        keep_best = params.metric_for_best_model is not None and validation_split is not None
-        if params.metric_for_best_model in ("f1", "exact"):
-            notes.append(f"metric_for_best_model {params.metric_for_best_model}: not computed locally; loss used")
-        stats = train(
-            model,
-            train_split.examples,
-            params,
-            pad_token_id=pad_id,
-            device=device,
-            on_log=on_log,
-            validate=validate,
-            compute_dtype=dtype,
-            checkpointing=Checkpointing(
-                output_dir=spec.output_dir,
-                save_steps=params.save_steps,
-                save_total_limit=params.save_total_limit,
-                keep_best=keep_best,
-                resume_from=resume_from,
-            ),
-        )
-        if stats.resumed_from_step:
-            notes.append(f"resumed from the checkpoint of step {stats.resumed_from_step}")
-            # The earlier attempt logged these to its own tracking run; this run shows the whole curve.
-            for entry in stats.history[: stats.restored_entries]:
-                tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
-        for point in stats.validation:
-            tracker.log_metrics({k: v for k, v in point.items() if k != "step"}, step=int(point["step"]))
-        if keep_best:
-            use_best_checkpoint(spec, model, stats, notes)
-        if stats.stopped_early:
-            notes.append(f"early stopping after step {stats.steps}: validation loss stopped improving")
-
-        # 6. Evaluate the fine-tuned model on the same split.
-        report({"phase": "evaluate_after", "split": eval_split.name, "examples": len(eval_split.examples)})
-        after = evaluate_on(eval_split)
-        metrics = {
-            "eval_loss_before": before.loss,
-            "eval_loss_after": after.loss,
-            "perplexity_before": before.perplexity,
-            "perplexity_after": after.perplexity,
-            "train_loss": sum(stats.step_losses) / max(len(stats.step_losses), 1),
-            "train_tokens": float(stats.train_tokens),
-            "train_seconds": stats.train_seconds,
-            "tokens_per_second": stats.train_tokens / stats.train_seconds if stats.train_seconds > 0 else 0.0,
-            "steps": float(stats.steps),
-            "eval_tokens": float(after.tokens),
-            "eval_token_accuracy_before": before.token_accuracy,
-            "eval_token_accuracy_after": after.token_accuracy,
-        }
-        if stats.history:
-            metrics["mean_token_accuracy"] = stats.history[-1]["mean_token_accuracy"]
-        # "tokens_per_second" is already a per-step series in the run; the whole-run figure gets its own name.
-        summary = {k: v for k, v in metrics.items() if k != "tokens_per_second"}
-        tracker.log_metrics({**summary, "train_tokens_per_second": metrics["tokens_per_second"]}, step=stats.steps)
-
-        # 7 and 8. Merge the adapters into the weights (unless told not to) and save an MLflow model.
-        spec.output_dir.mkdir(parents=True, exist_ok=True)
-        curve = plot_loss_curve(
-            stats.history, stats.validation, before.loss, after.loss, spec.output_dir / LOSS_CURVE_FILE
-        )
-        tracker.log_artifact(curve)
-        write_short_history(spec, stats)
-        model_path = save_model(spec, params, model, tokenizer, report, notes)
+        resume_from = resume_point(spec, job.params, job.notes)
+        before = evaluate_before(job, model, splits.evaluation)
+        stats = train_model(job, model, splits, before, resume_from, pad_id)
+        after, metrics = evaluate_after(job, model, splits.evaluation, before, stats)
+        model_path = save_outputs(job, model, tokenizer, stats, before, after)
         tracker.finish(ok=True)
     except BaseException:
         tracker.finish(ok=False)
@@ -229,8 +127,203 @@ def run_training(spec: TrainingSpec, progress: Progress | None = None) -> Traini
         metrics["tokens_per_second"],
     )
     return TrainingResult(
-        metrics=metrics, notes=notes, model_path=model_path, mlflow_run_id=tracker.run_id, history=stats.history
+        metrics=metrics, notes=job.notes, model_path=model_path, mlflow_run_id=tracker.run_id, history=stats.history
     )
+
+
+def start(spec: TrainingSpec, progress: Progress | None) -> Job:
+    """Check what can be checked before any model loads (parameters, device, every data file, with line
+    numbers: a bad file fails in seconds), then open the tracking run."""
+    report: Progress = progress or (lambda event: None)
+    params = spec.typed_params()
+    device = torch.device(spec.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device cuda (compute local-cuda) asked for, but this machine's torch sees no CUDA GPU")
+    dtype = pick_dtype(device)
+    notes = not_applicable_notes(params, device, dtype)
+    startup = Phases()  # logged, and reported with evaluate_before: what the wait before the first step was
+    with startup.phase("data check"):
+        check_data_files(spec)
+    with startup.phase("tracking run"):
+        tracker = Tracker(spec.mlflow_tracking_uri, spec.experiment_name, spec.run_name or spec.job_name, spec.tags)
+    return Job(spec, params, device, dtype, report, notes, startup, tracker)
+
+
+def load_model(job: Job) -> tuple[Any, Any]:
+    """``(tokenizer, model)`` of the foundation model, on the job's device."""
+    with job.startup.phase("tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(job.spec.model_dir)
+    # LoRA: the frozen base in the compute dtype (half the memory traffic in bf16), adapters in fp32. A
+    # full fine-tune keeps fp32 master weights and computes under autocast.
+    base_dtype = job.dtype if job.params.apply_lora else torch.float32
+    with job.startup.phase("model load"):
+        model: Any = AutoModelForCausalLM.from_pretrained(job.spec.model_dir, dtype=base_dtype)
+        model.to(job.device)
+        use_packed_attention(model)  # packed rows: one attention call per conversation, no T x T mask
+    return tokenizer, model
+
+
+def load_data(job: Job, tokenizer: Any, model: Any) -> Splits:
+    """Preprocess: chat template, assistant-only labels, truncation to max_seq_length."""
+    max_length = sequence_length(job.params, model, job.notes)
+    with job.startup.phase("data"):
+        train_split, eval_split, validation_split = tokenize_splits(
+            job.spec, job.params, tokenizer, max_length, job.notes
+        )
+    logger.info(
+        "job %s: %s training examples (%s tokens), evaluation on %s (%s examples)",
+        job.spec.job_name,
+        len(train_split.examples),
+        train_split.tokens,
+        eval_split.name,
+        len(eval_split.examples),
+    )
+    return Splits(train_split, eval_split, validation_split, max_length)
+
+
+def add_adapters(job: Job, model: Any, max_length: int) -> Any:
+    """LoRA adapters (or every weight trainable, for a full fine-tune); seeded so a rerun starts identically."""
+    with job.startup.phase("adapters"):
+        set_seed(job.params.seed)
+        if job.params.apply_lora:
+            model = with_lora(model, job.params)
+        else:
+            model.requires_grad_(True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    job.tracker.log_params({"trainable_parameters": trainable, "max_seq_length_used": max_length})
+    return model
+
+
+def evaluate_on(job: Job, model: Any, split: TokenizedSplit) -> EvalResult:
+    return evaluate(model, split.examples, job.device, job.dtype)
+
+
+def evaluate_before(job: Job, model: Any, split: TokenizedSplit) -> EvalResult:
+    """The model before its first training step, on the evaluation split; tracked at step 0."""
+    logger.info("job %s: recipe start-up: %s", job.spec.job_name, job.startup.line())
+    job.report(
+        {
+            "phase": "evaluate_before",
+            "split": split.name,
+            "examples": len(split.examples),
+            "mlflow_run_id": job.tracker.run_id,  # known now, so a job killed later can still be found
+            "startup_seconds": job.startup.rounded(),
+        }
+    )
+    before = evaluate_on(job, model, split)
+    job.tracker.log_metrics(
+        {
+            "eval_loss_before": before.loss,
+            "perplexity_before": before.perplexity,
+            "eval_token_accuracy_before": before.token_accuracy,
+        },
+        step=0,
+    )
+    return before
+
+
+def train_model(
+    job: Job, model: Any, splits: Splits, before: EvalResult, resume_from: Path | None, pad_id: int
+) -> LoopStats:
+    """The training loop, its logging steps to the tracking run and to progress."""
+    params = job.params
+    total = total_steps(params, -(-len(splits.train.examples) // params.per_device_train_batch_size))
+
+    def on_log(entry: dict[str, float]) -> None:
+        step = int(entry["step"])
+        job.tracker.log_metrics({k: v for k, v in entry.items() if k not in PROGRESS_ONLY}, step=step)
+        job.report({**entry, "step": step, "total_steps": total})
+
+    started = {"phase": "train", "total_steps": total, "eval_loss_before": before.loss}
+    if resume_from is not None:
+        # Said before the first step, so a restarted job's status shows where it continues from.
+        started["resumed_from_step"] = int(checkpoints.read_state(resume_from)["step"])
+    job.report(started)
+    validation = splits.validation
+    validate = (lambda: evaluate_on(job, model, validation)) if validation else None
+    keep_best = params.metric_for_best_model is not None and validation is not None
+    if params.metric_for_best_model in ("f1", "exact"):
+        job.notes.append(f"metric_for_best_model {params.metric_for_best_model}: not computed locally; loss used")
+    stats = train(
+        model,
+        splits.train.examples,
+        params,
+        pad_token_id=pad_id,
+        device=job.device,
+        on_log=on_log,
+        validate=validate,
+        compute_dtype=job.dtype,
+        checkpointing=Checkpointing(
+            output_dir=job.spec.output_dir,
+            save_steps=params.save_steps,
+            save_total_limit=params.save_total_limit,
+            keep_best=keep_best,
+            resume_from=resume_from,
+        ),
+    )
+    record_training(job, model, stats, keep_best)
+    return stats
+
+
+def record_training(job: Job, model: Any, stats: LoopStats, keep_best: bool) -> None:
+    """After the loop: the whole curve and the validation points in the tracking run, the best checkpoint's
+    weights kept when asked for, and notes on resuming and early stopping."""
+    if stats.resumed_from_step:
+        job.notes.append(f"resumed from the checkpoint of step {stats.resumed_from_step}")
+        # The earlier attempt logged these to its own tracking run; this run shows the whole curve.
+        for entry in stats.history[: stats.restored_entries]:
+            job.tracker.log_metrics({k: v for k, v in entry.items() if k != "step"}, step=int(entry["step"]))
+    for point in stats.validation:
+        job.tracker.log_metrics({k: v for k, v in point.items() if k != "step"}, step=int(point["step"]))
+    if keep_best:
+        use_best_checkpoint(job.spec, model, stats, job.notes)
+    if stats.stopped_early:
+        job.notes.append(f"early stopping after step {stats.steps}: validation loss stopped improving")
+
+
+def evaluate_after(
+    job: Job, model: Any, split: TokenizedSplit, before: EvalResult, stats: LoopStats
+) -> tuple[EvalResult, dict[str, float]]:
+    """The fine-tuned model on the same split as before; ``(its result, the run's metrics)``, both tracked."""
+    job.report({"phase": "evaluate_after", "split": split.name, "examples": len(split.examples)})
+    after = evaluate_on(job, model, split)
+    metrics = run_metrics(before, after, stats)
+    # "tokens_per_second" is already a per-step series in the run; the whole-run figure gets its own name.
+    summary = {k: v for k, v in metrics.items() if k != "tokens_per_second"}
+    job.tracker.log_metrics({**summary, "train_tokens_per_second": metrics["tokens_per_second"]}, step=stats.steps)
+    return after, metrics
+
+
+def run_metrics(before: EvalResult, after: EvalResult, stats: LoopStats) -> dict[str, float]:
+    """The result's metrics: evaluation before and after, and what training did."""
+    metrics = {
+        "eval_loss_before": before.loss,
+        "eval_loss_after": after.loss,
+        "perplexity_before": before.perplexity,
+        "perplexity_after": after.perplexity,
+        "train_loss": sum(stats.step_losses) / max(len(stats.step_losses), 1),
+        "train_tokens": float(stats.train_tokens),
+        "train_seconds": stats.train_seconds,
+        "tokens_per_second": stats.train_tokens / stats.train_seconds if stats.train_seconds > 0 else 0.0,
+        "steps": float(stats.steps),
+        "eval_tokens": float(after.tokens),
+        "eval_token_accuracy_before": before.token_accuracy,
+        "eval_token_accuracy_after": after.token_accuracy,
+    }
+    if stats.history:
+        metrics["mean_token_accuracy"] = stats.history[-1]["mean_token_accuracy"]
+    return metrics
+
+
+def save_outputs(job: Job, model: Any, tokenizer: Any, stats: LoopStats, before: EvalResult, after: EvalResult) -> Path:
+    """The loss curve and the short history beside the model, then the model: adapters merged into the
+    weights (unless told not to) and saved as an MLflow model; its path."""
+    spec = job.spec
+    spec.output_dir.mkdir(parents=True, exist_ok=True)
+    curve = plot_loss_curve(stats.history, stats.validation, before.loss, after.loss, spec.output_dir / LOSS_CURVE_FILE)
+    job.tracker.log_artifact(curve)
+    write_short_history(spec, stats)
+    return save_model(spec, job.params, model, tokenizer, job.report, job.notes)
 
 
 def resume_point(spec: TrainingSpec, params: ComponentParams, notes: list[str]) -> Path | None:
