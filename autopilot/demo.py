@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autopilot.settings import LOCAL_TWIN
 from shared.exceptions import AutopilotError
 from shared.scoring import ScoringParameters, answer_text, scoring_payload
+
+if TYPE_CHECKING:
+    from shared.ledger.record import RunRecord
 
 #
 # Where the demo keeps things: AUTOPILOT_WORKDIR (default .autopilot/) for storage, the host, the platform
@@ -30,8 +35,6 @@ def _project_root() -> Path:
 
 
 def _say(message: str, started: float) -> None:
-    import time
-
     print(f"[{time.monotonic() - started:6.0f}s] {message}", flush=True)
 
 
@@ -90,125 +93,180 @@ def pictures(settings: Any, record: Any) -> list[str]:
     return lines
 
 
-def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
-    import argparse as _argparse
-    import time
+@dataclasses.dataclass
+class _Demo:
+    """One demo as its steps share it: the settings, the clock, and the run once the config is dropped."""
 
-    from autopilot import stack
-    from autopilot.runs import FOLLOW_DONE, follow
-    from local.common.processes import running_from_pid_file, stop_pid_file
-    from local.platform.dataset import DatasetError, prepare_dataset
-    from shared import runtime
-    from shared.naming import run_id
-    from shared.states import TERMINAL, RunState
-    from shared.storage import upload_config
+    settings: Any
+    data_root: Path
+    keep_up: bool
+    started: float
+    deadline: float
+    run: str | None = None  # the pictures of its training close the demo
 
-    started = time.monotonic()
-    deadline = started + timeout_minutes * 60
-    settings, data_root = _demo_environment()
-    print(f"Fine-tune Autopilot demo. Working directory: {settings.workdir}; data root: {data_root}")
+    def say(self, message: str) -> None:
+        _say(message, self.started)
 
-    # 1. Storage and the local host (restarted if it runs, so it picks up the demo's timers and data root).
-    host_pid = settings.workdir / stack.HOST_PID
-    if running_from_pid_file(host_pid) is not None:
-        _say("restarting the local host with the demo's settings (reconcile 10 s, cleanup 30 s)", started)
-        stop_pid_file(host_pid, timeout_s=15.0)
-    if stack.cmd_up(_argparse.Namespace(timeout=120.0)) != 0:
-        return 1
+    def time_left_s(self) -> float:
+        """What a follow may wait: the time left, but never under a minute."""
+        return max(60.0, self.deadline - time.monotonic())
 
-    dropped: list[str] = []  # the run, once there is one: the pictures of its training close the demo
+    def finish(self, code: int) -> int:
+        """The demo's last lines (where to see the training), the stack down unless --keep-up; ``code``."""
+        from autopilot import stack
+        from shared import runtime
 
-    def finish(code: int) -> int:
-        if dropped:
-            for line in pictures(settings, runtime.run_store().get(dropped[0])):
+        if self.run is not None:
+            for line in pictures(self.settings, runtime.run_store().get(self.run)):
                 print(line)
-        _say(
-            f"demo {'finished' if code == 0 else 'failed'}; total wall time {time.monotonic() - started:.0f} s", started
+        self.say(
+            f"demo {'finished' if code == 0 else 'failed'}; total wall time {time.monotonic() - self.started:.0f} s"
         )
-        if not keep_up:
-            stack.cmd_down(_argparse.Namespace())
+        if not self.keep_up:
+            stack.cmd_down(argparse.Namespace())
         else:
             print("Still running (--keep-up): `autopilot status`, `autopilot endpoints`, `autopilot down`.")
         return code
 
-    # 2. The sample data, validated, where the config's relative paths point.
-    _say("preparing the sample dataset (samples/ultrachat_sample)", started)
+
+def run_demo(*, keep_up: bool, timeout_minutes: float) -> int:
+    started = time.monotonic()
+    deadline = started + timeout_minutes * 60
+    settings, data_root = _demo_environment()
+    demo = _Demo(settings, data_root, keep_up, started, deadline)
+    print(f"Fine-tune Autopilot demo. Working directory: {settings.workdir}; data root: {data_root}")
+    if not _start_the_stack(demo):
+        return 1
+    if not _prepare_the_data(demo):
+        return demo.finish(1)
+    run = _drop_the_config(demo)
+    if run is None:
+        return demo.finish(1)
+    record = _follow_to_deployed(demo, run)
+    if record is None or not _ask_the_endpoint(demo, record):
+        return demo.finish(1)
+    return demo.finish(_leave_it_idle(demo, run))
+
+
+def _start_the_stack(demo: _Demo) -> bool:
+    """1. Storage and the local host (restarted if it runs, so it picks up the demo's timers and data root)."""
+    from autopilot import stack
+    from local.common.processes import running_from_pid_file, stop_pid_file
+
+    host_pid = demo.settings.workdir / stack.HOST_PID
+    if running_from_pid_file(host_pid) is not None:
+        demo.say("restarting the local host with the demo's settings (reconcile 10 s, cleanup 30 s)")
+        stop_pid_file(host_pid, timeout_s=15.0)
+    return stack.cmd_up(argparse.Namespace(timeout=120.0)) == 0
+
+
+def _prepare_the_data(demo: _Demo) -> bool:
+    """2. The sample data, validated, where the config's relative paths point."""
+    from local.platform.dataset import DatasetError, prepare_dataset
+
+    demo.say("preparing the sample dataset (samples/ultrachat_sample)")
     try:
         report = prepare_dataset(
-            str(_project_root() / "samples" / "ultrachat_sample"), data_root / "ultrachat_sample", 100
+            str(_project_root() / "samples" / "ultrachat_sample"), demo.data_root / "ultrachat_sample", 100
         )
     except DatasetError as exc:
         print(f"prepare-dataset: {exc}", file=sys.stderr)
-        return finish(1)
+        return False
     for line in report.summary_lines():
         print(f"         {line}")
+    return True
 
-    # 3. Drop the config. A timestamp comment makes every demo a new run (same bytes would be the same run).
+
+def _drop_the_config(demo: _Demo) -> str | None:
+    """3. Drop the config. A timestamp comment makes every demo a new run (same bytes would be the same run)."""
+    from shared.naming import run_id
+    from shared.storage import upload_config
+
+    settings = demo.settings
     config = (_project_root() / "samples" / DEMO_CONFIG).read_bytes()
     content = f"# autopilot demo {datetime.now(UTC).isoformat(timespec='seconds')}\n".encode() + config
     try:
         upload_config(settings.storage(), settings.config_container, DEMO_CONFIG, content)
     except Exception as exc:
         print(f"cannot upload the config ({type(exc).__name__})", file=sys.stderr)
-        return finish(1)
-    run = run_id(settings.config_container, DEMO_CONFIG, content)
-    dropped.append(run)
-    _say(f"dropped {settings.config_container}/{DEMO_CONFIG}: run {run}", started)
+        return None
+    demo.run = run_id(settings.config_container, DEMO_CONFIG, content)
+    demo.say(f"dropped {settings.config_container}/{DEMO_CONFIG}: run {demo.run}")
+    return demo.run
 
-    # 4. Follow it: submitted -> running (steps) -> completed -> registered -> deploying -> deployed.
+
+def _follow_to_deployed(demo: _Demo, run: str) -> RunRecord | None:
+    """4. Follow it: submitted -> running (steps) -> completed -> registered -> deploying -> deployed.
+
+    The deployed run's record, or None (said why) when the host never picked it up or it ended otherwise."""
+    from autopilot.runs import FOLLOW_DONE, follow
+    from shared import runtime
+
     store = runtime.run_store()
     while store.get(run) is None:
-        if time.monotonic() > deadline or time.monotonic() - started > 300:
+        if time.monotonic() > demo.deadline or time.monotonic() - demo.started > 300:
             print("the host did not pick up the config; see .autopilot/host.log", file=sys.stderr)
-            return finish(1)
+            return None
         time.sleep(1)
-    if follow(run, until=FOLLOW_DONE, timeout_s=max(60.0, deadline - time.monotonic())) != 0:
+    if follow(run, until=FOLLOW_DONE, timeout_s=demo.time_left_s()) != 0:
         record = store.get(run)
         print(f"the run ended {record.state.value if record else '?'}; see `autopilot status {run}`", file=sys.stderr)
-        return finish(1)
+        return None
     record = store.get(run)
     assert record is not None and record.endpoint_name
+    return record
 
-    # 5. What fine-tuning did, and what the endpoint answers.
+
+def _ask_the_endpoint(demo: _Demo, record: RunRecord) -> bool:
+    """5. What fine-tuning did, and what the endpoint answers (beside the base model's answer)."""
+    from shared import runtime
+
     m = record.metrics
     if "eval_loss_before" in m and "eval_loss_after" in m:
-        _say(
+        demo.say(
             f"eval loss on test_sft: {m['eval_loss_before']:.3f} -> {m['eval_loss_after']:.3f}"
             f" (perplexity {m.get('perplexity_before', 0):.1f} -> {m.get('perplexity_after', 0):.1f});"
-            f" training {m.get('tokens_per_second', 0):.0f} tokens/s",
-            started,
+            f" training {m.get('tokens_per_second', 0):.0f} tokens/s"
         )
     if record.smoke_test and record.smoke_test.answer:
         print(f"         smoke test answer: {record.smoke_test.answer}")
-    conversation = _conversation(data_root / "ultrachat_sample" / "test_gen.jsonl", DEMO_QUESTION_ROW)
+    conversation = _conversation(demo.data_root / "ultrachat_sample" / "test_gen.jsonl", DEMO_QUESTION_ROW)
     payload = scoring_payload([conversation], DEMO_PARAMETERS)
+    assert record.endpoint_name  # checked as the run was followed; said again for the type
     asked = time.monotonic()
     try:
         answer = runtime.platform().invoke(record.endpoint_name, None, payload)
     except AutopilotError as exc:
         print(f"invoke failed: {exc}", file=sys.stderr)
-        return finish(1)
+        return False
     latency = time.monotonic() - asked
-    _say(f"invoked {record.endpoint_name} ({record.scoring_uri}) in {latency:.1f} s", started)
+    demo.say(f"invoked {record.endpoint_name} ({record.scoring_uri}) in {latency:.1f} s")
     print(f"         question:             {conversation[-1]['content']}")
     print(f"         fine-tuned answer:    {answer_text(answer)}")
-    print(f"         base model answer:    {_base_model_answer(settings, conversation)}")
+    print(f"         base model answer:    {_base_model_answer(demo.settings, conversation)}")
+    return True
 
-    # 6. Leave it idle: cleanup deletes it once idle_after_minutes (1) has passed, at the follow-up the run
-    # scheduled for its idle deadline (the cleanup timer is the backstop).
-    _say("leaving the endpoint idle; cleanup deletes it at its idle deadline, 1 idle minute", started)
+
+def _leave_it_idle(demo: _Demo, run: str) -> int:
+    """6. Leave it idle: cleanup deletes it once idle_after_minutes (1) has passed, at the follow-up the run
+    scheduled for its idle deadline (the cleanup timer is the backstop). The demo's exit code."""
+    from autopilot.runs import follow
+    from shared import runtime
+    from shared.states import TERMINAL, RunState
+
+    demo.say("leaving the endpoint idle; cleanup deletes it at its idle deadline, 1 idle minute")
     code = follow(
         run,
         until=frozenset({RunState.DELETED}) | TERMINAL,
-        timeout_s=max(60.0, deadline - time.monotonic()),
+        timeout_s=demo.time_left_s(),
         since=datetime.now(UTC),  # the states up to deployed were printed above
     )
-    record = store.get(run)
+    record = runtime.run_store().get(run)
     if code != 0 or record is None or record.state != RunState.DELETED:
-        return finish(1)
+        return 1
     left = [e.name for e in runtime.platform().list_endpoints() if e.name == record.endpoint_name]
-    _say(f"endpoint {record.endpoint_name} deleted by cleanup" + (" (still listed!)" if left else ""), started)
-    return finish(0 if not left else 1)
+    demo.say(f"endpoint {record.endpoint_name} deleted by cleanup" + (" (still listed!)" if left else ""))
+    return 0 if not left else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ import yaml
 from autopilot.cost_lines import plan_cost
 from autopilot.datastore import DataCheck, check_paths, workspace_locator
 from shared.config.loader import load_config
+from shared.config.model import TrainingConfig
 from shared.config.model_tags import AllowList
 from shared.costs import PriceTable, PriceTableError
 from shared.exceptions import AutopilotError, ConfigError, FieldIssue, RejectedError
@@ -178,7 +179,18 @@ def _sdk_validation(job: Any) -> list[FieldIssue]:
     return [FieldIssue(f"job.{path}", str(message)) for path, message in sorted(result.error_messages.items())]
 
 
+@dataclasses.dataclass
+class _Job:
+    """The job as the plan shows it, with what making it noted and found."""
+
+    as_dict: dict[str, Any]
+    as_yaml: str
+    notes: list[str]
+    data: list[DataCheck] = dataclasses.field(default_factory=list)
+
+
 def _make(args: argparse.Namespace) -> PlanOutput | int:
+    """The plan, or the exit code once the reason it cannot be made is printed."""
     path: Path = args.file
     try:
         content = path.read_bytes()
@@ -187,38 +199,64 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
     from shared import runtime
 
     settings = runtime.settings()  # read by autopilot.main (autopilot/settings.py)
-    offline = [
-        f"{flag} {value}"
-        for flag, value in (
-            ("--component", args.component),
-            ("--model-tags", args.model_tags),
-            ("--model-spec", args.model_spec),
-        )
-        if value
-    ]
-    for flag, value in (
-        ("--component", args.component),
-        ("--model-tags", args.model_tags),
-        ("--model-spec", args.model_spec),
-    ):
-        if value is not None and not value.is_file():
+    stand_ins = _stand_ins(args)
+    name = _platform_name(args, settings, stand_ins)
+    if isinstance(name, int):
+        return name
+    try:
+        config = load_config(content)
+    except ConfigError as exc:
+        return _rejected(exc.issues, args.json)
+    made = _plan_and_job(args, settings, name, config, content)
+    if isinstance(made, int):
+        return made
+    plan, job = made
+    cost = _cost(args, settings, plan)
+    if isinstance(cost, int):
+        return cost
+    cost_lines, cost_json = cost
+    return PlanOutput(
+        str(path),
+        f"{settings.config_container}/{path.name}",
+        name,
+        [f"{flag} {value}" for flag, value in stand_ins],
+        plan,
+        job.as_dict,
+        job.as_yaml,
+        job.notes,
+        cost_lines,
+        cost_json,
+        job.data,
+    )
+
+
+def _stand_ins(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The Azure ML offline stand-ins named on the command line, as (flag, file)."""
+    given = (("--component", args.component), ("--model-tags", args.model_tags), ("--model-spec", args.model_spec))
+    return [(flag, value) for flag, value in given if value is not None]
+
+
+def _platform_name(args: argparse.Namespace, settings: Settings, stand_ins: list[tuple[str, Path]]) -> str | int:
+    """The platform to plan on, or exit code 2 where the stand-ins are missing or do not fit it."""
+    for flag, value in stand_ins:
+        if not value.is_file():
             # A file named on the command line that is not there is a usage error (2), not a rejection (1).
             return _error(f"{flag}: no such file: {value}" if not value.exists() else f"{flag}: {value} is not a file")
     if args.model_tags and args.model_spec:
         return _error("give --model-tags or --model-spec, not both (both describe the foundation model)")
     # The offline stand-ins only exist for Azure ML, so giving one picks it unless a platform is named.
-    name = args.platform or ("azureml" if offline else settings.platform)
-    if name != "azureml" and offline:
+    name: str = args.platform or ("azureml" if stand_ins else settings.platform)
+    if name != "azureml" and stand_ins:
         return _error("--component, --model-tags and --model-spec apply to --platform azureml only")
+    return name
 
-    try:
-        config = load_config(content)
-    except ConfigError as exc:
-        return _rejected(exc.issues, args.json)
 
-    blob = path.name
+def _plan_and_job(
+    args: argparse.Namespace, settings: Settings, name: str, config: TrainingConfig, content: bytes
+) -> tuple[SubmissionPlan, _Job] | int:
+    """The plan submit would make (``build_plan``) and the job it would submit, or the exit code why not."""
+    blob = args.file.name
     run = run_id(settings.config_container, blob, content)
-    data_checks: list[DataCheck] = []
     try:
         platform = _platform(settings, name, args)
         plan = build_plan(
@@ -232,39 +270,7 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
             event_grid_topics=allowed_topics(settings.event_grid_topics),
             notify_allow_private=settings.notify_allow_private_addresses,
         )
-        notes = list(plan.notes)
-        if name == "azureml":
-            built = platform.build_pipeline_job(plan.job)
-            notes.extend(built.notes)
-            data_checks = _data_checks(platform, plan)
-            missing = [
-                FieldIssue(c.field, f"{c.uri}: {c.message}; the job would fail reading it")
-                for c in data_checks
-                if c.outcome == "missing"
-            ]
-            if missing:
-                return _rejected(missing, args.json, heading="The job would fail")
-            issues = _sdk_validation(built.job)
-            if issues:
-                return _rejected(issues, args.json)
-            from shared.platform.azureml.pipeline import job_to_dict, job_to_yaml
-
-            reference = None
-            if args.component is not None:
-                # A registry component appears in the job by reference; the offline spec is loaded inline.
-                component = built.component
-                reference = (
-                    f"azureml://registries/{settings.azureml_registry}/components/{component.name}"
-                    f"/versions/{component.version}"
-                )
-                notes.append(f"component loaded from {args.component}, shown by its registry reference")
-            job_dict = job_to_dict(built.job)
-            job_yaml = job_to_yaml(built.job, collapse_component=reference)
-        else:
-            job_dict = dataclasses.asdict(plan.job)
-            # asdict leaves the pydantic parameters an object, which neither YAML nor JSON can write.
-            job_dict["params"] = plan.job.params.model_dump(mode="json")
-            job_yaml = yaml.safe_dump(job_dict, sort_keys=False)
+        job = _azureml_job(args, settings, platform, plan) if name == "azureml" else _local_job(plan)
     except RejectedError as exc:
         return _rejected(exc.issues, args.json)
     except AutopilotError as exc:
@@ -273,32 +279,62 @@ def _make(args: argparse.Namespace) -> PlanOutput | int:
             # The error says how to sign in (shared/identity.py); the plan can also do without Azure.
             hint = " (to plan without Azure access pass --component and --model-spec or --model-tags)"
         return _error(f"{exc}{hint}")
+    return job if isinstance(job, int) else (plan, job)
+
+
+def _azureml_job(args: argparse.Namespace, settings: Settings, platform: Any, plan: SubmissionPlan) -> _Job | int:
+    """The pipeline job serialised from the SDK's objects, once its data paths and the SDK's checks pass."""
+    notes = list(plan.notes)
+    built = platform.build_pipeline_job(plan.job)
+    notes.extend(built.notes)
+    data_checks = _data_checks(platform, plan)
+    missing = [
+        FieldIssue(c.field, f"{c.uri}: {c.message}; the job would fail reading it")
+        for c in data_checks
+        if c.outcome == "missing"
+    ]
+    if missing:
+        return _rejected(missing, args.json, heading="The job would fail")
+    issues = _sdk_validation(built.job)
+    if issues:
+        return _rejected(issues, args.json)
+    from shared.platform.azureml.pipeline import job_to_dict, job_to_yaml
+
+    reference = None
+    if args.component is not None:
+        # A registry component appears in the job by reference; the offline spec is loaded inline.
+        component = built.component
+        reference = (
+            f"azureml://registries/{settings.azureml_registry}/components/{component.name}/versions/{component.version}"
+        )
+        notes.append(f"component loaded from {args.component}, shown by its registry reference")
+    job_dict = job_to_dict(built.job)
+    return _Job(job_dict, job_to_yaml(built.job, collapse_component=reference), notes, data_checks)
+
+
+def _local_job(plan: SubmissionPlan) -> _Job:
+    """The local platform's job request as it is."""
+    job_dict = dataclasses.asdict(plan.job)
+    # asdict leaves the pydantic parameters an object, which neither YAML nor JSON can write.
+    job_dict["params"] = plan.job.params.model_dump(mode="json")
+    return _Job(job_dict, yaml.safe_dump(job_dict, sort_keys=False), list(plan.notes))
+
+
+def _cost(args: argparse.Namespace, settings: Settings, plan: SubmissionPlan) -> tuple[list[str], dict[str, Any]] | int:
+    """The cost lines and their JSON form, from the price table; exit code 2 when the table or --rows is bad."""
     try:
         table = PriceTable.load(settings.price_table or None)
     except PriceTableError as exc:
         return _error(str(exc))
     if args.rows is not None and args.rows < 1:
         return _error(f"--rows must be at least 1, not {args.rows}")
-    cost_lines, cost = plan_cost(
+    return plan_cost(
         plan,
         table,
         hours=args.hours,
         seconds_per_step=args.seconds_per_step,
         rows=args.rows,
         data_root=settings.data_root,
-    )
-    return PlanOutput(
-        str(path),
-        f"{settings.config_container}/{blob}",
-        name,
-        offline,
-        plan,
-        job_dict,
-        job_yaml,
-        notes,
-        cost_lines,
-        cost,
-        data_checks,
     )
 
 
