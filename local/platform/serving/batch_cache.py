@@ -58,7 +58,9 @@ class BatchCache(Generic[RowT]):
     def grow(self) -> torch.Tensor:
         """One more column, attended to by every row, for the tokens fed next; their position ids (rows, 1)."""
         assert self.mask is not None
-        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype)], dim=1)
+        self.mask = torch.cat(
+            [self.mask, torch.ones((len(self.rows), 1), dtype=self.mask.dtype, device=self.mask.device)], dim=1
+        )
         return self.mask.sum(-1, keepdim=True) - 1
 
     def keep(self, indices: list[int]) -> None:
