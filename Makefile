@@ -32,8 +32,13 @@ check-infra: setup infra-venv
 demo: setup
 	.venv/bin/autopilot demo
 
+# The suite on three workers (pytest-xdist): most of its time is spent waiting on processes it started (jobs,
+# endpoint servers, the host, Azurite), so a third worker on two cores uses what the other two leave idle.
+# A file's tests stay on one worker (its module fixtures are built once); the longest files go first
+# (tests/conftest.py). Where the time goes, and the serial run's: docs/testing.md. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The unit tier alone: no process, no network socket (tests/unit/conftest.py refuses both), no Azurite.
 test-unit: setup

@@ -25,6 +25,29 @@ from shared.platform.port import MLPlatform
 from shared.runs import RunStore
 from shared.settings import Settings
 
+# `make test` runs the suite on several workers (pytest-xdist, `--dist loadfile --no-loadscope-reorder`: a file's
+# tests stay on one worker, so its module fixtures are built once, and files are handed out in collection order).
+# The longest files go first, so that none is left to run alone at the end while the other workers idle: the
+# end-to-end file alone is about five minutes of a run (docs/testing.md, "Where the time goes"). A serial run
+# is only reordered by this; every test still runs.
+LONGEST_FIRST = (
+    "tests/integration/test_local_e2e.py",
+    "tests/slow/",
+    "tests/functional/local/platform/",
+    "tests/integration/",
+    "tests/infra/",
+    "tests/functional/local/",
+)
+
+
+def _longest_first_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return next((rank for rank, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_longest_first_rank)  # stable: within a rank, collection order
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _machine_independent_dtype() -> Iterator[None]:
