@@ -34,10 +34,6 @@ def _project_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def _say(message: str, started: float) -> None:
-    print(f"[{time.monotonic() - started:6.0f}s] {message}", flush=True)
-
-
 def _demo_environment() -> tuple[Any, Path]:
     """Settings for the demo (data root, fast timers), put in the environment the host will inherit."""
     import os
@@ -105,7 +101,7 @@ class _Demo:
     run: str | None = None  # the pictures of its training close the demo
 
     def say(self, message: str) -> None:
-        _say(message, self.started)
+        print(f"[{time.monotonic() - self.started:6.0f}s] {message}", flush=True)
 
     def time_left_s(self) -> float:
         """What a follow may wait: the time left, but never under a minute."""
